@@ -1,0 +1,567 @@
+//! The typed, validated YAML configuration shared by `rwsplit-proxy` and `rwsplit-binlog-reader`.
+//!
+//! Parsing is pure (text in, document out) so it lives here with the topology it describes;
+//! the binaries read the file. Every error names the file, and where it can, the line and the key.
+
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+
+/// What went wrong loading a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The YAML did not parse or did not match the expected shape.
+    #[error("{file}: {message}")]
+    Syntax { file: String, message: String },
+    /// The document parsed but a value is not acceptable.
+    #[error("{file}{line}: `{key}`: {message}", line = fmt_line(*.line))]
+    Invalid {
+        file: String,
+        line: Option<usize>,
+        key: String,
+        message: String,
+    },
+}
+
+fn fmt_line(line: Option<usize>) -> String {
+    line.map(|l| format!(":{l}")).unwrap_or_default()
+}
+
+/// A server's role as configured. The health monitor may discover a different writer
+/// (an external failover); this is where the topology starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Primary,
+    Replica,
+}
+
+/// One database server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// A unique, stable name used in metrics labels and logs.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub role: Role,
+    /// Where the server runs (zone, region, rack): reads prefer the proxy's own location.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Relative share of reads among equally good replicas.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Overrides `routing.max_lag_ms` for this server.
+    #[serde(default)]
+    pub max_lag_ms: Option<u64>,
+    /// Excluded from reads while true (drain for maintenance).
+    #[serde(default)]
+    pub maintenance: bool,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// What to do with a read when no replica qualifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoReplicaPolicy {
+    /// Send the read to the primary (and count the fallback).
+    Primary,
+    /// Answer the client with an error.
+    Error,
+}
+
+/// Read/write splitting policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// A replica whose lag exceeds this leaves the read rotation.
+    #[serde(default = "default_max_lag_ms")]
+    pub max_lag_ms: u64,
+    /// ...and comes back only once its lag is below this (hysteresis). Must be ≤ max_lag_ms.
+    #[serde(default = "default_lag_recovery_ms")]
+    pub lag_recovery_ms: u64,
+    /// Other locations to read from, in order, when the proxy's own has no healthy replica.
+    #[serde(default)]
+    pub location_fallback: Vec<String>,
+    /// Never drain below this many serving replicas because of lag alone.
+    #[serde(default = "default_min_serving")]
+    pub min_serving: usize,
+    #[serde(default = "default_no_replica")]
+    pub no_replica: NoReplicaPolicy,
+    /// `START TRANSACTION READ ONLY` may run on one replica for its whole duration.
+    #[serde(default)]
+    pub read_only_transactions_on_replica: bool,
+    /// Consecutive connect/IO failures that eject a backend.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an ejected backend rests before a trial request (half-open).
+    #[serde(default = "default_breaker_cooldown_ms")]
+    pub breaker_cooldown_ms: u64,
+}
+
+fn default_max_lag_ms() -> u64 {
+    1000
+}
+fn default_lag_recovery_ms() -> u64 {
+    500
+}
+fn default_min_serving() -> usize {
+    0
+}
+fn default_no_replica() -> NoReplicaPolicy {
+    NoReplicaPolicy::Primary
+}
+fn default_breaker_failures() -> u32 {
+    3
+}
+fn default_breaker_cooldown_ms() -> u64 {
+    5000
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            max_lag_ms: default_max_lag_ms(),
+            lag_recovery_ms: default_lag_recovery_ms(),
+            location_fallback: Vec::new(),
+            min_serving: default_min_serving(),
+            no_replica: default_no_replica(),
+            read_only_transactions_on_replica: false,
+            breaker_failures: default_breaker_failures(),
+            breaker_cooldown_ms: default_breaker_cooldown_ms(),
+        }
+    }
+}
+
+/// A secret given inline, from an environment variable, or from a file. Never logged.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<String>,
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secret")
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_env", &self.password_env)
+            .field("password_file", &self.password_file)
+            .finish()
+    }
+}
+
+/// Credentials: a user name and where its password comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    pub user: String,
+    #[serde(flatten)]
+    pub secret: Secret,
+}
+
+/// An application user the proxy accepts and uses on the backends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    #[serde(flatten)]
+    pub secret: Secret,
+}
+
+/// Client-side TLS mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    #[default]
+    Off,
+    Optional,
+    Required,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default)]
+    pub mode: TlsMode,
+    #[serde(default)]
+    pub cert: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+/// Backend connection pools.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    #[serde(default = "default_pool_max")]
+    pub max_per_server: usize,
+    #[serde(default = "default_pool_idle_timeout_s")]
+    pub idle_timeout_s: u64,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_read_timeout_ms")]
+    pub read_timeout_ms: u64,
+}
+
+fn default_pool_max() -> usize {
+    200
+}
+fn default_pool_idle_timeout_s() -> u64 {
+    60
+}
+fn default_connect_timeout_ms() -> u64 {
+    2000
+}
+fn default_read_timeout_ms() -> u64 {
+    30_000
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_per_server: default_pool_max(),
+            idle_timeout_s: default_pool_idle_timeout_s(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+            read_timeout_ms: default_read_timeout_ms(),
+        }
+    }
+}
+
+/// Where the proxy learns replica lag.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum LagSource {
+    /// Run the binlog reader inside the proxy (default for a single proxy).
+    #[default]
+    Embedded,
+    /// Follow a sidecar's `/lag` endpoint, e.g. `http://127.0.0.1:9034/lag`.
+    Sidecar { url: String },
+    /// Seconds_Behind_Master from `SHOW SLAVE STATUS` (whole seconds; a fallback).
+    SecondsBehindMaster,
+}
+
+/// The proxy's own settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_proxy_http")]
+    pub http_listen: String,
+    /// The version string clients see in the handshake.
+    #[serde(default = "default_server_version")]
+    pub server_version: String,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Close a client idle for longer than this.
+    #[serde(default = "default_client_idle_timeout_s")]
+    pub client_idle_timeout_s: u64,
+    /// How long SIGTERM waits for sessions to finish.
+    #[serde(default = "default_shutdown_timeout_s")]
+    pub shutdown_timeout_s: u64,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub pool: PoolConfig,
+    #[serde(default)]
+    pub lag_source: LagSource,
+    /// How often the health monitor checks each server.
+    #[serde(default = "default_monitor_interval_ms")]
+    pub monitor_interval_ms: u64,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:6033".into()
+}
+fn default_proxy_http() -> String {
+    "127.0.0.1:9033".into()
+}
+fn default_server_version() -> String {
+    "8.0.35-rwsplit".into()
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_client_idle_timeout_s() -> u64 {
+    28_800
+}
+fn default_shutdown_timeout_s() -> u64 {
+    30
+}
+fn default_monitor_interval_ms() -> u64 {
+    500
+}
+
+/// The binlog reader's settings (sidecar binary or embedded in the proxy).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SidecarConfig {
+    #[serde(default = "default_sidecar_http")]
+    pub http_listen: String,
+    /// The server id the reader presents to the primary; must be unique in the topology.
+    #[serde(default = "default_reader_server_id")]
+    pub server_id: u32,
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Transactions kept in the commit timeline before the oldest are dropped.
+    #[serde(default = "default_timeline_capacity")]
+    pub timeline_capacity: usize,
+}
+
+fn default_sidecar_http() -> String {
+    "127.0.0.1:9034".into()
+}
+fn default_reader_server_id() -> u32 {
+    4242
+}
+fn default_poll_interval_ms() -> u64 {
+    100
+}
+fn default_timeline_capacity() -> usize {
+    1_000_000
+}
+
+impl Default for SidecarConfig {
+    fn default() -> Self {
+        Self {
+            http_listen: default_sidecar_http(),
+            server_id: default_reader_server_id(),
+            poll_interval_ms: default_poll_interval_ms(),
+            timeline_capacity: default_timeline_capacity(),
+        }
+    }
+}
+
+/// The whole configuration document.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This proxy's location; reads prefer replicas here.
+    #[serde(default)]
+    pub location: Option<String>,
+    pub servers: Vec<ServerConfig>,
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    /// The account the monitor and binlog reader use (needs REPLICATION SLAVE, SLAVE MONITOR, BINLOG MONITOR).
+    pub monitor: Credentials,
+    pub proxy: Option<ProxyConfig>,
+    #[serde(default)]
+    pub sidecar: SidecarConfig,
+}
+
+impl Config {
+    /// Parses and validates a document; `file` names it in errors.
+    pub fn from_yaml(file: &str, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+        config.validate(file, text)?;
+        Ok(config)
+    }
+
+    /// The server configured as primary.
+    pub fn primary(&self) -> Option<&ServerConfig> {
+        self.servers.iter().find(|s| s.role == Role::Primary)
+    }
+
+    fn validate(&self, file: &str, text: &str) -> Result<(), ConfigError> {
+        let invalid = |key: String, needle: &str, message: String| ConfigError::Invalid {
+            file: file.to_string(),
+            line: find_line(text, needle),
+            key,
+            message,
+        };
+        if self.servers.is_empty() {
+            return Err(invalid(
+                "servers".into(),
+                "servers:",
+                "at least one server is required".into(),
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut addrs = HashSet::new();
+        for (i, s) in self.servers.iter().enumerate() {
+            if s.name.is_empty() {
+                return Err(invalid(
+                    format!("servers[{i}].name"),
+                    "name:",
+                    "must not be empty".into(),
+                ));
+            }
+            if !names.insert(s.name.as_str()) {
+                return Err(invalid(
+                    format!("servers[{i}].name"),
+                    &s.name,
+                    format!("duplicate server name {:?}", s.name),
+                ));
+            }
+            if s.port == 0 {
+                return Err(invalid(
+                    format!("servers[{i}].port"),
+                    "port:",
+                    "must be 1-65535".into(),
+                ));
+            }
+            if !addrs.insert((s.host.as_str(), s.port)) {
+                return Err(invalid(
+                    format!("servers[{i}].port"),
+                    &s.name,
+                    format!("{}:{} is listed twice", s.host, s.port),
+                ));
+            }
+            if s.weight == 0 {
+                return Err(invalid(
+                    format!("servers[{i}].weight"),
+                    "weight:",
+                    "must be at least 1".into(),
+                ));
+            }
+        }
+        let primaries = self
+            .servers
+            .iter()
+            .filter(|s| s.role == Role::Primary)
+            .count();
+        if primaries != 1 {
+            return Err(invalid(
+                "servers[].role".into(),
+                "role: primary",
+                format!("exactly one server must have `role: primary`, found {primaries}"),
+            ));
+        }
+        let r = &self.routing;
+        if r.lag_recovery_ms > r.max_lag_ms {
+            return Err(invalid(
+                "routing.lag_recovery_ms".into(),
+                "lag_recovery_ms:",
+                format!(
+                    "must not exceed routing.max_lag_ms ({}), got {}",
+                    r.max_lag_ms, r.lag_recovery_ms
+                ),
+            ));
+        }
+        if r.breaker_failures == 0 {
+            return Err(invalid(
+                "routing.breaker_failures".into(),
+                "breaker_failures:",
+                "must be at least 1".into(),
+            ));
+        }
+        if let Some(proxy) = &self.proxy {
+            check_addr(&proxy.listen).map_err(|m| invalid("proxy.listen".into(), "listen:", m))?;
+            check_addr(&proxy.http_listen)
+                .map_err(|m| invalid("proxy.http_listen".into(), "http_listen:", m))?;
+            if proxy.tls.mode != TlsMode::Off
+                && (proxy.tls.cert.is_none() || proxy.tls.key.is_none())
+            {
+                return Err(invalid(
+                    "proxy.tls".into(),
+                    "tls:",
+                    "`cert` and `key` are required unless `mode: off`".into(),
+                ));
+            }
+            let mut users = HashSet::new();
+            for (i, u) in proxy.users.iter().enumerate() {
+                if !users.insert(u.name.as_str()) {
+                    return Err(invalid(
+                        format!("proxy.users[{i}].name"),
+                        &u.name,
+                        format!("duplicate user {:?}", u.name),
+                    ));
+                }
+                check_secret(&u.secret)
+                    .map_err(|m| invalid(format!("proxy.users[{i}]"), &u.name, m))?;
+            }
+        }
+        check_addr(&self.sidecar.http_listen)
+            .map_err(|m| invalid("sidecar.http_listen".into(), "http_listen:", m))?;
+        check_secret(&self.monitor.secret).map_err(|m| invalid("monitor".into(), "monitor:", m))?;
+        Ok(())
+    }
+}
+
+fn check_addr(addr: &str) -> Result<(), String> {
+    addr.parse::<std::net::SocketAddr>()
+        .map(|_| ())
+        .map_err(|_| format!("{addr:?} is not an IP:port address"))
+}
+
+fn check_secret(s: &Secret) -> Result<(), String> {
+    let given = [
+        s.password.is_some(),
+        s.password_env.is_some(),
+        s.password_file.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if given > 1 {
+        return Err("give only one of `password`, `password_env`, `password_file`".into());
+    }
+    Ok(())
+}
+
+/// The 1-based line of the first occurrence of `needle`, to point a reader at the offending key.
+fn find_line(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../examples/local-cluster.yaml");
+
+    #[test]
+    fn example_config_is_valid() {
+        let c = Config::from_yaml("local-cluster.yaml", EXAMPLE).expect("example parses");
+        assert_eq!(c.primary().map(|p| p.port), Some(3310));
+        assert_eq!(c.servers.len(), 3);
+        assert_eq!(
+            c.proxy.as_ref().map(|p| p.listen.as_str()),
+            Some("127.0.0.1:6033")
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_line() {
+        let text = EXAMPLE.replace("max_lag_ms:", "max_lagg_ms:");
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("c.yaml"), "{err}");
+        assert!(err.contains("max_lagg_ms"), "{err}");
+        assert!(err.contains("line") || err.contains(':'), "{err}");
+    }
+
+    #[test]
+    fn two_primaries_rejected() {
+        let text = EXAMPLE.replace("role: replica", "role: primary");
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("exactly one server"), "{err}");
+    }
+
+    #[test]
+    fn lag_marks_in_order() {
+        let text = EXAMPLE.replace("lag_recovery_ms: 500", "lag_recovery_ms: 5000");
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("routing.lag_recovery_ms"), "{err}");
+        assert!(err.contains("c.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let c = Config::from_yaml("c.yaml", EXAMPLE).unwrap();
+        let shown = format!("{:?}", c);
+        assert!(!shown.contains("app-password"), "{shown}");
+    }
+}
