@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make test`: everything, on a fresh machine: install what is missing, start a real MariaDB
+# topology, then unit tests, integration tests, dashboard/alert checks, fmt and clippy.
+# Any failure fails the whole run.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing test dependencies"
+scripts/install-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "building binaries (the integration tests run them)"
+cargo build --workspace --bins --locked
+
+step "starting the shared test topology (primary :3310, replicas :3311, :3312)"
+scripts/cluster.sh up
+# Under `make test` a missing topology is a failure, never a skip.
+export RWSPLIT_REQUIRE_CLUSTER=1
+
+step "cargo test (unit and integration tests against the real topology)"
+cargo test --workspace --locked
+
+step "dashboards and alert rules"
+scripts/check-dashboards.sh
+
+step "docker compose file"
+if [ -f docker/docker-compose.yml ]; then
+  docker-compose -f docker/docker-compose.yml config --quiet
+  echo "docker/docker-compose.yml: valid"
+fi
+
+step "stopping the shared test topology"
+scripts/cluster.sh down
+echo
+echo "make test: all checks passed"
