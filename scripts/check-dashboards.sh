@@ -8,4 +8,7 @@ cd "$ROOT"
 for rules in dashboards/*.rules.yml; do
   promtool check rules "$rules"
 done
+for t in dashboards/tests/*.yml; do
+  promtool test rules "$t"
+done
 python3 scripts/dashboard_metrics.py
