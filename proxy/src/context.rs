@@ -1,0 +1,624 @@
+//! The shared runtime context every session gets: the current configuration (swapped whole on
+//! SIGHUP), the live topology the health monitor publishes, per-backend counters and circuit
+//! breakers, and the metrics handles.
+//!
+//! Everything a session reads on the hot path is a lock-free `ArcSwap` load or an atomic: a
+//! session loads a snapshot when a statement starts and keeps it for that statement, so a
+//! reload or a topology change never tears a statement in half.
+
+use crate::metrics::{BackendMetrics, Metrics};
+use arc_swap::ArcSwap;
+use router::config::{Config, ProxyConfig, ServerConfig};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// What can go wrong building or reloading the context.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The document is invalid (the message names file, line and key).
+    #[error(transparent)]
+    Config(#[from] router::config::ConfigError),
+    /// The document has no `proxy:` section.
+    #[error(
+        "{file}: `proxy`: section missing: rwsplit-proxy needs at least `proxy: {{users: [...]}}`"
+    )]
+    NoProxySection { file: String },
+    /// A setting cannot change without a restart.
+    #[error(
+        "{file}: `{key}`: changing it needs a restart (was {old}, now {new}); reload rejected"
+    )]
+    NeedsRestart {
+        file: String,
+        key: &'static str,
+        old: String,
+        new: String,
+    },
+}
+
+/// Reads and validates a configuration file for the proxy.
+pub fn load_config(path: &Path) -> Result<Config, Error> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        file: file.clone(),
+        source,
+    })?;
+    let config = Config::from_yaml(&file, &text)?;
+    if config.proxy.is_none() {
+        return Err(Error::NoProxySection { file });
+    }
+    Ok(config)
+}
+
+/// The runtime side of one configured server: counters the sessions and pools update, and its
+/// circuit breaker. The counters survive reloads while the server's name and address stay.
+pub struct Backend {
+    /// Position in `config.servers` (and in [`Topology::servers`]) of the config it belongs to.
+    pub index: usize,
+    pub config: ServerConfig,
+    shared: Arc<BackendShared>,
+}
+
+/// The part of a backend that outlives config reloads.
+struct BackendShared {
+    /// Statements running on this backend now (sessions hold an [`InFlight`] guard).
+    in_flight: AtomicUsize,
+    /// Pooled backend connections (idle + in use), maintained by the pools.
+    connections: AtomicUsize,
+    metrics: BackendMetrics,
+    breaker: Mutex<Breaker>,
+    /// Mirror of "breaker open" for lock-free reads on the hot path.
+    breaker_open: AtomicBool,
+}
+
+impl Backend {
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Pre-resolved metric handles for this backend.
+    pub fn metrics(&self) -> &BackendMetrics {
+        &self.shared.metrics
+    }
+
+    /// Marks a statement as running here until the guard drops.
+    pub fn begin(&self) -> InFlight {
+        self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.shared.clone())
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Pooled connections to this backend (idle + in use).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// The pools call this when they open a backend connection...
+    pub fn connection_opened(&self) {
+        self.shared.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// ...and this when they close one.
+    pub fn connection_closed(&self) {
+        let _ = self
+            .shared
+            .connections
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
+    }
+
+    /// A connect or I/O failure on this backend (from the monitor or a session).
+    /// `threshold` and `cooldown` come from `routing.breaker_*`; see [`Context::report_failure`].
+    pub fn report_failure(&self, threshold: u32, cooldown: Duration) {
+        let open = match self.shared.breaker.lock() {
+            Ok(mut b) => b.failure(threshold, cooldown, Instant::now()),
+            Err(_) => return,
+        };
+        self.set_open(open);
+    }
+
+    /// A successful connect or round trip: closes the breaker.
+    pub fn report_success(&self) {
+        if !self.shared.breaker_open.load(Ordering::Relaxed) {
+            if let Ok(mut b) = self.shared.breaker.lock() {
+                b.success();
+            }
+            return;
+        }
+        if let Ok(mut b) = self.shared.breaker.lock() {
+            b.success();
+        }
+        self.set_open(false);
+    }
+
+    /// Whether requests may go to this backend now: closed, or half-open after the cool-down
+    /// (a trial; its result closes or re-opens the breaker).
+    pub fn breaker_allows(&self) -> bool {
+        if !self.shared.breaker_open.load(Ordering::Relaxed) {
+            return true;
+        }
+        match self.shared.breaker.lock() {
+            Ok(b) => b.allows(Instant::now()),
+            Err(_) => true,
+        }
+    }
+
+    /// `closed`, `open` or `half_open`, for `/servers`.
+    pub fn breaker_state(&self) -> &'static str {
+        match self.shared.breaker.lock() {
+            Ok(b) => b.state(Instant::now()),
+            Err(_) => "closed",
+        }
+    }
+
+    fn set_open(&self, open: bool) {
+        self.shared.breaker_open.store(open, Ordering::Relaxed);
+        self.shared.metrics.breaker_open.set(i64::from(open));
+    }
+}
+
+/// Decrements the backend's in-flight count when dropped.
+pub struct InFlight(Arc<BackendShared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Consecutive-failure circuit breaker: open after `threshold` failures in a row, half-open
+/// after the cool-down, closed again by a success.
+#[derive(Debug, Default)]
+struct Breaker {
+    consecutive_failures: u32,
+    open_until: Option<Instant>,
+}
+
+impl Breaker {
+    fn failure(&mut self, threshold: u32, cooldown: Duration, now: Instant) -> bool {
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        if self.consecutive_failures >= threshold.max(1) {
+            self.open_until = Some(now + cooldown);
+        }
+        self.open_until.is_some()
+    }
+    fn success(&mut self) {
+        self.consecutive_failures = 0;
+        self.open_until = None;
+    }
+    fn allows(&self, now: Instant) -> bool {
+        self.open_until.is_none_or(|t| now >= t)
+    }
+    fn state(&self, now: Instant) -> &'static str {
+        match self.open_until {
+            None => "closed",
+            Some(t) if now >= t => "half_open",
+            Some(_) => "open",
+        }
+    }
+}
+
+/// The role the monitor observes for a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObservedRole {
+    /// Writable and replicating from no one.
+    Primary,
+    /// Replicating from another server (or read-only).
+    Replica,
+    /// Not checked yet, or unreachable.
+    Unknown,
+}
+
+impl ObservedRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObservedRole::Primary => "primary",
+            ObservedRole::Replica => "replica",
+            ObservedRole::Unknown => "unknown",
+        }
+    }
+}
+
+/// What the health monitor last learned about one server.
+#[derive(Debug, Clone)]
+pub struct ServerHealth {
+    /// The last check connected and answered.
+    pub reachable: bool,
+    /// `@@read_only`, when known.
+    pub read_only: Option<bool>,
+    /// Whether the server replicates from another (has a replica status row).
+    pub replicating: Option<bool>,
+    /// Replica IO and SQL threads both running (false when not replicating).
+    pub threads_running: bool,
+    /// Lag behind the primary in milliseconds; `None` = unknown (never treated as 0).
+    pub lag_ms: Option<u64>,
+    pub role: ObservedRole,
+    /// The last check's error, for `/servers` and logs.
+    pub last_error: Option<String>,
+    /// When the last check finished (monotonic).
+    pub checked_at: Option<Instant>,
+}
+
+impl Default for ServerHealth {
+    fn default() -> Self {
+        ServerHealth {
+            reachable: false,
+            read_only: None,
+            replicating: None,
+            threads_running: false,
+            lag_ms: None,
+            role: ObservedRole::Unknown,
+            last_error: None,
+            checked_at: None,
+        }
+    }
+}
+
+/// One published view of the topology; replaced whole by the monitor after each round.
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    /// Increases with every publication.
+    pub generation: u64,
+    /// Aligned with `config.servers` (and the context's backends) of the config it was built for.
+    pub servers: Vec<ServerHealth>,
+    /// Index of the server writes go to, if exactly one qualifies.
+    pub primary: Option<usize>,
+    /// Why writes cannot be served now (no primary, split brain), for clients and `/healthz`.
+    pub write_block: Option<String>,
+    /// Two or more writable servers replicate from no one.
+    pub split_brain: bool,
+}
+
+/// The shared state behind every session, the monitor, and the admin endpoint.
+pub struct Context {
+    config_path: PathBuf,
+    config: ArcSwap<Config>,
+    backends: ArcSwap<Vec<Arc<Backend>>>,
+    topology: ArcSwap<Topology>,
+    pub metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    /// Incremented on every successful reload, so tasks can notice.
+    config_generation: AtomicU64,
+    /// Client sessions open now (also exported as a gauge).
+    clients: AtomicU32,
+}
+
+impl Context {
+    /// Builds the context for a validated config (which must have a `proxy` section).
+    pub fn new(config_path: PathBuf, config: Config) -> Arc<Context> {
+        let metrics = Arc::new(Metrics::new());
+        let backends = build_backends(&config, &[], &metrics);
+        let topology = initial_topology(&config);
+        let (shutdown, _) = watch::channel(false);
+        Arc::new(Context {
+            config_path,
+            config: ArcSwap::from_pointee(config),
+            backends: ArcSwap::from_pointee(backends),
+            topology: ArcSwap::from_pointee(topology),
+            metrics,
+            shutdown,
+            config_generation: AtomicU64::new(0),
+            clients: AtomicU32::new(0),
+        })
+    }
+
+    /// The current configuration; keep the `Arc` for the duration of a statement.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// The current `proxy:` section.
+    pub fn proxy_config(&self) -> ProxyConfigRef {
+        ProxyConfigRef(self.config())
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    pub fn config_generation(&self) -> u64 {
+        self.config_generation.load(Ordering::Relaxed)
+    }
+
+    /// Per-server runtime state, aligned with `config().servers`.
+    pub fn backends(&self) -> Arc<Vec<Arc<Backend>>> {
+        self.backends.load_full()
+    }
+
+    /// The backend with this name, if configured.
+    pub fn backend(&self, name: &str) -> Option<Arc<Backend>> {
+        self.backends
+            .load()
+            .iter()
+            .find(|b| b.config.name == name)
+            .cloned()
+    }
+
+    /// The latest published topology.
+    pub fn topology(&self) -> Arc<Topology> {
+        self.topology.load_full()
+    }
+
+    /// The monitor publishes a new topology (for the servers of the current config).
+    pub fn publish_topology(&self, mut topology: Topology) {
+        topology.generation = self.topology.load().generation + 1;
+        self.metrics
+            .split_brain
+            .set(i64::from(topology.split_brain));
+        self.topology.store(Arc::new(topology));
+    }
+
+    /// Reports a connect/IO failure against a backend's circuit breaker, using the current
+    /// `routing.breaker_failures` / `breaker_cooldown_ms`.
+    pub fn report_failure(&self, backend: &Backend) {
+        let cfg = self.config.load();
+        backend.report_failure(
+            cfg.routing.breaker_failures,
+            Duration::from_millis(cfg.routing.breaker_cooldown_ms),
+        );
+    }
+
+    /// Re-reads the config file and swaps it in if valid. On error the old config stays.
+    /// Listen addresses cannot change without a restart. Counted in
+    /// `rwsplit_config_reloads_total{result}`.
+    pub fn reload(&self) -> Result<(), Error> {
+        let result = self.try_reload();
+        let label = if result.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .config_reloads
+            .with_label_values(&[label])
+            .inc();
+        result
+    }
+
+    fn try_reload(&self) -> Result<(), Error> {
+        let new = load_config(&self.config_path)?;
+        let old = self.config.load_full();
+        let file = self.config_path.display().to_string();
+        if let (Some(o), Some(n)) = (&old.proxy, &new.proxy) {
+            for (key, a, b) in [
+                ("proxy.listen", &o.listen, &n.listen),
+                ("proxy.http_listen", &o.http_listen, &n.http_listen),
+            ] {
+                if a != b {
+                    return Err(Error::NeedsRestart {
+                        file,
+                        key,
+                        old: a.clone(),
+                        new: b.clone(),
+                    });
+                }
+            }
+        }
+        let old_backends = self.backends.load_full();
+        let backends = build_backends(&new, &old_backends, &self.metrics);
+        for b in old_backends.iter() {
+            if !new.servers.iter().any(|s| s.name == b.config.name) {
+                self.metrics.forget_backend(&b.config.name);
+            }
+        }
+        // Carry over what the monitor knows about servers that stay, so routing does not
+        // go blind until the next monitor round.
+        let old_topology = self.topology.load_full();
+        let mut topology = initial_topology(&new);
+        for (i, s) in new.servers.iter().enumerate() {
+            if let Some(j) = old.servers.iter().position(|o| same_server(o, s)) {
+                if let Some(h) = old_topology.servers.get(j) {
+                    topology.servers[i] = h.clone();
+                }
+            }
+        }
+        topology.primary = topology
+            .servers
+            .iter()
+            .position(|h| h.role == ObservedRole::Primary);
+        if topology.primary.is_none() && !old_topology.split_brain {
+            topology.primary = new
+                .servers
+                .iter()
+                .position(|s| s.role == router::config::Role::Primary);
+        }
+        topology.split_brain = old_topology.split_brain;
+        topology.write_block = old_topology.write_block.clone();
+        // Order matters: backends and topology must match the config a session loads next.
+        self.backends.store(Arc::new(backends));
+        self.config.store(Arc::new(new));
+        self.publish_topology(topology);
+        self.config_generation.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Asks every task to stop: the accept loop stops accepting, sessions finish.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// A receiver that changes to `true` when shutdown begins (sessions may watch it to close
+    /// idle clients early).
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Client sessions open now.
+    pub fn clients(&self) -> u32 {
+        self.clients.load(Ordering::Relaxed)
+    }
+
+    /// Reserves a client slot if fewer than `max` are open; the guard releases it.
+    pub fn try_admit(self: &Arc<Self>, max: usize) -> Option<ClientSlot> {
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        self.clients
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        self.metrics.client_connections.inc();
+        self.metrics.client_connections_total.inc();
+        Some(ClientSlot(self.clone()))
+    }
+}
+
+/// Holds one of `max_connections` client slots until dropped.
+pub struct ClientSlot(Arc<Context>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::AcqRel);
+        self.0.metrics.client_connections.dec();
+    }
+}
+
+/// A loaded config known to have a `proxy:` section; derefs to it.
+pub struct ProxyConfigRef(Arc<Config>);
+
+impl std::ops::Deref for ProxyConfigRef {
+    type Target = ProxyConfig;
+    fn deref(&self) -> &ProxyConfig {
+        // load_config() and Context::new() callers guarantee the section; see main.rs.
+        self.0.proxy.as_ref().unwrap_or_else(|| default_proxy())
+    }
+}
+
+fn default_proxy() -> &'static ProxyConfig {
+    static DEFAULT: std::sync::OnceLock<ProxyConfig> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(|| {
+        // Only reachable if a Context was built from a config without `proxy:`; the listen
+        // addresses below are the documented defaults.
+        let text = "servers: [{name: p, host: 127.0.0.1, port: 1, role: primary}]\n\
+                    monitor: {user: m}\nproxy: {}\n";
+        Config::from_yaml("<defaults>", text)
+            .ok()
+            .and_then(|c| c.proxy)
+            .expect("built-in default proxy config is valid")
+    })
+}
+
+fn same_server(a: &ServerConfig, b: &ServerConfig) -> bool {
+    a.name == b.name && a.host == b.host && a.port == b.port
+}
+
+/// Builds the backend list for `config`, keeping the counters and breaker of servers whose
+/// name and address are unchanged.
+fn build_backends(config: &Config, old: &[Arc<Backend>], metrics: &Metrics) -> Vec<Arc<Backend>> {
+    config
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let shared = match old.iter().find(|b| same_server(&b.config, s)) {
+                Some(b) => b.shared.clone(),
+                None => Arc::new(BackendShared {
+                    in_flight: AtomicUsize::new(0),
+                    connections: AtomicUsize::new(0),
+                    metrics: metrics.backend(&s.name),
+                    breaker: Mutex::new(Breaker::default()),
+                    breaker_open: AtomicBool::new(false),
+                }),
+            };
+            Arc::new(Backend {
+                index: i,
+                config: s.clone(),
+                shared,
+            })
+        })
+        .collect()
+}
+
+/// Before the monitor's first round: trust the configured primary, know nothing else.
+fn initial_topology(config: &Config) -> Topology {
+    Topology {
+        generation: 0,
+        servers: vec![ServerHealth::default(); config.servers.len()],
+        primary: config
+            .servers
+            .iter()
+            .position(|s| s.role == router::config::Role::Primary),
+        write_block: None,
+        split_brain: false,
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    const YAML: &str = "servers:\n  - {name: p, host: 127.0.0.1, port: 3340, role: primary}\n  - {name: r1, host: 127.0.0.1, port: 3341, role: replica}\nmonitor: {user: m, password: x}\nproxy: {max_connections: 2}\n";
+
+    fn ctx() -> Arc<Context> {
+        let c = Config::from_yaml("t.yaml", YAML).expect("valid");
+        Context::new(PathBuf::from("t.yaml"), c)
+    }
+
+    #[test]
+    fn admission_stops_at_max_and_slots_come_back() {
+        let ctx = ctx();
+        let a = ctx.try_admit(2).expect("first");
+        let _b = ctx.try_admit(2).expect("second");
+        assert!(ctx.try_admit(2).is_none());
+        drop(a);
+        assert!(ctx.try_admit(2).is_some());
+        assert_eq!(ctx.metrics.client_connections_total.get(), 3);
+    }
+
+    #[test]
+    fn in_flight_guard_counts() {
+        let ctx = ctx();
+        let b = ctx.backend("r1").expect("r1");
+        let g1 = b.begin();
+        let g2 = b.begin();
+        assert_eq!(b.in_flight(), 2);
+        drop(g1);
+        drop(g2);
+        assert_eq!(b.in_flight(), 0);
+    }
+
+    #[test]
+    fn breaker_opens_after_threshold_and_closes_on_success() {
+        let ctx = ctx();
+        let b = ctx.backend("p").expect("p");
+        for _ in 0..2 {
+            b.report_failure(3, Duration::from_secs(60));
+        }
+        assert!(b.breaker_allows());
+        b.report_failure(3, Duration::from_secs(60));
+        assert!(!b.breaker_allows());
+        assert_eq!(b.breaker_state(), "open");
+        b.report_success();
+        assert!(b.breaker_allows());
+        assert_eq!(b.breaker_state(), "closed");
+    }
+
+    #[test]
+    fn breaker_half_opens_after_cooldown() {
+        let mut br = Breaker::default();
+        let t = Instant::now();
+        br.failure(1, Duration::from_millis(10), t);
+        assert!(!br.allows(t));
+        assert!(br.allows(t + Duration::from_millis(11)));
+        assert_eq!(br.state(t + Duration::from_millis(11)), "half_open");
+    }
+
+    #[test]
+    fn initial_topology_trusts_configured_primary() {
+        let ctx = ctx();
+        assert_eq!(ctx.topology().primary, Some(0));
+        assert_eq!(ctx.proxy_config().max_connections, 2);
+    }
+}

@@ -1,0 +1,428 @@
+//! The proxy's Prometheus metrics: one registry, handles resolved once so the hot path never
+//! looks up a label set per query.
+//!
+//! Metric names are a user interface (dashboards and alert rules use them): keep them stable.
+//! [`Metrics::NAMES`] lists every exported family; a test checks the registry matches it.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// Why a client connection was refused before a session started (`reason` label).
+pub mod reject {
+    /// `proxy.max_connections` reached: the client got ERR 1040.
+    pub const MAX_CONNECTIONS: &str = "max_connections";
+    /// The proxy is shutting down.
+    pub const SHUTTING_DOWN: &str = "shutting_down";
+    /// Authentication failed (reported by the front end).
+    pub const AUTH: &str = "auth";
+    /// The handshake failed (TLS, malformed packets, timeouts; reported by the front end).
+    pub const HANDSHAKE: &str = "handshake";
+}
+
+/// `route` label values for queries and latency.
+pub mod route {
+    pub const PRIMARY: &str = "primary";
+    pub const REPLICA: &str = "replica";
+    /// The backend that ran the previous statement (`SHOW WARNINGS`, `ROW_COUNT()`).
+    pub const PREVIOUS: &str = "previous";
+    /// Answered by the proxy itself (COM_PING, COM_QUIT, ...).
+    pub const PROXY: &str = "proxy";
+}
+
+/// Everything the proxy exports, registered in one [`Registry`].
+///
+/// Cloning a handle (`IntCounter`, `IntGauge`, ...) is an `Arc` clone; keep the clone and
+/// increment it instead of calling `with_label_values` on the hot path.
+pub struct Metrics {
+    pub registry: Registry,
+    /// `rwsplit_client_connections`: client sessions open now.
+    pub client_connections: IntGauge,
+    /// `rwsplit_client_connections_total`: client connections accepted since start.
+    pub client_connections_total: IntCounter,
+    /// `rwsplit_client_connections_rejected_total{reason}`; see [`reject`].
+    pub client_connections_rejected: IntCounterVec,
+    /// `rwsplit_queries_total{route,backend,reason}`: prefer [`Metrics::query_counter`].
+    pub queries: IntCounterVec,
+    /// `rwsplit_query_duration_seconds{route}`: from the command's arrival to the last byte sent.
+    pub query_duration: HistogramVec,
+    /// `rwsplit_query_errors_total{backend,kind}`; `kind` e.g. `connect`, `io`, `timeout`,
+    /// `server` (an ERR packet from the backend), `proxy` (the proxy refused the command).
+    pub query_errors: IntCounterVec,
+    /// `rwsplit_routing_fallbacks_total{reason}`: a read sent to the primary (or refused)
+    /// because no replica qualified, or any other "safe default" decision.
+    pub routing_fallbacks: IntCounterVec,
+    /// `rwsplit_backend_connections{backend,state}`; `state` is `idle` or `in_use`.
+    pub backend_connections: IntGaugeVec,
+    /// `rwsplit_backend_up{backend}`: 1 when the monitor's last check succeeded.
+    pub backend_up: IntGaugeVec,
+    /// `rwsplit_backend_connect_errors_total{backend}`: failed connects (monitor and pools).
+    pub backend_connect_errors: IntCounterVec,
+    /// `rwsplit_replica_lag_seconds{replica}`: absent (not 0) while lag is unknown.
+    pub replica_lag_seconds: prometheus::GaugeVec,
+    /// `rwsplit_backend_role{backend,role}`: 1 for the role the monitor observes now
+    /// (`primary`, `replica`, `unknown`), 0 for the others.
+    pub backend_role: IntGaugeVec,
+    /// `rwsplit_circuit_breaker_open{backend}`: 1 while the backend is ejected.
+    pub circuit_breaker_open: IntGaugeVec,
+    /// `rwsplit_config_reloads_total{result}`; `result` is `ok` or `error`.
+    pub config_reloads: IntCounterVec,
+    /// `rwsplit_split_brain`: 1 while two writable servers replicate from no one (writes refused).
+    pub split_brain: IntGauge,
+    /// `rwsplit_replica_misconfigured{backend}`: 1 for a replicating server with read_only=0.
+    pub replica_writable: IntGaugeVec,
+    /// `rwsplit_monitor_check_duration_seconds{backend}`: how long one health check took.
+    pub monitor_check_duration: HistogramVec,
+}
+
+/// Buckets from 100 µs to 10 s: proxied point selects take well under a millisecond.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+impl Metrics {
+    /// Every metric family the proxy exports (for dashboards, alert rules and the test that
+    /// checks them).
+    pub const NAMES: &'static [&'static str] = &[
+        "rwsplit_client_connections",
+        "rwsplit_client_connections_total",
+        "rwsplit_client_connections_rejected_total",
+        "rwsplit_queries_total",
+        "rwsplit_query_duration_seconds",
+        "rwsplit_query_errors_total",
+        "rwsplit_routing_fallbacks_total",
+        "rwsplit_backend_connections",
+        "rwsplit_backend_up",
+        "rwsplit_backend_connect_errors_total",
+        "rwsplit_replica_lag_seconds",
+        "rwsplit_backend_role",
+        "rwsplit_circuit_breaker_open",
+        "rwsplit_config_reloads_total",
+        "rwsplit_split_brain",
+        "rwsplit_replica_misconfigured",
+        "rwsplit_monitor_check_duration_seconds",
+    ];
+
+    /// Builds and registers every metric.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let reg = Registrar(&registry);
+        Metrics {
+            client_connections: reg.gauge(
+                "rwsplit_client_connections",
+                "Client sessions open now.",
+            ),
+            client_connections_total: reg.counter(
+                "rwsplit_client_connections_total",
+                "Client connections accepted since start.",
+            ),
+            client_connections_rejected: reg.counter_vec(
+                "rwsplit_client_connections_rejected_total",
+                "Client connections refused before a session started, by reason.",
+                &["reason"],
+            ),
+            queries: reg.counter_vec(
+                "rwsplit_queries_total",
+                "Statements routed, by route, backend and routing reason.",
+                &["route", "backend", "reason"],
+            ),
+            query_duration: reg.histogram_vec(
+                "rwsplit_query_duration_seconds",
+                "Time from a command's arrival to the last byte of its answer, by route.",
+                &["route"],
+                LATENCY_BUCKETS,
+            ),
+            query_errors: reg.counter_vec(
+                "rwsplit_query_errors_total",
+                "Statements that failed, by backend and kind (connect, io, timeout, server, proxy).",
+                &["backend", "kind"],
+            ),
+            routing_fallbacks: reg.counter_vec(
+                "rwsplit_routing_fallbacks_total",
+                "Routing decisions that fell back to a safe default, by reason.",
+                &["reason"],
+            ),
+            backend_connections: reg.gauge_vec(
+                "rwsplit_backend_connections",
+                "Backend connections held by the pools, by backend and state (idle, in_use).",
+                &["backend", "state"],
+            ),
+            backend_up: reg.gauge_vec(
+                "rwsplit_backend_up",
+                "1 when the health monitor's last check of the backend succeeded.",
+                &["backend"],
+            ),
+            backend_connect_errors: reg.counter_vec(
+                "rwsplit_backend_connect_errors_total",
+                "Failed connection attempts to a backend (monitor and pools).",
+                &["backend"],
+            ),
+            replica_lag_seconds: {
+                let g = prometheus::GaugeVec::new(
+                    Opts::new(
+                        "rwsplit_replica_lag_seconds",
+                        "Replica lag behind the primary; absent while unknown.",
+                    ),
+                    &["replica"],
+                )
+                .expect("valid metric definition");
+                reg.register(g.clone());
+                g
+            },
+            backend_role: reg.gauge_vec(
+                "rwsplit_backend_role",
+                "1 for the role the monitor observes for the backend now (primary, replica, unknown).",
+                &["backend", "role"],
+            ),
+            circuit_breaker_open: reg.gauge_vec(
+                "rwsplit_circuit_breaker_open",
+                "1 while the backend's circuit breaker is open (ejected).",
+                &["backend"],
+            ),
+            config_reloads: reg.counter_vec(
+                "rwsplit_config_reloads_total",
+                "Configuration reloads (SIGHUP), by result (ok, error).",
+                &["result"],
+            ),
+            split_brain: reg.gauge(
+                "rwsplit_split_brain",
+                "1 while two or more writable servers replicate from no one; writes are refused.",
+            ),
+            replica_writable: reg.gauge_vec(
+                "rwsplit_replica_misconfigured",
+                "1 for a server that replicates from another but has read_only=0 (never promoted).",
+                &["backend"],
+            ),
+            monitor_check_duration: reg.histogram_vec(
+                "rwsplit_monitor_check_duration_seconds",
+                "Duration of one health check of a backend.",
+                &["backend"],
+                LATENCY_BUCKETS,
+            ),
+            registry,
+        }
+    }
+
+    /// The `rwsplit_queries_total` counter for this (route, backend, reason). This does a label
+    /// lookup: on the hot path use [`BackendMetrics::query`], which caches per backend.
+    pub fn query_counter(&self, route: &str, backend: &str, reason: &str) -> IntCounter {
+        self.queries.with_label_values(&[route, backend, reason])
+    }
+
+    /// The latency histogram for a route (resolve once per session or keep in a struct).
+    pub fn query_duration_for(&self, route: &str) -> Histogram {
+        self.query_duration.with_label_values(&[route])
+    }
+
+    /// Counts a routing fallback (rare path: the label lookup is fine here).
+    pub fn fallback(&self, reason: &str) {
+        self.routing_fallbacks.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a connection refused before its session started.
+    pub fn rejected(&self, reason: &str) {
+        self.client_connections_rejected
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Handles for one backend, resolved once (see [`BackendMetrics`]).
+    pub fn backend(&self, name: &str) -> BackendMetrics {
+        BackendMetrics {
+            connections_idle: self.backend_connections.with_label_values(&[name, "idle"]),
+            connections_in_use: self
+                .backend_connections
+                .with_label_values(&[name, "in_use"]),
+            connect_errors: self.backend_connect_errors.with_label_values(&[name]),
+            errors_connect: self.query_errors.with_label_values(&[name, "connect"]),
+            errors_io: self.query_errors.with_label_values(&[name, "io"]),
+            errors_timeout: self.query_errors.with_label_values(&[name, "timeout"]),
+            errors_server: self.query_errors.with_label_values(&[name, "server"]),
+            up: self.backend_up.with_label_values(&[name]),
+            breaker_open: self.circuit_breaker_open.with_label_values(&[name]),
+            name: Arc::from(name),
+            queries: self.queries.clone(),
+            query_cache: Arc::new(RwLock::new(HashMap::new())),
+        }
+    }
+
+    /// Forgets the label sets of a server removed by a reload, so it stops being exported.
+    pub fn forget_backend(&self, name: &str) {
+        for state in ["idle", "in_use"] {
+            let _ = self.backend_connections.remove_label_values(&[name, state]);
+        }
+        let _ = self.backend_up.remove_label_values(&[name]);
+        let _ = self.circuit_breaker_open.remove_label_values(&[name]);
+        let _ = self.replica_lag_seconds.remove_label_values(&[name]);
+        let _ = self.replica_writable.remove_label_values(&[name]);
+        for role in ["primary", "replica", "unknown"] {
+            let _ = self.backend_role.remove_label_values(&[name, role]);
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Pre-resolved per-backend handles: the pools and sessions update these without label lookups.
+#[derive(Clone)]
+pub struct BackendMetrics {
+    /// `rwsplit_backend_connections{state="idle"}`.
+    pub connections_idle: IntGauge,
+    /// `rwsplit_backend_connections{state="in_use"}`.
+    pub connections_in_use: IntGauge,
+    /// `rwsplit_backend_connect_errors_total`.
+    pub connect_errors: IntCounter,
+    /// `rwsplit_query_errors_total{kind="connect"}`.
+    pub errors_connect: IntCounter,
+    /// `rwsplit_query_errors_total{kind="io"}`.
+    pub errors_io: IntCounter,
+    /// `rwsplit_query_errors_total{kind="timeout"}`.
+    pub errors_timeout: IntCounter,
+    /// `rwsplit_query_errors_total{kind="server"}`.
+    pub errors_server: IntCounter,
+    /// `rwsplit_backend_up`.
+    pub up: IntGauge,
+    /// `rwsplit_circuit_breaker_open`.
+    pub breaker_open: IntGauge,
+    name: Arc<str>,
+    queries: IntCounterVec,
+    /// (route, reason) → resolved `rwsplit_queries_total` series for this backend.
+    query_cache: Arc<RwLock<HashMap<(&'static str, &'static str), IntCounter>>>,
+}
+
+impl BackendMetrics {
+    /// Counts one statement routed to this backend: a read-locked lookup of two static
+    /// strings, no allocation, no label resolution after the first time.
+    pub fn query(&self, route: &'static str, reason: &'static str) {
+        if let Ok(cache) = self.query_cache.read() {
+            if let Some(c) = cache.get(&(route, reason)) {
+                c.inc();
+                return;
+            }
+        }
+        let c = self.queries.with_label_values(&[route, &self.name, reason]);
+        c.inc();
+        if let Ok(mut cache) = self.query_cache.write() {
+            cache.insert((route, reason), c);
+        }
+    }
+}
+
+/// Registers metrics; a definition error is a programming error caught by the unit tests.
+struct Registrar<'a>(&'a Registry);
+
+impl Registrar<'_> {
+    fn register<C: prometheus::core::Collector + 'static>(&self, c: C) {
+        if let Err(e) = self.0.register(Box::new(c)) {
+            tracing::error!(error = %e, "registering a metric failed");
+        }
+    }
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        let g = IntGauge::new(name, help).expect("valid metric definition");
+        self.register(g.clone());
+        g
+    }
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        let c = IntCounter::new(name, help).expect("valid metric definition");
+        self.register(c.clone());
+        c
+    }
+    fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+        self.register(c.clone());
+        c
+    }
+    fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+        self.register(g.clone());
+        g
+    }
+    fn histogram_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: &[f64],
+    ) -> HistogramVec {
+        let h = HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+            labels,
+        )
+        .expect("valid metric definition");
+        self.register(h.clone());
+        h
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn every_listed_name_is_exported_once_touched() {
+        let m = Metrics::new();
+        // Vec families appear in the text only once a label set exists.
+        m.client_connections_rejected.with_label_values(&["x"]);
+        m.backend("r1").query(route::REPLICA, "plain_select");
+        m.query_duration_for(route::REPLICA).observe(0.001);
+        let _ = m.backend("r1");
+        m.fallback("no_replica");
+        m.replica_lag_seconds.with_label_values(&["r1"]).set(0.5);
+        m.backend_role.with_label_values(&["r1", "replica"]).set(1);
+        m.config_reloads.with_label_values(&["ok"]).inc();
+        m.replica_writable.with_label_values(&["r1"]).set(0);
+        m.monitor_check_duration
+            .with_label_values(&["r1"])
+            .observe(0.01);
+        let text = m.render();
+        for name in Metrics::NAMES {
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} missing:\n{text}"
+            );
+        }
+        let families = m.registry.gather().len();
+        assert_eq!(families, Metrics::NAMES.len(), "NAMES out of date");
+    }
+
+    #[test]
+    fn cached_query_counter_is_the_same_series() {
+        let m = Metrics::new();
+        let b = m.backend("p");
+        b.query(route::PRIMARY, "write");
+        b.clone().query(route::PRIMARY, "write");
+        let v = m
+            .queries
+            .with_label_values(&["primary", "p", "write"])
+            .get();
+        assert_eq!(v, 2);
+    }
+
+    #[test]
+    fn forgotten_backend_disappears() {
+        let m = Metrics::new();
+        let b = m.backend("gone");
+        b.up.set(1);
+        m.forget_backend("gone");
+        assert!(!m.render().contains("backend=\"gone\",state"));
+        assert!(!m.render().contains("rwsplit_backend_up{backend=\"gone\"}"));
+    }
+}
