@@ -5,9 +5,12 @@
 //! place go to sqlparser ([`parsed`]) whose verdicts are cached by text. Anything neither
 //! understands goes to the primary with [`Reason::Unparseable`]: classification never fails.
 
+mod builtins;
 mod lexer;
 mod parsed;
+mod reads;
 mod rules;
+pub(crate) mod set;
 
 pub use lexer::{split_statements, Span};
 
@@ -234,6 +237,32 @@ impl Classification {
 /// send invalid UTF-8; never fails: what cannot be understood goes to the primary.
 pub fn classify(sql: &[u8]) -> Classification {
     rules::classify(sql)
+}
+
+/// A cursor positioned just after the leading `SET` of `text` (for the session's `SET` parse).
+pub(crate) fn rules_cursor_after_set(text: &[u8]) -> rules::Cursor<'_> {
+    let mut cur = rules::Cursor::new(text);
+    cur.next();
+    cur
+}
+
+/// True when `text` mentions a user variable outside quotes and comments.
+pub(crate) fn lex_has_user_var(text: &[u8]) -> bool {
+    lexer::Lexer::new(text, 0).any(|t| t.kind == lexer::Kind::UserVar)
+}
+
+/// Calls `f` with each identifier of a possibly qualified name (`db`.`t`: db, then t).
+pub(crate) fn for_each_name_part<'a>(name: &'a [u8], mut f: impl FnMut(&'a [u8])) {
+    for t in lexer::Lexer::new(name, 0) {
+        if matches!(t.kind, lexer::Kind::Word | lexer::Kind::Quoted) {
+            f(t.span.of(name));
+        }
+    }
+}
+
+/// Entries in the sqlparser verdict cache.
+pub fn parse_cache_len() -> usize {
+    parsed::parse_cache_len()
 }
 
 #[cfg(test)]

@@ -44,3 +44,36 @@ impl History {
         self.overflowed
     }
 }
+
+impl History {
+    /// Records a command under `key`, replacing an earlier one with the same key.
+    pub(crate) fn record(&mut self, key: &[u8], text: &[u8]) {
+        self.entries.retain(|e| &*e.key != key);
+        if self.entries.len() >= self.max {
+            self.overflowed = true;
+        } else {
+            self.entries.push(Entry {
+                key: key.into(),
+                text: text.into(),
+            });
+        }
+        self.generation += 1;
+    }
+
+    /// The session's state can no longer be reproduced elsewhere.
+    pub(crate) fn poison(&mut self) {
+        if !self.overflowed {
+            self.overflowed = true;
+            self.generation += 1;
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}

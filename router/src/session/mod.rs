@@ -13,8 +13,10 @@
 //! (`SERVER_STATUS_IN_TRANS`, `SERVER_STATUS_AUTOCOMMIT`).
 
 mod history;
+mod state;
 
-use crate::classify::{Classification, Reason, Target};
+use crate::classify::{classify, Classification, Effect, Reason, Target};
+use std::sync::Arc;
 
 pub use history::History;
 
@@ -76,6 +78,14 @@ pub struct Pins {
 }
 
 impl Pins {
+    fn any_except_wrote(&self) -> bool {
+        Pins {
+            wrote: false,
+            ..*self
+        }
+        .any()
+    }
+
     /// Any pin at all.
     pub fn any(&self) -> bool {
         self.transaction
@@ -96,7 +106,7 @@ pub struct StmtClass {
     pub class: Classification,
     /// The statement text, kept only when executing it changes session state (temporary
     /// tables, `SET`, ...): most prepared statements carry `None`.
-    pub(crate) text: Option<std::sync::Arc<[u8]>>,
+    pub(crate) text: Option<Arc<[u8]>>,
 }
 
 /// One client session's routing state.
@@ -104,6 +114,39 @@ pub struct StmtClass {
 pub struct Session {
     opts: SessionOptions,
     history: History,
+    state: state::State,
+    /// The statement awaiting its reply: its effect applies on `on_ok`.
+    pending: Option<Pending>,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    class: Classification,
+    /// The text, kept only when applying the effect needs it.
+    text: Option<Arc<[u8]>>,
+    /// A `START TRANSACTION READ ONLY` sent to a replica.
+    read_only_on_replica: bool,
+}
+
+fn needs_text(effect: Effect) -> bool {
+    !matches!(
+        effect,
+        Effect::None
+            | Effect::Write
+            | Effect::Begin { .. }
+            | Effect::Commit
+            | Effect::Rollback
+            | Effect::XaStart
+            | Effect::XaEnd
+            | Effect::SetAutocommit(_)
+            | Effect::NextTransaction
+            | Effect::ImplicitCommit
+            | Effect::LockTables
+            | Effect::UnlockTables
+            | Effect::NamedLock
+            | Effect::ReleaseNamedLock { .. }
+            | Effect::UserVariable
+    )
 }
 
 impl Session {
@@ -111,46 +154,138 @@ impl Session {
         Self {
             opts,
             history: History::new(opts.max_history),
+            state: state::State::default(),
+            pending: None,
         }
     }
 
     /// Decides where a `COM_QUERY` goes. Remembers the statement's effect until the reply.
     pub fn route_query(&mut self, sql: &[u8]) -> Decision {
-        let c = crate::classify::classify(sql);
-        Decision {
-            target: c.target,
-            reason: c.reason,
-            max_lag_ms: c.hint_max_lag_ms,
-        }
+        let class = classify(sql);
+        let decision = self.decide(&class);
+        self.pending = Some(Pending {
+            class,
+            text: needs_text(class.effect).then(|| Arc::from(sql)),
+            read_only_on_replica: decision.reason == Reason::ReadOnlyTransaction
+                && decision.target == Target::Replica,
+        });
+        decision
     }
 
     /// Classifies a `COM_STMT_PREPARE` text. The proxy stores the class with the statement id and
-    /// prepares the statement lazily on whichever backend each execution goes to.
+    /// prepares the statement lazily on whichever backend each execution goes to. The prepare
+    /// itself may run anywhere (it changes no session state the router tracks).
     pub fn on_prepare(&self, sql: &[u8]) -> StmtClass {
+        let class = classify(sql);
         StmtClass {
-            class: crate::classify::classify(sql),
-            text: None,
+            class,
+            text: needs_text(class.effect).then(|| Arc::from(sql)),
         }
     }
 
-    /// Decides where a `COM_STMT_EXECUTE` goes, by the statement's own class and the session.
+    /// Decides where a `COM_STMT_EXECUTE` goes, by the statement's own class and the session
+    /// state (a prepared SELECT inside a transaction still goes to the primary).
     pub fn route_execute(&mut self, stmt: &StmtClass) -> Decision {
-        Decision {
-            target: stmt.class.target,
-            reason: stmt.class.reason,
-            max_lag_ms: stmt.class.hint_max_lag_ms,
+        let decision = self.decide(&stmt.class);
+        self.pending = Some(Pending {
+            class: stmt.class,
+            text: stmt.text.clone(),
+            read_only_on_replica: decision.reason == Reason::ReadOnlyTransaction
+                && decision.target == Target::Replica,
+        });
+        decision
+    }
+
+    fn decide(&self, c: &Classification) -> Decision {
+        let max_lag_ms = c.hint_max_lag_ms;
+        let d = |target, reason| Decision {
+            target,
+            reason,
+            max_lag_ms,
+        };
+        let st = &self.state;
+        if st.in_trans && st.trx_on_replica {
+            // Everything in a read-only transaction, its end included, goes to its replica.
+            return d(Target::Previous, Reason::ReadOnlyTransaction);
+        }
+        if let Effect::Begin { read_only: true } = c.effect {
+            if self.opts.read_only_transactions_on_replica
+                && !self.pins().any_except_wrote()
+                && !self.history.overflowed()
+            {
+                return d(Target::Replica, Reason::ReadOnlyTransaction);
+            }
+        }
+        match c.target {
+            Target::Primary => d(Target::Primary, c.reason),
+            Target::Previous => d(Target::Previous, c.reason),
+            Target::Replica => {
+                if st.in_trans || st.xa {
+                    d(Target::Primary, Reason::Transaction)
+                } else if !st.autocommit {
+                    d(Target::Primary, Reason::AutocommitOff)
+                } else if st.lock_tables {
+                    d(Target::Primary, Reason::LockTables)
+                } else if !st.temp_tables.is_empty() {
+                    // Simplest safe rule: while any temporary table exists, every read may
+                    // touch one, and only the primary connection has them.
+                    d(Target::Primary, Reason::TempTable)
+                } else if self.history.overflowed() {
+                    d(Target::Primary, Reason::SessionState)
+                } else {
+                    d(Target::Replica, c.reason)
+                }
+            }
         }
     }
 
-    /// The statement succeeded; `status_flags` are those of the reply's final OK/EOF packet.
-    pub fn on_ok(&mut self, _status_flags: u16) {}
+    /// The statement succeeded; `status_flags` are those of the reply's final OK/EOF packet
+    /// (authoritative for transaction state and autocommit).
+    pub fn on_ok(&mut self, status_flags: u16) {
+        if let Some(p) = self.pending.take() {
+            let text = p.text.as_deref().unwrap_or(&[]);
+            self.state.apply(p.class.effect, text, &mut self.history, false);
+            if p.read_only_on_replica {
+                self.state.trx_on_replica = true;
+            }
+        }
+        self.state.in_trans = status_flags & SERVER_STATUS_IN_TRANS != 0;
+        self.state.autocommit = status_flags & SERVER_STATUS_AUTOCOMMIT != 0;
+        if !self.state.in_trans {
+            self.state.trx_on_replica = false;
+        }
+    }
 
-    /// The statement failed with this MySQL error code; its effects are dropped
-    /// (a deadlock, 1213, also ends the transaction).
-    pub fn on_err(&mut self, _error_code: u16) {}
+    /// The statement failed with this MySQL error code. A single statement's effects are
+    /// dropped; for a multi-statement packet (where earlier statements did run) only the effects
+    /// that keep the session on the primary are applied, and unknown session-variable state
+    /// keeps it there too. A deadlock (1213) rolls the transaction back.
+    pub fn on_err(&mut self, error_code: u16) {
+        if let Some(p) = self.pending.take() {
+            if p.class.effect == Effect::Multi {
+                let text = p.text.as_deref().unwrap_or(&[]);
+                self.state.apply(p.class.effect, text, &mut self.history, true);
+            }
+        }
+        if error_code == ER_LOCK_DEADLOCK {
+            self.state.in_trans = false;
+            self.state.trx_on_replica = false;
+        }
+    }
 
     /// `COM_INIT_DB` succeeded: record the schema for replay.
-    pub fn on_init_db(&mut self, _db: &[u8]) {}
+    pub fn on_init_db(&mut self, db: &[u8]) {
+        let mut text = Vec::with_capacity(db.len() + 6);
+        text.extend_from_slice(b"USE `");
+        for b in db {
+            if *b == b'`' {
+                text.push(b'`');
+            }
+            text.push(*b);
+        }
+        text.push(b'`');
+        self.history.record(b"use", &text);
+    }
 
     /// `COM_RESET_CONNECTION` or `COM_CHANGE_USER` succeeded: back to a fresh session.
     pub fn reset(&mut self) {
@@ -158,7 +293,8 @@ impl Session {
     }
 
     /// Session commands to run, in order, on a backend before its first statement for this
-    /// session (and again whenever its generation is behind).
+    /// session (and again whenever its generation is behind). Each is a complete statement
+    /// (`USE ...`, `SET ...`) to send as `COM_QUERY`. Replaying all of them is idempotent.
     pub fn history(&self) -> impl Iterator<Item = &[u8]> {
         self.history.commands()
     }
@@ -169,9 +305,25 @@ impl Session {
         self.history.generation()
     }
 
+    /// True once the session's state cannot be replayed (history bound exceeded, or a `SET` the
+    /// router could not parse): it then reads from the primary only.
+    pub fn history_overflowed(&self) -> bool {
+        self.history.overflowed()
+    }
+
     /// Why the session must keep its primary connection.
     pub fn pins(&self) -> Pins {
-        Pins::default()
+        let st = &self.state;
+        Pins {
+            transaction: (st.in_trans && !st.trx_on_replica) || st.xa,
+            autocommit_off: !st.autocommit,
+            temp_tables: !st.temp_tables.is_empty(),
+            lock_tables: st.lock_tables,
+            named_locks: st.named_locks > 0,
+            user_variables: st.user_vars,
+            prepared_text: !st.prepared_text.is_empty(),
+            wrote: st.wrote,
+        }
     }
 
     /// True when the proxy must keep this session's primary connection between statements.
@@ -181,6 +333,27 @@ impl Session {
 
     /// True while a transaction is open (on the primary or, read-only, on a replica).
     pub fn in_transaction(&self) -> bool {
-        false
+        self.state.in_trans || self.state.xa
+    }
+
+    /// True while a read-only transaction runs on a replica (statements go to `Previous`).
+    pub fn in_replica_transaction(&self) -> bool {
+        self.state.in_trans && self.state.trx_on_replica
+    }
+
+    /// The autocommit mode as last reported.
+    pub fn autocommit(&self) -> bool {
+        self.state.autocommit
+    }
+
+    /// Names of the temporary tables the session holds (lowercased, unqualified).
+    pub fn temp_tables(&self) -> impl Iterator<Item = &[u8]> {
+        self.state.temp_tables.iter().map(|t| &**t)
     }
 }
+
+/// MySQL's ER_LOCK_DEADLOCK: the server rolled the whole transaction back.
+const ER_LOCK_DEADLOCK: u16 = 1213;
+
+#[cfg(test)]
+mod test;

@@ -1,0 +1,1 @@
+//! Session conversations: whole client exchanges replayed step by step.
