@@ -4,3 +4,8 @@
 
 pub mod context;
 pub mod metrics;
+// Data path (client protocol, backends, per-client routing).
+pub mod backend;
+pub mod frontend;
+pub mod protocol;
+pub mod session;

@@ -1,0 +1,322 @@
+//! One authenticated connection to a backend server, opened as the client's user with the
+//! client's response-shaping capabilities, so its responses can be forwarded unchanged.
+
+use super::handshake::{scramble, Greeting, Response};
+use super::Error;
+use crate::protocol::consts::{cap, com};
+use crate::protocol::message::parse_err;
+use crate::protocol::packet::{read_packet, write_packet};
+use crate::protocol::relay::{self, End, Shape};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncWriteExt, BufStream};
+use tokio::net::TcpStream;
+
+/// Largest packet accepted from a backend during the handshake.
+const HANDSHAKE_MAX: usize = 1 << 20;
+
+/// What a pooled connection is for: connections are shared only between clients with the same
+/// user, response-shaping capabilities and handshake collation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub server: String,
+    pub user: String,
+    pub caps: u32,
+    pub collation: u8,
+}
+
+/// Where and how to connect.
+pub struct Target<'a> {
+    pub addr: &'a str,
+    pub password: &'a str,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+/// A prepared statement as it exists on this connection.
+#[derive(Debug, Clone, Copy)]
+pub struct BackendStmt {
+    pub id: u32,
+    /// Whether parameter types have been sent to this connection (`new_params_bound_flag`).
+    pub types_sent: bool,
+}
+
+/// An open backend connection.
+pub struct Conn {
+    pub stream: BufStream<TcpStream>,
+    pub key: Key,
+    pub connection_id: u32,
+    /// Capabilities in effect on this connection (what the client and the server share).
+    pub caps: u32,
+    /// The default schema the connection is known to have (`None` = none or unknown).
+    pub schema: Option<String>,
+    /// How many entries of the owning session's history this connection has replayed.
+    pub replayed: u64,
+    /// The session's statement id → this connection's statement.
+    pub stmts: HashMap<u32, BackendStmt>,
+    /// When this connection last finished a command (for the pools' idle timeout).
+    pub last_used: Instant,
+    /// Set when the connection is out of step (I/O error, timeout): it must be closed.
+    pub broken: bool,
+    /// Scratch buffer for responses the proxy consumes itself.
+    scratch: Vec<u8>,
+    /// Longest wait for the next packet of a response (`proxy.pool.read_timeout_ms`).
+    pub read_timeout: Duration,
+}
+
+impl Conn {
+    /// Connects and authenticates as `key.user`, asking for `key.caps`.
+    pub async fn connect(
+        key: Key,
+        target: Target<'_>,
+        database: Option<&str>,
+    ) -> Result<Conn, Error> {
+        let fut = Self::connect_inner(key, target.addr, target.password, database);
+        let mut c = tokio::time::timeout(target.connect_timeout, fut)
+            .await
+            .map_err(|_| Error::ConnectTimeout(target.connect_timeout))??;
+        c.read_timeout = target.read_timeout;
+        Ok(c)
+    }
+
+    async fn connect_inner(
+        key: Key,
+        addr: &str,
+        password: &str,
+        database: Option<&str>,
+    ) -> Result<Conn, Error> {
+        let tcp = TcpStream::connect(addr).await.map_err(Error::Connect)?;
+        tcp.set_nodelay(true).map_err(Error::Connect)?;
+        let mut stream = BufStream::with_capacity(16 * 1024, 8 * 1024, tcp);
+        let mut buf = Vec::with_capacity(256);
+        let seq = read_packet(&mut stream, &mut buf, HANDSHAKE_MAX).await?;
+        if buf.first() == Some(&0xff) {
+            return Err(server_err(&buf));
+        }
+        let g = Greeting::parse(&buf)?;
+        let always = cap::LONG_PASSWORD
+            | cap::PROTOCOL_41
+            | cap::SECURE_CONNECTION
+            | cap::PLUGIN_AUTH
+            | cap::PLUGIN_AUTH_LENENC_DATA
+            | cap::TRANSACTIONS
+            | cap::LONG_FLAG;
+        let mut caps = (key.caps & cap::RESPONSE_SHAPING) | always;
+        if database.is_some() {
+            caps |= cap::CONNECT_WITH_DB;
+        }
+        let missing = caps & !g.capabilities & !(cap::CONNECT_WITH_DB | cap::ODBC | cap::LONG_FLAG);
+        if missing & cap::DEPRECATE_EOF != 0 || missing & cap::PROTOCOL_41 != 0 {
+            return Err(Error::Capabilities {
+                missing,
+                server: g.server_version.clone(),
+            });
+        }
+        caps &= g.capabilities | cap::ODBC;
+        let plugin = match g.auth_plugin.as_str() {
+            "caching_sha2_password" => "caching_sha2_password",
+            _ => "mysql_native_password",
+        };
+        let resp = Response {
+            capabilities: caps,
+            max_packet: 1 << 30,
+            collation: key.collation,
+            user: key.user.clone(),
+            auth: scramble(plugin, &g.nonce, password).unwrap_or_default(),
+            database: database.map(str::to_string),
+            auth_plugin: Some(plugin.to_string()),
+            attrs: Vec::new(),
+        };
+        let mut seq = seq.wrapping_add(1);
+        write_packet(&mut stream, seq, &resp.build()).await?;
+        stream.flush().await?;
+        let mut plugin = plugin.to_string();
+        loop {
+            let s = read_packet(&mut stream, &mut buf, HANDSHAKE_MAX).await?;
+            seq = s.wrapping_add(1);
+            match buf.first() {
+                Some(0x00) => break,
+                Some(0xff) => return Err(server_err(&buf)),
+                Some(0xfe) => {
+                    // Auth switch: plugin name, then the new nonce.
+                    let body = &buf[1..];
+                    let end = body.iter().position(|&c| c == 0).unwrap_or(body.len());
+                    plugin = String::from_utf8_lossy(&body[..end]).into_owned();
+                    let nonce = body.get(end + 1..).unwrap_or(&[]);
+                    let nonce = nonce.strip_suffix(&[0]).unwrap_or(nonce);
+                    let Some(answer) = scramble(&plugin, nonce, password) else {
+                        return Err(Error::UnsupportedAuth(plugin));
+                    };
+                    write_packet(&mut stream, seq, &answer).await?;
+                    stream.flush().await?;
+                }
+                Some(0x01) if plugin == "caching_sha2_password" => match buf.get(1) {
+                    Some(3) => {} // fast auth succeeded; the OK follows
+                    _ => {
+                        return Err(Error::UnsupportedAuth(
+                            "caching_sha2_password full authentication (needs TLS or RSA to the backend; \
+                             log in once directly or use mysql_native_password)"
+                                .into(),
+                        ))
+                    }
+                },
+                _ => return Err(Error::Protocol(crate::protocol::Error::Malformed("auth reply"))),
+            }
+        }
+        let _ = seq;
+        Ok(Conn {
+            stream,
+            key,
+            connection_id: g.connection_id,
+            caps,
+            schema: database.map(str::to_string),
+            replayed: 0,
+            stmts: HashMap::new(),
+            last_used: Instant::now(),
+            broken: false,
+            scratch: Vec::new(),
+            read_timeout: Duration::from_secs(30),
+        })
+    }
+
+    /// Whether responses on this connection end result sets with OK instead of EOF.
+    pub fn deprecate_eof(&self) -> bool {
+        self.caps & cap::DEPRECATE_EOF != 0
+    }
+
+    /// Sends one command packet (sequence 0) and flushes.
+    pub async fn send(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let r = async {
+            write_packet(&mut self.stream, 0, payload).await?;
+            self.stream.flush().await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        if r.is_err() {
+            self.broken = true;
+        }
+        r
+    }
+
+    /// Runs a command whose response the proxy consumes itself (replay, reset, lazy prepare of
+    /// nothing): a server ERR comes back as [`Error::Server`].
+    pub async fn command(&mut self, payload: &[u8], shape: Shape) -> Result<End, Error> {
+        self.send(payload).await?;
+        let deprecate = self.deprecate_eof();
+        let mut sink = Sink;
+        let mut progress = relay::Progress::default();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let r = relay::relay(
+            &mut self.stream,
+            &mut sink,
+            &mut scratch,
+            shape,
+            deprecate,
+            Some(self.read_timeout),
+            &mut progress,
+        )
+        .await;
+        let msg = if let Ok(End::Err { .. }) = r {
+            parse_err(&scratch)
+        } else {
+            None
+        };
+        scratch.clear();
+        if scratch.capacity() > 64 * 1024 {
+            scratch = Vec::new();
+        }
+        self.scratch = scratch;
+        match r {
+            Ok(End::Err { code }) => Err(match msg {
+                Some(e) => Error::Server {
+                    code: e.code,
+                    state: e.state,
+                    message: e.message,
+                },
+                None => Error::Server {
+                    code,
+                    state: "HY000".into(),
+                    message: String::new(),
+                },
+            }),
+            Ok(end) => Ok(end),
+            Err(e) => {
+                self.broken = true;
+                Err(Error::Relay(e))
+            }
+        }
+    }
+
+    /// `COM_RESET_CONNECTION`: back to a fresh session (variables, temp tables, locks,
+    /// prepared statements, user variables) without re-authenticating.
+    pub async fn reset(&mut self) -> Result<(), Error> {
+        self.command(&[com::RESET_CONNECTION], Shape::Single).await?;
+        self.stmts.clear();
+        self.replayed = 0;
+        Ok(())
+    }
+
+    /// `COM_INIT_DB`.
+    pub async fn init_db(&mut self, db: &str) -> Result<(), Error> {
+        let mut p = Vec::with_capacity(1 + db.len());
+        p.push(com::INIT_DB);
+        p.extend_from_slice(db.as_bytes());
+        self.command(&p, Shape::Single).await?;
+        self.schema = Some(db.to_string());
+        Ok(())
+    }
+
+    /// `COM_QUERY` whose result is discarded.
+    pub async fn query_discard(&mut self, sql: &[u8]) -> Result<End, Error> {
+        let mut p = Vec::with_capacity(1 + sql.len());
+        p.push(com::QUERY);
+        p.extend_from_slice(sql);
+        self.command(&p, Shape::Results).await
+    }
+}
+
+/// A client stand-in that discards everything (and has nothing to upload).
+pub struct Sink;
+
+impl tokio::io::AsyncWrite for Sink {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncRead for Sink {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+fn server_err(p: &[u8]) -> Error {
+    match parse_err(p) {
+        Some(e) => Error::Server {
+            code: e.code,
+            state: e.state,
+            message: e.message,
+        },
+        None => Error::Protocol(crate::protocol::Error::Malformed("ERR packet")),
+    }
+}

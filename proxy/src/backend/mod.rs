@@ -1,0 +1,42 @@
+//! Backend side: authenticated connections to the database servers and their pools.
+
+pub mod conn;
+pub mod handshake;
+pub mod pool;
+
+pub use conn::{BackendStmt, Conn, Key, Sink};
+pub use pool::{pools_for, Pools};
+
+/// What can go wrong talking to a backend.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    #[error("connect timed out after {0:?} (proxy.pool.connect_timeout_ms)")]
+    ConnectTimeout(std::time::Duration),
+    #[error("no answer within {0:?} (proxy.pool.read_timeout_ms)")]
+    ReadTimeout(std::time::Duration),
+    /// The server answered with an ERR packet.
+    #[error("server error {code} ({state}): {message}")]
+    Server {
+        code: u16,
+        state: String,
+        message: String,
+    },
+    #[error("server {server} lacks capabilities {missing:#x} the client negotiated")]
+    Capabilities { missing: u32, server: String },
+    #[error("unsupported authentication: {0}")]
+    UnsupportedAuth(String),
+    #[error("pool for server '{server}' is full ({max} connections, proxy.pool.max_per_server)")]
+    PoolExhausted { server: String, max: usize },
+    #[error(transparent)]
+    Protocol(#[from] crate::protocol::Error),
+    #[error(transparent)]
+    Relay(#[from] crate::protocol::relay::RelayError),
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Protocol(crate::protocol::Error::Io(e))
+    }
+}

@@ -1,0 +1,201 @@
+//! The client-facing handshake: greeting, optional TLS upgrade, authentication
+//! (`mysql_native_password`, `caching_sha2_password` fast path and full authentication over
+//! TLS, auth-switch), all verified by the proxy itself against the configured users.
+
+use super::stream::{ClientStream, Tls};
+use super::users;
+use super::Error;
+use crate::backend::handshake::{scramble, Greeting, Response};
+use crate::context::Context;
+use crate::protocol::consts::{cap, code, status, DEFAULT_COLLATION};
+use crate::protocol::message::{err_payload, ok_payload};
+use crate::protocol::packet::{read_packet, write_packet};
+use router::config::TlsMode;
+use std::net::SocketAddr;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest handshake packet accepted from a client that has not authenticated yet.
+const HANDSHAKE_MAX: usize = 64 * 1024;
+
+const NATIVE: &str = "mysql_native_password";
+const SHA2: &str = "caching_sha2_password";
+
+/// Who the client is, once authenticated.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub user: String,
+    /// The user's password in clear, for backend authentication. Never logged.
+    pub password: String,
+    pub host: String,
+    pub caps: u32,
+    pub collation: u8,
+    pub database: Option<String>,
+    pub max_packet: usize,
+    pub connection_id: u32,
+    pub tls: bool,
+}
+
+/// Random bytes for a nonce: printable-safe (no NUL, no `$`), as servers send.
+fn nonce() -> Vec<u8> {
+    (0..20)
+        .map(|_| loop {
+            let b = fastrand::u8(1..=127);
+            if b != b'$' {
+                break b;
+            }
+        })
+        .collect()
+}
+
+/// Performs the handshake on a freshly accepted connection.
+pub async fn handshake(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: &Context,
+    tls: Option<&Tls>,
+    connection_id: u32,
+) -> Result<(ClientStream, Client), Error> {
+    let cfg = ctx.proxy_config();
+    let tls_mode = if tls.is_some() { cfg.tls.mode } else { TlsMode::Off };
+    let mut offered = cap::PROXY_OFFERS;
+    if tls_mode != TlsMode::Off {
+        offered |= cap::SSL;
+    }
+    let nonce = nonce();
+    let greeting = Greeting {
+        server_version: cfg.server_version.clone(),
+        connection_id,
+        nonce: nonce.clone(),
+        capabilities: offered,
+        collation: DEFAULT_COLLATION,
+        status: status::AUTOCOMMIT,
+        auth_plugin: NATIVE.into(),
+    };
+    let mut stream = ClientStream::plain(tcp);
+    let mut buf = Vec::with_capacity(256);
+    write_packet(&mut stream, 0, &greeting.build()).await?;
+    stream.flush().await?;
+    let mut seq = read_packet(&mut stream, &mut buf, HANDSHAKE_MAX).await?;
+    let mut on_tls = false;
+    if Response::is_ssl_request(&buf) {
+        let Some(tls) = tls.filter(|_| tls_mode != TlsMode::Off) else {
+            return Err(Error::Handshake("client asked for TLS, which is not offered".into()));
+        };
+        stream = stream.upgrade(tls).await?;
+        on_tls = true;
+        seq = read_packet(&mut stream, &mut buf, HANDSHAKE_MAX).await?;
+    }
+    let resp = match Response::parse(&buf) {
+        Ok(r) => r,
+        Err(e) => {
+            let (c, st) = code::ER_HANDSHAKE_ERROR;
+            let _ = send_err(&mut stream, seq.wrapping_add(1), c, st, "Bad handshake").await;
+            return Err(e.into());
+        }
+    };
+    let host = peer.ip().to_string();
+    let using = if resp.auth.is_empty() { "NO" } else { "YES" };
+    let denied = format!(
+        "Access denied for user '{}'@'{}' (using password: {using})",
+        resp.user, host
+    );
+    if tls_mode == TlsMode::Required && !on_tls {
+        let (c, st) = code::ER_SECURE_TRANSPORT_REQUIRED;
+        let msg = "Connections using insecure transport are prohibited while proxy.tls.mode is 'required'";
+        send_err(&mut stream, seq.wrapping_add(1), c, st, msg).await?;
+        return Err(Error::Handshake("TLS required".into()));
+    }
+    let user = users::find(&cfg.users, &resp.user);
+    let password = user.and_then(|u| users::resolve(&u.secret));
+    let Some(password) = password else {
+        let (c, st) = code::ER_ACCESS_DENIED_ERROR;
+        send_err(&mut stream, seq.wrapping_add(1), c, st, &denied).await?;
+        return Err(Error::AccessDenied(resp.user.clone()));
+    };
+
+    let mut seq = seq.wrapping_add(1);
+    let mut plugin = resp.auth_plugin.clone().unwrap_or_else(|| NATIVE.into());
+    let mut answer = resp.auth.clone();
+    if plugin != NATIVE && plugin != SHA2 {
+        // Auth switch to mysql_native_password with the same nonce.
+        let mut p = vec![0xfe];
+        p.extend_from_slice(NATIVE.as_bytes());
+        p.push(0);
+        p.extend_from_slice(&nonce);
+        p.push(0);
+        write_packet(&mut stream, seq, &p).await?;
+        stream.flush().await?;
+        let s = read_packet(&mut stream, &mut buf, HANDSHAKE_MAX).await?;
+        seq = s.wrapping_add(1);
+        plugin = NATIVE.into();
+        answer = buf.clone();
+    }
+    let expected = scramble(&plugin, &nonce, &password).unwrap_or_default();
+    let ok = constant_time_eq(&answer, &expected);
+    if plugin == SHA2 {
+        if ok && !password.is_empty() {
+            write_packet(&mut stream, seq, &[0x01, 0x03]).await?;
+            seq = seq.wrapping_add(1);
+        } else if ok {
+        } else if on_tls {
+            // Full authentication: over TLS the client sends the password in clear.
+            write_packet(&mut stream, seq, &[0x01, 0x04]).await?;
+            stream.flush().await?;
+            let s = read_packet(&mut stream, &mut buf, HANDSHAKE_MAX).await?;
+            seq = s.wrapping_add(1);
+            let clear = buf.strip_suffix(&[0]).unwrap_or(&buf);
+            if !constant_time_eq(clear, password.as_bytes()) {
+                let (c, st) = code::ER_ACCESS_DENIED_ERROR;
+                send_err(&mut stream, seq, c, st, &denied).await?;
+                return Err(Error::AccessDenied(resp.user.clone()));
+            }
+        }
+    }
+    if !ok && !(plugin == SHA2 && on_tls) {
+        let (c, st) = code::ER_ACCESS_DENIED_ERROR;
+        send_err(&mut stream, seq, c, st, &denied).await?;
+        return Err(Error::AccessDenied(resp.user.clone()));
+    }
+    write_packet(&mut stream, seq, &ok_payload(0, 0, status::AUTOCOMMIT, 0)).await?;
+    stream.flush().await?;
+    let caps = resp.capabilities & offered;
+    Ok((
+        stream,
+        Client {
+            user: resp.user,
+            password,
+            host,
+            caps,
+            collation: if resp.collation == 0 {
+                DEFAULT_COLLATION
+            } else {
+                resp.collation
+            },
+            database: resp.database,
+            max_packet: (resp.max_packet as usize).clamp(1 << 20, 1 << 30),
+            connection_id,
+            tls: on_tls,
+        },
+    ))
+}
+
+/// Sends an ERR packet and flushes.
+pub async fn send_err<W: AsyncWrite + AsyncRead + Unpin>(
+    w: &mut W,
+    seq: u8,
+    code: u16,
+    state: &str,
+    message: &str,
+) -> Result<(), Error> {
+    write_packet(w, seq, &err_payload(code, state, message)).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,143 @@
+//! The client connection as the session sees it: plain TCP or TLS behind one buffered type.
+
+use super::Error;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, BufStream, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Client-side buffers: small, because thousands of idle clients each hold them.
+const READ_BUF: usize = 4 * 1024;
+const WRITE_BUF: usize = 8 * 1024;
+
+/// Plain or TLS transport.
+pub enum Transport {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// Server-side TLS settings, built once from `proxy.tls`.
+#[derive(Clone)]
+pub struct Tls {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl Tls {
+    /// Loads the certificate chain and key named in the config.
+    pub fn load(cert: &str, key: &str) -> Result<Tls, Error> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| Error::Tls(format!("proxy.tls.cert {cert}: {e}")))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::Tls(format!("proxy.tls.cert {cert}: {e}")))?;
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| Error::Tls(format!("proxy.tls.key {key}: {e}")))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Tls(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| Error::Tls(format!("proxy.tls: {e}")))?;
+        Ok(Tls {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        })
+    }
+}
+
+/// The buffered client connection.
+pub struct ClientStream(BufStream<Transport>);
+
+impl ClientStream {
+    pub fn plain(tcp: TcpStream) -> ClientStream {
+        ClientStream(BufStream::with_capacity(
+            READ_BUF,
+            WRITE_BUF,
+            Transport::Plain(tcp),
+        ))
+    }
+
+    /// Switches to TLS after the client's SSL request.
+    pub async fn upgrade(self, tls: &Tls) -> Result<ClientStream, Error> {
+        let inner = self.0.into_inner();
+        let Transport::Plain(tcp) = inner else {
+            return Err(Error::Handshake("TLS requested twice".into()));
+        };
+        let s = tls
+            .acceptor
+            .accept(tcp)
+            .await
+            .map_err(|e| Error::Tls(format!("TLS handshake with client failed: {e}")))?;
+        Ok(ClientStream(BufStream::with_capacity(
+            READ_BUF,
+            WRITE_BUF,
+            Transport::Tls(Box::new(s)),
+        )))
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Looks up a configured user's password (inline, from an environment variable, or from a
+//! file). The password is needed in clear to authenticate to the backends as that user; it is
+//! never logged.
+
+use router::config::{Secret, UserConfig};
+
+// DATA-PATH NEEDS: `binlog_reader::secret::resolve` (shared resolver); this local one reads
+// the same three sources and can be swapped for it when it lands.
+/// Resolves a secret to its value; `None` when the source is missing or unreadable.
+pub fn resolve(secret: &Secret) -> Option<String> {
+    if let Some(p) = &secret.password {
+        return Some(p.clone());
+    }
+    if let Some(var) = &secret.password_env {
+        return std::env::var(var).ok();
+    }
+    if let Some(path) = &secret.password_file {
+        return std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string());
+    }
+    Some(String::new())
+}
+
+/// The configured user with this name.
+pub fn find<'a>(users: &'a [UserConfig], name: &str) -> Option<&'a UserConfig> {
+    users.iter().find(|u| u.name == name)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn sources() {
+        let inline = Secret {
+            password: Some("p".into()),
+            ..Secret::default()
+        };
+        assert_eq!(resolve(&inline).as_deref(), Some("p"));
+        let missing = Secret {
+            password_env: Some("RWSPLIT_TEST_SURELY_UNSET_VAR".into()),
+            ..Secret::default()
+        };
+        assert_eq!(resolve(&missing), None);
+        let dir = std::env::temp_dir().join(format!("rwsplit-secret-{}", std::process::id()));
+        std::fs::write(&dir, "from-file\n").unwrap();
+        let file = Secret {
+            password_file: Some(dir.display().to_string()),
+            ..Secret::default()
+        };
+        assert_eq!(resolve(&file).as_deref(), Some("from-file"));
+        let _ = std::fs::remove_file(dir);
+    }
+}

@@ -1,0 +1,273 @@
+//! Streams one command's response from a backend to a client, frame by frame, reading only the
+//! bytes that mark where results end (first byte, column count, EOF/OK status flags).
+//!
+//! Nothing is buffered beyond one frame and nothing is re-encoded: the client receives the
+//! backend's bytes, including sequence ids, exactly as they were sent.
+
+use super::consts::{status, MAX_FRAME};
+use super::message::{self, is_eof, lenenc_int};
+use super::packet::{read_header, Header};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// How far a relay got: once `forwarded` is set a failure can no longer be retried elsewhere,
+/// and `last_seq` is what an ERR sent in place of the rest must follow.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    pub forwarded: bool,
+    pub last_seq: u8,
+}
+
+/// The shape of the response a command gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// COM_QUERY / COM_STMT_EXECUTE: OK, ERR, LOCAL INFILE request, or result sets, possibly
+    /// several (`SERVER_MORE_RESULTS_EXISTS`).
+    Results,
+    /// COM_FIELD_LIST / COM_STMT_FETCH: rows or column definitions up to an EOF, or ERR.
+    UntilEof,
+    /// A single packet (OK, ERR, EOF or COM_STATISTICS' string).
+    Single,
+}
+
+/// How a response ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Completed; the status flags of the last OK/EOF (0 if the end packet carried none) and
+    /// the last non-zero insert id an OK packet reported.
+    Ok { status: u16, last_insert_id: u64 },
+    /// The backend answered with an ERR packet (which the client has received).
+    Err { code: u16 },
+}
+
+/// Where a relay failed: the caller must tell a dead backend from a dead client.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("backend: {0}")]
+    Backend(std::io::Error),
+    #[error("client: {0}")]
+    Client(std::io::Error),
+    /// The backend sent bytes that do not fit the protocol.
+    #[error("backend sent a malformed response")]
+    Malformed,
+    /// The backend sent nothing for longer than the read timeout.
+    #[error("backend sent nothing for {0:?}")]
+    Timeout(Duration),
+}
+
+impl RelayError {
+    fn backend(e: super::Error) -> RelayError {
+        match e {
+            super::Error::Io(e) => RelayError::Backend(e),
+            super::Error::Closed => RelayError::Backend(std::io::ErrorKind::UnexpectedEof.into()),
+            _ => RelayError::Malformed,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Phase {
+    First,
+    Columns(u64),
+    ColumnsEof,
+    Rows,
+}
+
+/// Relays one response. `buf` is a reusable frame buffer; `forwarded` becomes true as soon as
+/// any byte has been handed to the client writer (after that a failure cannot be retried
+/// elsewhere). The client writer is not flushed except before reading a LOCAL INFILE upload.
+pub async fn relay<B, C>(
+    backend: &mut B,
+    client: &mut C,
+    buf: &mut Vec<u8>,
+    shape: Shape,
+    deprecate_eof: bool,
+    timeout: Option<Duration>,
+    progress: &mut Progress,
+) -> Result<End, RelayError>
+where
+    B: AsyncRead + AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut phase = match shape {
+        Shape::Results | Shape::Single => Phase::First,
+        Shape::UntilEof => Phase::Rows,
+    };
+    let mut last_insert_id = 0u64;
+    let mut continuation = false;
+    loop {
+        let h = match timeout {
+            Some(t) => tokio::time::timeout(t, read_header(backend))
+                .await
+                .map_err(|_| RelayError::Timeout(t))?,
+            None => read_header(backend).await,
+        }
+        .map_err(RelayError::backend)?;
+        buf.clear();
+        buf.resize(h.len, 0);
+        backend
+            .read_exact(buf)
+            .await
+            .map_err(RelayError::Backend)?;
+        progress.forwarded = true;
+        progress.last_seq = h.seq;
+        client
+            .write_all(&h.bytes())
+            .await
+            .map_err(RelayError::Client)?;
+        client.write_all(buf).await.map_err(RelayError::Client)?;
+        if continuation {
+            continuation = h.continues();
+            continue;
+        }
+        continuation = h.continues();
+        let p: &[u8] = buf;
+        if shape == Shape::Single {
+            return Ok(match p.first() {
+                Some(0xff) => End::Err { code: err_code(p) },
+                Some(0x00) => {
+                    let ok = message::parse_ok(p).unwrap_or_default();
+                    End::Ok {
+                        status: ok.status,
+                        last_insert_id: ok.last_insert_id,
+                    }
+                }
+                Some(0xfe) if h.len < 9 => End::Ok {
+                    status: message::parse_eof_status(p).unwrap_or(0),
+                    last_insert_id: 0,
+                },
+                _ => End::Ok {
+                    status: 0,
+                    last_insert_id: 0,
+                },
+            });
+        }
+        match phase {
+            Phase::First => match p.first() {
+                Some(0x00) => {
+                    let ok = message::parse_ok(p).ok_or(RelayError::Malformed)?;
+                    if ok.last_insert_id != 0 {
+                        last_insert_id = ok.last_insert_id;
+                    }
+                    if !message::more_results(ok.status) {
+                        return Ok(End::Ok {
+                            status: ok.status,
+                            last_insert_id,
+                        });
+                    }
+                }
+                Some(0xff) => return Ok(End::Err { code: err_code(p) }),
+                Some(0xfb) => {
+                    // LOCAL INFILE: the client uploads the file, then the server answers.
+                    client.flush().await.map_err(RelayError::Client)?;
+                    upload(client, backend, buf).await?;
+                    progress.last_seq = progress.last_seq.wrapping_add(1);
+                }
+                Some(_) => {
+                    let (n, _) = lenenc_int(p).ok_or(RelayError::Malformed)?;
+                    if n == 0 {
+                        return Err(RelayError::Malformed);
+                    }
+                    phase = Phase::Columns(n);
+                }
+                None => return Err(RelayError::Malformed),
+            },
+            Phase::Columns(n) => {
+                phase = if n > 1 {
+                    Phase::Columns(n - 1)
+                } else if deprecate_eof {
+                    Phase::Rows
+                } else {
+                    Phase::ColumnsEof
+                };
+            }
+            Phase::ColumnsEof => {
+                if p.first() != Some(&0xfe) {
+                    return Err(RelayError::Malformed);
+                }
+                let st = message::parse_eof_status(p).unwrap_or(0);
+                if st & status::CURSOR_EXISTS != 0 {
+                    // A cursor was opened: rows come later through COM_STMT_FETCH.
+                    return Ok(End::Ok {
+                        status: st,
+                        last_insert_id,
+                    });
+                }
+                phase = Phase::Rows;
+            }
+            Phase::Rows => {
+                if p.first() == Some(&0xff) {
+                    return Ok(End::Err { code: err_code(p) });
+                }
+                if is_eof(p, h.len, deprecate_eof) {
+                    let st = end_packet_status(p);
+                    if message::more_results(st) && st & status::CURSOR_EXISTS == 0 {
+                        phase = Phase::First;
+                    } else {
+                        return Ok(End::Ok {
+                            status: st,
+                            last_insert_id,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Status flags of a packet ending rows: a classic EOF is exactly 5 bytes, anything longer is
+/// an OK with header 0xFE (CLIENT_DEPRECATE_EOF).
+fn end_packet_status(p: &[u8]) -> u16 {
+    if p.len() == 5 {
+        message::parse_eof_status(p).unwrap_or(0)
+    } else {
+        message::parse_ok(p).map(|o| o.status).unwrap_or(0)
+    }
+}
+
+fn err_code(p: &[u8]) -> u16 {
+    match (p.get(1), p.get(2)) {
+        (Some(a), Some(b)) => u16::from_le_bytes([*a, *b]),
+        _ => 0,
+    }
+}
+
+/// Copies the client's LOCAL INFILE packets to the backend up to the empty packet that ends
+/// the file. A client that goes away ends the upload with an empty packet so the backend's
+/// connection stays in step.
+async fn upload<B, C>(client: &mut C, backend: &mut B, buf: &mut Vec<u8>) -> Result<(), RelayError>
+where
+    B: AsyncRead + AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut expect_seq: Option<u8> = None;
+    let mut continued = false;
+    loop {
+        let h = match read_header(client).await {
+            Ok(h) => h,
+            Err(_) => {
+                let seq = expect_seq.unwrap_or(2);
+                let _ = backend.write_all(&Header { len: 0, seq }.bytes()).await;
+                let _ = backend.flush().await;
+                return Err(RelayError::Client(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        };
+        buf.clear();
+        buf.resize(h.len, 0);
+        client.read_exact(buf).await.map_err(RelayError::Client)?;
+        backend
+            .write_all(&h.bytes())
+            .await
+            .map_err(RelayError::Backend)?;
+        backend.write_all(buf).await.map_err(RelayError::Backend)?;
+        expect_seq = Some(h.seq.wrapping_add(1));
+        if h.len == 0 && !continued {
+            backend.flush().await.map_err(RelayError::Backend)?;
+            return Ok(());
+        }
+        continued = h.len == MAX_FRAME;
+    }
+}
+
+#[cfg(test)]
+mod test;

@@ -1,0 +1,149 @@
+//! Relay tests over in-memory pipes with responses shaped as MariaDB sends them.
+
+use super::*;
+use crate::protocol::consts::cap;
+use crate::protocol::message::{eof_payload, err_payload, ok_payload, put_lenenc_str};
+use crate::protocol::packet::frame_into;
+use tokio::io::duplex;
+
+fn column(name: &str) -> Vec<u8> {
+    let mut p = Vec::new();
+    for s in ["def", "db", "t", "t", name, name] {
+        put_lenenc_str(&mut p, s.as_bytes());
+    }
+    p.extend_from_slice(&[0x0c, 0x21, 0, 0xff, 0, 0, 0, 0xfd, 0, 0, 0, 0, 0]);
+    p
+}
+
+fn row(vals: &[&str]) -> Vec<u8> {
+    let mut p = Vec::new();
+    for v in vals {
+        put_lenenc_str(&mut p, v.as_bytes());
+    }
+    p
+}
+
+/// A result set with `cols` columns and `rows` rows, framed from seq 1.
+fn result_set(deprecate: bool, cols: usize, rows: &[Vec<u8>], end_status: u16) -> Vec<u8> {
+    let caps = if deprecate { cap::DEPRECATE_EOF } else { 0 };
+    let mut w = Vec::new();
+    let mut seq = frame_into(&mut w, 1, &[cols as u8]);
+    for i in 0..cols {
+        seq = frame_into(&mut w, seq, &column(&format!("c{i}")));
+    }
+    if !deprecate {
+        seq = frame_into(&mut w, seq, &eof_payload(0, status::AUTOCOMMIT));
+    }
+    for r in rows {
+        seq = frame_into(&mut w, seq, r);
+    }
+    frame_into(&mut w, seq, &eof_payload(caps, end_status));
+    w
+}
+
+async fn run(wire: Vec<u8>, shape: Shape, deprecate: bool) -> (Result<End, RelayError>, Vec<u8>) {
+    let (mut b_near, mut b_far) = duplex(1 << 26);
+    let (mut c_near, mut c_far) = duplex(1 << 26);
+    b_far.write_all(&wire).await.unwrap();
+    drop(b_far);
+    let mut buf = Vec::new();
+    let mut progress = Progress::default();
+    let r = relay(&mut b_near, &mut c_near, &mut buf, shape, deprecate, None, &mut progress).await;
+    c_near.flush().await.unwrap();
+    drop(c_near);
+    let mut out = Vec::new();
+    c_far.read_to_end(&mut out).await.unwrap();
+    (r, out)
+}
+
+#[tokio::test]
+async fn result_sets_are_forwarded_verbatim_both_eof_styles() {
+    for deprecate in [false, true] {
+        let rows = vec![row(&["1", "a"]), row(&["2", "b"])];
+        let wire = result_set(deprecate, 2, &rows, status::AUTOCOMMIT);
+        let (r, out) = run(wire.clone(), Shape::Results, deprecate).await;
+        assert_eq!(
+            r.unwrap(),
+            End::Ok {
+                status: status::AUTOCOMMIT,
+                last_insert_id: 0
+            }
+        );
+        assert_eq!(out, wire, "deprecate_eof={deprecate}");
+    }
+}
+
+#[tokio::test]
+async fn multi_results_continue_until_no_more_flag() {
+    for deprecate in [false, true] {
+        let mut wire = Vec::new();
+        let ok = ok_payload(1, 42, status::AUTOCOMMIT | status::MORE_RESULTS_EXISTS, 0);
+        frame_into(&mut wire, 1, &ok);
+        let rs = result_set(
+            deprecate,
+            1,
+            &[row(&["42"])],
+            status::AUTOCOMMIT | status::MORE_RESULTS_EXISTS,
+        );
+        wire.extend_from_slice(&rs);
+        frame_into(&mut wire, 9, &ok_payload(0, 0, status::IN_TRANS, 0));
+        // Trailing bytes after the end must not be consumed.
+        let (r, out) = run(wire.clone(), Shape::Results, deprecate).await;
+        assert_eq!(
+            r.unwrap(),
+            End::Ok {
+                status: status::IN_TRANS,
+                last_insert_id: 42
+            }
+        );
+        assert_eq!(out, wire);
+    }
+}
+
+#[tokio::test]
+async fn err_mid_rows_ends_the_response() {
+    let mut wire = Vec::new();
+    let mut seq = frame_into(&mut wire, 1, &[1]);
+    seq = frame_into(&mut wire, seq, &column("a"));
+    seq = frame_into(&mut wire, seq, &row(&["x"]));
+    frame_into(&mut wire, seq, &err_payload(1317, "70100", "Query execution was interrupted"));
+    let (r, out) = run(wire.clone(), Shape::Results, true).await;
+    assert_eq!(r.unwrap(), End::Err { code: 1317 });
+    assert_eq!(out, wire);
+}
+
+#[tokio::test]
+async fn huge_row_spanning_frames_is_not_mistaken_for_an_end() {
+    // A 20 MiB value: its row's first frame is full and starts with 0xFE (8-byte length).
+    let big = "z".repeat(20 << 20);
+    let rows = vec![row(&[&big]), row(&["small"])];
+    let wire = result_set(true, 1, &rows, status::AUTOCOMMIT);
+    let (r, out) = run(wire.clone(), Shape::Results, true).await;
+    assert!(matches!(r.unwrap(), End::Ok { .. }));
+    assert!(out == wire);
+}
+
+#[tokio::test]
+async fn backend_closing_mid_result_is_a_backend_error() {
+    let rows = vec![row(&["1"])];
+    let mut wire = result_set(false, 1, &rows, 0);
+    wire.truncate(wire.len() - 3);
+    let (r, _) = run(wire, Shape::Results, false).await;
+    assert!(matches!(r, Err(RelayError::Backend(_))), "{r:?}");
+}
+
+#[tokio::test]
+async fn field_list_and_single_packets() {
+    let mut wire = Vec::new();
+    let seq = frame_into(&mut wire, 1, &column("a"));
+    frame_into(&mut wire, seq, &eof_payload(0, status::AUTOCOMMIT));
+    let (r, out) = run(wire.clone(), Shape::UntilEof, false).await;
+    assert!(matches!(r.unwrap(), End::Ok { status: 2, .. }));
+    assert_eq!(out, wire);
+
+    let mut wire = Vec::new();
+    frame_into(&mut wire, 1, b"Uptime: 5  Threads: 1");
+    let (r, out) = run(wire.clone(), Shape::Single, false).await;
+    assert!(matches!(r.unwrap(), End::Ok { .. }));
+    assert_eq!(out, wire);
+}

@@ -1,0 +1,31 @@
+//! The session's cached view of the context: the backend list (refreshed when the config
+//! generation changes) and a scratch snapshot the replica chooser fills without allocating.
+
+use crate::context::{Backend, Context};
+use router::TopologySnapshot;
+use std::sync::Arc;
+
+pub struct View {
+    pub snap: TopologySnapshot,
+    pub backends: Arc<Vec<Arc<Backend>>>,
+    config_gen: u64,
+}
+
+impl View {
+    pub fn new(ctx: &Context) -> View {
+        View {
+            snap: TopologySnapshot::from_config(&ctx.config()),
+            backends: ctx.backends(),
+            config_gen: ctx.config_generation(),
+        }
+    }
+
+    /// Picks up a reloaded server list; an atomic load when nothing changed.
+    pub fn refresh(&mut self, ctx: &Context) {
+        let g = ctx.config_generation();
+        if g != self.config_gen {
+            self.backends = ctx.backends();
+            self.config_gen = g;
+        }
+    }
+}
