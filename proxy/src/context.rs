@@ -8,11 +8,12 @@
 
 use crate::metrics::{BackendMetrics, Metrics};
 use arc_swap::ArcSwap;
+use router::choice::{BreakerPolicy, BreakerState, Choice, CircuitBreaker, TopologySnapshot};
 use router::config::{Config, ProxyConfig, ServerConfig};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 use tokio::sync::watch;
 
 /// What can go wrong building or reloading the context.
@@ -75,7 +76,7 @@ struct BackendShared {
     /// Pooled backend connections (idle + in use), maintained by the pools.
     connections: AtomicUsize,
     metrics: BackendMetrics,
-    breaker: Mutex<Breaker>,
+    breaker: Mutex<CircuitBreaker>,
     /// Mirror of "breaker open" for lock-free reads on the hot path.
     breaker_open: AtomicBool,
 }
@@ -120,11 +121,15 @@ impl Backend {
             });
     }
 
-    /// A connect or I/O failure on this backend (from the monitor or a session).
-    /// `threshold` and `cooldown` come from `routing.breaker_*`; see [`Context::report_failure`].
-    pub fn report_failure(&self, threshold: u32, cooldown: Duration) {
+    /// A connect or I/O failure on this backend (from the monitor or a session), counted
+    /// against `policy` (from `routing.breaker_*`); see [`Context::report_failure`].
+    pub fn report_failure(&self, policy: &BreakerPolicy) {
+        let now = now_ms();
         let open = match self.shared.breaker.lock() {
-            Ok(mut b) => b.failure(threshold, cooldown, Instant::now()),
+            Ok(mut b) => {
+                b.record_failure(now, policy);
+                b.state(now) != BreakerState::Closed
+            }
             Err(_) => return,
         };
         self.set_open(open);
@@ -132,16 +137,12 @@ impl Backend {
 
     /// A successful connect or round trip: closes the breaker.
     pub fn report_success(&self) {
-        if !self.shared.breaker_open.load(Ordering::Relaxed) {
-            if let Ok(mut b) = self.shared.breaker.lock() {
-                b.success();
-            }
-            return;
-        }
         if let Ok(mut b) = self.shared.breaker.lock() {
-            b.success();
+            b.record_success();
         }
-        self.set_open(false);
+        if self.shared.breaker_open.load(Ordering::Relaxed) {
+            self.set_open(false);
+        }
     }
 
     /// Whether requests may go to this backend now: closed, or half-open after the cool-down
@@ -150,17 +151,23 @@ impl Backend {
         if !self.shared.breaker_open.load(Ordering::Relaxed) {
             return true;
         }
+        self.breaker().allows(now_ms())
+    }
+
+    /// A copy of the breaker (for the chooser's snapshot).
+    pub fn breaker(&self) -> CircuitBreaker {
         match self.shared.breaker.lock() {
-            Ok(b) => b.allows(Instant::now()),
-            Err(_) => true,
+            Ok(b) => *b,
+            Err(_) => CircuitBreaker::new(),
         }
     }
 
     /// `closed`, `open` or `half_open`, for `/servers`.
     pub fn breaker_state(&self) -> &'static str {
-        match self.shared.breaker.lock() {
-            Ok(b) => b.state(Instant::now()),
-            Err(_) => "closed",
+        match self.breaker().state(now_ms()) {
+            BreakerState::Closed => "closed",
+            BreakerState::Open { .. } => "open",
+            BreakerState::HalfOpen => "half_open",
         }
     }
 
@@ -170,44 +177,19 @@ impl Backend {
     }
 }
 
+/// Milliseconds on a process-wide monotonic clock (what the router's breakers expect).
+pub fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Decrements the backend's in-flight count when dropped.
 pub struct InFlight(Arc<BackendShared>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Consecutive-failure circuit breaker: open after `threshold` failures in a row, half-open
-/// after the cool-down, closed again by a success.
-#[derive(Debug, Default)]
-struct Breaker {
-    consecutive_failures: u32,
-    open_until: Option<Instant>,
-}
-
-impl Breaker {
-    fn failure(&mut self, threshold: u32, cooldown: Duration, now: Instant) -> bool {
-        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-        if self.consecutive_failures >= threshold.max(1) {
-            self.open_until = Some(now + cooldown);
-        }
-        self.open_until.is_some()
-    }
-    fn success(&mut self) {
-        self.consecutive_failures = 0;
-        self.open_until = None;
-    }
-    fn allows(&self, now: Instant) -> bool {
-        self.open_until.is_none_or(|t| now >= t)
-    }
-    fn state(&self, now: Instant) -> &'static str {
-        match self.open_until {
-            None => "closed",
-            Some(t) if now >= t => "half_open",
-            Some(_) => "open",
-        }
     }
 }
 
@@ -268,18 +250,45 @@ impl Default for ServerHealth {
 }
 
 /// One published view of the topology; replaced whole by the monitor after each round.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Topology {
     /// Increases with every publication.
     pub generation: u64,
-    /// Aligned with `config.servers` (and the context's backends) of the config it was built for.
+    /// What the router's chooser reads: reachability, replication, lag (through the hysteresis
+    /// gate), roles and the current writer (`router.primary`). Its `in_flight`, `connections`
+    /// and `breaker` fields are stale here; [`Context::choose_replica`] fills them live.
+    pub router: TopologySnapshot,
+    /// Details for `/servers` and logs, aligned with `router.servers` and `config.servers`.
     pub servers: Vec<ServerHealth>,
-    /// Index of the server writes go to, if exactly one qualifies.
-    pub primary: Option<usize>,
-    /// Why writes cannot be served now (no primary, split brain), for clients and `/healthz`.
+    /// Why writes cannot be served now (no writable primary, split brain), for clients and
+    /// `/healthz`. `None` when `router.primary` is set.
     pub write_block: Option<String>,
     /// Two or more writable servers replicate from no one.
     pub split_brain: bool,
+}
+
+impl Topology {
+    /// Before the monitor's first round: trust the configured primary, know nothing else
+    /// (replicas are out of rotation until checked: unknown is not healthy).
+    pub fn initial(config: &Config) -> Topology {
+        let mut router = TopologySnapshot::from_config(config);
+        router.primary = config
+            .servers
+            .iter()
+            .position(|s| s.role == router::config::Role::Primary);
+        Topology {
+            generation: 0,
+            router,
+            servers: vec![ServerHealth::default(); config.servers.len()],
+            write_block: None,
+            split_brain: false,
+        }
+    }
+
+    /// Index of the server writes go to.
+    pub fn primary(&self) -> Option<usize> {
+        self.router.primary
+    }
 }
 
 /// The shared state behind every session, the monitor, and the admin endpoint.
@@ -294,6 +303,8 @@ pub struct Context {
     config_generation: AtomicU64,
     /// Client sessions open now (also exported as a gauge).
     clients: AtomicU32,
+    /// Serialises reloads against topology publication.
+    publish_lock: Mutex<()>,
 }
 
 impl Context {
@@ -301,7 +312,7 @@ impl Context {
     pub fn new(config_path: PathBuf, config: Config) -> Arc<Context> {
         let metrics = Arc::new(Metrics::new());
         let backends = build_backends(&config, &[], &metrics);
-        let topology = initial_topology(&config);
+        let topology = Topology::initial(&config);
         let (shutdown, _) = watch::channel(false);
         Arc::new(Context {
             config_path,
@@ -312,6 +323,7 @@ impl Context {
             shutdown,
             config_generation: AtomicU64::new(0),
             clients: AtomicU32::new(0),
+            publish_lock: Mutex::new(()),
         })
     }
 
@@ -352,8 +364,21 @@ impl Context {
         self.topology.load_full()
     }
 
-    /// The monitor publishes a new topology (for the servers of the current config).
-    pub fn publish_topology(&self, mut topology: Topology) {
+    /// The monitor publishes a new topology built for config generation `built_for`
+    /// ([`Context::config_generation`]). Refused (false) when a reload swapped the server list
+    /// since: the indices would not match; the monitor rebuilds and tries again.
+    pub fn publish_topology(&self, built_for: u64, topology: Topology) -> bool {
+        let Ok(_guard) = self.publish_lock.lock() else {
+            return false;
+        };
+        if built_for != self.config_generation() {
+            return false;
+        }
+        self.store_topology(topology);
+        true
+    }
+
+    fn store_topology(&self, mut topology: Topology) {
         topology.generation = self.topology.load().generation + 1;
         self.metrics
             .split_brain
@@ -364,11 +389,54 @@ impl Context {
     /// Reports a connect/IO failure against a backend's circuit breaker, using the current
     /// `routing.breaker_failures` / `breaker_cooldown_ms`.
     pub fn report_failure(&self, backend: &Backend) {
+        backend.report_failure(&self.breaker_policy());
+    }
+
+    /// The breaker thresholds of the current config.
+    pub fn breaker_policy(&self) -> BreakerPolicy {
         let cfg = self.config.load();
-        backend.report_failure(
-            cfg.routing.breaker_failures,
-            Duration::from_millis(cfg.routing.breaker_cooldown_ms),
-        );
+        BreakerPolicy {
+            failures: cfg.routing.breaker_failures,
+            cooldown_ms: cfg.routing.breaker_cooldown_ms,
+        }
+    }
+
+    /// Picks the server for a read (DESIGN §3) over the latest topology, with live in-flight
+    /// counts, connection counts and breakers. `buf` is the caller's scratch snapshot (keep
+    /// one per session): refilled with `clone_from`, so a choice allocates nothing once warm.
+    /// Returns the choice and the topology it was made on (indices refer to its servers and
+    /// to `backends()` of the same config).
+    pub fn choose_replica(
+        &self,
+        buf: &mut TopologySnapshot,
+        max_lag_override: Option<u64>,
+        seed: u64,
+    ) -> (Choice, Arc<Topology>) {
+        let topology = self.topology.load_full();
+        buf.clone_from(&topology.router);
+        let backends = self.backends.load();
+        for s in buf.servers.iter_mut() {
+            if let Some(b) = backends.get(s.idx) {
+                s.in_flight = u32::try_from(b.in_flight()).unwrap_or(u32::MAX);
+                s.connections = u32::try_from(b.connections()).unwrap_or(u32::MAX);
+                s.breaker = b.breaker();
+            }
+        }
+        let choice = buf.choose_replica(max_lag_override, now_ms(), seed);
+        (choice, topology)
+    }
+
+    /// The backend writes go to now, or the reason writes are refused (split brain, no
+    /// writable server): give that reason to the client in an ERR packet.
+    pub fn primary(&self) -> Result<Arc<Backend>, String> {
+        let topology = self.topology.load();
+        if let Some(reason) = &topology.write_block {
+            return Err(reason.clone());
+        }
+        topology
+            .primary()
+            .and_then(|i| self.backends.load().get(i).cloned())
+            .ok_or_else(|| "no primary server is known yet".to_string())
     }
 
     /// Re-reads the config file and swaps it in if valid. On error the old config stays.
@@ -411,32 +479,48 @@ impl Context {
             }
         }
         // Carry over what the monitor knows about servers that stay, so routing does not
-        // go blind until the next monitor round.
+        // go blind until the next monitor round (which rebuilds everything for the new list).
         let old_topology = self.topology.load_full();
-        let mut topology = initial_topology(&new);
+        let mut topology = Topology::initial(&new);
+        let mut primary = None;
         for (i, s) in new.servers.iter().enumerate() {
-            if let Some(j) = old.servers.iter().position(|o| same_server(o, s)) {
-                if let Some(h) = old_topology.servers.get(j) {
-                    topology.servers[i] = h.clone();
-                }
+            let Some(j) = old.servers.iter().position(|o| same_server(o, s)) else {
+                continue;
+            };
+            if let Some(h) = old_topology.servers.get(j) {
+                topology.servers[i] = h.clone();
+            }
+            if let (Some(dst), Some(src)) = (
+                topology.router.servers.get_mut(i),
+                old_topology.router.servers.get(j),
+            ) {
+                dst.reachable = src.reachable;
+                dst.replicating = src.replicating;
+                dst.lag_ms = src.lag_ms;
+                dst.lag_gate = src.lag_gate;
+                dst.role = src.role;
+            }
+            if old_topology.router.primary == Some(j) {
+                primary = Some(i);
             }
         }
-        topology.primary = topology
-            .servers
-            .iter()
-            .position(|h| h.role == ObservedRole::Primary);
-        if topology.primary.is_none() && !old_topology.split_brain {
-            topology.primary = new
-                .servers
-                .iter()
-                .position(|s| s.role == router::config::Role::Primary);
+        if old_topology.generation > 0 {
+            topology.router.primary = primary;
+            topology.split_brain = old_topology.split_brain;
+            topology.write_block = old_topology.write_block.clone();
+            if primary.is_none() && topology.write_block.is_none() {
+                topology.write_block =
+                    Some("the primary was removed from the configuration".to_string());
+            }
         }
-        topology.split_brain = old_topology.split_brain;
-        topology.write_block = old_topology.write_block.clone();
-        // Order matters: backends and topology must match the config a session loads next.
+        // Backends and topology must match the config a session loads next; the lock keeps
+        // the monitor from publishing a topology built for the old server list in between.
+        let Ok(_guard) = self.publish_lock.lock() else {
+            return Ok(());
+        };
         self.backends.store(Arc::new(backends));
         self.config.store(Arc::new(new));
-        self.publish_topology(topology);
+        self.store_topology(topology);
         self.config_generation.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -528,7 +612,7 @@ fn build_backends(config: &Config, old: &[Arc<Backend>], metrics: &Metrics) -> V
                     in_flight: AtomicUsize::new(0),
                     connections: AtomicUsize::new(0),
                     metrics: metrics.backend(&s.name),
-                    breaker: Mutex::new(Breaker::default()),
+                    breaker: Mutex::new(CircuitBreaker::new()),
                     breaker_open: AtomicBool::new(false),
                 }),
             };
@@ -539,20 +623,6 @@ fn build_backends(config: &Config, old: &[Arc<Backend>], metrics: &Metrics) -> V
             })
         })
         .collect()
-}
-
-/// Before the monitor's first round: trust the configured primary, know nothing else.
-fn initial_topology(config: &Config) -> Topology {
-    Topology {
-        generation: 0,
-        servers: vec![ServerHealth::default(); config.servers.len()],
-        primary: config
-            .servers
-            .iter()
-            .position(|s| s.role == router::config::Role::Primary),
-        write_block: None,
-        split_brain: false,
-    }
 }
 
 #[cfg(test)]
@@ -593,32 +663,39 @@ mod test {
     fn breaker_opens_after_threshold_and_closes_on_success() {
         let ctx = ctx();
         let b = ctx.backend("p").expect("p");
+        let policy = BreakerPolicy {
+            failures: 3,
+            cooldown_ms: 60_000,
+        };
         for _ in 0..2 {
-            b.report_failure(3, Duration::from_secs(60));
+            b.report_failure(&policy);
         }
         assert!(b.breaker_allows());
-        b.report_failure(3, Duration::from_secs(60));
+        b.report_failure(&policy);
         assert!(!b.breaker_allows());
         assert_eq!(b.breaker_state(), "open");
+        assert_eq!(b.metrics().breaker_open.get(), 1);
         b.report_success();
         assert!(b.breaker_allows());
         assert_eq!(b.breaker_state(), "closed");
+        assert_eq!(b.metrics().breaker_open.get(), 0);
     }
 
     #[test]
-    fn breaker_half_opens_after_cooldown() {
-        let mut br = Breaker::default();
-        let t = Instant::now();
-        br.failure(1, Duration::from_millis(10), t);
-        assert!(!br.allows(t));
-        assert!(br.allows(t + Duration::from_millis(11)));
-        assert_eq!(br.state(t + Duration::from_millis(11)), "half_open");
+    fn stale_topology_is_not_published_after_a_reload() {
+        let ctx = ctx();
+        let gen = ctx.config_generation();
+        let t = Topology::initial(&ctx.config());
+        assert!(ctx.publish_topology(gen, t.clone()));
+        ctx.config_generation.fetch_add(1, Ordering::Relaxed);
+        assert!(!ctx.publish_topology(gen, t));
     }
 
     #[test]
     fn initial_topology_trusts_configured_primary() {
         let ctx = ctx();
-        assert_eq!(ctx.topology().primary, Some(0));
+        assert_eq!(ctx.topology().primary(), Some(0));
+        assert_eq!(ctx.primary().map(|b| b.index), Ok(0));
         assert_eq!(ctx.proxy_config().max_connections, 2);
     }
 }

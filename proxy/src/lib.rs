@@ -2,8 +2,11 @@
 //! the server in-process.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod context;
+pub mod health;
 pub mod metrics;
+pub mod server;
 // Data path (client protocol, backends, per-client routing).
 pub mod backend;
 pub mod frontend;

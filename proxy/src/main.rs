@@ -1,1 +1,92 @@
-fn main() {}
+//! `rwsplit-proxy`: parses the command line, loads and checks the configuration, binds the
+//! listeners, and runs the proxy until SIGTERM/SIGINT. Every startup failure is one line that
+//! names the file, the key, and what to do.
+
+use clap::Parser;
+use proxy::context::{load_config, Context};
+use proxy::server;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A MySQL/MariaDB read/write-splitting proxy.
+#[derive(Debug, Parser)]
+#[command(name = "rwsplit-proxy", version, about)]
+struct Args {
+    /// The YAML configuration file (see examples/local-cluster.yaml).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: PathBuf,
+    /// Validate the configuration, print a summary, and exit (0 when valid, 2 when not).
+    #[arg(long)]
+    check_config: bool,
+}
+
+/// Exit code for a configuration the proxy cannot use.
+const EXIT_CONFIG: u8 = 2;
+/// Exit code for a listener that cannot be opened.
+const EXIT_LISTEN: u8 = 1;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_tracing();
+    let config = match load_config(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rwsplit-proxy: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if args.check_config {
+        let users = config.proxy.as_ref().map(|p| p.users.len()).unwrap_or(0);
+        println!(
+            "config OK: {} servers, {} users",
+            config.servers.len(),
+            users
+        );
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rwsplit-proxy: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let file = args.config.display().to_string();
+        let (listen, http_listen) = match &config.proxy {
+            Some(p) => (p.listen.clone(), p.http_listen.clone()),
+            None => return ExitCode::from(EXIT_CONFIG),
+        };
+        let listener = match server::bind(&listen, "proxy.listen", &file).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("rwsplit-proxy: {e}");
+                return ExitCode::from(EXIT_LISTEN);
+            }
+        };
+        let admin = match server::bind(&http_listen, "proxy.http_listen", &file).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("rwsplit-proxy: {e}");
+                return ExitCode::from(EXIT_LISTEN);
+            }
+        };
+        let ctx = Context::new(args.config.clone(), config);
+        tracing::info!(%listen, %http_listen, version = env!("CARGO_PKG_VERSION"), "rwsplit-proxy started");
+        server::serve_all(ctx, listener, admin).await;
+        tracing::info!("rwsplit-proxy stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

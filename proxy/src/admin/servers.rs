@@ -1,0 +1,98 @@
+//! `/servers`: one JSON object per configured server, in config order.
+//!
+//! ```json
+//! {"primary": "primary", "write_block": null, "split_brain": false, "topology_generation": 42,
+//!  "servers": [{"name": "replica1", "host": "127.0.0.1", "port": 3341,
+//!   "configured_role": "replica", "role": "replica", "location": "zone-a",
+//!   "state": "up", "in_rotation": true, "reachable": true, "read_only": true,
+//!   "replicating": true, "replication_running": true, "lag_ms": 12, "in_flight": 0,
+//!   "connections": 3, "breaker": "closed", "maintenance": false, "weight": 1,
+//!   "last_error": null, "checked_ms_ago": 120}]}
+//! ```
+//!
+//! `state` is the first that applies of `maintenance`, `down` (the monitor cannot reach it),
+//! `ejected` (circuit breaker open), `replication_stopped` (a replica whose IO or SQL thread is
+//! not running), `lagging` (lag unknown or over the limit: out of the read rotation), `up`.
+//! `lag_ms` is `null` when unknown (never 0 for unknown).
+
+use crate::context::{Context, ObservedRole};
+use serde_json::{json, Value};
+
+/// The `/servers` document.
+pub fn json(ctx: &Context) -> Value {
+    let config = ctx.config();
+    let topology = ctx.topology();
+    let backends = ctx.backends();
+    let servers: Vec<Value> = config
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let health = topology.servers.get(i).cloned().unwrap_or_default();
+            let state = topology.router.servers.get(i);
+            let backend = backends.get(i);
+            let is_primary = topology.primary() == Some(i);
+            let breaker = backend.map(|b| b.breaker_state()).unwrap_or("closed");
+            let lag_ok = state.is_some_and(|st| st.lag_gate.serving());
+            let status = if s.maintenance {
+                "maintenance"
+            } else if !health.reachable {
+                "down"
+            } else if breaker == "open" {
+                "ejected"
+            } else if is_primary {
+                "up"
+            } else if !health.threads_running {
+                "replication_stopped"
+            } else if !lag_ok || health.lag_ms.is_none() {
+                "lagging"
+            } else {
+                "up"
+            };
+            let role = if is_primary {
+                "primary"
+            } else {
+                match health.role {
+                    ObservedRole::Unknown => "unknown",
+                    _ => "replica",
+                }
+            };
+            json!({
+                "name": s.name,
+                "host": s.host,
+                "port": s.port,
+                "configured_role": match s.role {
+                    router::config::Role::Primary => "primary",
+                    router::config::Role::Replica => "replica",
+                },
+                "role": role,
+                "location": s.location,
+                "state": status,
+                "in_rotation": !is_primary && status == "up",
+                "reachable": health.reachable,
+                "read_only": health.read_only,
+                "replicating": health.replicating,
+                "replication_running": health.threads_running,
+                "lag_ms": if is_primary { Some(0) } else { health.lag_ms },
+                "in_flight": backend.map(|b| b.in_flight()).unwrap_or(0),
+                "connections": backend.map(|b| b.connections()).unwrap_or(0),
+                "breaker": breaker,
+                "maintenance": s.maintenance,
+                "weight": s.weight,
+                "last_error": health.last_error,
+                "checked_ms_ago": health.checked_at.map(|t| t.elapsed().as_millis() as u64),
+            })
+        })
+        .collect();
+    let primary = topology
+        .primary()
+        .and_then(|i| config.servers.get(i))
+        .map(|s| s.name.clone());
+    json!({
+        "primary": primary,
+        "write_block": topology.write_block,
+        "split_brain": topology.split_brain,
+        "topology_generation": topology.generation,
+        "servers": servers,
+    })
+}

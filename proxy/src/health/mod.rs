@@ -1,0 +1,327 @@
+//! The health monitor: checks every server each `proxy.monitor_interval_ms`, learns replica lag
+//! from `proxy.lag_source`, derives the topology (who writes, who may serve reads) and publishes
+//! it to the [`Context`] for the router's chooser. It also feeds the circuit breakers and the
+//! backend metrics, and logs every change of role.
+
+pub mod check;
+pub mod lag;
+pub mod topology;
+
+use crate::context::{Context, ObservedRole, Topology};
+use check::Checker;
+use router::config::{Config, LagSource};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use topology::Sample;
+
+/// Starts the monitor; it runs until shutdown begins and follows config reloads.
+pub fn spawn(ctx: Arc<Context>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut shutdown = ctx.shutdown_signal();
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            // One generation per config: a reload restarts the checkers for the new list.
+            tokio::select! {
+                _ = run_generation(&ctx) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    })
+}
+
+/// The latest sample of each server, shared by its checker task and the coordinator.
+type Slots = Arc<Mutex<Vec<Option<Sample>>>>;
+/// The latest sidecar answer and when it arrived.
+type SidecarSlot = Arc<Mutex<Option<(lag::LagMap, Instant)>>>;
+
+async fn run_generation(ctx: &Arc<Context>) {
+    let generation = ctx.config_generation();
+    let config = ctx.config();
+    let interval = Duration::from_millis(ctx.proxy_config().monitor_interval_ms.max(50));
+    let timeout = Duration::from_millis(ctx.proxy_config().pool.connect_timeout_ms.max(100));
+    let password = match monitor_password(&config) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "monitor password unavailable; every server will look down");
+            String::new()
+        }
+    };
+    let slots: Slots = Arc::new(Mutex::new(vec![None; config.servers.len()]));
+    let changed = Arc::new(Notify::new());
+    let mut tasks = JoinSet::new();
+    for (i, server) in config.servers.iter().enumerate() {
+        let checker = Checker::new(&server.host, server.port, &config.monitor.user, &password);
+        tasks.spawn(check_loop(
+            ctx.clone(),
+            i,
+            checker,
+            interval,
+            timeout,
+            slots.clone(),
+            changed.clone(),
+        ));
+    }
+    let sidecar: SidecarSlot = Arc::new(Mutex::new(None));
+    let lag_source = ctx.proxy_config().lag_source.clone();
+    match &lag_source {
+        LagSource::Sidecar { url } => {
+            tasks.spawn(sidecar_loop(
+                url.clone(),
+                interval,
+                timeout,
+                sidecar.clone(),
+            ));
+        }
+        LagSource::Embedded => {
+            // The embeddable binlog reader is not wired in yet: fall back to the servers' own
+            // Seconds_Behind_Master so routing works, and say so once.
+            tracing::warn!(
+                "proxy.lag_source `embedded` is not available in this build yet; using Seconds_Behind_Master"
+            );
+        }
+        LagSource::SecondsBehindMaster => {}
+    }
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = changed.notified() => {}
+        }
+        if ctx.config_generation() != generation {
+            tasks.shutdown().await;
+            return;
+        }
+        let mut samples = match slots.lock() {
+            Ok(s) => s.clone(),
+            Err(_) => continue,
+        };
+        fill_lag(&config, &lag_source, &sidecar, &mut samples);
+        let previous = ctx.topology();
+        let next = topology::derive(&config, &samples, &previous);
+        report(ctx, &config, &previous, &next);
+        // Refused only if a reload happened in between: the next round uses the new config.
+        let _ = ctx.publish_topology(generation, next);
+    }
+}
+
+/// Checks one server every `interval` and stores the sample.
+async fn check_loop(
+    ctx: Arc<Context>,
+    index: usize,
+    mut checker: Checker,
+    interval: Duration,
+    timeout: Duration,
+    slots: Slots,
+    changed: Arc<Notify>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let started = Instant::now();
+        let result = checker.check(timeout).await;
+        let backend = ctx.backends().get(index).cloned();
+        if let Some(b) = &backend {
+            b.metrics().up.set(i64::from(result.is_ok()));
+            ctx.metrics
+                .monitor_check_duration
+                .with_label_values(&[b.name()])
+                .observe(started.elapsed().as_secs_f64());
+            match &result {
+                Ok(_) => {
+                    // Respect the cool-down of a breaker the data path opened: only a closed
+                    // or half-open breaker is reset by a good check.
+                    if b.breaker_allows() {
+                        b.report_success();
+                    }
+                }
+                Err(e) => {
+                    if e.is_connect() {
+                        b.metrics().connect_errors.inc();
+                    }
+                    ctx.report_failure(b);
+                }
+            }
+        }
+        let sample = Sample {
+            result,
+            lag_ms: None,
+            at: Instant::now(),
+        };
+        let was_ok = match slots.lock() {
+            Ok(mut s) => {
+                let was = s
+                    .get(index)
+                    .and_then(|x| x.as_ref())
+                    .map(|x| x.result.clone());
+                if let Some(slot) = s.get_mut(index) {
+                    *slot = Some(sample.clone());
+                }
+                was
+            }
+            Err(_) => return,
+        };
+        // Publish at once when something changed (a read_only flip must reach writes fast).
+        if was_ok.as_ref() != Some(&sample.result) {
+            changed.notify_one();
+        }
+    }
+}
+
+/// Polls the sidecar's `/lag` every `interval`; a failed poll clears the slot (lag unknown).
+async fn sidecar_loop(url: String, interval: Duration, timeout: Duration, slot: SidecarSlot) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let got = lag::fetch_sidecar(&url, timeout).await;
+        let value = match got {
+            Ok(map) => {
+                if failing {
+                    tracing::info!(%url, "lag sidecar answers again");
+                    failing = false;
+                }
+                Some((map, Instant::now()))
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "lag sidecar unavailable: replica lag is unknown");
+                    failing = true;
+                }
+                None
+            }
+        };
+        if let Ok(mut s) = slot.lock() {
+            *s = value;
+        }
+    }
+}
+
+/// Sets each sample's lag from the configured source.
+fn fill_lag(
+    config: &Config,
+    source: &LagSource,
+    sidecar: &SidecarSlot,
+    samples: &mut [Option<Sample>],
+) {
+    let sidecar_map = match source {
+        LagSource::Sidecar { .. } => sidecar.lock().ok().and_then(|s| s.clone()),
+        _ => None,
+    };
+    for (server, sample) in config.servers.iter().zip(samples.iter_mut()) {
+        let Some(sample) = sample else { continue };
+        let Ok(observed) = &sample.result else {
+            continue;
+        };
+        sample.lag_ms = match source {
+            LagSource::Sidecar { .. } => sidecar_map
+                .as_ref()
+                .filter(|(_, at)| at.elapsed() < Duration::from_secs(5))
+                .and_then(|(m, _)| m.get(&server.name).copied().flatten()),
+            LagSource::SecondsBehindMaster | LagSource::Embedded => observed
+                .replication
+                .as_ref()
+                .and_then(|r| r.seconds_behind)
+                .map(|s| s.saturating_mul(1000)),
+        };
+    }
+}
+
+/// Updates per-server metrics and logs what changed between two topologies.
+fn report(ctx: &Context, config: &Config, previous: &Topology, next: &Topology) {
+    let m = &ctx.metrics;
+    let same_list = previous.servers.len() == next.servers.len();
+    for (i, (server, health)) in config.servers.iter().zip(&next.servers).enumerate() {
+        let name = server.name.as_str();
+        for role in [
+            ObservedRole::Primary,
+            ObservedRole::Replica,
+            ObservedRole::Unknown,
+        ] {
+            m.backend_role
+                .with_label_values(&[name, role.as_str()])
+                .set(i64::from(health.role == role));
+        }
+        let is_primary = next.primary() == Some(i);
+        match health.lag_ms {
+            Some(ms) if !is_primary => m
+                .replica_lag_seconds
+                .with_label_values(&[name])
+                .set(ms as f64 / 1000.0),
+            _ => {
+                let _ = m.replica_lag_seconds.remove_label_values(&[name]);
+            }
+        }
+        let writable_replica = health.replicating == Some(true) && health.read_only == Some(false);
+        m.replica_writable
+            .with_label_values(&[name])
+            .set(i64::from(writable_replica));
+        let before = same_list.then(|| &previous.servers[i]);
+        if writable_replica
+            && before.is_none_or(|b| !(b.replicating == Some(true) && b.read_only == Some(false)))
+        {
+            tracing::warn!(
+                server = name,
+                "server replicates from another but has read_only=0: it stays a replica and is \
+                 never promoted; set read_only=1 on it"
+            );
+        }
+        if let Some(b) = before {
+            if b.reachable && !health.reachable {
+                tracing::warn!(
+                    server = name,
+                    error = health.last_error.as_deref().unwrap_or(""),
+                    "server is down"
+                );
+            } else if !b.reachable && health.reachable && b.checked_at.is_some() {
+                tracing::info!(server = name, "server is reachable again");
+            }
+        }
+    }
+    if previous.primary() != next.primary() && same_list {
+        let name = |i: Option<usize>| {
+            i.and_then(|i| config.servers.get(i))
+                .map(|s| s.name.as_str())
+                .unwrap_or("none")
+        };
+        tracing::warn!(
+            from = name(previous.primary()),
+            to = name(next.primary()),
+            "writes now go to a different primary"
+        );
+    }
+    if next.split_brain && !previous.split_brain {
+        tracing::error!(
+            reason = next.write_block.as_deref().unwrap_or(""),
+            "split brain"
+        );
+    }
+    if let (Some(reason), None) = (&next.write_block, &previous.write_block) {
+        if !next.split_brain {
+            tracing::error!(reason = %reason, "writes are refused");
+        }
+    }
+}
+
+/// The monitor account's password, however the config gives it.
+fn monitor_password(config: &Config) -> Result<String, String> {
+    let s = &config.monitor.secret;
+    if let Some(p) = &s.password {
+        return Ok(p.clone());
+    }
+    if let Some(var) = &s.password_env {
+        return std::env::var(var).map_err(|_| format!("monitor.password_env: {var} is not set"));
+    }
+    if let Some(path) = &s.password_file {
+        return std::fs::read_to_string(path)
+            .map(|t| t.lines().next().unwrap_or("").to_string())
+            .map_err(|e| format!("monitor.password_file {path}: {e}"));
+    }
+    Ok(String::new())
+}

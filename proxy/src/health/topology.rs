@@ -1,0 +1,196 @@
+//! From the latest check of every server to a [`Topology`]: who is the primary (DESIGN §3.6:
+//! the writable server that replicates from no one), who replicates, split brain, and the
+//! router's snapshot with lag fed through its hysteresis gates. Pure, so every case is a test.
+
+use super::check::{CheckError, Observed};
+use crate::context::{ObservedRole, ServerHealth, Topology};
+use router::choice::{ServerState, TopologySnapshot, LOCATION_UNUSED};
+use router::config::{Config, Role};
+use std::time::Instant;
+
+/// The last check of one server, with the lag the configured lag source reports for it.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub result: Result<Observed, CheckError>,
+    /// Replica lag in ms; `None` = unknown.
+    pub lag_ms: Option<u64>,
+    pub at: Instant,
+}
+
+/// Builds the next topology. `samples[i]` is `None` until server `i` was checked once;
+/// `previous` carries the lag gates' state and the last known primary.
+pub fn derive(config: &Config, samples: &[Option<Sample>], previous: &Topology) -> Topology {
+    let mut router = base_snapshot(config, &previous.router);
+    let mut servers = vec![ServerHealth::default(); config.servers.len()];
+    let mut writable_roots = Vec::new();
+    for (i, health) in servers.iter_mut().enumerate() {
+        let Some(Some(sample)) = samples.get(i) else {
+            continue;
+        };
+        health.checked_at = Some(sample.at);
+        match &sample.result {
+            Err(e) => {
+                health.last_error = Some(e.to_string());
+            }
+            Ok(o) => {
+                health.reachable = true;
+                health.read_only = Some(o.read_only);
+                health.replicating = Some(o.replication.is_some());
+                health.threads_running = o
+                    .replication
+                    .as_ref()
+                    .is_some_and(|r| r.io_running && r.sql_running);
+                if o.replication.is_none() {
+                    if o.read_only {
+                        // Read-only and replicating from no one: a stand-alone copy (e.g. an
+                        // old primary after a switchover). Not the writer, not a live replica.
+                        health.role = ObservedRole::Replica;
+                    } else {
+                        health.role = ObservedRole::Primary;
+                        writable_roots.push(i);
+                    }
+                } else {
+                    health.role = ObservedRole::Replica;
+                    if health.threads_running {
+                        health.lag_ms = sample.lag_ms;
+                    }
+                }
+            }
+        }
+    }
+
+    let names = |idx: &[usize]| {
+        idx.iter()
+            .map(|&i| config.servers[i].name.as_str())
+            .collect::<Vec<_>>()
+            .join(" and ")
+    };
+    let mut split_brain = false;
+    let mut write_block = None;
+    let primary = match writable_roots.as_slice() {
+        [one] => Some(*one),
+        [] => {
+            let previous_primary = previous.router.primary.filter(|&p| p < servers.len());
+            match previous_primary {
+                // The writer went silent (down, hung, or not checked yet): keep sending writes
+                // there so clients get the server's own connect error, not a guess.
+                Some(p) if !servers[p].reachable => Some(p),
+                _ => {
+                    write_block = Some(format!(
+                        "no writable primary: every reachable server is read-only or replicates \
+                         from another ({})",
+                        config
+                            .servers
+                            .iter()
+                            .zip(&servers)
+                            .filter(|(_, h)| h.reachable)
+                            .map(|(s, _)| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                    None
+                }
+            }
+        }
+        many => {
+            split_brain = true;
+            write_block = Some(format!(
+                "split brain: {} are all writable and replicate from no one; writes are refused \
+                 until only one is writable",
+                names(many)
+            ));
+            None
+        }
+    };
+    // Two roots means neither is trusted as primary in the report either.
+    if split_brain {
+        for &i in &writable_roots {
+            servers[i].role = ObservedRole::Unknown;
+        }
+    }
+
+    for (i, (state, health)) in router.servers.iter_mut().zip(&servers).enumerate() {
+        state.reachable = health.reachable;
+        state.replicating = health.threads_running;
+        state.role = if Some(i) == primary {
+            Role::Primary
+        } else {
+            Role::Replica
+        };
+    }
+    for (i, health) in servers.iter().enumerate() {
+        let lag = if Some(i) == primary {
+            Some(0)
+        } else {
+            health.lag_ms
+        };
+        router.update_lag(i, lag);
+        if let Some(state) = router.servers.get_mut(i) {
+            state.lag_ms = lag;
+        }
+    }
+    router.primary = primary;
+    Topology {
+        generation: previous.generation,
+        router,
+        servers,
+        write_block,
+        split_brain,
+    }
+}
+
+/// The router snapshot for `config`, keeping the lag gates of `previous` (same server list).
+fn base_snapshot(config: &Config, previous: &TopologySnapshot) -> TopologySnapshot {
+    let mut snap = TopologySnapshot::from_config(config);
+    if snap.servers.len() != config.servers.len() {
+        snap.servers = fallback_states(config);
+    }
+    if previous.servers.len() == snap.servers.len() {
+        for (s, p) in snap.servers.iter_mut().zip(&previous.servers) {
+            s.lag_gate = p.lag_gate;
+        }
+    }
+    snap
+}
+
+/// Server states built here when the router's `from_config` does not provide them.
+fn fallback_states(config: &Config) -> Vec<ServerState> {
+    let max_lag = config.routing.max_lag_ms;
+    config
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(idx, s)| ServerState {
+            idx,
+            role: s.role,
+            location_rank: location_rank(config, s.location.as_deref()),
+            weight: s.weight,
+            reachable: false,
+            replicating: false,
+            maintenance: s.maintenance,
+            lag_ms: None,
+            max_lag_ms: s.max_lag_ms.unwrap_or(max_lag),
+            lag_gate: Default::default(),
+            in_flight: 0,
+            connections: 0,
+            breaker: Default::default(),
+        })
+        .collect()
+}
+
+fn location_rank(config: &Config, location: Option<&str>) -> u16 {
+    match (config.location.as_deref(), location) {
+        (None, _) | (_, None) => 0,
+        (Some(own), Some(l)) if own == l => 0,
+        (_, Some(l)) => config
+            .routing
+            .location_fallback
+            .iter()
+            .position(|f| f == l)
+            .and_then(|p| u16::try_from(p + 1).ok())
+            .unwrap_or(LOCATION_UNUSED),
+    }
+}
+
+#[cfg(test)]
+mod test;
