@@ -1,1 +1,23 @@
-//! binlog reader
+//! Tails the primary's binlog and measures every replica's lag to the millisecond.
+//!
+//! Embed it ([`LagReader::spawn`] → [`LagHandle::snapshot`]) or run the `rwsplit-binlog-reader`
+//! sidecar, which serves the same snapshot as `/lag` JSON ([`snapshot`] documents the format),
+//! Prometheus `/metrics` ([`metrics`] lists the names) and `/healthz`.
+#![forbid(unsafe_code)]
+
+pub mod config_file;
+pub mod decode;
+pub mod http;
+pub mod metrics;
+pub mod poll;
+pub mod position;
+pub mod reader;
+pub mod secret;
+pub mod snapshot;
+pub mod state;
+pub mod stream;
+pub mod timeline;
+
+pub use reader::{LagHandle, LagReader, StartError};
+pub use snapshot::{LagSnapshot, PrimaryStatus, ReplicaLag};
+pub use state::Transaction;

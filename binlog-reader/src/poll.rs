@@ -1,0 +1,238 @@
+//! Polls one replica's applied position every `poll_interval_ms` with the cheapest query the
+//! server offers (`SELECT @@gtid_slave_pos` on MariaDB, `SELECT @@gtid_executed` on MySQL), and
+//! its replication status (IO/SQL threads, IO position, Seconds_Behind_Master) at a slower
+//! cadence. A failed or slow poll makes the replica's lag unknown at once.
+
+use crate::position::{self, Watermarks, FILE_POS_KEY};
+use crate::state::{lock, now_us, Shared};
+use crate::stream::{connect, Target};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the (heavier) replication status is read, at most.
+const STATUS_EVERY: Duration = Duration::from_millis(500);
+
+/// Polls replica `index` of `shared.replicas` forever.
+pub async fn run(shared: Arc<Shared>, index: usize, target: Target) {
+    let mut backoff = shared.settings.poll_interval;
+    loop {
+        match connect(
+            &target,
+            shared.settings.poll_timeout.max(Duration::from_secs(1)),
+        )
+        .await
+        {
+            Ok(conn) => {
+                backoff = shared.settings.poll_interval;
+                let e = poll_loop(&shared, index, conn).await;
+                fail(&shared, index, e);
+            }
+            Err(e) => fail(&shared, index, e.to_string()),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+fn fail(shared: &Shared, index: usize, error: String) {
+    let Some((name, slot)) = shared.replicas.get(index) else {
+        return;
+    };
+    shared
+        .metrics
+        .poll_errors
+        .with_label_values(&[name.as_str()])
+        .inc();
+    let mut r = lock(slot);
+    if r.reachable || r.error.as_deref() != Some(error.as_str()) {
+        tracing::warn!(replica = %name, %error, "replica cannot be polled; its lag is unknown");
+    }
+    r.reachable = false;
+    r.error = Some(error);
+}
+
+async fn timed<T>(
+    limit: Duration,
+    what: &str,
+    f: impl std::future::Future<Output = mysql_async::Result<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: no answer within {limit:?}")),
+    }
+}
+
+/// Polls until something fails; returns the failure.
+async fn poll_loop(shared: &Shared, index: usize, mut conn: Conn) -> String {
+    let limit = shared.settings.poll_timeout;
+    let version: String = match timed(
+        limit,
+        "SELECT @@version",
+        conn.query_first("SELECT @@version"),
+    )
+    .await
+    {
+        Ok(v) => v.unwrap_or_default(),
+        Err(e) => return e,
+    };
+    let mariadb = version.to_ascii_lowercase().contains("mariadb");
+    let applied_sql = if mariadb {
+        "SELECT @@gtid_slave_pos"
+    } else {
+        "SELECT @@gtid_executed"
+    };
+    let mut tick = tokio::time::interval(shared.settings.poll_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_status: Option<Instant> = None;
+    let slot = &shared.replicas[index].1;
+    loop {
+        tick.tick().await;
+        let cutoff = lock(&shared.timeline).next_index();
+        let text: String = match timed(limit, applied_sql, conn.query_first(applied_sql)).await {
+            Ok(v) => v.unwrap_or_default(),
+            Err(e) => return e,
+        };
+        let polled_at_us = now_us();
+        let parsed = if mariadb {
+            position::mariadb_watermarks(&text)
+        } else {
+            position::mysql_watermarks(&text)
+        };
+        let mut applied = match parsed {
+            Ok(w) => w,
+            Err(e) => return e.to_string(),
+        };
+        let need_status =
+            text.trim().is_empty() || last_status.is_none_or(|t| t.elapsed() >= STATUS_EVERY);
+        let mut status = None;
+        if need_status {
+            let io_cutoff = lock(&shared.timeline).next_index();
+            match read_status(&mut conn, mariadb, limit).await {
+                Ok(s) => status = Some((s, io_cutoff, now_us())),
+                Err(e) => return e,
+            }
+            last_status = Some(Instant::now());
+        }
+        let mut applied_text = text.trim().replace('\n', "");
+        if applied.is_empty() {
+            // No GTIDs: fall back to the executed file/position.
+            if let Some(Some(e)) = status.as_ref().map(|(s, _, _)| s.exec_pos) {
+                applied.insert(FILE_POS_KEY.to_string(), e);
+                if let Some((s, _, _)) = &status {
+                    applied_text = s.exec_text.clone();
+                }
+            }
+        }
+        let mut r = lock(slot);
+        r.reachable = true;
+        r.error = None;
+        r.applied = Some(applied);
+        r.applied_text = Some(applied_text);
+        r.cutoff = cutoff;
+        r.polled_at_us = polled_at_us;
+        r.polled_instant = Some(Instant::now());
+        if let Some((s, io_cutoff, at)) = status {
+            r.io_running = s.io_running;
+            r.sql_running = s.sql_running;
+            r.seconds_behind_master = s.seconds_behind_master;
+            r.io_applied = s.io_pos;
+            r.io_cutoff = io_cutoff;
+            r.io_polled_at_us = at;
+        }
+    }
+}
+
+/// The parts of SHOW SLAVE/REPLICA STATUS the reader uses.
+struct Status {
+    io_running: Option<bool>,
+    sql_running: Option<bool>,
+    seconds_behind_master: Option<u64>,
+    io_pos: Option<Watermarks>,
+    exec_pos: Option<u64>,
+    exec_text: String,
+}
+
+fn col(row: &Row, names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| row.get_opt::<Option<String>, _>(*n).and_then(Result::ok))
+        .flatten()
+}
+
+async fn read_status(conn: &mut Conn, mariadb: bool, limit: Duration) -> Result<Status, String> {
+    let row: Option<Row> = if mariadb {
+        timed(
+            limit,
+            "SHOW SLAVE STATUS",
+            conn.query_first("SHOW SLAVE STATUS"),
+        )
+        .await?
+    } else {
+        match timed(
+            limit,
+            "SHOW REPLICA STATUS",
+            conn.query_first("SHOW REPLICA STATUS"),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => {
+                timed(
+                    limit,
+                    "SHOW SLAVE STATUS",
+                    conn.query_first("SHOW SLAVE STATUS"),
+                )
+                .await?
+            }
+        }
+    };
+    let Some(row) = row else {
+        // Not configured as a replica.
+        return Ok(Status {
+            io_running: Some(false),
+            sql_running: Some(false),
+            seconds_behind_master: None,
+            io_pos: None,
+            exec_pos: None,
+            exec_text: String::new(),
+        });
+    };
+    let yes = |v: Option<String>| v.map(|s| s.eq_ignore_ascii_case("yes"));
+    let io_running = yes(col(&row, &["Slave_IO_Running", "Replica_IO_Running"]));
+    let sql_running = yes(col(&row, &["Slave_SQL_Running", "Replica_SQL_Running"]));
+    let seconds_behind_master =
+        col(&row, &["Seconds_Behind_Master", "Seconds_Behind_Source"]).and_then(|s| s.parse().ok());
+    let io_pos = if mariadb {
+        col(&row, &["Gtid_IO_Pos"]).and_then(|s| position::mariadb_watermarks(&s).ok())
+    } else {
+        col(&row, &["Retrieved_Gtid_Set"])
+            .filter(|s| !s.trim().is_empty())
+            .and_then(|s| position::mysql_watermarks(&s).ok())
+    };
+    let read_file = col(&row, &["Master_Log_File", "Source_Log_File"]);
+    let read_pos =
+        col(&row, &["Read_Master_Log_Pos", "Read_Source_Log_Pos"]).and_then(|s| s.parse().ok());
+    let io_pos = io_pos.filter(|w| !w.is_empty()).or_else(|| {
+        let e = position::encode_file_pos(&read_file?, read_pos?)?;
+        Some([(FILE_POS_KEY.to_string(), e)].into_iter().collect())
+    });
+    let exec_file = col(&row, &["Relay_Master_Log_File", "Relay_Source_Log_File"]);
+    let exec_p: Option<u64> =
+        col(&row, &["Exec_Master_Log_Pos", "Exec_Source_Log_Pos"]).and_then(|s| s.parse().ok());
+    let exec_text = match (&exec_file, exec_p) {
+        (Some(f), Some(p)) => format!("{f}:{p}"),
+        _ => String::new(),
+    };
+    let exec_pos = exec_file.and_then(|f| position::encode_file_pos(&f, exec_p?));
+    Ok(Status {
+        io_running,
+        sql_running,
+        seconds_behind_master,
+        io_pos,
+        exec_pos,
+        exec_text,
+    })
+}

@@ -1,0 +1,185 @@
+//! The library entry point a proxy embeds: [`LagReader::spawn`] starts the binlog stream and
+//! the replica pollers on the current tokio runtime and returns a cheap [`LagHandle`].
+
+use crate::http::{Reply, Routes};
+use crate::position;
+use crate::secret::{self, SecretError};
+use crate::snapshot::LagSnapshot;
+use crate::state::{lock, Settings, Shared, Transaction};
+use crate::stream::Target;
+use crate::timeline::Timeline;
+use router::config::{Config, Role};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Why the reader could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("monitor password: {0}")]
+    Secret(#[from] SecretError),
+    #[error("the configuration has no server with `role: primary`")]
+    NoPrimary,
+    #[error("LagReader::spawn must run inside a tokio runtime")]
+    NoRuntime,
+}
+
+/// Starts readers. See [`LagReader::spawn`].
+pub struct LagReader;
+
+impl LagReader {
+    /// Starts streaming the primary's binlog (as replica `sidecar.server_id`) and polling every
+    /// `role: replica` server every `sidecar.poll_interval_ms`, on the current tokio runtime.
+    /// Returns at once; lag is unknown until the stream has caught up and the first polls
+    /// answered (typically well under a second). The tasks stop when the last handle is dropped.
+    pub fn spawn(config: &Config) -> Result<LagHandle, StartError> {
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
+        let primary = config.primary().ok_or(StartError::NoPrimary)?;
+        let password = secret::resolve(&config.monitor.secret)?;
+        let target = |host: &str, port: u16| Target {
+            host: host.to_string(),
+            port,
+            user: config.monitor.user.clone(),
+            password: password.clone(),
+        };
+        let poll_interval = Duration::from_millis(config.sidecar.poll_interval_ms.max(1));
+        let settings = Settings {
+            poll_interval,
+            poll_timeout: Duration::from_millis(1000).max(poll_interval * 2),
+            heartbeat: Duration::from_millis(500),
+            server_id: config.sidecar.server_id,
+        };
+        let replicas: Vec<_> = config
+            .servers
+            .iter()
+            .filter(|s| s.role == Role::Replica)
+            .collect();
+        let shared = Arc::new(Shared {
+            settings,
+            primary_name: primary.name.clone(),
+            timeline: Mutex::new(Timeline::new(config.sidecar.timeline_capacity)),
+            primary: Mutex::default(),
+            replicas: replicas
+                .iter()
+                .map(|s| (s.name.clone(), Mutex::default()))
+                .collect(),
+            recent: Mutex::default(),
+            metrics: crate::metrics::Metrics::new(),
+        });
+        let mut tasks = vec![rt.spawn(crate::stream::run(
+            shared.clone(),
+            target(&primary.host, primary.port),
+        ))];
+        for (i, s) in replicas.iter().enumerate() {
+            tasks.push(rt.spawn(crate::poll::run(shared.clone(), i, target(&s.host, s.port))));
+        }
+        let pruner = shared.clone();
+        tasks.push(rt.spawn(async move {
+            let mut tick = tokio::time::interval(pruner.settings.poll_interval);
+            loop {
+                tick.tick().await;
+                pruner.prune();
+            }
+        }));
+        Ok(LagHandle {
+            inner: Arc::new(Inner { shared, tasks }),
+        })
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// A running reader. Clone freely; all methods are cheap and never block on the network.
+#[derive(Clone)]
+pub struct LagHandle {
+    inner: Arc<Inner>,
+}
+
+impl LagHandle {
+    /// Every replica's lag and state as of now.
+    pub fn snapshot(&self) -> LagSnapshot {
+        self.inner.shared.snapshot()
+    }
+
+    /// Whether `replica` has applied `gtid` (MariaDB `0-1-123`, MySQL `uuid:123`) as of its
+    /// last poll: for read-your-writes without a `MASTER_GTID_WAIT` round trip. False when
+    /// unknown (unreachable, unparsable GTID, unknown replica).
+    pub fn covers(&self, replica: &str, gtid: &str) -> bool {
+        let Ok(g) = position::parse_gtid(gtid) else {
+            return false;
+        };
+        self.inner
+            .shared
+            .replicas
+            .iter()
+            .find(|(n, _)| n == replica)
+            .is_some_and(|(_, s)| {
+                let r = lock(s);
+                r.reachable && r.applied.as_ref().is_some_and(|w| position::covers(w, &g))
+            })
+    }
+
+    /// The most recent transactions read from the primary (up to 100 000), oldest first.
+    pub fn recent_transactions(&self) -> Vec<Transaction> {
+        lock(&self.inner.shared.recent).iter().cloned().collect()
+    }
+
+    /// Transactions currently held in the timeline and the timeline's capacity.
+    pub fn timeline_len(&self) -> (usize, usize) {
+        let t = lock(&self.inner.shared.timeline);
+        (t.len(), t.capacity())
+    }
+
+    /// Prometheus text exposition of the reader's metrics.
+    pub fn metrics_text(&self) -> String {
+        let snap = self.snapshot();
+        let (dropped, dups, len) = {
+            let t = lock(&self.inner.shared.timeline);
+            (t.dropped_total(), t.duplicates_total(), t.len())
+        };
+        self.inner.shared.metrics.render(&snap, dropped, dups, len)
+    }
+
+    /// The prometheus registry holding the reader's metrics (refreshed by [`Self::metrics_text`]).
+    pub fn registry(&self) -> &prometheus::Registry {
+        self.inner.shared.metrics.registry()
+    }
+
+    /// The sidecar's routes: `/metrics`, `/lag` (see [`crate::snapshot`] for the format), `/healthz`.
+    pub fn routes(&self) -> Routes {
+        let h = self.clone();
+        Arc::new(move |method: &str, path: &str| {
+            if method != "GET" && method != "HEAD" {
+                return Reply::text(405, "method not allowed\n");
+            }
+            match path {
+                "/metrics" => Reply::ok("text/plain; version=0.0.4", h.metrics_text()),
+                "/lag" => match serde_json::to_vec(&h.snapshot()) {
+                    Ok(body) => Reply::ok("application/json", body),
+                    Err(e) => Reply::text(500, format!("{e}\n")),
+                },
+                "/healthz" => {
+                    let s = h.snapshot();
+                    if s.primary.connected {
+                        Reply::text(200, "ok\n")
+                    } else {
+                        let why = s.primary.error.unwrap_or_else(|| "connecting".into());
+                        Reply::text(503, format!("binlog stream down: {why}\n"))
+                    }
+                }
+                _ => Reply::not_found(),
+            }
+        })
+    }
+}

@@ -1,0 +1,204 @@
+//! State shared between the binlog stream task, the replica pollers and readers of snapshots,
+//! and the lag arithmetic that combines them.
+
+use crate::decode::Gtid;
+use crate::metrics::Metrics;
+use crate::position::Watermarks;
+use crate::snapshot::{LagSnapshot, PrimaryStatus, ReplicaLag};
+use crate::timeline::Timeline;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How many recent transactions are kept for inspection (tests, debugging).
+pub const RECENT_CAPACITY: usize = 100_000;
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it (the data is plain
+/// bookkeeping that stays consistent between statements).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// A transaction as recorded, for [`crate::LagHandle::recent_transactions`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    /// `domain-server-seq` (MariaDB), `uuid:n` (MySQL), or None when the primary writes no GTIDs.
+    pub gtid: Option<String>,
+    pub file: String,
+    /// Binlog position just after the transaction.
+    pub end_pos: u64,
+    /// Commit time used for lag, µs since the Unix epoch.
+    pub commit_us: u64,
+    /// Whether the commit time came from the arrival instant (live) rather than the event.
+    pub live: bool,
+}
+
+/// The binlog stream's state.
+#[derive(Debug, Default)]
+pub struct PrimaryState {
+    pub connected: bool,
+    pub caught_up: bool,
+    pub file: String,
+    pub pos: u64,
+    /// MariaDB: the last GTID per domain (what `@slave_connect_state` resumes from).
+    pub gtid_state: BTreeMap<u32, Gtid>,
+    /// Last sequence number per stream key (MariaDB domain / MySQL source).
+    pub gtid_seq: BTreeMap<String, u64>,
+    /// Position after the last complete transaction (resume point without GTIDs).
+    pub resume_file: String,
+    pub resume_pos: u64,
+    pub last_event_at: Option<Instant>,
+    pub error: Option<String>,
+}
+
+/// One replica's last poll results.
+#[derive(Debug, Default)]
+pub struct ReplicaState {
+    pub reachable: bool,
+    pub applied: Option<Watermarks>,
+    pub applied_text: Option<String>,
+    /// Timeline arrival index at the moment the applied position was asked for.
+    pub cutoff: u64,
+    pub polled_at_us: u64,
+    pub polled_instant: Option<Instant>,
+    pub io_applied: Option<Watermarks>,
+    pub io_cutoff: u64,
+    pub io_polled_at_us: u64,
+    pub io_running: Option<bool>,
+    pub sql_running: Option<bool>,
+    pub seconds_behind_master: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Settings derived from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub poll_interval: Duration,
+    /// How long a poll query may take before the replica counts as unreadable.
+    pub poll_timeout: Duration,
+    /// Requested heartbeat period; a stream silent for 3× this is considered dead.
+    pub heartbeat: Duration,
+    pub server_id: u32,
+}
+
+/// Everything shared, behind one Arc.
+pub struct Shared {
+    pub settings: Settings,
+    pub primary_name: String,
+    pub timeline: Mutex<Timeline>,
+    pub primary: Mutex<PrimaryState>,
+    pub replicas: Vec<(String, Mutex<ReplicaState>)>,
+    pub recent: Mutex<VecDeque<Transaction>>,
+    pub metrics: Metrics,
+}
+
+impl Shared {
+    /// Whether commit times are being read live right now.
+    fn stream_live(&self, p: &PrimaryState) -> bool {
+        p.connected
+            && p.caught_up
+            && p.last_event_at
+                .is_some_and(|t| t.elapsed() < self.settings.heartbeat * 3)
+    }
+
+    /// Computes every replica's lag as of now.
+    pub fn snapshot(&self) -> LagSnapshot {
+        let now = now_us();
+        let p = lock(&self.primary);
+        let live = self.stream_live(&p);
+        let primary = PrimaryStatus {
+            name: self.primary_name.clone(),
+            connected: p.connected,
+            caught_up: p.caught_up,
+            file: p.file.clone(),
+            position: p.pos,
+            gtid: (!p.gtid_state.is_empty())
+                .then(|| crate::position::format_mariadb_pos(p.gtid_state.values())),
+            gtid_seq: p.gtid_seq.clone(),
+            last_event_age_ms: p.last_event_at.map(|t| t.elapsed().as_millis() as u64),
+            error: p.error.clone(),
+        };
+        drop(p);
+        let fresh_within = self.settings.poll_timeout + self.settings.poll_interval * 3;
+        let timeline = lock(&self.timeline);
+        let mut replicas = BTreeMap::new();
+        for (name, slot) in &self.replicas {
+            let r = lock(slot);
+            let fresh = r.reachable && r.polled_instant.is_some_and(|t| t.elapsed() < fresh_within);
+            let mut out = ReplicaLag {
+                io_running: r.io_running,
+                sql_running: r.sql_running,
+                applied: r.applied_text.clone(),
+                applied_seq: r.applied.clone().unwrap_or_default(),
+                seconds_behind_master: r.seconds_behind_master,
+                reachable: fresh,
+                error: r.error.clone(),
+                ..ReplicaLag::default()
+            };
+            if live && fresh {
+                if let Some(applied) = &r.applied {
+                    if let Ok(oldest) = timeline.oldest_unapplied(applied, r.cutoff) {
+                        let interval_us = self.settings.poll_interval.as_micros() as u64;
+                        out.lag_ms = Some(match oldest {
+                            None => 0,
+                            Some(o) => {
+                                out.truncated = o.truncated;
+                                let at_poll = r.polled_at_us.saturating_sub(o.commit_us);
+                                // Clearly stuck behind: the truth keeps growing with wall time.
+                                // Merely in flight at the poll: report the poll-time value.
+                                if at_poll >= interval_us {
+                                    now.saturating_sub(o.commit_us) / 1000
+                                } else {
+                                    at_poll / 1000
+                                }
+                            }
+                        });
+                        out.known = true;
+                    }
+                }
+                if let Some(io) = &r.io_applied {
+                    if let Ok(oldest) = timeline.oldest_unapplied(io, r.io_cutoff) {
+                        out.io_lag_ms = Some(match oldest {
+                            None => 0,
+                            Some(o) => r.io_polled_at_us.saturating_sub(o.commit_us) / 1000,
+                        });
+                    }
+                }
+            }
+            replicas.insert(name.clone(), out);
+        }
+        LagSnapshot {
+            taken_at_ms: now / 1000,
+            primary,
+            replicas,
+        }
+    }
+
+    /// Drops timeline entries every replica has applied (using last known positions, even
+    /// stale ones: a replica that is down keeps what it still needs, up to the capacity).
+    pub fn prune(&self) {
+        let marks: Vec<Watermarks> = self
+            .replicas
+            .iter()
+            .map(|(_, s)| lock(s).applied.clone().unwrap_or_default())
+            .collect();
+        if marks.is_empty() {
+            // No replicas: nothing to measure, keep only a little history.
+            let mut t = lock(&self.timeline);
+            let all = Watermarks::new();
+            if t.len() > 1000 {
+                t.prune([&all]);
+            }
+            return;
+        }
+        lock(&self.timeline).prune(marks.iter());
+    }
+}

@@ -1,0 +1,502 @@
+//! Streams the primary's binlog as a replica would (its own server id), turns events into
+//! timeline entries, and reconnects with backoff, resuming from the last complete transaction
+//! (MariaDB: by GTID via `@slave_connect_state`; otherwise by file/position). While the stream is
+//! down or catching up, lag is unknown: commit times read from the past are not live.
+
+use crate::decode::{self, EventKind, Gtid, QueryVerb};
+use crate::position::{self, FILE_POS_KEY};
+use crate::state::{lock, now_us, Shared, Transaction, RECENT_CAPACITY};
+use futures_util::StreamExt;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStreamRequest, Conn, Opts, OptsBuilder};
+use mysql_common::binlog::events::Event;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a binlog session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("cannot connect to the primary {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+    #[error("connecting to the primary {0} timed out")]
+    ConnectTimeout(String),
+    #[error("primary {addr}: {what}: {source}")]
+    Query {
+        addr: String,
+        what: &'static str,
+        #[source]
+        source: mysql_async::Error,
+    },
+    #[error("binlog stream: {0}")]
+    Stream(#[source] mysql_async::Error),
+    #[error("binlog stream: {0}")]
+    Decode(#[from] decode::DecodeError),
+    #[error("binlog stream silent for {0:?} (no event, no heartbeat)")]
+    Idle(Duration),
+    #[error("the primary ended the binlog stream")]
+    Ended,
+    #[error("the binlog stream task panicked (malformed event?)")]
+    Panicked,
+    #[error("the primary reports no binlog position (is log_bin enabled?)")]
+    NoBinlog,
+}
+
+/// Where and how to connect to the primary.
+#[derive(Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+}
+
+impl Target {
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    pub fn opts(&self) -> Opts {
+        OptsBuilder::default()
+            .ip_or_hostname(self.host.clone())
+            .tcp_port(self.port)
+            .user(Some(self.user.clone()))
+            .pass(Some(self.password.clone()))
+            .prefer_socket(false)
+            .into()
+    }
+}
+
+/// Connects with a timeout; shared with the pollers.
+pub async fn connect(target: &Target, timeout: Duration) -> Result<Conn, StreamError> {
+    match tokio::time::timeout(timeout, Conn::new(target.opts())).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(source)) => Err(StreamError::Connect {
+            addr: target.addr(),
+            source,
+        }),
+        Err(_) => Err(StreamError::ConnectTimeout(target.addr())),
+    }
+}
+
+/// Runs forever: one binlog session after another, with exponential backoff between failures.
+/// Each session runs in its own task so that even a panic inside the event parser only costs a
+/// reconnect.
+pub async fn run(shared: Arc<Shared>, target: Target) {
+    let mut backoff = Duration::from_millis(100);
+    let mut first = true;
+    loop {
+        let started = Instant::now();
+        let session = tokio::spawn(session(shared.clone(), target.clone()));
+        let result = match session.await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => Err(StreamError::Panicked),
+            Err(_) => return, // cancelled: the handle was dropped
+        };
+        {
+            let mut p = lock(&shared.primary);
+            p.connected = false;
+            p.caught_up = false;
+            if let Err(e) = &result {
+                p.error = Some(e.to_string());
+            }
+        }
+        if let Err(e) = &result {
+            if matches!(e, StreamError::Decode(decode::DecodeError::Checksum { .. })) {
+                shared.metrics.checksum_errors.inc();
+            }
+            tracing::warn!(error = %e, retry_in = ?backoff, "binlog stream lost; lag is unknown until it is back");
+        }
+        if !first || started.elapsed() > Duration::from_secs(1) {
+            shared.metrics.reconnects.inc();
+        }
+        first = false;
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(100);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn query_first<T: mysql_async::prelude::FromRow + Send + 'static>(
+    conn: &mut Conn,
+    target: &Target,
+    what: &'static str,
+    sql: &str,
+) -> Result<Option<T>, StreamError> {
+    conn.query_first::<T, _>(sql)
+        .await
+        .map_err(|source| StreamError::Query {
+            addr: target.addr(),
+            what,
+            source,
+        })
+}
+
+async fn exec(
+    conn: &mut Conn,
+    target: &Target,
+    what: &'static str,
+    sql: &str,
+) -> Result<(), StreamError> {
+    conn.query_drop(sql)
+        .await
+        .map_err(|source| StreamError::Query {
+            addr: target.addr(),
+            what,
+            source,
+        })
+}
+
+/// The primary's current binlog file and position.
+async fn binlog_status(conn: &mut Conn, target: &Target) -> Result<(String, u64), StreamError> {
+    let row: Option<mysql_async::Row> =
+        match query_first(conn, target, "SHOW MASTER STATUS", "SHOW MASTER STATUS").await {
+            Ok(r) => r,
+            // MySQL 8.4 renamed it.
+            Err(_) => {
+                query_first(
+                    conn,
+                    target,
+                    "SHOW BINARY LOG STATUS",
+                    "SHOW BINARY LOG STATUS",
+                )
+                .await?
+            }
+        };
+    let row = row.ok_or(StreamError::NoBinlog)?;
+    let file: Option<String> = row.get(0);
+    let pos: Option<u64> = row.get(1);
+    match (file, pos) {
+        (Some(f), Some(p)) => Ok((f, p)),
+        _ => Err(StreamError::NoBinlog),
+    }
+}
+
+/// Where the session must read up to before commit times count as live.
+enum CatchUp {
+    /// MariaDB: every domain's sequence at least this.
+    Gtid(position::Watermarks),
+    /// Otherwise: file/position at least this.
+    FilePos(u64),
+}
+
+/// What the event loop carries between events of one transaction.
+struct Tracker {
+    mariadb: bool,
+    catch_up: CatchUp,
+    pending: Option<Pending>,
+    in_txn: bool,
+}
+
+struct Pending {
+    gtid: Option<Gtid>,
+    commit_us: Option<u64>,
+    standalone: bool,
+}
+
+async fn session(shared: Arc<Shared>, target: Target) -> Result<(), StreamError> {
+    let mut conn = connect(&target, Duration::from_secs(5)).await?;
+    let version: String = query_first(&mut conn, &target, "SELECT @@version", "SELECT @@version")
+        .await?
+        .unwrap_or_default();
+    let mariadb = version.to_ascii_lowercase().contains("mariadb");
+    let hb_ns = shared.settings.heartbeat.as_nanos();
+    let server_id = shared.settings.server_id;
+    let (request_file, request_pos, catch_up, caught_up_now);
+    if mariadb {
+        exec(
+            &mut conn,
+            &target,
+            "setting up a MariaDB binlog dump",
+            &format!(
+            "SET @mariadb_slave_capability=4, @master_binlog_checksum=@@global.binlog_checksum, \
+             @master_heartbeat_period={hb_ns}"
+        ),
+        )
+        .await?;
+        let resume: Vec<Gtid> = lock(&shared.primary).gtid_state.values().cloned().collect();
+        let start = if resume.is_empty() {
+            let pos: String = query_first(
+                &mut conn,
+                &target,
+                "reading @@gtid_binlog_pos",
+                "SELECT @@gtid_binlog_pos",
+            )
+            .await?
+            .unwrap_or_default();
+            position::parse_mariadb_pos(&pos).unwrap_or_default()
+        } else {
+            resume
+        };
+        let state = position::format_mariadb_pos(start.iter());
+        exec(&mut conn, &target, "setting @slave_connect_state", &format!(
+            "SET @slave_connect_state='{state}', @slave_gtid_strict_mode=0, @slave_gtid_ignore_duplicates=0"
+        ))
+        .await?;
+        let end: String = query_first(
+            &mut conn,
+            &target,
+            "reading @@gtid_binlog_pos",
+            "SELECT @@gtid_binlog_pos",
+        )
+        .await?
+        .unwrap_or_default();
+        let end = position::mariadb_watermarks(&end).unwrap_or_default();
+        {
+            let mut t = lock(&shared.timeline);
+            for g in &start {
+                t.set_base(&g.stream_key(), g.seq());
+            }
+            let mut p = lock(&shared.primary);
+            for g in start {
+                if let Gtid::MariaDb { domain, .. } = g {
+                    p.gtid_seq.insert(g.stream_key(), g.seq());
+                    p.gtid_state.insert(domain, g);
+                }
+            }
+            caught_up_now = reached_gtid(&p.gtid_seq, &end);
+        }
+        catch_up = CatchUp::Gtid(end);
+        request_file = String::new();
+        request_pos = 4;
+        tracing::info!(%state, "opening MariaDB binlog stream by GTID");
+    } else {
+        exec(
+            &mut conn,
+            &target,
+            "setting up a binlog dump",
+            &format!("SET @master_heartbeat_period={hb_ns}, @source_heartbeat_period={hb_ns}"),
+        )
+        .await?;
+        let (end_file, end_pos) = binlog_status(&mut conn, &target).await?;
+        let (file, pos) = {
+            let p = lock(&shared.primary);
+            if p.resume_file.is_empty() {
+                (end_file.clone(), end_pos)
+            } else {
+                (p.resume_file.clone(), p.resume_pos)
+            }
+        };
+        let executed: String = query_first(
+            &mut conn,
+            &target,
+            "reading @@gtid_executed",
+            "SELECT @@gtid_executed",
+        )
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        {
+            let mut t = lock(&shared.timeline);
+            for (k, seq) in position::mysql_watermarks(&executed).unwrap_or_default() {
+                t.set_base(&k, seq);
+            }
+            if let Some(e) = position::encode_file_pos(&file, pos) {
+                t.set_base(FILE_POS_KEY, e);
+            }
+        }
+        let end = position::encode_file_pos(&end_file, end_pos).unwrap_or(0);
+        caught_up_now = position::encode_file_pos(&file, pos).unwrap_or(0) >= end;
+        catch_up = CatchUp::FilePos(end);
+        tracing::info!(%file, pos, "opening binlog stream by file/position");
+        request_file = file;
+        request_pos = pos;
+    }
+    let request = BinlogStreamRequest::new(server_id)
+        .with_filename(request_file.as_bytes())
+        .with_pos(request_pos);
+    let mut stream = conn
+        .get_binlog_stream(request)
+        .await
+        .map_err(StreamError::Stream)?;
+    {
+        let mut p = lock(&shared.primary);
+        p.connected = true;
+        p.caught_up = caught_up_now;
+        p.error = None;
+        p.last_event_at = Some(Instant::now());
+        if !request_file.is_empty() {
+            p.file = request_file.clone();
+            p.pos = request_pos;
+        }
+    }
+    let mut tracker = Tracker {
+        mariadb,
+        catch_up,
+        pending: None,
+        in_txn: false,
+    };
+    let idle_limit = shared.settings.heartbeat * 3;
+    loop {
+        let next = tokio::time::timeout(idle_limit, stream.next()).await;
+        let ev = match next {
+            Err(_) => return Err(StreamError::Idle(idle_limit)),
+            Ok(None) => return Err(StreamError::Ended),
+            Ok(Some(Err(e))) => return Err(StreamError::Stream(e)),
+            Ok(Some(Ok(ev))) => ev,
+        };
+        process(&shared, &mut tracker, &ev)?;
+    }
+}
+
+fn reached_gtid(
+    seen: &std::collections::BTreeMap<String, u64>,
+    end: &position::Watermarks,
+) -> bool {
+    end.iter()
+        .all(|(k, want)| seen.get(k).is_some_and(|have| have >= want))
+}
+
+/// Applies one event to the shared state.
+fn process(shared: &Shared, t: &mut Tracker, ev: &Event) -> Result<(), StreamError> {
+    let arrival_us = now_us();
+    let header = ev.header();
+    shared
+        .metrics
+        .event(header.event_type_raw(), u64::from(header.event_size()));
+    decode::verify_checksum(ev)?;
+    let kind = decode::decode(ev)?;
+    let artificial = header.flags_raw() & decode::LOG_EVENT_ARTIFICIAL_F != 0;
+    {
+        let mut p = lock(&shared.primary);
+        p.last_event_at = Some(Instant::now());
+        match &kind {
+            EventKind::Rotate { file, pos, .. } => {
+                p.file = file.clone();
+                p.pos = *pos;
+            }
+            EventKind::Heartbeat => {
+                // Sent only when the primary has nothing more for us.
+                p.caught_up = true;
+            }
+            _ if header.log_pos() != 0 && !artificial => p.pos = u64::from(header.log_pos()),
+            _ => {}
+        }
+        if !p.caught_up {
+            if let CatchUp::FilePos(end) = t.catch_up {
+                if position::encode_file_pos(&p.file, p.pos).unwrap_or(0) >= end {
+                    p.caught_up = true;
+                }
+            }
+        }
+    }
+    match kind {
+        EventKind::TransactionStart {
+            gtid,
+            commit_us,
+            standalone,
+        } => {
+            t.pending = Some(Pending {
+                gtid,
+                commit_us,
+                standalone,
+            });
+            // A MariaDB GTID event stands in for BEGIN unless the transaction is one statement.
+            t.in_txn = t.mariadb && !standalone;
+        }
+        EventKind::Query {
+            verb: QueryVerb::Begin,
+        } => {
+            t.in_txn = true;
+            if t.pending.is_none() {
+                t.pending = Some(Pending {
+                    gtid: None,
+                    commit_us: None,
+                    standalone: false,
+                });
+            }
+        }
+        EventKind::Xid
+        | EventKind::Query {
+            verb: QueryVerb::Commit | QueryVerb::Rollback,
+        } => {
+            commit(shared, t, ev, arrival_us);
+        }
+        EventKind::Query {
+            verb: QueryVerb::Other,
+        } => {
+            let ends = match &t.pending {
+                Some(p) => p.standalone || !t.in_txn,
+                None => !t.in_txn,
+            };
+            if ends && !artificial {
+                commit(shared, t, ev, arrival_us);
+            }
+        }
+        EventKind::Stop => {
+            tracing::info!("primary wrote a STOP event (shutting down); will reconnect");
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Records the pending transaction as committed at this event.
+fn commit(shared: &Shared, t: &mut Tracker, ev: &Event, arrival_us: u64) {
+    let pending = t.pending.take().unwrap_or(Pending {
+        gtid: None,
+        commit_us: None,
+        standalone: false,
+    });
+    t.in_txn = false;
+    let header = ev.header();
+    let end_pos = u64::from(header.log_pos());
+    let mut p = lock(&shared.primary);
+    let live = p.caught_up && pending.commit_us.is_none();
+    // MySQL 8 writes the commit time in µs; MariaDB only has whole seconds in the header, so
+    // while we stream live the arrival instant is the better clock; replayed history has
+    // only the header.
+    let commit_us = pending.commit_us.unwrap_or(if p.caught_up {
+        arrival_us
+    } else {
+        u64::from(header.timestamp()) * 1_000_000
+    });
+    let (key, seq) = match &pending.gtid {
+        Some(g) => (g.stream_key(), g.seq()),
+        None => match position::encode_file_pos(&p.file, end_pos) {
+            Some(e) => (FILE_POS_KEY.to_string(), e),
+            None => return,
+        },
+    };
+    let added = lock(&shared.timeline).push(&key, seq, commit_us);
+    if let Some(g) = &pending.gtid {
+        p.gtid_seq.insert(key.clone(), seq);
+        if let Gtid::MariaDb { domain, .. } = g {
+            p.gtid_state.insert(*domain, g.clone());
+        }
+    }
+    if end_pos != 0 {
+        p.resume_file = p.file.clone();
+        p.resume_pos = end_pos;
+    }
+    if !p.caught_up {
+        if let CatchUp::Gtid(end) = &t.catch_up {
+            if reached_gtid(&p.gtid_seq, end) {
+                p.caught_up = true;
+            }
+        }
+    }
+    let file = p.file.clone();
+    drop(p);
+    if !added {
+        return;
+    }
+    shared.metrics.transactions.inc();
+    let mut recent = lock(&shared.recent);
+    if recent.len() >= RECENT_CAPACITY {
+        recent.pop_front();
+    }
+    recent.push_back(Transaction {
+        gtid: pending.gtid.map(|g| g.to_string()),
+        file,
+        end_pos,
+        commit_us,
+        live,
+    });
+}
