@@ -1,0 +1,166 @@
+//! End-to-end routing through the proxy against a real primary with two replicas: writes land on
+//! the primary, autocommit reads spread over the replicas, and every DESIGN.md §7 pitfall gives
+//! the right answer from the right server.
+
+mod proxy_support;
+
+use integration_tests::mysql_async::prelude::Queryable;
+use proxy_support::{cluster, port_of, start};
+use std::collections::HashSet;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_to_replicas_and_writes_to_the_primary() {
+    let Some(c) = cluster("reads_go_to_replicas_and_writes_to_the_primary") else {
+        return;
+    };
+    let p = start(&c).await;
+    let mut conn = p.conn().await;
+    let mut seen = HashSet::new();
+    for _ in 0..40 {
+        seen.insert(port_of(&mut conn, "SELECT @@port").await);
+    }
+    let replicas: HashSet<u16> = c.replica_ports().into_iter().collect();
+    assert_eq!(seen, replicas, "autocommit reads must spread over both replicas only");
+
+    conn.query_drop("CREATE TABLE IF NOT EXISTS proxy_routing (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20), port INT)")
+        .await
+        .unwrap();
+    conn.query_drop("INSERT INTO proxy_routing (v, port) VALUES ('w', @@port)")
+        .await
+        .unwrap();
+    let id: u64 = conn.query_first("SELECT LAST_INSERT_ID()").await.unwrap().unwrap();
+    assert!(id > 0);
+    let mut admin = c.admin(0).await.unwrap();
+    let port: Option<u16> = admin
+        .query_first(format!("SELECT port FROM rwsplit_test.proxy_routing WHERE id = {id}"))
+        .await
+        .unwrap();
+    assert_eq!(port, Some(c.primary_port()), "the write ran on the primary");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn design_pitfalls_give_the_right_answer_from_the_right_server() {
+    let Some(c) = cluster("design_pitfalls_give_the_right_answer_from_the_right_server") else {
+        return;
+    };
+    let p = start(&c).await;
+    let primary = c.primary_port();
+    let mut conn = p.conn().await;
+    conn.query_drop("CREATE TABLE IF NOT EXISTS pitfalls (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+
+    // LAST_INSERT_ID() after an INSERT returns the id, from the primary.
+    conn.query_drop("INSERT INTO pitfalls (v) VALUES (1)").await.unwrap();
+    let id: u64 = conn.query_first("SELECT LAST_INSERT_ID()").await.unwrap().unwrap();
+    let max: u64 = c
+        .admin(0)
+        .await
+        .unwrap()
+        .query_first("SELECT MAX(id) FROM rwsplit_test.pitfalls")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(id, max, "LAST_INSERT_ID() must return the session's own id");
+
+    // `INSERT ...; SELECT LAST_INSERT_ID()` as one multi-statement packet.
+    let mut results = conn
+        .query_iter("INSERT INTO pitfalls (v) VALUES (2); SELECT LAST_INSERT_ID(), @@port")
+        .await
+        .unwrap();
+    let _ = results.collect::<integration_tests::mysql_async::Row>().await.unwrap();
+    let rows: Vec<(u64, u16)> = results.collect().await.unwrap();
+    drop(results);
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].0 > id, "multi-statement LAST_INSERT_ID: {rows:?}");
+    assert_eq!(rows[0].1, primary);
+
+    // A temporary table is readable by the session that created it.
+    conn.query_drop("CREATE TEMPORARY TABLE tmp_pitfall (x INT)").await.unwrap();
+    conn.query_drop("INSERT INTO tmp_pitfall VALUES (7), (8)").await.unwrap();
+    let n: u64 = conn.query_first("SELECT COUNT(*) FROM tmp_pitfall").await.unwrap().unwrap();
+    assert_eq!(n, 2);
+    conn.query_drop("DROP TEMPORARY TABLE tmp_pitfall").await.unwrap();
+
+    // SELECT ... FOR UPDATE runs on the primary.
+    assert_eq!(port_of(&mut conn, "SELECT @@port FROM pitfalls LIMIT 1 FOR UPDATE").await, primary);
+
+    // After SET autocommit=0 a SELECT sees the session's own uncommitted row (primary).
+    conn.query_drop("SET autocommit=0").await.unwrap();
+    conn.query_drop("INSERT INTO pitfalls (v) VALUES (424242)").await.unwrap();
+    let n: u64 = conn
+        .query_first("SELECT COUNT(*) FROM pitfalls WHERE v = 424242")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 1, "own uncommitted row must be visible");
+    assert_eq!(port_of(&mut conn, "SELECT @@port").await, primary);
+    conn.query_drop("ROLLBACK").await.unwrap();
+    conn.query_drop("SET autocommit=1").await.unwrap();
+
+    // Explicit transactions stay on the primary.
+    conn.query_drop("BEGIN").await.unwrap();
+    assert_eq!(port_of(&mut conn, "SELECT @@port").await, primary);
+    conn.query_drop("COMMIT").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_variables_follow_the_client_and_do_not_leak() {
+    let Some(c) = cluster("session_variables_follow_the_client_and_do_not_leak") else {
+        return;
+    };
+    let p = start(&c).await;
+    let replicas: HashSet<u16> = c.replica_ports().into_iter().collect();
+    let mut a = p.conn().await;
+    a.query_drop("SET time_zone = '+05:00', sql_mode = 'ANSI_QUOTES'")
+        .await
+        .unwrap();
+    for _ in 0..6 {
+        let (tz, mode, port): (String, String, u16) = a
+            .query_first("SELECT @@time_zone, @@sql_mode, @@port")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(tz, "+05:00", "replayed on port {port}");
+        assert_eq!(mode, "ANSI_QUOTES");
+        assert!(replicas.contains(&port), "read went to {port}");
+    }
+    drop(a);
+    // Let the proxy give A's connections back to the pool, then read as B.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    for _ in 0..4 {
+        let mut b = p.conn().await;
+        let (tz, mode): (String, String) = b
+            .query_first("SELECT @@time_zone, @@sql_mode")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(tz, "+05:00", "time_zone leaked between clients");
+        assert_ne!(mode, "ANSI_QUOTES", "sql_mode leaked between clients");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_cli_through_the_proxy() {
+    let Some(c) = cluster("mariadb_cli_through_the_proxy") else {
+        return;
+    };
+    let p = start(&c).await;
+    let port = p.port.to_string();
+    let out = tokio::process::Command::new("mariadb")
+        .args([
+            "-h", "127.0.0.1", "-P", &port, "-u", "app", "-papp-password", "--protocol=tcp",
+            "rwsplit_test", "-N", "-B", "-e",
+            "SELECT @@port; CREATE TABLE IF NOT EXISTS cli_t (id INT AUTO_INCREMENT PRIMARY KEY, v INT); INSERT INTO cli_t (v) VALUES (1); SELECT LAST_INSERT_ID() > 0, @@port; USE mysql; SELECT DATABASE();",
+        ])
+        .output()
+        .await
+        .expect("mariadb CLI runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    let first: u16 = lines[0].trim().parse().unwrap();
+    assert!(c.replica_ports().contains(&first), "{stdout}");
+    assert_eq!(lines[1], format!("1\t{}", c.primary_port()), "{stdout}");
+    assert_eq!(lines[2], "mysql");
+}

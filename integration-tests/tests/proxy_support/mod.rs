@@ -1,0 +1,124 @@
+//! Shared helpers of the `proxy_*` tests: an in-process proxy (context, health monitor, accept
+//! loop calling `frontend::serve_client`) in front of a real topology.
+#![allow(dead_code)]
+
+use integration_tests::mysql_async::prelude::Queryable;
+use integration_tests::mysql_async::{Conn, Opts, OptsBuilder};
+use integration_tests::{Cluster, APP_PASSWORD, APP_USER, MONITOR_PASSWORD, MONITOR_USER, TEST_DB};
+use proxy::context::Context;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Base port of the data-path tests' shared topology (kept apart from other engineers').
+pub const BASE_PORT: u16 = 3330;
+
+/// The shared topology for the proxy tests, or `None` (skip) when servers cannot be had.
+pub fn cluster(test: &str) -> Option<Cluster> {
+    if std::env::var_os("RWSPLIT_TEST_BASE_PORT").is_none() {
+        std::env::set_var("RWSPLIT_TEST_BASE_PORT", BASE_PORT.to_string());
+    }
+    Cluster::shared_or_skip(test)
+}
+
+/// A proxy running inside the test process.
+pub struct Proxy {
+    pub port: u16,
+    pub ctx: Arc<Context>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Configuration for `cluster` with lag from Seconds_Behind_Master (no sidecar needed) and
+/// `extra_proxy` lines appended to the `proxy:` section.
+pub fn config_yaml(cluster: &Cluster, port: u16, extra_proxy: &str) -> String {
+    let mut servers = format!(
+        "  - {{ name: primary, host: 127.0.0.1, port: {}, role: primary }}\n",
+        cluster.port(0)
+    );
+    for i in 1..=cluster.replicas() {
+        servers.push_str(&format!(
+            "  - {{ name: replica{i}, host: 127.0.0.1, port: {}, role: replica }}\n",
+            cluster.port(i)
+        ));
+    }
+    format!(
+        "servers:\n{servers}routing:\n  max_lag_ms: 5000\n  lag_recovery_ms: 4000\n\
+         monitor:\n  user: {MONITOR_USER}\n  password: {MONITOR_PASSWORD}\n\
+         proxy:\n  listen: 127.0.0.1:{port}\n  http_listen: 127.0.0.1:{}\n  monitor_interval_ms: 100\n  lag_source: seconds_behind_master\n  users:\n    - name: {APP_USER}\n      password: {APP_PASSWORD}\n{extra_proxy}",
+        integration_tests::free_port()
+    )
+}
+
+/// Starts a proxy in front of `cluster` and waits until the monitor has put replicas in rotation.
+pub async fn start(cluster: &Cluster) -> Proxy {
+    start_with(cluster, "").await
+}
+
+pub async fn start_with(cluster: &Cluster, extra_proxy: &str) -> Proxy {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let yaml = config_yaml(cluster, port, extra_proxy);
+    let dir = integration_tests::repo_root().join(".scratch");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(format!("proxy-test-{port}.yaml"));
+    std::fs::write(&path, &yaml).expect("write config");
+    let config = router::config::Config::from_yaml("test.yaml", &yaml).expect("valid config");
+    let ctx = Context::new(path, config);
+    let monitor = proxy::health::spawn(ctx.clone());
+    let accept_ctx = ctx.clone();
+    let accept = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let ctx = accept_ctx.clone();
+            tokio::spawn(async move {
+                let _ = proxy::frontend::serve_client(stream, ctx).await;
+            });
+        }
+    });
+    let p = Proxy {
+        port,
+        ctx,
+        tasks: vec![monitor, accept],
+    };
+    // Wait for the monitor's first rounds: replicas join the rotation once checked.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let topo = p.ctx.topology();
+        let ready = topo.primary().is_some()
+            && topo.servers.iter().skip(1).all(|s| s.reachable && s.threads_running && s.lag_ms.is_some());
+        if ready || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p
+}
+
+impl Proxy {
+    pub fn url(&self) -> String {
+        format!("mysql://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{}/{TEST_DB}", self.port)
+    }
+
+    /// A mysql_async connection through the proxy (no connection pool, no reset on drop).
+    pub async fn conn(&self) -> Conn {
+        let opts = OptsBuilder::from_opts(Opts::from_url(&self.url()).expect("url"))
+            .prefer_socket(false);
+        Conn::new(opts).await.expect("connect through the proxy")
+    }
+}
+
+/// `@@port` of the server that answers this statement prefix.
+pub async fn port_of(conn: &mut Conn, sql: &str) -> u16 {
+    conn.query_first::<u16, _>(sql)
+        .await
+        .expect("query")
+        .expect("a row")
+}
