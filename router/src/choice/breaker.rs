@@ -59,7 +59,65 @@ impl CircuitBreaker {
         self.open_until_ms = None;
     }
 
+    /// Records a connect/IO failure. Closed: counts, and opens at `policy.failures` in a row.
+    /// Half-open: the trial failed, so it opens again for a full cool-down. Open: no change.
     pub fn record_failure(&mut self, now_ms: u64, policy: &BreakerPolicy) {
-        let _ = (now_ms, policy);
+        match self.state(now_ms) {
+            BreakerState::Open { .. } => {}
+            BreakerState::HalfOpen => {
+                self.open_until_ms = Some(now_ms.saturating_add(policy.cooldown_ms));
+            }
+            BreakerState::Closed => {
+                self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+                if self.consecutive_failures >= policy.failures.max(1) {
+                    self.open_until_ms = Some(now_ms.saturating_add(policy.cooldown_ms));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    const P: BreakerPolicy = BreakerPolicy {
+        failures: 3,
+        cooldown_ms: 1000,
+    };
+
+    #[test]
+    fn opens_after_consecutive_failures_then_half_opens() {
+        let mut b = CircuitBreaker::new();
+        b.record_failure(0, &P);
+        b.record_failure(10, &P);
+        assert_eq!(b.state(10), BreakerState::Closed);
+        b.record_failure(20, &P);
+        assert_eq!(b.state(20), BreakerState::Open { until_ms: 1020 });
+        assert!(!b.allows(1019));
+        assert_eq!(b.state(1020), BreakerState::HalfOpen);
+        assert!(b.allows(1020));
+    }
+
+    #[test]
+    fn success_resets_the_count() {
+        let mut b = CircuitBreaker::new();
+        b.record_failure(0, &P);
+        b.record_failure(0, &P);
+        b.record_success();
+        b.record_failure(0, &P);
+        assert_eq!(b.state(0), BreakerState::Closed);
+    }
+
+    #[test]
+    fn failed_trial_reopens_for_a_full_cooldown() {
+        let mut b = CircuitBreaker::new();
+        for _ in 0..3 {
+            b.record_failure(0, &P);
+        }
+        b.record_failure(1500, &P);
+        assert_eq!(b.state(1500), BreakerState::Open { until_ms: 2500 });
+        b.record_success();
+        assert_eq!(b.state(1500), BreakerState::Closed);
     }
 }

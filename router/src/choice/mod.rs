@@ -105,41 +105,281 @@ pub struct TopologySnapshot {
     pub breaker: BreakerPolicy,
 }
 
+/// Outstanding work on a server, for callers that keep live counters outside the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Load {
+    pub in_flight: u32,
+    pub connections: u32,
+}
+
+/// The best candidate so far in one choice.
+struct Best {
+    server: usize,
+    rank: u16,
+    load: Load,
+    weight: u64,
+    over_lag: bool,
+    /// Sum of weights of the candidates tied with `server` (weighted reservoir sampling).
+    tie_weight: u64,
+}
+
 impl TopologySnapshot {
     /// The configured topology with every server unreachable and its lag unknown until the
-    /// monitor reports.
+    /// monitor reports. Location ranks: the proxy's own location (or every server when the proxy
+    /// has none) is 0; `routing.location_fallback[i]` is `i + 1`; other locations are used after
+    /// all listed ones when the fallback list is empty, and never when it is not.
     pub fn from_config(config: &Config) -> Self {
-        let _ = config;
+        let r = &config.routing;
+        let servers = config
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(idx, s)| ServerState {
+                idx,
+                role: s.role,
+                location_rank: location_rank(
+                    config.location.as_deref(),
+                    &r.location_fallback,
+                    s.location.as_deref(),
+                ),
+                weight: s.weight.max(1),
+                reachable: false,
+                replicating: false,
+                maintenance: s.maintenance,
+                lag_ms: None,
+                max_lag_ms: s.max_lag_ms.unwrap_or(r.max_lag_ms),
+                lag_gate: LagGate::default(),
+                in_flight: 0,
+                connections: 0,
+                breaker: CircuitBreaker::new(),
+            })
+            .collect();
         Self {
-            servers: Vec::new(),
-            primary: None,
-            lag_recovery_ms: 0,
-            min_serving: 0,
-            no_replica: NoReplicaPolicy::Primary,
-            breaker: BreakerPolicy::default(),
+            servers,
+            primary: config.servers.iter().position(|s| s.role == Role::Primary),
+            lag_recovery_ms: r.lag_recovery_ms,
+            min_serving: r.min_serving,
+            no_replica: r.no_replica,
+            breaker: BreakerPolicy {
+                failures: r.breaker_failures,
+                cooldown_ms: r.breaker_cooldown_ms,
+            },
         }
     }
 
-    /// Picks the server for a read. `max_lag_override` comes from a query hint; `now_ms` is any
-    /// monotonic millisecond clock (for breaker cool-downs); `seed` drives the random tie break
-    /// (pass a per-call random or counter value).
+    /// Picks the server for a read, using the load counters in the snapshot. `max_lag_override`
+    /// comes from a query hint; `now_ms` is any monotonic millisecond clock (for breaker
+    /// cool-downs); `seed` drives the random tie break (pass a fresh random value per call).
     pub fn choose_replica(&self, max_lag_override: Option<u64>, now_ms: u64, seed: u64) -> Choice {
-        let _ = (max_lag_override, now_ms, seed);
-        Choice::NoServer(NoServerReason::PrimaryUnavailable)
+        self.choose_replica_by(max_lag_override, now_ms, seed, |i| {
+            let s = &self.servers[i];
+            Load {
+                in_flight: s.in_flight,
+                connections: s.connections,
+            }
+        })
+    }
+
+    /// Like [`choose_replica`](Self::choose_replica) with live load counters from `load(i)`.
+    ///
+    /// Candidates are replicas that are reachable, replicating, not in maintenance, whose
+    /// breaker allows traffic, in a used location, and whose known lag passes the gate and the
+    /// limit (the override replaces the limit and the gate for this query). The best location
+    /// rank wins; within it, the least in-flight work per weight, then fewest connections per
+    /// weight; remaining ties are broken at random in proportion to weight. When fewer than
+    /// `min_serving` replicas pass the lag test (and no override is given), the least-lagged
+    /// others are admitted too, flagged `over_lag`.
+    pub fn choose_replica_by(
+        &self,
+        max_lag_override: Option<u64>,
+        now_ms: u64,
+        seed: u64,
+        load: impl Fn(usize) -> Load,
+    ) -> Choice {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut best: Option<Best> = None;
+        let mut any_replica = false;
+        let mut lag_ok_count = 0usize;
+        let mut lag_excluded = 0usize;
+        for (i, s) in self.servers.iter().enumerate() {
+            if !self.is_replica(i) {
+                continue;
+            }
+            any_replica = true;
+            if !self.base_ok(s, now_ms) {
+                continue;
+            }
+            if !lag_ok(s, max_lag_override) {
+                lag_excluded += 1;
+                continue;
+            }
+            lag_ok_count += 1;
+            consider(&mut best, &mut rng, i, s, load(i), false);
+        }
+        if max_lag_override.is_none() && lag_ok_count < self.min_serving && lag_excluded > 0 {
+            // Never drain below min_serving because of lag alone: admit the least lagged
+            // (unknown lag last), in order, without allocating.
+            let mut last_key: Option<(u64, usize)> = None;
+            for _ in 0..(self.min_serving - lag_ok_count).min(lag_excluded) {
+                let mut next: Option<(u64, usize)> = None;
+                for (i, s) in self.servers.iter().enumerate() {
+                    if !self.is_replica(i) || !self.base_ok(s, now_ms) || lag_ok(s, None) {
+                        continue;
+                    }
+                    let key = (s.lag_ms.unwrap_or(u64::MAX), i);
+                    if last_key.is_some_and(|l| key <= l) {
+                        continue;
+                    }
+                    if next.is_none_or(|n| key < n) {
+                        next = Some(key);
+                    }
+                }
+                let Some(key) = next else { break };
+                last_key = Some(key);
+                consider(&mut best, &mut rng, key.1, &self.servers[key.1], load(key.1), true);
+            }
+        }
+        if let Some(b) = best {
+            return Choice::Replica {
+                server: b.server,
+                over_lag: b.over_lag,
+            };
+        }
+        let reason = if any_replica {
+            FallbackReason::NoHealthyReplica
+        } else {
+            FallbackReason::NoReplicas
+        };
+        match (self.no_replica, self.primary) {
+            (NoReplicaPolicy::Error, _) => Choice::NoServer(NoServerReason::NoReplicaPolicyError),
+            (NoReplicaPolicy::Primary, Some(p))
+                if self
+                    .servers
+                    .get(p)
+                    .is_some_and(|s| s.reachable && s.breaker.allows(now_ms)) =>
+            {
+                Choice::Primary { server: p, reason }
+            }
+            (NoReplicaPolicy::Primary, _) => Choice::NoServer(NoServerReason::PrimaryUnavailable),
+        }
+    }
+
+    fn is_replica(&self, i: usize) -> bool {
+        self.primary != Some(i) && self.servers[i].role == Role::Replica
+    }
+
+    /// Healthy apart from lag.
+    fn base_ok(&self, s: &ServerState, now_ms: u64) -> bool {
+        s.reachable
+            && s.replicating
+            && !s.maintenance
+            && s.location_rank != LOCATION_UNUSED
+            && s.breaker.allows(now_ms)
     }
 
     /// Feeds a new lag measurement through the server's hysteresis gate.
     pub fn update_lag(&mut self, server: usize, lag_ms: Option<u64>) {
-        let _ = (server, lag_ms);
+        let recovery = self.lag_recovery_ms;
+        if let Some(s) = self.servers.get_mut(server) {
+            s.lag_ms = lag_ms;
+            s.lag_gate.update(lag_ms, s.max_lag_ms, recovery);
+        }
     }
 
-    /// Records a successful connect/query on a server (closes a half-open breaker).
+    /// Records a successful connect/query on a server (closes its breaker).
     pub fn record_success(&mut self, server: usize) {
-        let _ = server;
+        if let Some(s) = self.servers.get_mut(server) {
+            s.breaker.record_success();
+        }
     }
 
     /// Records a connect/IO failure on a server at `now_ms` (may open its breaker).
     pub fn record_failure(&mut self, server: usize, now_ms: u64) {
-        let _ = (server, now_ms);
+        let policy = self.breaker;
+        if let Some(s) = self.servers.get_mut(server) {
+            s.breaker.record_failure(now_ms, &policy);
+        }
+    }
+
+    /// Replicas that currently pass every test including lag (for `min_serving` reporting).
+    pub fn serving_replicas(&self, now_ms: u64) -> usize {
+        (0..self.servers.len())
+            .filter(|&i| {
+                self.is_replica(i)
+                    && self.base_ok(&self.servers[i], now_ms)
+                    && lag_ok(&self.servers[i], None)
+            })
+            .count()
     }
 }
+
+fn lag_ok(s: &ServerState, max_lag_override: Option<u64>) -> bool {
+    match (s.lag_ms, max_lag_override) {
+        (None, _) => false,
+        (Some(l), Some(max)) => l <= max,
+        (Some(l), None) => s.lag_gate.serving() && l <= s.max_lag_ms,
+    }
+}
+
+fn consider(
+    best: &mut Option<Best>,
+    rng: &mut fastrand::Rng,
+    i: usize,
+    s: &ServerState,
+    load: Load,
+    over_lag: bool,
+) {
+    let weight = u64::from(s.weight.max(1));
+    let candidate = Best {
+        server: i,
+        rank: s.location_rank,
+        load,
+        weight,
+        over_lag,
+        tie_weight: weight,
+    };
+    let Some(b) = best else {
+        *best = Some(candidate);
+        return;
+    };
+    use std::cmp::Ordering::*;
+    // a/wa < b/wb  ⇔  a·wb < b·wa (no division, no floats).
+    let per_weight = |x: u32, wx: u64, y: u32, wy: u64| (u64::from(x) * wy).cmp(&(u64::from(y) * wx));
+    let order = s.location_rank.cmp(&b.rank).then_with(|| {
+        per_weight(load.in_flight, weight, b.load.in_flight, b.weight)
+            .then_with(|| per_weight(load.connections, weight, b.load.connections, b.weight))
+    });
+    match order {
+        Less => *best = Some(candidate),
+        Greater => {}
+        Equal => {
+            let total = b.tie_weight + weight;
+            if rng.u64(0..total) < weight {
+                *best = Some(Best {
+                    tie_weight: total,
+                    ..candidate
+                });
+            } else {
+                b.tie_weight = total;
+            }
+        }
+    }
+}
+
+fn location_rank(own: Option<&str>, fallback: &[String], server: Option<&str>) -> u16 {
+    let Some(own) = own else { return 0 };
+    if server == Some(own) {
+        return 0;
+    }
+    if let Some(pos) = fallback.iter().position(|f| Some(f.as_str()) == server) {
+        return u16::try_from(pos + 1).unwrap_or(LOCATION_UNUSED - 1);
+    }
+    if fallback.is_empty() {
+        1
+    } else {
+        LOCATION_UNUSED
+    }
+}
+
+#[cfg(test)]
+mod test;

@@ -66,6 +66,8 @@ pub(crate) struct Lexer<'a> {
     pos: usize,
     /// Inside `/*! ... */`: the next `*/` closes it and is skipped.
     in_versioned: bool,
+    /// An unterminated quote or comment was seen: the server will reject the text.
+    malformed: bool,
 }
 
 fn is_word_byte(b: u8) -> bool {
@@ -78,7 +80,13 @@ impl<'a> Lexer<'a> {
             sql,
             pos,
             in_versioned: false,
+            malformed: false,
         }
+    }
+
+    /// True once an unterminated quote or comment was met.
+    pub fn malformed(&self) -> bool {
+        self.malformed
     }
 
     fn at(&self, i: usize) -> u8 {
@@ -90,7 +98,10 @@ impl<'a> Lexer<'a> {
         loop {
             let b = match self.sql.get(self.pos) {
                 Some(b) => *b,
-                None => return false,
+                None => {
+                    self.malformed |= self.in_versioned;
+                    return false;
+                }
             };
             match b {
                 b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => self.pos += 1,
@@ -108,6 +119,9 @@ impl<'a> Lexer<'a> {
                         self.enter_versioned(p + 2);
                     } else {
                         self.pos = find_comment_end(self.sql, p);
+                        if self.pos == self.sql.len() && !self.sql.ends_with(b"*/") {
+                            self.malformed = true;
+                        }
                     }
                 }
                 b'*' if self.in_versioned && self.at(self.pos + 1) == b'/' => {
@@ -139,7 +153,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// Consumes a quoted run starting at the opening quote; returns the end (after the close).
-    fn skip_quoted(&self, start: usize, quote: u8) -> usize {
+    fn skip_quoted(&mut self, start: usize, quote: u8) -> usize {
         let mut p = start + 1;
         while let Some(&b) = self.sql.get(p) {
             if b == b'\\' && quote != b'`' {
@@ -155,6 +169,7 @@ impl<'a> Lexer<'a> {
             }
             p += 1;
         }
+        self.malformed = true;
         self.sql.len()
     }
 

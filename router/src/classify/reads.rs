@@ -35,6 +35,13 @@ pub(super) fn scan_read(cur: &mut Cursor<'_>, with: bool) -> Classification {
             Kind::Punct(b'(') => depth += 1,
             Kind::Punct(b')') => depth -= 1,
             Kind::Punct(b'.') => prev_dot = true,
+            // `` `f`(...) ``: a quoted name called like a function is never a built-in.
+            Kind::Quoted
+                if matches!(cur.peek(), Some(n) if n.is_punct(b'('))
+                    && !(in_cte_list && depth == 0) =>
+            {
+                set(&mut found, Reason::StoredFunction, Effect::None)
+            }
             Kind::UserVar => {
                 let assigns = matches!(cur.peek(), Some(n) if n.kind == Kind::Assign);
                 let effect = if assigns {

@@ -62,6 +62,11 @@ impl<'a> Cursor<'a> {
         t.kind == Kind::Word && t.span.of(self.sql).eq_ignore_ascii_case(kw)
     }
 
+    /// True once an unterminated quote or comment was met.
+    pub fn malformed(&self) -> bool {
+        self.lx.malformed()
+    }
+
     /// True when another statement follows a `;` (a multi-statement packet).
     pub fn more_statements(&mut self) -> bool {
         while self.next().is_some() {}
@@ -105,8 +110,13 @@ pub(super) fn classify(sql: &[u8]) -> Classification {
     let hints = leading_hints(sql);
     let mut cur = Cursor::new(sql);
     let mut class = statement(&mut cur);
-    if cur.more_statements() {
+    let compound = class.target == Target::Primary && is_compound(sql);
+    if !compound && cur.more_statements() {
         class = multi(sql);
+    }
+    if cur.malformed() {
+        // An unterminated quote or comment: the server rejects it; do not guess.
+        class = UNPARSEABLE;
     }
     class.hint_max_lag_ms = hints.max_lag_ms;
     if hints.primary && class.target == Target::Replica {
@@ -122,6 +132,38 @@ pub(super) fn classify(sql: &[u8]) -> Classification {
         class.reason = Reason::HintReplica;
     }
     class
+}
+
+/// Compound statements hold `;` inside their body and are one statement to the server:
+/// `BEGIN NOT ATOMIC ... END`, `CREATE [OR REPLACE] [DEFINER=...] PROCEDURE/FUNCTION/TRIGGER/EVENT`.
+fn is_compound(sql: &[u8]) -> bool {
+    let mut cur = Cursor::new(sql);
+    let Some(first) = cur.next() else {
+        return false;
+    };
+    if cur.is_kw(&first, b"BEGIN") {
+        return cur.eat_kw(b"NOT");
+    }
+    if !cur.is_kw(&first, b"CREATE") {
+        return false;
+    }
+    for _ in 0..12 {
+        match cur.next() {
+            Some(t) if t.kind == Kind::Word => {
+                for kw in [&b"PROCEDURE"[..], b"FUNCTION", b"TRIGGER", b"EVENT", b"PACKAGE"] {
+                    if cur.is_kw(&t, kw) {
+                        return true;
+                    }
+                }
+                if cur.is_kw(&t, b"TABLE") || cur.is_kw(&t, b"VIEW") || cur.is_kw(&t, b"INDEX") {
+                    return false;
+                }
+            }
+            Some(_) => {}
+            None => return false,
+        }
+    }
+    false
 }
 
 /// A multi-statement packet: a plain read only if every piece is.

@@ -92,9 +92,11 @@ pub(super) fn set_statement(cur: &mut Cursor<'_>) -> Classification {
     };
     let reason = if user {
         Reason::UserVariable
+    } else if session {
+        Reason::SessionState
     } else if autocommit.is_some() {
         Reason::Transaction
-    } else if global && !session {
+    } else if global {
         Reason::ServerAdmin
     } else {
         Reason::SessionState

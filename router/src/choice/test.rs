@@ -1,0 +1,1 @@
+//! Replica choice: examples and properties.
