@@ -99,6 +99,17 @@ impl Session {
         }
     }
 
+    /// The server for `d`, or the ERR to send instead.
+    pub(super) fn resolve_public(
+        &mut self,
+        d: &Decision,
+    ) -> Result<usize, (u16, &'static str, String)> {
+        match self.resolve(d, None) {
+            Resolved::Server { idx, .. } => Ok(idx),
+            Resolved::Refuse { code, state, msg } => Err((code, state, msg)),
+        }
+    }
+
     fn primary(&self) -> Resolved {
         match self.ctx.primary() {
             Ok(b) => Resolved::Server {
@@ -119,6 +130,18 @@ impl Session {
     /// Sends `self.cmd` where `d` says and relays the answer. Reads outside transactions are
     /// retried once on another server if they failed before any byte reached the client.
     pub(super) async fn run(&mut self, d: Decision, shape: Shape) -> Result<Outcome, Error> {
+        self.run_with(d, shape, None).await
+    }
+
+    /// [`Session::run`] for a COM_STMT_EXECUTE of the session's statement `stmt`: the statement
+    /// is prepared on the chosen backend first if it is not there yet, and the packet is
+    /// rewritten with that backend's statement id (and parameter types it has not seen).
+    pub(super) async fn run_with(
+        &mut self,
+        d: Decision,
+        shape: Shape,
+        stmt: Option<u32>,
+    ) -> Result<Outcome, Error> {
         let retryable = d.target == Target::Replica && !self.router.in_transaction();
         let mut exclude = None;
         let mut attempt = 0;
@@ -154,6 +177,26 @@ impl Session {
                     return Ok(Outcome::Failed(c));
                 }
             };
+            let mut use_out = false;
+            if let Some(id) = stmt {
+                match self.ready_execute(h, id).await {
+                    Ok(u) => use_out = u,
+                    Err(e) => {
+                        let server_side = matches!(e, crate::backend::Error::Server { .. });
+                        if !server_side {
+                            self.discard(h);
+                            self.ctx.report_failure(&backend);
+                            if retryable && attempt == 1 {
+                                exclude = Some(idx);
+                                continue;
+                            }
+                        }
+                        let (c, st, msg) = backend_err(backend.name(), &e);
+                        self.send_err(1, c, &st, &msg).await?;
+                        return Ok(Outcome::Failed(c));
+                    }
+                }
+            }
             let generation = self.router.history_generation();
             let started = Instant::now();
             let _in_flight = backend.begin();
@@ -161,7 +204,8 @@ impl Session {
             let deprecate = self.held[h].conn.deprecate_eof();
             let held = &mut self.held[h];
             let sent = async {
-                write_packet(&mut held.conn.stream, 0, &self.cmd).await?;
+                let packet: &[u8] = if use_out { &self.out } else { &self.cmd };
+                write_packet(&mut held.conn.stream, 0, packet).await?;
                 held.conn.stream.flush().await?;
                 Ok::<_, crate::protocol::Error>(())
             }
@@ -188,6 +232,9 @@ impl Session {
             match r {
                 Ok(end) => {
                     self.stream.flush().await?;
+                    if let Some(id) = stmt {
+                        self.after_execute(h, id, end);
+                    }
                     self.held[h].conn.last_used = Instant::now();
                     if self.held[h].conn.replayed == generation {
                         // Whatever the statement changed in the history, this connection has it.

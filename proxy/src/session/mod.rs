@@ -2,6 +2,7 @@
 //! backend connection per server it needs (replaying session state on it first), and streams
 //! the answers back as bytes.
 
+mod change_user;
 mod conns;
 mod exec;
 mod stmt;
@@ -71,6 +72,8 @@ pub struct Session {
     cmd: Vec<u8>,
     /// Frame buffer for relaying responses.
     frame: Vec<u8>,
+    /// A rewritten command packet (statement id and types for one backend).
+    out: Vec<u8>,
     timers: Timers,
     read_timeout: Duration,
 }
@@ -109,6 +112,7 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
         next_stmt_id: 1,
         cmd: Vec::new(),
         frame: Vec::new(),
+        out: Vec::new(),
         timers,
         read_timeout,
     };
@@ -185,7 +189,7 @@ impl Session {
                 com::STMT_PREPARE => self.stmt_prepare().await?,
                 com::STMT_EXECUTE => self.stmt_execute().await?,
                 com::STMT_SEND_LONG_DATA => self.stmt_long_data(),
-                com::STMT_CLOSE => self.stmt_close(),
+                com::STMT_CLOSE => self.stmt_close().await,
                 com::STMT_RESET => self.stmt_reset(reply).await?,
                 com::STMT_FETCH => self.stmt_fetch().await?,
                 other => {

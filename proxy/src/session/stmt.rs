@@ -1,33 +1,370 @@
-//! Prepared statements (binary protocol): placeholder until the lazy per-backend preparation
-//! lands.
+//! Prepared statements (binary protocol). The session numbers statements itself; each backend
+//! gets a statement prepared lazily, the first time an execution is routed there, and the
+//! packets are rewritten with that backend's id. Executions are routed by what the statement
+//! does (DESIGN §2), never by where it was first prepared.
 
-use super::{Error, Session};
-use crate::protocol::consts::code;
+use super::exec::Outcome;
+use super::{backend_err, Error, Session};
+use crate::backend::{BackendStmt, Error as BackendError};
+use crate::protocol::consts::{code, com, status};
+use crate::protocol::packet::{read_packet, write_packet};
+use crate::protocol::relay::{End, Shape};
+use router::{Decision, Target};
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+
+/// Largest prepare-response packet (metadata) accepted.
+const META_MAX: usize = 16 << 20;
 
 /// A statement the client prepared.
-pub struct Stmt {}
+pub struct Stmt {
+    sql: Arc<[u8]>,
+    class: router::StmtClass,
+    params: u16,
+    /// The last parameter-type block the client sent (2 bytes per parameter).
+    types: Option<Vec<u8>>,
+    /// COM_STMT_SEND_LONG_DATA packets waiting for the next execution.
+    long_data: Vec<Vec<u8>>,
+    /// Server holding an open cursor for this statement.
+    cursor_on: Option<Arc<str>>,
+}
+
+fn stmt_id(p: &[u8]) -> Option<u32> {
+    p.get(1..5).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
 
 impl Session {
+    /// COM_STMT_PREPARE: prepared where its first execution would go, to answer the client with
+    /// real metadata under the session's own statement id.
     pub(super) async fn stmt_prepare(&mut self) -> Result<(), Error> {
-        let (c, st) = code::ER_UNKNOWN_COM_ERROR;
-        self.send_err(1, c, st, "rwsplit: prepared statements are not supported yet").await
+        let sql: Arc<[u8]> = Arc::from(&self.cmd[1..]);
+        let class = self.router.on_prepare(&sql);
+        let pinned = self.router.in_transaction() || self.router.needs_pinned_primary();
+        let target = match class.class.target {
+            Target::Replica if !pinned => Target::Replica,
+            _ => Target::Primary,
+        };
+        let d = Decision {
+            target,
+            reason: class.class.reason,
+            max_lag_ms: class.class.hint_max_lag_ms,
+        };
+        let idx = match self.resolve_for_prepare(&d) {
+            Ok(i) => i,
+            Err((c, st, msg)) => return self.send_err(1, c, st, &msg).await,
+        };
+        let h = match self.conn_for(idx).await {
+            Ok(h) => h,
+            Err(e) => {
+                let name = self.view.backends.get(idx).map(|b| b.name().to_string()).unwrap_or_default();
+                let (c, st, msg) = backend_err(&name, &e);
+                return self.send_err(1, c, &st, &msg).await;
+            }
+        };
+        let id = self.next_stmt_id;
+        let r = prepare_on(&mut self.held[h].conn, &sql, Some((&mut self.stream, id))).await;
+        match r {
+            Ok(Some((backend_id, params))) => {
+                self.next_stmt_id = self.next_stmt_id.wrapping_add(1).max(1);
+                self.held[h].conn.stmts.insert(
+                    id,
+                    BackendStmt {
+                        id: backend_id,
+                        types_sent: false,
+                    },
+                );
+                self.stmts.insert(
+                    id,
+                    Stmt {
+                        sql,
+                        class,
+                        params,
+                        types: None,
+                        long_data: Vec::new(),
+                        cursor_on: None,
+                    },
+                );
+                Ok(())
+            }
+            Ok(None) => Ok(()), // the server's ERR went to the client
+            Err(e) => {
+                self.discard(h);
+                let (c, st) = code::ER_NET_READ_ERROR;
+                self.send_err(1, c, st, &format!("rwsplit: preparing failed: {e}"))
+                    .await
+            }
+        }
     }
+
+    fn resolve_for_prepare(&mut self, d: &Decision) -> Result<usize, (u16, &'static str, String)> {
+        self.resolve_public(d)
+    }
+
+    /// COM_STMT_EXECUTE.
     pub(super) async fn stmt_execute(&mut self) -> Result<(), Error> {
-        let (c, st) = code::ER_UNKNOWN_STMT_HANDLER;
-        self.send_err(1, c, st, "Unknown prepared statement handler").await
+        let Some(id) = stmt_id(&self.cmd) else {
+            return self.unknown_stmt(1).await;
+        };
+        let Some(st) = self.stmts.get_mut(&id) else {
+            return self.unknown_stmt(1).await;
+        };
+        // Remember parameter types when the client sends them (new_params_bound_flag = 1).
+        if st.params > 0 {
+            let off = 10 + (usize::from(st.params) + 7) / 8;
+            if self.cmd.get(off) == Some(&1) {
+                let n = 2 * usize::from(st.params);
+                if let Some(t) = self.cmd.get(off + 1..off + 1 + n) {
+                    st.types = Some(t.to_vec());
+                }
+            }
+        }
+        let class = st.class.clone();
+        let d = self.router.route_execute(&class);
+        let out = self.run_with(d, Shape::Results, Some(id)).await?;
+        out.report(&mut self.router);
+        self.settle_generation();
+        if let Some(st) = self.stmts.get_mut(&id) {
+            st.long_data.clear();
+        }
+        Ok(())
     }
-    pub(super) fn stmt_long_data(&mut self) {}
-    pub(super) fn stmt_close(&mut self) {}
+
+    /// Before an execution on held connection `h`: prepares statement `id` there if needed,
+    /// sends buffered long data, and builds the packet in `self.out` when it differs from the
+    /// client's. Returns whether `self.out` is to be sent instead of `self.cmd`.
+    pub(super) async fn ready_execute(&mut self, h: usize, id: u32) -> Result<bool, BackendError> {
+        let Some(st) = self.stmts.get(&id) else {
+            return Err(BackendError::Protocol(crate::protocol::Error::Malformed(
+                "unknown statement",
+            )));
+        };
+        let conn = &mut self.held[h].conn;
+        let bs = match conn.stmts.get(&id) {
+            Some(bs) => *bs,
+            None => match prepare_on(conn, &st.sql, None).await? {
+                Some((backend_id, _)) => {
+                    let bs = BackendStmt {
+                        id: backend_id,
+                        types_sent: false,
+                    };
+                    conn.stmts.insert(id, bs);
+                    bs
+                }
+                None => {
+                    return Err(BackendError::Server {
+                        code: 1243,
+                        state: "HY000".into(),
+                        message: "statement could not be prepared on this backend".into(),
+                    })
+                }
+            },
+        };
+        for ld in &st.long_data {
+            let mut p = ld.clone();
+            p[1..5].copy_from_slice(&bs.id.to_le_bytes());
+            write_packet(&mut conn.stream, 0, &p).await?;
+        }
+        self.out.clear();
+        self.out.extend_from_slice(&self.cmd);
+        self.out[1..5].copy_from_slice(&bs.id.to_le_bytes());
+        if st.params > 0 && !bs.types_sent {
+            let off = 10 + (usize::from(st.params) + 7) / 8;
+            if self.out.get(off) == Some(&0) {
+                if let Some(types) = &st.types {
+                    self.out[off] = 1;
+                    let tail = self.out.split_off(off + 1);
+                    self.out.extend_from_slice(types);
+                    self.out.extend_from_slice(&tail);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// After an execution answered on held connection `h`.
+    pub(super) fn after_execute(&mut self, h: usize, id: u32, end: End) {
+        let conn = &mut self.held[h].conn;
+        if let Some(bs) = conn.stmts.get_mut(&id) {
+            bs.types_sent = true;
+        }
+        if let End::Ok { status: s, .. } = end {
+            let name: Arc<str> = self.held[h].backend.name().into();
+            if s & status::CURSOR_EXISTS != 0 {
+                self.held[h].cursor_open = true;
+                if let Some(st) = self.stmts.get_mut(&id) {
+                    st.cursor_on = Some(name);
+                }
+            }
+        }
+    }
+
+    /// COM_STMT_SEND_LONG_DATA: kept until the execution, which may go to any backend.
+    pub(super) fn stmt_long_data(&mut self) {
+        if let Some(id) = stmt_id(&self.cmd) {
+            if let Some(st) = self.stmts.get_mut(&id) {
+                st.long_data.push(self.cmd.clone());
+            }
+        }
+    }
+
+    /// COM_STMT_CLOSE: closed on every backend that has it; no answer. The close is buffered
+    /// and goes out with the next command on each connection.
+    pub(super) async fn stmt_close(&mut self) {
+        let Some(id) = stmt_id(&self.cmd) else { return };
+        if self.stmts.remove(&id).is_none() {
+            return;
+        }
+        for h in self.held.iter_mut() {
+            if let Some(bs) = h.conn.stmts.remove(&id) {
+                let mut p = [com::STMT_CLOSE, 0, 0, 0, 0];
+                p[1..5].copy_from_slice(&bs.id.to_le_bytes());
+                if write_packet(&mut h.conn.stream, 0, &p).await.is_err() {
+                    h.conn.broken = true;
+                }
+                if h.cursor_open {
+                    h.cursor_open = false;
+                }
+            }
+        }
+    }
+
+    /// COM_STMT_RESET: drops buffered long data; resets a cursor where one is open.
     pub(super) async fn stmt_reset(&mut self, reply: u8) -> Result<(), Error> {
-        let (c, st) = code::ER_UNKNOWN_STMT_HANDLER;
-        self.send_err(reply, c, st, "Unknown prepared statement handler").await
+        let Some(id) = stmt_id(&self.cmd) else {
+            return self.unknown_stmt(reply).await;
+        };
+        let Some(st) = self.stmts.get_mut(&id) else {
+            return self.unknown_stmt(reply).await;
+        };
+        st.long_data.clear();
+        let cursor = st.cursor_on.take();
+        if let Some(name) = cursor {
+            if let Some(h) = self.held.iter().position(|h| h.backend.name() == &*name) {
+                if let Some(bs) = self.held[h].conn.stmts.get(&id).copied() {
+                    let mut p = [com::STMT_RESET, 0, 0, 0, 0];
+                    p[1..5].copy_from_slice(&bs.id.to_le_bytes());
+                    let r = self.held[h].conn.command(&p, Shape::Single).await;
+                    self.held[h].cursor_open = false;
+                    if r.is_err() && self.held[h].conn.broken {
+                        self.discard(h);
+                    }
+                }
+            }
+        }
+        self.send_ok(reply).await
     }
+
+    /// COM_STMT_FETCH: rows of an open cursor, from the backend that holds it.
     pub(super) async fn stmt_fetch(&mut self) -> Result<(), Error> {
+        let Some(id) = stmt_id(&self.cmd) else {
+            return self.unknown_stmt(1).await;
+        };
+        let cursor = self.stmts.get(&id).and_then(|s| s.cursor_on.clone());
+        let h = cursor.and_then(|name| self.held.iter().position(|h| h.backend.name() == &*name));
+        let Some(h) = h else {
+            let (c, st) = code::ER_UNKNOWN_STMT_HANDLER;
+            return self
+                .send_err(1, c, st, "The statement has no open cursor (COM_STMT_FETCH)")
+                .await;
+        };
+        let Some(bs) = self.held[h].conn.stmts.get(&id).copied() else {
+            return self.unknown_stmt(1).await;
+        };
+        let target = self.held[h].backend.index;
+        self.cmd[1..5].copy_from_slice(&bs.id.to_le_bytes());
+        let d = Decision {
+            target: Target::Previous,
+            reason: router::Reason::PreparedStatement,
+            max_lag_ms: None,
+        };
+        self.previous = Some(self.held[h].backend.name().into());
+        let _ = target;
+        let out = self.run(d, Shape::UntilEof).await?;
+        if let Outcome::Done(End::Ok { status: s, .. }) = out {
+            if s & status::LAST_ROW_SENT != 0 || s & status::CURSOR_EXISTS == 0 {
+                if let Some(h) = self.held.iter().position(|x| x.backend.index == target) {
+                    self.held[h].cursor_open = false;
+                }
+                if let Some(st) = self.stmts.get_mut(&id) {
+                    st.cursor_on = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn unknown_stmt(&mut self, seq: u8) -> Result<(), Error> {
         let (c, st) = code::ER_UNKNOWN_STMT_HANDLER;
-        self.send_err(1, c, st, "Unknown prepared statement handler").await
+        self.send_err(seq, c, st, "Unknown prepared statement handler given to the proxy")
+            .await
     }
-    pub(super) async fn change_user(&mut self, reply: u8) -> Result<(), Error> {
-        let (c, st) = code::ER_UNKNOWN_COM_ERROR;
-        self.send_err(reply, c, st, "rwsplit: COM_CHANGE_USER is not supported yet").await
+}
+
+/// Prepares `sql` on `conn`. With a client, the response is forwarded with the statement id
+/// replaced by `id`; without, it is consumed. Returns the backend's statement id and parameter
+/// count, or `None` if the server answered with ERR (forwarded to the client if any).
+async fn prepare_on(
+    conn: &mut crate::backend::Conn,
+    sql: &[u8],
+    mut client: Option<(&mut crate::frontend::ClientStream, u32)>,
+) -> Result<Option<(u32, u16)>, BackendError> {
+    let mut p = Vec::with_capacity(1 + sql.len());
+    p.push(com::STMT_PREPARE);
+    p.extend_from_slice(sql);
+    conn.send(&p).await?;
+    let deprecate = conn.deprecate_eof();
+    let mut buf = Vec::new();
+    let timeout = conn.read_timeout;
+    let r = async {
+        let seq = read_meta(conn, &mut buf, timeout).await?;
+        if buf.first() == Some(&0xff) {
+            if let Some((c, _)) = client.as_mut() {
+                write_packet(&mut **c, seq, &buf).await?;
+                c.flush().await?;
+            }
+            return Ok(None);
+        }
+        if buf.len() < 12 || buf[0] != 0 {
+            return Err(BackendError::Protocol(crate::protocol::Error::Malformed(
+                "prepare response",
+            )));
+        }
+        let backend_id = u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
+        let columns = u16::from_le_bytes([buf[5], buf[6]]);
+        let params = u16::from_le_bytes([buf[7], buf[8]]);
+        if let Some((c, id)) = client.as_mut() {
+            buf[1..5].copy_from_slice(&id.to_le_bytes());
+            write_packet(&mut **c, seq, &buf).await?;
+        }
+        let mut packets = usize::from(params) + usize::from(columns);
+        if !deprecate {
+            packets += usize::from(params > 0) + usize::from(columns > 0);
+        }
+        for _ in 0..packets {
+            let seq = read_meta(conn, &mut buf, timeout).await?;
+            if let Some((c, _)) = client.as_mut() {
+                write_packet(&mut **c, seq, &buf).await?;
+            }
+        }
+        if let Some((c, _)) = client.as_mut() {
+            c.flush().await?;
+        }
+        Ok(Some((backend_id, params)))
     }
+    .await;
+    if r.is_err() {
+        conn.broken = true;
+    }
+    r
+}
+
+async fn read_meta(
+    conn: &mut crate::backend::Conn,
+    buf: &mut Vec<u8>,
+    timeout: std::time::Duration,
+) -> Result<u8, BackendError> {
+    tokio::time::timeout(timeout, read_packet(&mut conn.stream, buf, META_MAX))
+        .await
+        .map_err(|_| BackendError::ReadTimeout(timeout))?
+        .map_err(BackendError::from)
 }
