@@ -156,7 +156,27 @@ impl LagHandle {
         self.inner.shared.metrics.registry()
     }
 
-    /// The sidecar's routes: `/metrics`, `/lag` (see [`crate::snapshot`] for the format), `/healthz`.
+    /// The recent transactions as text, oldest first, one per line:
+    /// `<gtid or -> <file>:<end_pos> <commit_us> <live|replayed>` (served as `/transactions`,
+    /// for debugging and for the end-to-end tests that check nothing is lost or repeated).
+    pub fn transactions_text(&self) -> String {
+        let recent = lock(&self.inner.shared.recent);
+        let mut out = String::with_capacity(recent.len() * 48);
+        for t in recent.iter() {
+            out.push_str(&format!(
+                "{} {}:{} {} {}\n",
+                t.gtid.as_deref().unwrap_or("-"),
+                t.file,
+                t.end_pos,
+                t.commit_us,
+                if t.live { "live" } else { "replayed" }
+            ));
+        }
+        out
+    }
+
+    /// The sidecar's routes: `/metrics`, `/lag` (see [`crate::snapshot`] for the format),
+    /// `/healthz` (200 while the binlog stream is open, else 503), `/transactions`.
     pub fn routes(&self) -> Routes {
         let h = self.clone();
         Arc::new(move |method: &str, path: &str| {
@@ -169,6 +189,7 @@ impl LagHandle {
                     Ok(body) => Reply::ok("application/json", body),
                     Err(e) => Reply::text(500, format!("{e}\n")),
                 },
+                "/transactions" => Reply::ok("text/plain; charset=utf-8", h.transactions_text()),
                 "/healthz" => {
                     let s = h.snapshot();
                     if s.primary.connected {
