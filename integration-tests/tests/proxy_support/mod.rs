@@ -51,7 +51,7 @@ pub fn config_yaml(cluster: &Cluster, port: u16, extra_proxy: &str) -> String {
     format!(
         "servers:\n{servers}routing:\n  max_lag_ms: 5000\n  lag_recovery_ms: 4000\n\
          monitor:\n  user: {MONITOR_USER}\n  password: {MONITOR_PASSWORD}\n\
-         proxy:\n  listen: 127.0.0.1:{port}\n  http_listen: 127.0.0.1:{}\n  monitor_interval_ms: 100\n  lag_source: seconds_behind_master\n  users:\n    - name: {APP_USER}\n      password: {APP_PASSWORD}\n{extra_proxy}",
+         proxy:\n  server_version: 5.5.5-10.11.11-MariaDB-rwsplit\n  listen: 127.0.0.1:{port}\n  http_listen: 127.0.0.1:{}\n  monitor_interval_ms: 100\n  lag_source: seconds_behind_master\n  users:\n    - name: {APP_USER}\n      password: {APP_PASSWORD}\n{extra_proxy}",
         integration_tests::free_port()
     )
 }
@@ -62,7 +62,9 @@ pub async fn start(cluster: &Cluster) -> Proxy {
 }
 
 pub async fn start_with(cluster: &Cluster, extra_proxy: &str) -> Proxy {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let yaml = config_yaml(cluster, port, extra_proxy);
     let dir = integration_tests::repo_root().join(".scratch");
@@ -75,7 +77,9 @@ pub async fn start_with(cluster: &Cluster, extra_proxy: &str) -> Proxy {
     let accept_ctx = ctx.clone();
     let accept = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let ctx = accept_ctx.clone();
             tokio::spawn(async move {
                 let _ = proxy::frontend::serve_client(stream, ctx).await;
@@ -92,7 +96,11 @@ pub async fn start_with(cluster: &Cluster, extra_proxy: &str) -> Proxy {
     loop {
         let topo = p.ctx.topology();
         let ready = topo.primary().is_some()
-            && topo.servers.iter().skip(1).all(|s| s.reachable && s.threads_running && s.lag_ms.is_some());
+            && topo
+                .servers
+                .iter()
+                .skip(1)
+                .all(|s| s.reachable && s.threads_running && s.lag_ms.is_some());
         if ready || Instant::now() > deadline {
             break;
         }
@@ -104,13 +112,16 @@ pub async fn start_with(cluster: &Cluster, extra_proxy: &str) -> Proxy {
 
 impl Proxy {
     pub fn url(&self) -> String {
-        format!("mysql://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{}/{TEST_DB}", self.port)
+        format!(
+            "mysql://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{}/{TEST_DB}",
+            self.port
+        )
     }
 
     /// A mysql_async connection through the proxy (no connection pool, no reset on drop).
     pub async fn conn(&self) -> Conn {
-        let opts = OptsBuilder::from_opts(Opts::from_url(&self.url()).expect("url"))
-            .prefer_socket(false);
+        let opts =
+            OptsBuilder::from_opts(Opts::from_url(&self.url()).expect("url")).prefer_socket(false);
         Conn::new(opts).await.expect("connect through the proxy")
     }
 }
@@ -121,4 +132,20 @@ pub async fn port_of(conn: &mut Conn, sql: &str) -> u16 {
         .await
         .expect("query")
         .expect("a row")
+}
+
+/// Runs a program to completion and returns its stdout, failing the test with its stderr.
+pub async fn run_ok(program: &str, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{program} could not run: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
