@@ -26,8 +26,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The document is invalid (the message names file, line and key).
-    #[error(transparent)]
+    /// The document is invalid (the message names file, line and key). Shown on one line:
+    /// the parser's source snippet is for humans at a terminal, not for logs.
+    #[error("{}", first_line(.0))]
     Config(#[from] router::config::ConfigError),
     /// The document has no `proxy:` section.
     #[error(
@@ -44,6 +45,15 @@ pub enum Error {
         old: String,
         new: String,
     },
+}
+
+fn first_line(e: &router::config::ConfigError) -> String {
+    let text = e.to_string();
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end()
+        .to_string()
 }
 
 /// Reads and validates a configuration file for the proxy.

@@ -15,8 +15,6 @@ use std::sync::{Arc, RwLock};
 pub mod reject {
     /// `proxy.max_connections` reached: the client got ERR 1040.
     pub const MAX_CONNECTIONS: &str = "max_connections";
-    /// The proxy is shutting down.
-    pub const SHUTTING_DOWN: &str = "shutting_down";
     /// Authentication failed (reported by the front end).
     pub const AUTH: &str = "auth";
     /// The handshake failed (TLS, malformed packets, timeouts; reported by the front end).
@@ -111,7 +109,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let reg = Registrar(&registry);
-        Metrics {
+        let metrics = Metrics {
             client_connections: reg.gauge(
                 "rwsplit_client_connections",
                 "Client sessions open now.",
@@ -204,6 +202,35 @@ impl Metrics {
                 LATENCY_BUCKETS,
             ),
             registry,
+        };
+        metrics.touch_known_series();
+        metrics
+    }
+
+    /// Creates the label sets known in advance at 0, so dashboards and alert rules see every
+    /// family from the first scrape (a counter that appears only on its first event breaks
+    /// `rate()` and `absent()` alerts).
+    fn touch_known_series(&self) {
+        for reason in [reject::MAX_CONNECTIONS, reject::AUTH, reject::HANDSHAKE] {
+            self.client_connections_rejected
+                .with_label_values(&[reason]);
+        }
+        for r in [
+            route::PRIMARY,
+            route::REPLICA,
+            route::PREVIOUS,
+            route::PROXY,
+        ] {
+            self.query_duration.with_label_values(&[r]);
+        }
+        for reason in [
+            router::choice::FallbackReason::NoReplicas.as_str(),
+            router::choice::FallbackReason::NoHealthyReplica.as_str(),
+        ] {
+            self.routing_fallbacks.with_label_values(&[reason]);
+        }
+        for result in ["ok", "error"] {
+            self.config_reloads.with_label_values(&[result]);
         }
     }
 

@@ -202,26 +202,9 @@ async fn refuse(mut stream: TcpStream) {
     .await;
 }
 
-/// Hands one client to the data path.
-async fn serve(stream: TcpStream, ctx: Arc<Context>) -> Result<(), Box<dyn std::error::Error>> {
-    placeholder_session(stream, ctx).await
-}
-
-/// Stands in for `frontend::serve_client` until the data path lands: holds the connection open
-/// until the client closes it or shutdown begins, so admission and shutdown can be tested.
-async fn placeholder_session(
-    mut stream: TcpStream,
-    ctx: Arc<Context>,
-) -> Result<(), Box<dyn std::error::Error>> {
-    use tokio::io::AsyncReadExt;
-    let mut shutdown = ctx.shutdown_signal();
-    let mut buf = [0u8; 1024];
-    loop {
-        tokio::select! {
-            n = stream.read(&mut buf) => if n? == 0 { return Ok(()) },
-            _ = shutdown.changed() => return Ok(()),
-        }
-    }
+/// Hands one client to the data path (handshake, authentication, command loop).
+async fn serve(stream: TcpStream, ctx: Arc<Context>) -> Result<(), crate::frontend::Error> {
+    crate::frontend::serve_client(stream, ctx).await
 }
 
 #[cfg(test)]

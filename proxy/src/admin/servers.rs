@@ -16,7 +16,9 @@
 //! `lag_ms` is `null` when unknown (never 0 for unknown).
 
 use crate::context::{Context, ObservedRole};
-use serde_json::{json, Value};
+use serde_json::json;
+/// The JSON value type of `/servers` (re-exported for tools and tests).
+pub use serde_json::Value;
 
 /// The `/servers` document.
 pub fn json(ctx: &Context) -> Value {
@@ -95,4 +97,9 @@ pub fn json(ctx: &Context) -> Value {
         "topology_generation": topology.generation,
         "servers": servers,
     })
+}
+
+/// Parses a `/servers` answer, for tools and tests that talk to a running proxy.
+pub fn parse(body: &str) -> Result<Value, String> {
+    serde_json::from_str(body).map_err(|e| format!("invalid /servers JSON: {e}"))
 }

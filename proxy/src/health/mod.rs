@@ -273,7 +273,7 @@ fn report(ctx: &Context, config: &Config, previous: &Topology, next: &Topology) 
             );
         }
         if let Some(b) = before {
-            if b.reachable && !health.reachable {
+            if b.reachable && !health.reachable && health.checked_at.is_some() {
                 tracing::warn!(
                     server = name,
                     error = health.last_error.as_deref().unwrap_or(""),

@@ -21,42 +21,30 @@ pub struct Sample {
 /// `previous` carries the lag gates' state and the last known primary.
 pub fn derive(config: &Config, samples: &[Option<Sample>], previous: &Topology) -> Topology {
     let mut router = base_snapshot(config, &previous.router);
-    let mut servers = vec![ServerHealth::default(); config.servers.len()];
-    let mut writable_roots = Vec::new();
-    for (i, health) in servers.iter_mut().enumerate() {
-        let Some(Some(sample)) = samples.get(i) else {
-            continue;
+    let same_list = previous.servers.len() == config.servers.len();
+    let mut servers = Vec::with_capacity(config.servers.len());
+    for i in 0..config.servers.len() {
+        let health = match samples.get(i) {
+            Some(Some(sample)) => observe(sample),
+            // Not checked in this generation yet (just started, or just reloaded): keep what
+            // was known, so a reload does not blank the topology for a round.
+            _ if same_list => previous.servers[i].clone(),
+            _ => ServerHealth::default(),
         };
-        health.checked_at = Some(sample.at);
-        match &sample.result {
-            Err(e) => {
-                health.last_error = Some(e.to_string());
+        servers.push(health);
+    }
+    let mut writable_roots = Vec::new();
+    for (i, h) in servers.iter_mut().enumerate() {
+        h.role = match (h.reachable, h.read_only, h.replicating) {
+            (false, _, _) => ObservedRole::Unknown,
+            (true, Some(false), Some(false)) => {
+                writable_roots.push(i);
+                ObservedRole::Primary
             }
-            Ok(o) => {
-                health.reachable = true;
-                health.read_only = Some(o.read_only);
-                health.replicating = Some(o.replication.is_some());
-                health.threads_running = o
-                    .replication
-                    .as_ref()
-                    .is_some_and(|r| r.io_running && r.sql_running);
-                if o.replication.is_none() {
-                    if o.read_only {
-                        // Read-only and replicating from no one: a stand-alone copy (e.g. an
-                        // old primary after a switchover). Not the writer, not a live replica.
-                        health.role = ObservedRole::Replica;
-                    } else {
-                        health.role = ObservedRole::Primary;
-                        writable_roots.push(i);
-                    }
-                } else {
-                    health.role = ObservedRole::Replica;
-                    if health.threads_running {
-                        health.lag_ms = sample.lag_ms;
-                    }
-                }
-            }
-        }
+            // Replicating, or read-only and replicating from no one (a stand-alone copy such
+            // as an old primary after a switchover): not the writer.
+            (true, _, _) => ObservedRole::Replica,
+        };
     }
 
     let names = |idx: &[usize]| {
@@ -137,6 +125,30 @@ pub fn derive(config: &Config, samples: &[Option<Sample>], previous: &Topology) 
         write_block,
         split_brain,
     }
+}
+
+/// What one sample says about a server (role is decided afterwards, across all servers).
+fn observe(sample: &Sample) -> ServerHealth {
+    let mut health = ServerHealth {
+        checked_at: Some(sample.at),
+        ..ServerHealth::default()
+    };
+    match &sample.result {
+        Err(e) => health.last_error = Some(e.to_string()),
+        Ok(o) => {
+            health.reachable = true;
+            health.read_only = Some(o.read_only);
+            health.replicating = Some(o.replication.is_some());
+            health.threads_running = o
+                .replication
+                .as_ref()
+                .is_some_and(|r| r.io_running && r.sql_running);
+            if health.threads_running {
+                health.lag_ms = sample.lag_ms;
+            }
+        }
+    }
+    health
 }
 
 /// The router snapshot for `config`, keeping the lag gates of `previous` (same server list).

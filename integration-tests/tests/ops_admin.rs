@@ -1,0 +1,123 @@
+//! The admin endpoint and admission control of a running `rwsplit-proxy` in front of a real
+//! topology: `/healthz`, `/metrics` (every documented family), `/servers` (roles and lag), and
+//! `max_connections` answered with MySQL error 1040.
+
+mod ops_support;
+
+use integration_tests::mysql_async::prelude::Queryable;
+use ops_support::{config_yaml, shared_cluster, Ports, ProxyProcess};
+use std::time::Duration;
+
+#[tokio::test]
+async fn healthz_metrics_and_servers_describe_the_topology() {
+    let Some(cluster) = shared_cluster("healthz_metrics_and_servers_describe_the_topology") else {
+        return;
+    };
+    let ports = Ports::free();
+    let proxy = ProxyProcess::start(&config_yaml(&cluster, ports, ""), ports);
+    let body = proxy.wait_healthy(Duration::from_secs(10)).await;
+    assert_eq!(body.trim(), "ok: writes go to primary");
+
+    // One statement through the proxy so per-query series exist.
+    let mut conn = proxy
+        .app()
+        .await
+        .expect("client connects through the proxy");
+    let one: Option<i64> = conn.query_first("SELECT 1").await.expect("query");
+    assert_eq!(one, Some(1));
+
+    let (status, metrics) = proxy.get("/metrics").await;
+    assert_eq!(status, 200);
+    for name in proxy::metrics::Metrics::NAMES {
+        assert!(
+            metrics.contains(&format!("# TYPE {name} ")),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("rwsplit_backend_up{backend=\"primary\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("rwsplit_split_brain 0"), "{metrics}");
+    assert!(
+        metrics.contains("rwsplit_backend_role{backend=\"replica1\",role=\"replica\"} 1"),
+        "{metrics}"
+    );
+
+    // Replicas enter the rotation once their lag is known.
+    proxy
+        .wait_servers(Duration::from_secs(10), "replicas in rotation", |d| {
+            d["servers"].as_array().is_some_and(|s| {
+                s.iter()
+                    .filter(|s| s["role"] == "replica")
+                    .all(|s| s["in_rotation"] == true)
+            })
+        })
+        .await;
+    let doc = proxy.servers().await;
+    assert_eq!(doc["primary"], "primary");
+    assert_eq!(doc["split_brain"], false);
+    let servers = doc["servers"].as_array().expect("servers array");
+    assert_eq!(servers.len(), 1 + cluster.replicas());
+    let p = &servers[0];
+    assert_eq!(p["name"], "primary");
+    assert_eq!(p["role"], "primary");
+    assert_eq!(p["state"], "up");
+    assert_eq!(p["read_only"], false);
+    assert_eq!(p["replicating"], false);
+    assert_eq!(p["location"], "zone-a");
+    for r in &servers[1..] {
+        assert_eq!(r["role"], "replica", "{r}");
+        assert_eq!(r["state"], "up", "{r}");
+        assert_eq!(r["read_only"], true, "{r}");
+        assert_eq!(r["replicating"], true, "{r}");
+        assert!(r["lag_ms"].is_u64(), "lag known: {r}");
+        assert_eq!(r["breaker"], "closed", "{r}");
+        assert!(r["in_flight"].is_u64() && r["connections"].is_u64(), "{r}");
+    }
+    let (status, _) = proxy.get("/nope").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn max_connections_answers_the_extra_client_with_error_1040() {
+    let Some(cluster) = shared_cluster("max_connections_answers_the_extra_client_with_error_1040")
+    else {
+        return;
+    };
+    let ports = Ports::free();
+    let proxy = ProxyProcess::start(
+        &config_yaml(&cluster, ports, "  max_connections: 2\n"),
+        ports,
+    );
+    proxy.wait_healthy(Duration::from_secs(10)).await;
+    let mut a = proxy.app().await.expect("first client");
+    let _b = proxy.app().await.expect("second client");
+    let err = proxy.app().await.expect_err("third client is refused");
+    match &err {
+        integration_tests::mysql_async::Error::Server(e) => {
+            assert_eq!(e.code, 1040, "{err}");
+            assert!(e.message.contains("Too many connections"), "{err}");
+        }
+        other => panic!("expected a MySQL ERR 1040, got {other:?}"),
+    }
+    // The admitted clients are unharmed, and a slot frees up when one leaves.
+    let one: Option<i64> = a.query_first("SELECT 1").await.expect("first still works");
+    assert_eq!(one, Some(1));
+    drop(a);
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(c) = proxy.app().await {
+            again = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "a freed slot is reusable");
+    let (_, metrics) = proxy.get("/metrics").await;
+    let rejected = ops_support::metric(
+        &metrics,
+        "rwsplit_client_connections_rejected_total{reason=\"max_connections\"}",
+    );
+    assert!(rejected >= 1.0, "{metrics}");
+}
