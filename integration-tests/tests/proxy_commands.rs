@@ -17,9 +17,11 @@ async fn prepared_statements_run_where_their_class_says() {
     let p = start(&c).await;
     let replicas: HashSet<u16> = c.replica_ports().into_iter().collect();
     let mut conn = p.conn().await;
-    conn.query_drop("CREATE TABLE IF NOT EXISTS ps_t (id INT AUTO_INCREMENT PRIMARY KEY, v INT, port INT)")
-        .await
-        .unwrap();
+    conn.query_drop(
+        "CREATE TABLE IF NOT EXISTS ps_t (id INT AUTO_INCREMENT PRIMARY KEY, v INT, port INT)",
+    )
+    .await
+    .unwrap();
     let read = conn.prep("SELECT @@port, ? + 1").await.unwrap();
     let write = conn
         .prep("INSERT INTO ps_t (v, port) VALUES (?, @@port)")
@@ -38,10 +40,16 @@ async fn prepared_statements_run_where_their_class_says() {
         .admin(0)
         .await
         .unwrap()
-        .query_first(format!("SELECT port FROM rwsplit_test.ps_t WHERE id = {id}"))
+        .query_first(format!(
+            "SELECT port FROM rwsplit_test.ps_t WHERE id = {id}"
+        ))
         .await
         .unwrap();
-    assert_eq!(port, Some(c.primary_port()), "prepared write ran on the primary");
+    assert_eq!(
+        port,
+        Some(c.primary_port()),
+        "prepared write ran on the primary"
+    );
     // Inside a transaction the same prepared read runs on the primary.
     conn.query_drop("BEGIN").await.unwrap();
     let (port, _): (u16, i64) = conn.exec_first(&read, (1,)).await.unwrap().unwrap();
@@ -62,13 +70,24 @@ async fn reset_change_user_and_procedure_results() {
     let mut conn = p.conn().await;
     conn.query_drop("SET time_zone = '+03:00'").await.unwrap();
     conn.reset().await.unwrap();
-    let tz: String = conn.query_first("SELECT @@time_zone").await.unwrap().unwrap();
-    assert_ne!(tz, "+03:00", "COM_RESET_CONNECTION clears session variables");
+    let tz: String = conn
+        .query_first("SELECT @@time_zone")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(
+        tz, "+03:00",
+        "COM_RESET_CONNECTION clears session variables"
+    );
 
-    conn.query_drop("DROP PROCEDURE IF EXISTS two_results").await.unwrap();
-    conn.query_drop("CREATE PROCEDURE two_results() BEGIN SELECT 1 AS a; SELECT 2 AS b, 3 AS c; END")
+    conn.query_drop("DROP PROCEDURE IF EXISTS two_results")
         .await
         .unwrap();
+    conn.query_drop(
+        "CREATE PROCEDURE two_results() BEGIN SELECT 1 AS a; SELECT 2 AS b, 3 AS c; END",
+    )
+    .await
+    .unwrap();
     let mut r = conn.query_iter("CALL two_results()").await.unwrap();
     let first: Vec<Row> = r.collect().await.unwrap();
     let second: Vec<(i64, i64)> = r.collect().await.unwrap();
@@ -87,7 +106,11 @@ async fn reset_change_user_and_procedure_results() {
     )
     .await
     .unwrap();
-    let db: String = conn.query_first("SELECT DATABASE()").await.unwrap().unwrap();
+    let db: String = conn
+        .query_first("SELECT DATABASE()")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(db, "mysql");
 }
 
@@ -97,7 +120,9 @@ async fn packets_over_16_mib_both_ways() {
         return;
     };
     for i in 0..=c.replicas() {
-        c.admin_exec(i, "SET GLOBAL max_allowed_packet = 67108864").await.unwrap();
+        c.admin_exec(i, "SET GLOBAL max_allowed_packet = 67108864")
+            .await
+            .unwrap();
     }
     let p = start(&c).await;
     let mut conn = p.conn().await;
@@ -130,7 +155,9 @@ async fn cli_statistics_field_list_and_load_data_local() {
         return;
     };
     for i in 0..=c.replicas() {
-        c.admin_exec(i, "SET GLOBAL local_infile = 1").await.unwrap();
+        c.admin_exec(i, "SET GLOBAL local_infile = 1")
+            .await
+            .unwrap();
     }
     let p = start(&c).await;
     let port = p.port.to_string();
@@ -143,31 +170,81 @@ async fn cli_statistics_field_list_and_load_data_local() {
         file.display()
     );
     let out = tokio::process::Command::new("mariadb")
-        .args(["-h", "127.0.0.1", "-P", &port, "-u", "app", "-papp-password", "--protocol=tcp",
-               "--local-infile=1", "rwsplit_test", "-N", "-B", "-e", &sql])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "-u",
+            "app",
+            "-papp-password",
+            "--protocol=tcp",
+            "--local-infile=1",
+            "rwsplit_test",
+            "-N",
+            "-B",
+            "-e",
+            &sql,
+        ])
         .output()
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(stdout.trim(), "3");
 
     let out = tokio::process::Command::new("mariadb-admin")
-        .args(["-h", "127.0.0.1", "-P", &port, "-u", "app", "-papp-password", "--protocol=tcp", "status"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "-u",
+            "app",
+            "-papp-password",
+            "--protocol=tcp",
+            "status",
+        ])
         .output()
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("Uptime"), "COM_STATISTICS: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("Uptime"),
+        "COM_STATISTICS: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // `mariadb` without -A lists fields for completion (COM_FIELD_LIST) when it starts.
     let out = tokio::process::Command::new("mariadb")
-        .args(["-h", "127.0.0.1", "-P", &port, "-u", "app", "-papp-password", "--protocol=tcp",
-               "--auto-rehash", "rwsplit_test", "-N", "-B", "-e", "SELECT 42"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "-u",
+            "app",
+            "-papp-password",
+            "--protocol=tcp",
+            "--auto-rehash",
+            "rwsplit_test",
+            "-N",
+            "-B",
+            "-e",
+            "SELECT 42",
+        ])
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
     let _ = std::fs::remove_file(file);
 }

@@ -20,7 +20,10 @@ async fn reads_go_to_replicas_and_writes_to_the_primary() {
         seen.insert(port_of(&mut conn, "SELECT @@port").await);
     }
     let replicas: HashSet<u16> = c.replica_ports().into_iter().collect();
-    assert_eq!(seen, replicas, "autocommit reads must spread over both replicas only");
+    assert_eq!(
+        seen, replicas,
+        "autocommit reads must spread over both replicas only"
+    );
 
     conn.query_drop("CREATE TABLE IF NOT EXISTS proxy_routing (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20), port INT)")
         .await
@@ -28,11 +31,17 @@ async fn reads_go_to_replicas_and_writes_to_the_primary() {
     conn.query_drop("INSERT INTO proxy_routing (v, port) VALUES ('w', @@port)")
         .await
         .unwrap();
-    let id: u64 = conn.query_first("SELECT LAST_INSERT_ID()").await.unwrap().unwrap();
+    let id: u64 = conn
+        .query_first("SELECT LAST_INSERT_ID()")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(id > 0);
     let mut admin = c.admin(0).await.unwrap();
     let port: Option<u16> = admin
-        .query_first(format!("SELECT port FROM rwsplit_test.proxy_routing WHERE id = {id}"))
+        .query_first(format!(
+            "SELECT port FROM rwsplit_test.proxy_routing WHERE id = {id}"
+        ))
         .await
         .unwrap();
     assert_eq!(port, Some(c.primary_port()), "the write ran on the primary");
@@ -46,13 +55,21 @@ async fn design_pitfalls_give_the_right_answer_from_the_right_server() {
     let p = start(&c).await;
     let primary = c.primary_port();
     let mut conn = p.conn().await;
-    conn.query_drop("CREATE TABLE IF NOT EXISTS pitfalls (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
-        .await
-        .unwrap();
+    conn.query_drop(
+        "CREATE TABLE IF NOT EXISTS pitfalls (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+    )
+    .await
+    .unwrap();
 
     // LAST_INSERT_ID() after an INSERT returns the id, from the primary.
-    conn.query_drop("INSERT INTO pitfalls (v) VALUES (1)").await.unwrap();
-    let id: u64 = conn.query_first("SELECT LAST_INSERT_ID()").await.unwrap().unwrap();
+    conn.query_drop("INSERT INTO pitfalls (v) VALUES (1)")
+        .await
+        .unwrap();
+    let id: u64 = conn
+        .query_first("SELECT LAST_INSERT_ID()")
+        .await
+        .unwrap()
+        .unwrap();
     let max: u64 = c
         .admin(0)
         .await
@@ -68,7 +85,10 @@ async fn design_pitfalls_give_the_right_answer_from_the_right_server() {
         .query_iter("INSERT INTO pitfalls (v) VALUES (2); SELECT LAST_INSERT_ID(), @@port")
         .await
         .unwrap();
-    let _ = results.collect::<integration_tests::mysql_async::Row>().await.unwrap();
+    let _ = results
+        .collect::<integration_tests::mysql_async::Row>()
+        .await
+        .unwrap();
     let rows: Vec<(u64, u16)> = results.collect().await.unwrap();
     drop(results);
     assert_eq!(rows.len(), 1);
@@ -76,18 +96,33 @@ async fn design_pitfalls_give_the_right_answer_from_the_right_server() {
     assert_eq!(rows[0].1, primary);
 
     // A temporary table is readable by the session that created it.
-    conn.query_drop("CREATE TEMPORARY TABLE tmp_pitfall (x INT)").await.unwrap();
-    conn.query_drop("INSERT INTO tmp_pitfall VALUES (7), (8)").await.unwrap();
-    let n: u64 = conn.query_first("SELECT COUNT(*) FROM tmp_pitfall").await.unwrap().unwrap();
+    conn.query_drop("CREATE TEMPORARY TABLE tmp_pitfall (x INT)")
+        .await
+        .unwrap();
+    conn.query_drop("INSERT INTO tmp_pitfall VALUES (7), (8)")
+        .await
+        .unwrap();
+    let n: u64 = conn
+        .query_first("SELECT COUNT(*) FROM tmp_pitfall")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(n, 2);
-    conn.query_drop("DROP TEMPORARY TABLE tmp_pitfall").await.unwrap();
+    conn.query_drop("DROP TEMPORARY TABLE tmp_pitfall")
+        .await
+        .unwrap();
 
     // SELECT ... FOR UPDATE runs on the primary.
-    assert_eq!(port_of(&mut conn, "SELECT @@port FROM pitfalls LIMIT 1 FOR UPDATE").await, primary);
+    assert_eq!(
+        port_of(&mut conn, "SELECT @@port FROM pitfalls LIMIT 1 FOR UPDATE").await,
+        primary
+    );
 
     // After SET autocommit=0 a SELECT sees the session's own uncommitted row (primary).
     conn.query_drop("SET autocommit=0").await.unwrap();
-    conn.query_drop("INSERT INTO pitfalls (v) VALUES (424242)").await.unwrap();
+    conn.query_drop("INSERT INTO pitfalls (v) VALUES (424242)")
+        .await
+        .unwrap();
     let n: u64 = conn
         .query_first("SELECT COUNT(*) FROM pitfalls WHERE v = 424242")
         .await
@@ -157,7 +192,11 @@ async fn mariadb_cli_through_the_proxy() {
         .await
         .expect("mariadb CLI runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     let first: u16 = lines[0].trim().parse().unwrap();
     assert!(c.replica_ports().contains(&first), "{stdout}");

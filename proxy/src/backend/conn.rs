@@ -250,7 +250,8 @@ impl Conn {
     /// `COM_RESET_CONNECTION`: back to a fresh session (variables, temp tables, locks,
     /// prepared statements, user variables) without re-authenticating.
     pub async fn reset(&mut self) -> Result<(), Error> {
-        self.command(&[com::RESET_CONNECTION], Shape::Single).await?;
+        self.command(&[com::RESET_CONNECTION], Shape::Single)
+            .await?;
         self.stmts.clear();
         self.replayed = 0;
         Ok(())

@@ -52,7 +52,9 @@ impl Greeting {
         let capabilities = u32::from(cap_lo) | u32::from(cap_hi) << 16;
         let mut rest = rest;
         if capabilities & cap::SECURE_CONNECTION != 0 {
-            let n = (usize::from(auth_len).saturating_sub(8)).max(13).min(rest.len());
+            let n = (usize::from(auth_len).saturating_sub(8))
+                .max(13)
+                .min(rest.len());
             let part2 = &rest[..n];
             let part2 = part2.strip_suffix(&[0]).unwrap_or(part2);
             nonce.extend_from_slice(part2);
@@ -121,7 +123,9 @@ impl Response {
     pub fn parse(p: &[u8]) -> Result<Response, Error> {
         let bad = Error::Malformed;
         if p.len() < 32 {
-            return Err(bad("handshake response: too short (protocol 4.0 clients are not supported)"));
+            return Err(bad(
+                "handshake response: too short (protocol 4.0 clients are not supported)",
+            ));
         }
         let capabilities = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
         if capabilities & cap::PROTOCOL_41 == 0 {
@@ -140,7 +144,9 @@ impl Response {
             (a.to_vec(), &rest[used + n..])
         } else if capabilities & cap::SECURE_CONNECTION != 0 {
             let n = usize::from(*rest.first().ok_or(bad("handshake response: auth length"))?);
-            let a = rest.get(1..1 + n).ok_or(bad("handshake response: auth data"))?;
+            let a = rest
+                .get(1..1 + n)
+                .ok_or(bad("handshake response: auth data"))?;
             (a.to_vec(), &rest[1 + n..])
         } else {
             let (a, r) = cstr(rest).ok_or(bad("handshake response: auth data"))?;
@@ -279,7 +285,12 @@ mod test {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for p in [&b""[..], &[0xff; 40][..], &[10, 0][..], &[10, b'x', 0, 1][..]] {
+        for p in [
+            &b""[..],
+            &[0xff; 40][..],
+            &[10, 0][..],
+            &[10, b'x', 0, 1][..],
+        ] {
             let _ = Greeting::parse(p);
             let _ = Response::parse(p);
         }

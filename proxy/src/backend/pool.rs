@@ -33,7 +33,10 @@ pub fn pools_for(ctx: &Arc<Context>) -> Arc<Pools> {
         Err(p) => p.into_inner(),
     };
     reg.retain(|(w, _)| w.strong_count() > 0);
-    if let Some((_, p)) = reg.iter().find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(ctx))) {
+    if let Some((_, p)) = reg
+        .iter()
+        .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(ctx)))
+    {
         return p.clone();
     }
     let pools = Arc::new(Pools {

@@ -57,7 +57,11 @@ pub async fn handshake(
     connection_id: u32,
 ) -> Result<(ClientStream, Client), Error> {
     let cfg = ctx.proxy_config();
-    let tls_mode = if tls.is_some() { cfg.tls.mode } else { TlsMode::Off };
+    let tls_mode = if tls.is_some() {
+        cfg.tls.mode
+    } else {
+        TlsMode::Off
+    };
     let mut offered = cap::PROXY_OFFERS;
     if tls_mode != TlsMode::Off {
         offered |= cap::SSL;
@@ -80,7 +84,9 @@ pub async fn handshake(
     let mut on_tls = false;
     if Response::is_ssl_request(&buf) {
         let Some(tls) = tls.filter(|_| tls_mode != TlsMode::Off) else {
-            return Err(Error::Handshake("client asked for TLS, which is not offered".into()));
+            return Err(Error::Handshake(
+                "client asked for TLS, which is not offered".into(),
+            ));
         };
         stream = stream.upgrade(tls).await?;
         on_tls = true;
@@ -152,7 +158,7 @@ pub async fn handshake(
             }
         }
     }
-    if !ok && !(plugin == SHA2 && on_tls) {
+    if !(ok || plugin == SHA2 && on_tls) {
         let (c, st) = code::ER_ACCESS_DENIED_ERROR;
         send_err(&mut stream, seq, c, st, &denied).await?;
         return Err(Error::AccessDenied(resp.user.clone()));

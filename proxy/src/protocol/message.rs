@@ -113,10 +113,7 @@ pub fn parse_err(p: &[u8]) -> Option<Err> {
     }
     let code = u16::from_le_bytes([*p.get(1)?, *p.get(2)?]);
     let (state, msg) = if p.get(3) == Some(&b'#') && p.len() >= 9 {
-        (
-            String::from_utf8_lossy(&p[4..9]).into_owned(),
-            &p[9..],
-        )
+        (String::from_utf8_lossy(&p[4..9]).into_owned(), &p[9..])
     } else {
         (String::new(), p.get(3..).unwrap_or(&[]))
     };
@@ -177,7 +174,16 @@ mod test {
 
     #[test]
     fn lenenc_round_trips() {
-        for v in [0u64, 250, 251, 0xffff, 0x10000, 0xff_ffff, 0x100_0000, u64::MAX] {
+        for v in [
+            0u64,
+            250,
+            251,
+            0xffff,
+            0x10000,
+            0xff_ffff,
+            0x100_0000,
+            u64::MAX,
+        ] {
             let mut b = Vec::new();
             put_lenenc_int(&mut b, v);
             assert_eq!(lenenc_int(&b), Some((v, b.len())), "{v}");

@@ -130,7 +130,9 @@ mod test {
         assert_eq!(next, 4);
         assert_eq!(&wire[..4], &[5, 0, 0, 3]);
         let mut buf = Vec::new();
-        let seq = read_packet(&mut &wire[..], &mut buf, 1 << 30).await.unwrap();
+        let seq = read_packet(&mut &wire[..], &mut buf, 1 << 30)
+            .await
+            .unwrap();
         assert_eq!((seq, buf.as_slice()), (3, &b"hello"[..]));
     }
 
@@ -147,7 +149,9 @@ mod test {
             frame_into(&mut framed, 0, &payload);
             assert_eq!(framed, wire);
             let mut buf = Vec::new();
-            let seq = read_packet(&mut &wire[..], &mut buf, 1 << 30).await.unwrap();
+            let seq = read_packet(&mut &wire[..], &mut buf, 1 << 30)
+                .await
+                .unwrap();
             assert_eq!(usize::from(seq), frames - 1);
             assert!(buf == payload, "len {len}");
         }

@@ -105,10 +105,7 @@ where
         .map_err(RelayError::backend)?;
         buf.clear();
         buf.resize(h.len, 0);
-        backend
-            .read_exact(buf)
-            .await
-            .map_err(RelayError::Backend)?;
+        backend.read_exact(buf).await.map_err(RelayError::Backend)?;
         progress.forwarded = true;
         progress.last_seq = h.seq;
         client

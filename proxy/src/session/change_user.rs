@@ -14,7 +14,9 @@ impl Session {
         let p = &self.cmd[1..];
         let Some(end) = p.iter().position(|&c| c == 0) else {
             let (c, st) = code::ER_UNKNOWN_COM_ERROR;
-            return self.send_err(reply, c, st, "Malformed COM_CHANGE_USER").await;
+            return self
+                .send_err(reply, c, st, "Malformed COM_CHANGE_USER")
+                .await;
         };
         let user = String::from_utf8_lossy(&p[..end]).into_owned();
         let mut rest = &p[end + 1..];
@@ -54,11 +56,17 @@ impl Session {
                 "Access denied for user '{user}'@'{}' (using password: {using})",
                 self.client.host
             );
-            write_packet(&mut self.stream, seq, &crate::protocol::message::err_payload(c, st, &msg))
-                .await?;
+            write_packet(
+                &mut self.stream,
+                seq,
+                &crate::protocol::message::err_payload(c, st, &msg),
+            )
+            .await?;
             self.stream.flush().await?;
             // A failed change of user ends the session, as on a server.
-            return Err(Error::Client(std::io::Error::other("COM_CHANGE_USER denied")));
+            return Err(Error::Client(std::io::Error::other(
+                "COM_CHANGE_USER denied",
+            )));
         };
         self.client.user = user;
         self.client.password = password;

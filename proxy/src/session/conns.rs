@@ -75,40 +75,39 @@ impl Session {
                 "server no longer configured",
             )));
         };
-        let i = match self
-            .held
-            .iter()
-            .position(|h| Arc::ptr_eq(&h.backend, &backend) || h.backend.name() == backend.name())
-        {
-            Some(i) => i,
-            None => {
-                let key = Key {
-                    server: backend.name().to_string(),
-                    user: self.client.user.clone(),
-                    caps: self.client.caps & cap::RESPONSE_SHAPING,
-                    collation: self.client.collation,
-                };
-                let conn = self
-                    .pools
-                    .acquire(&self.ctx, &backend, &key, &self.client.password, None)
-                    .await?;
-                self.held.push(Held {
-                    backend: backend.clone(),
-                    conn,
-                    cursor_open: false,
-                    option: None,
-                });
-                let i = self.held.len() - 1;
-                if self.last_insert_id != 0 && self.ctx.topology().primary() == Some(idx) {
-                    let sql = format!("SELECT LAST_INSERT_ID({})", self.last_insert_id);
-                    if let Err(e) = self.held[i].conn.query_discard(sql.as_bytes()).await {
-                        self.discard(i);
-                        return Err(e);
+        let i =
+            match self.held.iter().position(|h| {
+                Arc::ptr_eq(&h.backend, &backend) || h.backend.name() == backend.name()
+            }) {
+                Some(i) => i,
+                None => {
+                    let key = Key {
+                        server: backend.name().to_string(),
+                        user: self.client.user.clone(),
+                        caps: self.client.caps & cap::RESPONSE_SHAPING,
+                        collation: self.client.collation,
+                    };
+                    let conn = self
+                        .pools
+                        .acquire(&self.ctx, &backend, &key, &self.client.password, None)
+                        .await?;
+                    self.held.push(Held {
+                        backend: backend.clone(),
+                        conn,
+                        cursor_open: false,
+                        option: None,
+                    });
+                    let i = self.held.len() - 1;
+                    if self.last_insert_id != 0 && self.ctx.topology().primary() == Some(idx) {
+                        let sql = format!("SELECT LAST_INSERT_ID({})", self.last_insert_id);
+                        if let Err(e) = self.held[i].conn.query_discard(sql.as_bytes()).await {
+                            self.discard(i);
+                            return Err(e);
+                        }
                     }
+                    i
                 }
-                i
-            }
-        };
+            };
         if let Err(e) = self.sync(i).await {
             if self.held[i].conn.broken {
                 self.discard(i);
@@ -131,7 +130,9 @@ impl Session {
         if h.option != self.set_option {
             if let Some(v) = self.set_option {
                 let [a, b] = v.to_le_bytes();
-                h.conn.command(&[com::SET_OPTION, a, b], Shape::Single).await?;
+                h.conn
+                    .command(&[com::SET_OPTION, a, b], Shape::Single)
+                    .await?;
                 h.option = Some(v);
             }
         }

@@ -31,8 +31,15 @@ impl Outcome {
 }
 
 enum Resolved {
-    Server { idx: usize, route: &'static str },
-    Refuse { code: u16, state: &'static str, msg: String },
+    Server {
+        idx: usize,
+        route: &'static str,
+    },
+    Refuse {
+        code: u16,
+        state: &'static str,
+        msg: String,
+    },
 }
 
 impl Session {
@@ -41,12 +48,10 @@ impl Session {
         match d.target {
             Target::Primary => self.primary(),
             Target::Previous => {
-                let prev = self.previous.as_ref().and_then(|name| {
-                    self.view
-                        .backends
-                        .iter()
-                        .position(|b| b.name() == &**name)
-                });
+                let prev = self
+                    .previous
+                    .as_ref()
+                    .and_then(|name| self.view.backends.iter().position(|b| b.name() == &**name));
                 match prev {
                     Some(idx) if Some(idx) != exclude => Resolved::Server {
                         idx,
@@ -65,10 +70,11 @@ impl Session {
                         if let Some(s) = self.view.snap.servers.iter_mut().find(|s| s.idx == x) {
                             s.reachable = false;
                         }
-                        choice = self
-                            .view
-                            .snap
-                            .choose_replica(d.max_lag_ms, crate::context::now_ms(), seed);
+                        choice = self.view.snap.choose_replica(
+                            d.max_lag_ms,
+                            crate::context::now_ms(),
+                            seed,
+                        );
                     }
                 }
                 match choice {
@@ -156,7 +162,8 @@ impl Session {
             };
             let Some(backend) = self.view.backends.get(idx).cloned() else {
                 let (c, st) = code::ER_UNKNOWN_ERROR;
-                self.send_err(1, c, st, "rwsplit: routed to an unknown server").await?;
+                self.send_err(1, c, st, "rwsplit: routed to an unknown server")
+                    .await?;
                 return Ok(Outcome::Failed(c));
             };
             let h = match self.conn_for(idx).await {
@@ -359,14 +366,21 @@ impl Session {
             let [a, b] = v.to_le_bytes();
             match self.held[i]
                 .conn
-                .command(&[crate::protocol::consts::com::SET_OPTION, a, b], Shape::Single)
+                .command(
+                    &[crate::protocol::consts::com::SET_OPTION, a, b],
+                    Shape::Single,
+                )
                 .await
             {
                 Ok(_) => {
                     self.held[i].option = Some(v);
                     i += 1;
                 }
-                Err(crate::backend::Error::Server { code, state, message }) => {
+                Err(crate::backend::Error::Server {
+                    code,
+                    state,
+                    message,
+                }) => {
                     return self.send_err(1, code, &state, &message).await;
                 }
                 Err(_) => self.discard(i),

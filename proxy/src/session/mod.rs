@@ -166,7 +166,12 @@ impl Session {
                 // An empty packet is not a command: the stream is out of step.
                 let (c, st) = code::ER_NET_READ_ERROR;
                 let _ = self
-                    .send_err(seq.wrapping_add(1), c, st, "Got an empty packet instead of a command")
+                    .send_err(
+                        seq.wrapping_add(1),
+                        c,
+                        st,
+                        "Got an empty packet instead of a command",
+                    )
                     .await;
                 return Err(crate::protocol::Error::Malformed("empty command packet").into());
             };
@@ -194,7 +199,8 @@ impl Session {
                 com::STMT_FETCH => self.stmt_fetch().await?,
                 other => {
                     let (c, st) = code::ER_UNKNOWN_COM_ERROR;
-                    let msg = format!("Unknown command 0x{other:02x}: rwsplit-proxy does not forward it");
+                    let msg =
+                        format!("Unknown command 0x{other:02x}: rwsplit-proxy does not forward it");
                     self.send_err(reply, c, st, &msg).await?;
                 }
             }
@@ -252,7 +258,11 @@ pub(crate) fn backend_err(server: &str, e: &crate::backend::Error) -> (u16, Stri
             code,
             state,
             message,
-        } => (*code, state.clone(), format!("{message} (on backend '{server}')")),
+        } => (
+            *code,
+            state.clone(),
+            format!("{message} (on backend '{server}')"),
+        ),
         B::PoolExhausted { .. } => {
             let (c, st) = code::ER_CON_COUNT_ERROR;
             (c, st.into(), format!("rwsplit: {e}"))

@@ -30,7 +30,8 @@ pub struct Stmt {
 }
 
 fn stmt_id(p: &[u8]) -> Option<u32> {
-    p.get(1..5).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    p.get(1..5)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 impl Session {
@@ -56,7 +57,12 @@ impl Session {
         let h = match self.conn_for(idx).await {
             Ok(h) => h,
             Err(e) => {
-                let name = self.view.backends.get(idx).map(|b| b.name().to_string()).unwrap_or_default();
+                let name = self
+                    .view
+                    .backends
+                    .get(idx)
+                    .map(|b| b.name().to_string())
+                    .unwrap_or_default();
                 let (c, st, msg) = backend_err(&name, &e);
                 return self.send_err(1, c, &st, &msg).await;
             }
@@ -110,7 +116,7 @@ impl Session {
         };
         // Remember parameter types when the client sends them (new_params_bound_flag = 1).
         if st.params > 0 {
-            let off = 10 + (usize::from(st.params) + 7) / 8;
+            let off = 10 + usize::from(st.params).div_ceil(8);
             if self.cmd.get(off) == Some(&1) {
                 let n = 2 * usize::from(st.params);
                 if let Some(t) = self.cmd.get(off + 1..off + 1 + n) {
@@ -168,7 +174,7 @@ impl Session {
         self.out.extend_from_slice(&self.cmd);
         self.out[1..5].copy_from_slice(&bs.id.to_le_bytes());
         if st.params > 0 && !bs.types_sent {
-            let off = 10 + (usize::from(st.params) + 7) / 8;
+            let off = 10 + usize::from(st.params).div_ceil(8);
             if self.out.get(off) == Some(&0) {
                 if let Some(types) = &st.types {
                     self.out[off] = 1;
@@ -264,7 +270,12 @@ impl Session {
         let Some(h) = h else {
             let (c, st) = code::ER_UNKNOWN_STMT_HANDLER;
             return self
-                .send_err(1, c, st, "The statement has no open cursor (COM_STMT_FETCH)")
+                .send_err(
+                    1,
+                    c,
+                    st,
+                    "The statement has no open cursor (COM_STMT_FETCH)",
+                )
                 .await;
         };
         let Some(bs) = self.held[h].conn.stmts.get(&id).copied() else {
@@ -295,8 +306,13 @@ impl Session {
 
     async fn unknown_stmt(&mut self, seq: u8) -> Result<(), Error> {
         let (c, st) = code::ER_UNKNOWN_STMT_HANDLER;
-        self.send_err(seq, c, st, "Unknown prepared statement handler given to the proxy")
-            .await
+        self.send_err(
+            seq,
+            c,
+            st,
+            "Unknown prepared statement handler given to the proxy",
+        )
+        .await
     }
 }
 

@@ -48,7 +48,16 @@ async fn run(wire: Vec<u8>, shape: Shape, deprecate: bool) -> (Result<End, Relay
     drop(b_far);
     let mut buf = Vec::new();
     let mut progress = Progress::default();
-    let r = relay(&mut b_near, &mut c_near, &mut buf, shape, deprecate, None, &mut progress).await;
+    let r = relay(
+        &mut b_near,
+        &mut c_near,
+        &mut buf,
+        shape,
+        deprecate,
+        None,
+        &mut progress,
+    )
+    .await;
     c_near.flush().await.unwrap();
     drop(c_near);
     let mut out = Vec::new();
@@ -106,7 +115,11 @@ async fn err_mid_rows_ends_the_response() {
     let mut seq = frame_into(&mut wire, 1, &[1]);
     seq = frame_into(&mut wire, seq, &column("a"));
     seq = frame_into(&mut wire, seq, &row(&["x"]));
-    frame_into(&mut wire, seq, &err_payload(1317, "70100", "Query execution was interrupted"));
+    frame_into(
+        &mut wire,
+        seq,
+        &err_payload(1317, "70100", "Query execution was interrupted"),
+    );
     let (r, out) = run(wire.clone(), Shape::Results, true).await;
     assert_eq!(r.unwrap(), End::Err { code: 1317 });
     assert_eq!(out, wire);
