@@ -14,6 +14,7 @@ pub mod position;
 pub mod reader;
 pub mod secret;
 pub mod snapshot;
+pub mod start;
 pub mod state;
 pub mod stream;
 pub mod timeline;

@@ -48,6 +48,7 @@ impl LagReader {
             poll_timeout: Duration::from_millis(1000).max(poll_interval * 2),
             heartbeat: Duration::from_millis(500),
             server_id: config.sidecar.server_id,
+            start_from_replicas: std::sync::atomic::AtomicBool::new(true),
         };
         let replicas: Vec<_> = config
             .servers

@@ -46,6 +46,8 @@ pub struct Transaction {
 pub struct PrimaryState {
     pub connected: bool,
     pub caught_up: bool,
+    /// Timeline arrival index when the stream last caught up.
+    pub caught_up_index: u64,
     pub file: String,
     pub pos: u64,
     /// MariaDB: the last GTID per domain (what `@slave_connect_state` resumes from).
@@ -79,7 +81,7 @@ pub struct ReplicaState {
 }
 
 /// Settings derived from the configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Settings {
     pub poll_interval: Duration,
     /// How long a poll query may take before the replica counts as unreadable.
@@ -87,6 +89,8 @@ pub struct Settings {
     /// Requested heartbeat period; a stream silent for 3× this is considered dead.
     pub heartbeat: Duration,
     pub server_id: u32,
+    /// Set until the first stream opens: start from the slowest replica's position (MariaDB).
+    pub start_from_replicas: std::sync::atomic::AtomicBool,
 }
 
 /// Everything shared, behind one Arc.
@@ -114,6 +118,7 @@ impl Shared {
         let now = now_us();
         let p = lock(&self.primary);
         let live = self.stream_live(&p);
+        let caught_up_index = p.caught_up_index;
         let primary = PrimaryStatus {
             name: self.primary_name.clone(),
             connected: p.connected,
@@ -143,7 +148,7 @@ impl Shared {
                 error: r.error.clone(),
                 ..ReplicaLag::default()
             };
-            if live && fresh {
+            if live && fresh && r.cutoff >= caught_up_index {
                 if let Some(applied) = &r.applied {
                     if let Ok(oldest) = timeline.oldest_unapplied(applied, r.cutoff) {
                         let interval_us = self.settings.poll_interval.as_micros() as u64;
@@ -164,7 +169,11 @@ impl Shared {
                         out.known = true;
                     }
                 }
-                if let Some(io) = &r.io_applied {
+                if let Some(io) = r
+                    .io_applied
+                    .as_ref()
+                    .filter(|_| r.io_cutoff >= caught_up_index)
+                {
                     if let Ok(oldest) = timeline.oldest_unapplied(io, r.io_cutoff) {
                         out.io_lag_ms = Some(match oldest {
                             None => 0,
@@ -191,12 +200,9 @@ impl Shared {
             .map(|(_, s)| lock(s).applied.clone().unwrap_or_default())
             .collect();
         if marks.is_empty() {
-            // No replicas: nothing to measure, keep only a little history.
-            let mut t = lock(&self.timeline);
-            let all = Watermarks::new();
-            if t.len() > 1000 {
-                t.prune([&all]);
-            }
+            // No replicas: nothing to measure, nothing to keep.
+            let done = lock(&self.primary).gtid_seq.clone();
+            lock(&self.timeline).prune([&done]);
             return;
         }
         lock(&self.timeline).prune(marks.iter());

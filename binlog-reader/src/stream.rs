@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Opts, OptsBuilder};
 use mysql_common::binlog::events::Event;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -208,6 +209,7 @@ async fn session(shared: Arc<Shared>, target: Target) -> Result<(), StreamError>
     let hb_ns = shared.settings.heartbeat.as_nanos();
     let server_id = shared.settings.server_id;
     let (request_file, request_pos, catch_up, caught_up_now);
+    let mut replayed_start = false;
     if mariadb {
         exec(
             &mut conn,
@@ -229,7 +231,18 @@ async fn session(shared: Arc<Shared>, target: Target) -> Result<(), StreamError>
             )
             .await?
             .unwrap_or_default();
-            position::parse_mariadb_pos(&pos).unwrap_or_default()
+            let current = position::parse_mariadb_pos(&pos).unwrap_or_default();
+            if shared
+                .settings
+                .start_from_replicas
+                .swap(false, Ordering::SeqCst)
+            {
+                let earliest = crate::start::earliest(&shared, current.clone()).await;
+                replayed_start = earliest != current;
+                earliest
+            } else {
+                current
+            }
         } else {
             resume
         };
@@ -318,7 +331,9 @@ async fn session(shared: Arc<Shared>, target: Target) -> Result<(), StreamError>
     {
         let mut p = lock(&shared.primary);
         p.connected = true;
-        p.caught_up = caught_up_now;
+        if caught_up_now {
+            mark_caught_up(&shared, &mut p);
+        }
         p.error = None;
         p.last_event_at = Some(Instant::now());
         if !request_file.is_empty() {
@@ -338,11 +353,39 @@ async fn session(shared: Arc<Shared>, target: Target) -> Result<(), StreamError>
         let ev = match next {
             Err(_) => return Err(StreamError::Idle(idle_limit)),
             Ok(None) => return Err(StreamError::Ended),
-            Ok(Some(Err(e))) => return Err(StreamError::Stream(e)),
+            Ok(Some(Err(e))) => {
+                if replayed_start {
+                    // The replicas' position is no longer in the primary's binlogs (purged):
+                    // start over from the primary's current position.
+                    forget_start(&shared);
+                }
+                return Err(StreamError::Stream(e));
+            }
             Ok(Some(Ok(ev))) => ev,
         };
+        if replayed_start && matches!(decode::decode(&ev), Ok(EventKind::TransactionStart { .. })) {
+            replayed_start = false;
+        }
         process(&shared, &mut tracker, &ev)?;
     }
+}
+
+/// From here on commit times are live. Polls answered before this point predate the
+/// replayed transactions, so lags count as known only after the next poll.
+fn mark_caught_up(shared: &Shared, p: &mut crate::state::PrimaryState) {
+    p.caught_up = true;
+    p.caught_up_index = lock(&shared.timeline).next_index();
+}
+
+/// Drops the position and timeline of a start that the primary refused.
+fn forget_start(shared: &Shared) {
+    let mut p = lock(&shared.primary);
+    p.gtid_state.clear();
+    p.gtid_seq.clear();
+    drop(p);
+    let mut t = lock(&shared.timeline);
+    let capacity = t.capacity();
+    *t = crate::timeline::Timeline::new(capacity);
 }
 
 fn reached_gtid(
@@ -371,17 +414,16 @@ fn process(shared: &Shared, t: &mut Tracker, ev: &Event) -> Result<(), StreamErr
                 p.file = file.clone();
                 p.pos = *pos;
             }
-            EventKind::Heartbeat => {
-                // Sent only when the primary has nothing more for us.
-                p.caught_up = true;
-            }
+            // Sent only when the primary has nothing more for us.
+            EventKind::Heartbeat if !p.caught_up => mark_caught_up(shared, &mut p),
+            EventKind::Heartbeat => {}
             _ if header.log_pos() != 0 && !artificial => p.pos = u64::from(header.log_pos()),
             _ => {}
         }
         if !p.caught_up {
             if let CatchUp::FilePos(end) = t.catch_up {
                 if position::encode_file_pos(&p.file, p.pos).unwrap_or(0) >= end {
-                    p.caught_up = true;
+                    mark_caught_up(shared, &mut p);
                 }
             }
         }
@@ -478,7 +520,7 @@ fn commit(shared: &Shared, t: &mut Tracker, ev: &Event, arrival_us: u64) {
     if !p.caught_up {
         if let CatchUp::Gtid(end) = &t.catch_up {
             if reached_gtid(&p.gtid_seq, end) {
-                p.caught_up = true;
+                mark_caught_up(shared, &mut p);
             }
         }
     }

@@ -19,12 +19,17 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 struct Sidecar {
     child: Child,
     port: u16,
+    log: std::path::PathBuf,
 }
 
 impl Drop for Sidecar {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("--- sidecar log ---\n{log}--- end of sidecar log ---");
+        }
     }
 }
 
@@ -34,7 +39,8 @@ impl Sidecar {
         let yaml = cluster.config_yaml(free_port(), free_port(), port);
         let path = cluster.dir().join("binlog-reader.yaml");
         std::fs::write(&path, yaml).expect("write config");
-        let log = std::fs::File::create(cluster.dir().join("binlog-reader.log")).expect("log file");
+        let log_path = cluster.dir().join("binlog-reader.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
         let bin = binary("rwsplit-binlog-reader").expect("sidecar binary built");
         let child = Command::new(bin)
             .arg("--config")
@@ -44,7 +50,11 @@ impl Sidecar {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("sidecar starts");
-        let s = Sidecar { child, port };
+        let s = Sidecar {
+            child,
+            port,
+            log: log_path,
+        };
         // Known lag for every replica means: stream caught up and every replica polled.
         s.wait_for("every replica known", Duration::from_secs(15), |s| {
             s.replicas.iter().all(|r| r.known)
@@ -562,4 +572,45 @@ async fn binlog_resumes_after_killed_stream_and_primary_restart_without_loss_or_
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     assert!(reconnects >= 2, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binlog_replica_already_behind_at_start_has_a_known_lag() {
+    let _serial = SERIAL.lock().await;
+    let Some(cluster) = Cluster::private_or_skip("binlog_replica_already_behind") else {
+        return;
+    };
+    cluster.stop_sql_thread(1).await.unwrap();
+    let stuck_at = applied_seq(&cluster, 1).await;
+    let (commits, run, task) = writer(&cluster, Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    stop_writer(run, task).await;
+    let first = commits
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(s, _)| *s > stuck_at)
+        .map(|(_, at)| *at)
+        .expect("writes after the stop");
+    // The reader starts from replica1's position, so it knows the commit times of what
+    // replica1 still has to apply (whole seconds: up to 1 s high, never low).
+    let sidecar = Sidecar::start(&cluster).await;
+    let lag = sidecar.lag().await;
+    let truth = now_ms() - first;
+    eprintln!("{}", lag.raw);
+    let r = lag
+        .replica("replica1")
+        .lag_ms
+        .unwrap_or_else(|| panic!("known: {}", lag.raw));
+    assert!(
+        r + 50 >= truth && r <= truth + 1_050,
+        "reported {r} ms, truth {truth} ms"
+    );
+    assert_eq!(lag.replica("replica2").lag_ms, Some(0), "{}", lag.raw);
+    cluster.start_sql_thread(1).await.unwrap();
+    sidecar
+        .wait_for("replica1 caught up", Duration::from_secs(5), |l| {
+            l.replica("replica1").lag_ms == Some(0)
+        })
+        .await;
 }
