@@ -485,7 +485,8 @@ impl Context {
         let backends = build_backends(&new, &old_backends, &self.metrics);
         for b in old_backends.iter() {
             if !new.servers.iter().any(|s| s.name == b.config.name) {
-                self.metrics.forget_backend(&b.config.name);
+                self.metrics
+                    .forget_backend(&b.config.name, Some(b.metrics()));
             }
         }
         // Carry over what the monitor knows about servers that stay, so routing does not

@@ -281,14 +281,27 @@ impl Metrics {
             errors_server: self.query_errors.with_label_values(&[name, "server"]),
             up: self.backend_up.with_label_values(&[name]),
             breaker_open: self.circuit_breaker_open.with_label_values(&[name]),
+            check_duration: self.monitor_check_duration.with_label_values(&[name]),
             name: Arc::from(name),
             queries: self.queries.clone(),
             query_cache: Arc::new(RwLock::new(HashMap::new())),
         }
     }
 
-    /// Forgets the label sets of a server removed by a reload, so it stops being exported.
-    pub fn forget_backend(&self, name: &str) {
+    /// Forgets the label sets of a server removed by a reload, so it stops being exported:
+    /// gauges, the error and connect counters, the monitor histogram, and every
+    /// `rwsplit_queries_total` series counted through `backend`'s cache.
+    pub fn forget_backend(&self, name: &str, backend: Option<&BackendMetrics>) {
+        for kind in QUERY_ERROR_KINDS {
+            let _ = self.query_errors.remove_label_values(&[name, kind]);
+        }
+        let _ = self.backend_connect_errors.remove_label_values(&[name]);
+        let _ = self.monitor_check_duration.remove_label_values(&[name]);
+        if let Some(cache) = backend.and_then(|b| b.query_cache.read().ok()) {
+            for (route, reason) in cache.keys() {
+                let _ = self.queries.remove_label_values(&[route, name, reason]);
+            }
+        }
         for state in ["idle", "in_use"] {
             let _ = self.backend_connections.remove_label_values(&[name, state]);
         }
@@ -307,6 +320,9 @@ impl Default for Metrics {
         Metrics::new()
     }
 }
+
+/// `kind` values of `rwsplit_query_errors_total` created per backend.
+const QUERY_ERROR_KINDS: [&str; 4] = ["connect", "io", "timeout", "server"];
 
 /// Pre-resolved per-backend handles: the pools and sessions update these without label lookups.
 #[derive(Clone)]
@@ -329,6 +345,8 @@ pub struct BackendMetrics {
     pub up: IntGauge,
     /// `rwsplit_circuit_breaker_open`.
     pub breaker_open: IntGauge,
+    /// `rwsplit_monitor_check_duration_seconds`.
+    pub check_duration: Histogram,
     name: Arc<str>,
     queries: IntCounterVec,
     /// (route, reason) → resolved `rwsplit_queries_total` series for this backend.
@@ -448,8 +466,11 @@ mod test {
         let m = Metrics::new();
         let b = m.backend("gone");
         b.up.set(1);
-        m.forget_backend("gone");
-        assert!(!m.render().contains("backend=\"gone\",state"));
-        assert!(!m.render().contains("rwsplit_backend_up{backend=\"gone\"}"));
+        b.query(route::REPLICA, "read");
+        m.backend_role
+            .with_label_values(&["gone", "replica"])
+            .set(1);
+        m.forget_backend("gone", Some(&b));
+        assert!(!m.render().contains("\"gone\""), "{}", m.render());
     }
 }

@@ -53,10 +53,15 @@ async fn run_generation(ctx: &Arc<Context>) {
     let slots: Slots = Arc::new(Mutex::new(vec![None; config.servers.len()]));
     let changed = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
+    let backends = ctx.backends();
     for (i, server) in config.servers.iter().enumerate() {
+        let Some(backend) = backends.get(i).cloned() else {
+            continue;
+        };
         let checker = Checker::new(&server.host, server.port, &config.monitor.user, &password);
         tasks.spawn(check_loop(
             ctx.clone(),
+            backend,
             i,
             checker,
             interval,
@@ -103,15 +108,17 @@ async fn run_generation(ctx: &Arc<Context>) {
         fill_lag(&config, &lag_source, &sidecar, &mut samples);
         let previous = ctx.topology();
         let next = topology::derive(&config, &samples, &previous);
-        report(ctx, &config, &previous, &next);
         // Refused only if a reload happened in between: the next round uses the new config.
-        let _ = ctx.publish_topology(generation, next);
+        if ctx.publish_topology(generation, next.clone()) {
+            report(ctx, &config, &previous, &next);
+        }
     }
 }
 
 /// Checks one server every `interval` and stores the sample.
 async fn check_loop(
     ctx: Arc<Context>,
+    backend: Arc<crate::context::Backend>,
     index: usize,
     mut checker: Checker,
     interval: Duration,
@@ -125,12 +132,11 @@ async fn check_loop(
         tick.tick().await;
         let started = Instant::now();
         let result = checker.check(timeout).await;
-        let backend = ctx.backends().get(index).cloned();
-        if let Some(b) = &backend {
+        {
+            let b = &backend;
             b.metrics().up.set(i64::from(result.is_ok()));
-            ctx.metrics
-                .monitor_check_duration
-                .with_label_values(&[b.name()])
+            b.metrics()
+                .check_duration
                 .observe(started.elapsed().as_secs_f64());
             match &result {
                 Ok(_) => {

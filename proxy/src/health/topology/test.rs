@@ -67,6 +67,11 @@ fn healthy_topology_has_the_configured_primary() {
     assert_eq!(t.servers[1].lag_ms, Some(5));
     assert_eq!(t.servers[1].role, ObservedRole::Replica);
     assert!(t.router.servers[1].replicating);
+    assert!(
+        t.router.servers[1].lag_gate.serving(),
+        "{:?}",
+        t.router.servers[1]
+    );
 }
 
 #[test]

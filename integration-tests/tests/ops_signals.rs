@@ -1,0 +1,158 @@
+//! Process lifecycle of the real binary: SIGTERM lets running statements finish and then exits,
+//! sessions still open at `shutdown_timeout_s` are closed, and SIGHUP reloads a changed config
+//! without dropping sessions while a broken one is rejected and the running config stays.
+
+mod ops_support;
+
+use integration_tests::mysql_async::prelude::Queryable;
+use ops_support::{config_yaml, shared_cluster, Ports, ProxyProcess};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_running_statement_finish_then_exits() {
+    let Some(cluster) = shared_cluster("sigterm_lets_a_running_statement_finish_then_exits") else {
+        return;
+    };
+    let ports = Ports::free();
+    let mut proxy = ProxyProcess::start(&config_yaml(&cluster, ports, ""), ports);
+    proxy.wait_healthy(Duration::from_secs(10)).await;
+    let mut client = proxy.app().await.expect("client connects");
+    let running = tokio::spawn(async move {
+        let r: Result<Option<(i64, String)>, _> =
+            client.query_first("SELECT SLEEP(1), 'finished'").await;
+        r
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        proxy.app().await.is_err(),
+        "no new clients are accepted once shutdown began"
+    );
+    let answer = running.await.expect("task").expect("statement finishes");
+    assert_eq!(answer.map(|(_, s)| s).as_deref(), Some("finished"));
+    let status = tokio::task::block_in_place(|| proxy.wait_exit(Duration::from_secs(10)))
+        .expect("proxy exits after its sessions end");
+    assert!(
+        status.success(),
+        "exit status {status:?}\n{}",
+        proxy.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_sessions_still_open_at_the_deadline() {
+    let Some(cluster) = shared_cluster("sigterm_closes_sessions_still_open_at_the_deadline") else {
+        return;
+    };
+    let ports = Ports::free();
+    let mut proxy = ProxyProcess::start(
+        &config_yaml(&cluster, ports, "  shutdown_timeout_s: 1\n"),
+        ports,
+    );
+    proxy.wait_healthy(Duration::from_secs(10)).await;
+    let mut client = proxy.app().await.expect("client connects");
+    let running = tokio::spawn(async move {
+        let r: Result<Option<i64>, _> = client.query_first("SELECT SLEEP(20)").await;
+        r
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = Instant::now();
+    proxy.signal("TERM");
+    let status = tokio::task::block_in_place(|| proxy.wait_exit(Duration::from_secs(10)))
+        .expect("proxy exits at the deadline");
+    let took = start.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "exited after {took:?}, deadline 1 s"
+    );
+    let r = tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the client is not left hanging")
+        .expect("task");
+    assert!(r.is_err(), "the cut-off statement reports an error: {r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_a_changed_config_and_rejects_a_broken_one() {
+    let Some(cluster) = shared_cluster("sighup_reloads_a_changed_config_and_rejects_a_broken_one")
+    else {
+        return;
+    };
+    let ports = Ports::free();
+    let yaml = config_yaml(&cluster, ports, "");
+    let proxy = ProxyProcess::start(&yaml, ports);
+    proxy.wait_healthy(Duration::from_secs(10)).await;
+    let mut session = proxy.app().await.expect("client connects");
+    session
+        .query_drop("SET @kept = 42")
+        .await
+        .expect("session state");
+
+    // A changed config: replica2 removed.
+    let without_r2: String = yaml
+        .lines()
+        .filter(|l| !l.contains("name: replica2"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&proxy.config, &without_r2).expect("rewrite config");
+    proxy.signal("HUP");
+    proxy
+        .wait_servers(Duration::from_secs(3), "replica2 gone after reload", |d| {
+            d["servers"].as_array().is_some_and(|s| s.len() == 2)
+        })
+        .await;
+    let (_, metrics) = proxy.get("/metrics").await;
+    assert_eq!(
+        ops_support::metric(&metrics, "rwsplit_config_reloads_total{result=\"ok\"}"),
+        1.0
+    );
+    assert!(
+        !metrics.contains("backend=\"replica2\""),
+        "removed server still exported"
+    );
+    let kept: Option<i64> = session
+        .query_first("SELECT @kept")
+        .await
+        .expect("the session survives the reload");
+    assert_eq!(kept, Some(42));
+
+    // A broken config is rejected; the running one stays.
+    std::fs::write(
+        &proxy.config,
+        without_r2.replace("servers:", "servers_typo:"),
+    )
+    .expect("break config");
+    proxy.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (_, metrics) = proxy.get("/metrics").await;
+        if ops_support::metric(&metrics, "rwsplit_config_reloads_total{result=\"error\"}") == 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broken reload not counted:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = proxy.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("reload rejected"))
+        .unwrap_or_else(|| panic!("no rejection logged:\n{log}"));
+    assert!(
+        line.contains(&proxy.config.display().to_string()) && line.contains("servers_typo"),
+        "{line}"
+    );
+    let doc = proxy.servers().await;
+    assert_eq!(doc["servers"].as_array().map(|s| s.len()), Some(2));
+    let (status, _) = proxy.get("/healthz").await;
+    assert_eq!(status, 200);
+    let one: Option<i64> = session
+        .query_first("SELECT 1")
+        .await
+        .expect("still serving");
+    assert_eq!(one, Some(1));
+}
