@@ -315,6 +315,8 @@ pub struct Context {
     clients: AtomicU32,
     /// Serialises reloads against topology publication.
     publish_lock: Mutex<()>,
+    /// The embedded binlog reader (`proxy.lag_source: embedded`), for lag and read-your-writes.
+    lag_reader: Mutex<Option<binlog_reader::LagHandle>>,
 }
 
 impl Context {
@@ -334,6 +336,7 @@ impl Context {
             config_generation: AtomicU64::new(0),
             clients: AtomicU32::new(0),
             publish_lock: Mutex::new(()),
+            lag_reader: Mutex::new(None),
         })
     }
 
@@ -534,6 +537,19 @@ impl Context {
         self.store_topology(topology);
         self.config_generation.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The embedded binlog reader, when `proxy.lag_source` is `embedded` and it started:
+    /// `snapshot()` for lag, `covers(replica, gtid)` for read-your-writes.
+    pub fn lag_reader(&self) -> Option<binlog_reader::LagHandle> {
+        self.lag_reader.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// The monitor installs (or clears) the embedded reader; a reload restarts it.
+    pub fn set_lag_reader(&self, handle: Option<binlog_reader::LagHandle>) {
+        if let Ok(mut g) = self.lag_reader.lock() {
+            *g = handle;
+        }
     }
 
     /// Asks every task to stop: the accept loop stops accepting, sessions finish.

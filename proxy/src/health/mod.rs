@@ -43,7 +43,7 @@ async fn run_generation(ctx: &Arc<Context>) {
     let config = ctx.config();
     let interval = Duration::from_millis(ctx.proxy_config().monitor_interval_ms.max(50));
     let timeout = Duration::from_millis(ctx.proxy_config().pool.connect_timeout_ms.max(100));
-    let password = match monitor_password(&config) {
+    let password = match binlog_reader::secret::resolve(&config.monitor.secret) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "monitor password unavailable; every server will look down");
@@ -81,13 +81,15 @@ async fn run_generation(ctx: &Arc<Context>) {
                 sidecar.clone(),
             ));
         }
-        LagSource::Embedded => {
-            // The embeddable binlog reader is not wired in yet: fall back to the servers' own
-            // Seconds_Behind_Master so routing works, and say so once.
-            tracing::warn!(
-                "proxy.lag_source `embedded` is not available in this build yet; using Seconds_Behind_Master"
-            );
-        }
+        LagSource::Embedded => match binlog_reader::LagReader::spawn(&config) {
+            Ok(handle) => ctx.set_lag_reader(Some(handle)),
+            Err(e) => {
+                // Lag stays unknown (replicas out of rotation, reads on the primary) rather
+                // than guessed.
+                tracing::error!(error = %e, "cannot start the embedded binlog reader: replica lag is unknown");
+                ctx.set_lag_reader(None);
+            }
+        },
         LagSource::SecondsBehindMaster => {}
     }
     let mut tick = tokio::time::interval(interval);
@@ -105,7 +107,14 @@ async fn run_generation(ctx: &Arc<Context>) {
             Ok(s) => s.clone(),
             Err(_) => continue,
         };
-        fill_lag(&config, &lag_source, &sidecar, &mut samples);
+        let embedded = ctx.lag_reader().map(|h| h.snapshot());
+        fill_lag(
+            &config,
+            &lag_source,
+            &sidecar,
+            embedded.as_ref(),
+            &mut samples,
+        );
         let previous = ctx.topology();
         let next = topology::derive(&config, &samples, &previous);
         // Refused only if a reload happened in between: the next round uses the new config.
@@ -214,6 +223,7 @@ fn fill_lag(
     config: &Config,
     source: &LagSource,
     sidecar: &SidecarSlot,
+    embedded: Option<&binlog_reader::LagSnapshot>,
     samples: &mut [Option<Sample>],
 ) {
     let sidecar_map = match source {
@@ -230,7 +240,8 @@ fn fill_lag(
                 .as_ref()
                 .filter(|(_, at)| at.elapsed() < Duration::from_secs(5))
                 .and_then(|(m, _)| m.get(&server.name).copied().flatten()),
-            LagSource::SecondsBehindMaster | LagSource::Embedded => observed
+            LagSource::Embedded => embedded.and_then(|snap| snap.lag_ms(&server.name)),
+            LagSource::SecondsBehindMaster => observed
                 .replication
                 .as_ref()
                 .and_then(|r| r.seconds_behind)
@@ -313,21 +324,4 @@ fn report(ctx: &Context, config: &Config, previous: &Topology, next: &Topology) 
             tracing::error!(reason = %reason, "writes are refused");
         }
     }
-}
-
-/// The monitor account's password, however the config gives it.
-fn monitor_password(config: &Config) -> Result<String, String> {
-    let s = &config.monitor.secret;
-    if let Some(p) = &s.password {
-        return Ok(p.clone());
-    }
-    if let Some(var) = &s.password_env {
-        return std::env::var(var).map_err(|_| format!("monitor.password_env: {var} is not set"));
-    }
-    if let Some(path) = &s.password_file {
-        return std::fs::read_to_string(path)
-            .map(|t| t.lines().next().unwrap_or("").to_string())
-            .map_err(|e| format!("monitor.password_file {path}: {e}"));
-    }
-    Ok(String::new())
 }
