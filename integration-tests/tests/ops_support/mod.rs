@@ -29,17 +29,27 @@ pub fn shared_cluster(test: &str) -> Option<Cluster> {
 pub fn proxy_binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "-q", "-p", "proxy", "--bin", "rwsplit-proxy"])
-                .current_dir(integration_tests::repo_root())
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "building rwsplit-proxy failed");
-            integration_tests::binary("rwsplit-proxy").expect("rwsplit-proxy was just built")
-        })
+        .get_or_init(|| build_binary("proxy", "rwsplit-proxy"))
         .clone()
+}
+
+/// The lag sidecar binary, built once per test process.
+pub fn sidecar_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_binary("binlog-reader", "rwsplit-binlog-reader"))
+        .clone()
+}
+
+fn build_binary(package: &str, bin: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-q", "-p", package, "--bin", bin])
+        .current_dir(integration_tests::repo_root())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building {bin} failed");
+    integration_tests::binary(bin).expect("the binary was just built")
 }
 
 /// A scratch file path unique to this test process and call.
@@ -73,6 +83,19 @@ impl Ports {
 /// A config for `cluster` (lag from Seconds_Behind_Master, a fast monitor) with
 /// `extra_proxy` lines appended to the `proxy:` section.
 pub fn config_yaml(cluster: &Cluster, ports: Ports, extra_proxy: &str) -> String {
+    config_with_lag(cluster, ports, "seconds_behind_master", extra_proxy, "")
+}
+
+/// Like [`config_yaml`] with `lag_source` given as YAML (e.g. `embedded`, or
+/// `{sidecar: {url: ...}}`) and `extra_top` appended at the top level (e.g. a `sidecar:`
+/// section).
+pub fn config_with_lag(
+    cluster: &Cluster,
+    ports: Ports,
+    lag_source: &str,
+    extra_proxy: &str,
+    extra_top: &str,
+) -> String {
     let mut servers = format!(
         "  - {{ name: primary, host: 127.0.0.1, port: {}, role: primary, location: zone-a }}\n",
         cluster.port(0)
@@ -87,7 +110,7 @@ pub fn config_yaml(cluster: &Cluster, ports: Ports, extra_proxy: &str) -> String
         "location: zone-a\nservers:\n{servers}routing:\n  max_lag_ms: 5000\n  lag_recovery_ms: 4000\n\
          monitor:\n  user: {MONITOR_USER}\n  password: {MONITOR_PASSWORD}\n\
          proxy:\n  listen: 127.0.0.1:{}\n  http_listen: 127.0.0.1:{}\n  monitor_interval_ms: 100\n  \
-         lag_source: seconds_behind_master\n  users:\n    - name: {APP_USER}\n      password: {APP_PASSWORD}\n{extra_proxy}",
+         lag_source: {lag_source}\n  users:\n    - name: {APP_USER}\n      password: {APP_PASSWORD}\n{extra_proxy}{extra_top}",
         ports.listen, ports.http
     )
 }

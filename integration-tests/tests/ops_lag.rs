@@ -1,0 +1,148 @@
+//! Lag sources the monitor follows (`proxy.lag_source`): the binlog reader embedded in the
+//! proxy, and the `rwsplit-binlog-reader` sidecar's `/lag`. A delayed replica shows a growing
+//! lag in `/servers`; a sidecar that goes away makes lag unknown (never 0) and takes replicas
+//! out of the read rotation while writes stay available.
+
+mod ops_support;
+
+use integration_tests::Cluster;
+use ops_support::{config_with_lag, shared_cluster, sidecar_binary, Json, Ports, ProxyProcess};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn server<'a>(doc: &'a Json, name: &str) -> &'a Json {
+    doc["servers"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == name))
+        .unwrap_or(&Json::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_lag_source_measures_a_delayed_replica() {
+    let Some(cluster) = Cluster::private_or_skip("embedded_lag_source_measures_a_delayed_replica")
+    else {
+        return;
+    };
+    let ports = Ports::free();
+    let sidecar_http = integration_tests::free_port();
+    let yaml = config_with_lag(
+        &cluster,
+        ports,
+        "embedded",
+        "",
+        &format!(
+            "sidecar:\n  http_listen: 127.0.0.1:{sidecar_http}\n  server_id: {}\n",
+            5000 + u32::from(cluster.base_port())
+        ),
+    );
+    let proxy = ProxyProcess::start(&yaml, ports);
+    proxy.wait_healthy(Duration::from_secs(10)).await;
+    proxy
+        .wait_servers(Duration::from_secs(10), "replica lag known", |d| {
+            server(d, "replica1")["lag_ms"].is_u64() && server(d, "replica2")["lag_ms"].is_u64()
+        })
+        .await;
+
+    cluster
+        .set_replica_delay(1, 3)
+        .await
+        .expect("delay replica1");
+    cluster
+        .admin_exec(
+            0,
+            "CREATE TABLE IF NOT EXISTS rwsplit_test.ops_lag (id INT PRIMARY KEY)",
+        )
+        .await
+        .expect("write on the primary");
+    proxy
+        .wait_servers(Duration::from_secs(4), "replica1 lag over 1 s", |d| {
+            server(d, "replica1")["lag_ms"]
+                .as_u64()
+                .is_some_and(|l| l >= 1000)
+        })
+        .await;
+    let doc = proxy.servers().await;
+    assert!(
+        server(&doc, "replica2")["lag_ms"]
+            .as_u64()
+            .is_some_and(|l| l < 1000),
+        "the undelayed replica stays current: {doc:#}"
+    );
+    let (_, metrics) = proxy.get("/metrics").await;
+    assert!(
+        ops_support::metric(
+            &metrics,
+            "rwsplit_replica_lag_seconds{replica=\"replica1\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+}
+
+/// Kills the sidecar when the test ends, however it ends.
+struct Sidecar(std::process::Child);
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_lag_source_follows_the_sidecar_and_goes_unknown_without_it() {
+    let Some(cluster) =
+        shared_cluster("sidecar_lag_source_follows_the_sidecar_and_goes_unknown_without_it")
+    else {
+        return;
+    };
+    let ports = Ports::free();
+    let sidecar_http = integration_tests::free_port();
+    let yaml = config_with_lag(
+        &cluster,
+        ports,
+        &format!("{{sidecar: {{url: \"http://127.0.0.1:{sidecar_http}/lag\"}}}}"),
+        "",
+        &format!(
+            "sidecar:\n  http_listen: 127.0.0.1:{sidecar_http}\n  server_id: {}\n",
+            5000 + u32::from(cluster.base_port())
+        ),
+    );
+    let proxy = ProxyProcess::start(&yaml, ports);
+    let sidecar = Sidecar(
+        Command::new(sidecar_binary())
+            .arg("--config")
+            .arg(&proxy.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sidecar starts"),
+    );
+    proxy.wait_healthy(Duration::from_secs(10)).await;
+    proxy
+        .wait_servers(Duration::from_secs(10), "lag from the sidecar", |d| {
+            ["replica1", "replica2"]
+                .iter()
+                .all(|r| server(d, r)["lag_ms"].is_u64() && server(d, r)["in_rotation"] == true)
+        })
+        .await;
+
+    drop(sidecar);
+    proxy
+        .wait_servers(
+            Duration::from_secs(3),
+            "lag unknown without the sidecar",
+            |d| {
+                ["replica1", "replica2"].iter().all(|r| {
+                    server(d, r)["lag_ms"].is_null() && server(d, r)["in_rotation"] == false
+                })
+            },
+        )
+        .await;
+    let (status, body) = proxy.get("/healthz").await;
+    assert_eq!(status, 200, "writes do not depend on lag: {body}");
+    let (_, metrics) = proxy.get("/metrics").await;
+    assert!(
+        !metrics.contains("rwsplit_replica_lag_seconds{replica=\"replica1\"}"),
+        "unknown lag is absent, not 0:\n{metrics}"
+    );
+}
