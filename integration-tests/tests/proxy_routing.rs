@@ -203,3 +203,23 @@ async fn mariadb_cli_through_the_proxy() {
     assert_eq!(lines[1], format!("1\t{}", c.primary_port()), "{stdout}");
     assert_eq!(lines[2], "mysql");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_warnings_goes_to_the_backend_that_ran_the_statement() {
+    let Some(c) = cluster("show_warnings_goes_to_the_backend_that_ran_the_statement") else {
+        return;
+    };
+    let p = start(&c).await;
+    let mut conn = p.conn().await;
+    for _ in 0..6 {
+        let v: Option<Option<i64>> = conn.query_first("SELECT 1/0").await.unwrap();
+        assert_eq!(v, Some(None));
+        let warnings: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").await.unwrap();
+        assert_eq!(
+            warnings.len(),
+            1,
+            "the read's warning is visible: {warnings:?}"
+        );
+        assert_eq!(warnings[0].1, 1365, "{warnings:?}");
+    }
+}

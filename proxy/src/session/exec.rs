@@ -247,7 +247,9 @@ impl Session {
                         // Whatever the statement changed in the history, this connection has it.
                         self.held[h].conn.replayed = u64::MAX;
                     }
-                    self.previous = Some(backend.config.name.as_str().into());
+                    if self.previous.as_deref() != Some(backend.name()) {
+                        self.previous = Some(backend.name().into());
+                    }
                     match end {
                         End::Ok { last_insert_id, .. } if last_insert_id != 0 => {
                             self.last_insert_id = last_insert_id;
