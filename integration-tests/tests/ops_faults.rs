@@ -119,6 +119,25 @@ async fn a_writable_replica_is_not_promoted_and_two_writable_roots_refuse_writes
     );
     let (_, metrics) = proxy.get("/metrics").await;
     assert_eq!(ops_support::metric(&metrics, "rwsplit_split_brain"), 1.0);
+
+    // A write through the proxy is refused with the reason instead of landing on either.
+    let mut client = proxy.app().await.expect("client connects");
+    let err = client
+        .query_drop("CREATE TABLE rwsplit_test.ops_split_brain (id INT)")
+        .await
+        .expect_err("writes are refused during split brain");
+    assert!(err.to_string().contains("split brain"), "{err}");
+    for i in [0, 1] {
+        let mut admin = cluster.admin(i).await.expect("admin");
+        let found: Option<String> = admin
+            .query_first(
+                "SELECT table_name FROM information_schema.tables \
+                 WHERE table_schema = 'rwsplit_test' AND table_name = 'ops_split_brain'",
+            )
+            .await
+            .expect("query");
+        assert_eq!(found, None, "server {i} was written to");
+    }
 }
 
 #[tokio::test]

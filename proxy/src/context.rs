@@ -317,6 +317,8 @@ pub struct Context {
     publish_lock: Mutex<()>,
     /// The embedded binlog reader (`proxy.lag_source: embedded`), for lag and read-your-writes.
     lag_reader: Mutex<Option<binlog_reader::LagHandle>>,
+    /// Per-context state other layers own (the data path's pools, TLS acceptor), by type.
+    extensions: Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>,
 }
 
 impl Context {
@@ -337,6 +339,7 @@ impl Context {
             clients: AtomicU32::new(0),
             publish_lock: Mutex::new(()),
             lag_reader: Mutex::new(None),
+            extensions: Mutex::new(Vec::new()),
         })
     }
 
@@ -539,6 +542,23 @@ impl Context {
         Ok(())
     }
 
+    /// The context's single value of type `T`, created by `init` on first use: lets a layer
+    /// keep per-proxy state (e.g. `backend::Pools`, a TLS acceptor cache) in the context
+    /// without this module knowing its type. `init` runs once, under a lock: keep it quick.
+    /// Look it up once per session, not per statement.
+    pub fn extension<T: std::any::Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Arc<T> {
+        let mut ext = match self.extensions.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(found) = ext.iter().find_map(|e| e.clone().downcast::<T>().ok()) {
+            return found;
+        }
+        let value = Arc::new(init());
+        ext.push(value.clone());
+        value
+    }
+
     /// The embedded binlog reader, when `proxy.lag_source` is `embedded` and it started:
     /// `snapshot()` for lag, `covers(replica, gtid)` for read-your-writes.
     pub fn lag_reader(&self) -> Option<binlog_reader::LagHandle> {
@@ -672,6 +692,15 @@ mod test {
         drop(a);
         assert!(ctx.try_admit(2).is_some());
         assert_eq!(ctx.metrics.client_connections_total.get(), 3);
+    }
+
+    #[test]
+    fn extension_is_created_once_per_type() {
+        let ctx = ctx();
+        let a = ctx.extension(|| 7u32);
+        let b = ctx.extension(|| 9u32);
+        assert_eq!((*a, *b), (7, 7));
+        assert_eq!(*ctx.extension(|| String::from("s")), "s");
     }
 
     #[test]
