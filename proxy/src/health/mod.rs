@@ -64,10 +64,8 @@ async fn run_generation(ctx: &Arc<Context>) {
             backend,
             i,
             checker,
-            interval,
-            timeout,
-            slots.clone(),
-            changed.clone(),
+            Timing { interval, timeout },
+            (slots.clone(), changed.clone()),
         ));
     }
     let sidecar: SidecarSlot = Arc::new(Mutex::new(None));
@@ -124,16 +122,22 @@ async fn run_generation(ctx: &Arc<Context>) {
     }
 }
 
-/// Checks one server every `interval` and stores the sample.
+/// How often to check, and how long one check may take.
+#[derive(Clone, Copy)]
+struct Timing {
+    interval: Duration,
+    timeout: Duration,
+}
+
+/// Checks one server every `interval`, stores the sample in its slot, and wakes the
+/// coordinator when the result changed.
 async fn check_loop(
     ctx: Arc<Context>,
     backend: Arc<crate::context::Backend>,
     index: usize,
     mut checker: Checker,
-    interval: Duration,
-    timeout: Duration,
-    slots: Slots,
-    changed: Arc<Notify>,
+    Timing { interval, timeout }: Timing,
+    (slots, changed): (Slots, Arc<Notify>),
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
