@@ -201,3 +201,83 @@ async fn a_replica_with_a_stopped_sql_thread_leaves_the_rotation() {
         )
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_or_frozen_replica_is_down_and_ejected_and_writes_stay_up() {
+    let Some(cluster) = Cluster::private_or_skip(
+        "a_stopped_or_frozen_replica_is_down_and_ejected_and_writes_stay_up",
+    ) else {
+        return;
+    };
+    let ports = Ports::free();
+    let proxy = ProxyProcess::start(
+        &config_yaml(&cluster, ports, "  pool:\n    connect_timeout_ms: 500\n"),
+        ports,
+    );
+    proxy.wait_healthy(Duration::from_secs(10)).await;
+    let state_of = |name: &'static str, want: &'static str| {
+        move |d: &ops_support::Json| {
+            d["servers"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["name"] == name))
+                .is_some_and(|s| s["state"] == want)
+        }
+    };
+
+    // SIGSTOP: the server holds its sockets but answers nothing; checks time out.
+    cluster.pause_server(1).expect("SIGSTOP replica1");
+    let took = proxy
+        .wait_servers(
+            Duration::from_secs(3),
+            "frozen replica1 is down",
+            state_of("replica1", "down"),
+        )
+        .await;
+    eprintln!("frozen replica noticed in {took:?}");
+    cluster.resume_server(1).expect("SIGCONT replica1");
+    proxy
+        .wait_servers(
+            Duration::from_secs(10),
+            "replica1 back",
+            state_of("replica1", "up"),
+        )
+        .await;
+
+    // A stopped server: down at once (connection refused), then ejected by its breaker.
+    tokio::task::block_in_place(|| cluster.stop_server(2)).expect("stop replica2");
+    proxy
+        .wait_servers(
+            Duration::from_secs(3),
+            "stopped replica2 is down",
+            state_of("replica2", "down"),
+        )
+        .await;
+    proxy
+        .wait_servers(Duration::from_secs(5), "replica2 breaker opens", |d| {
+            d["servers"][2]["breaker"] != "closed"
+        })
+        .await;
+    let (_, metrics) = proxy.get("/metrics").await;
+    assert_eq!(
+        ops_support::metric(&metrics, "rwsplit_backend_up{backend=\"replica2\"}"),
+        0.0
+    );
+    assert!(
+        ops_support::metric(
+            &metrics,
+            "rwsplit_backend_connect_errors_total{backend=\"replica2\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+    let (status, body) = proxy.get("/healthz").await;
+    assert_eq!(status, 200, "a replica down does not stop writes: {body}");
+
+    tokio::task::block_in_place(|| cluster.start_servers()).expect("restart replica2");
+    proxy
+        .wait_servers(
+            Duration::from_secs(10),
+            "replica2 back",
+            state_of("replica2", "up"),
+        )
+        .await;
+}
