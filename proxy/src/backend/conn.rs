@@ -152,15 +152,29 @@ impl Conn {
                 }
                 Some(0x01) if plugin == "caching_sha2_password" => match buf.get(1) {
                     Some(3) => {} // fast auth succeeded; the OK follows
+                    Some(4) => {
+                        // Full authentication without TLS: ask for the server's RSA public key.
+                        write_packet(&mut stream, seq, &[0x02]).await?;
+                        stream.flush().await?;
+                        let s = read_packet(&mut stream, &mut buf, HANDSHAKE_MAX).await?;
+                        seq = s.wrapping_add(1);
+                        let pem = buf.get(1..).unwrap_or(&[]).to_vec();
+                        let answer = rsa_encrypt_password(password, &g.nonce, &pem)?;
+                        write_packet(&mut stream, seq, &answer).await?;
+                        stream.flush().await?;
+                    }
+                    // A public key arriving unasked, or anything else: out of step.
                     _ => {
                         return Err(Error::UnsupportedAuth(
-                            "caching_sha2_password full authentication (needs TLS or RSA to the backend; \
-                             log in once directly or use mysql_native_password)"
-                                .into(),
+                            "unexpected caching_sha2_password exchange".into(),
                         ))
                     }
                 },
-                _ => return Err(Error::Protocol(crate::protocol::Error::Malformed("auth reply"))),
+                _ => {
+                    return Err(Error::Protocol(crate::protocol::Error::Malformed(
+                        "auth reply",
+                    )))
+                }
             }
         }
         let _ = seq;
@@ -309,6 +323,24 @@ impl tokio::io::AsyncRead for Sink {
     ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
+}
+
+/// caching_sha2_password full authentication over a plain connection: the password (NUL
+/// terminated, XORed with the nonce) encrypted with the server's RSA public key (OAEP).
+/// The PEM comes from the server; mysql_common's parser panics on malformed input, so a bad
+/// key is caught and reported instead of taking the proxy down.
+fn rsa_encrypt_password(password: &str, nonce: &[u8], pem: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut clear = password.as_bytes().to_vec();
+    clear.push(0);
+    let nonce = &nonce[..nonce.len().min(20)];
+    if !nonce.is_empty() {
+        for (i, b) in clear.iter_mut().enumerate() {
+            *b ^= nonce[i % nonce.len()];
+        }
+    }
+    let pem = pem.to_vec();
+    std::panic::catch_unwind(move || mysql_common::crypto::encrypt(&clear, &pem))
+        .map_err(|_| Error::UnsupportedAuth("backend sent an unreadable RSA public key".into()))
 }
 
 fn server_err(p: &[u8]) -> Error {

@@ -36,14 +36,19 @@ pub struct Client {
     pub tls: bool,
 }
 
-/// Random bytes for a nonce: printable-safe (no NUL, no `$`), as servers send.
-fn nonce() -> Vec<u8> {
-    (0..20)
-        .map(|_| loop {
-            let b = fastrand::u8(1..=127);
-            if b != b'$' {
-                break b;
-            }
+/// Random bytes for a nonce, from the operating system's CSPRNG (through rustls' ring
+/// provider): printable-safe (no NUL, no `$`), as servers send.
+pub fn nonce() -> Vec<u8> {
+    let mut raw = [0u8; 20];
+    let provider = rustls::crypto::ring::default_provider();
+    if provider.secure_random.fill(&mut raw).is_err() {
+        // Unreachable on Linux; fall back to a non-cryptographic source rather than fail.
+        raw.iter_mut().for_each(|b| *b = fastrand::u8(..));
+    }
+    raw.iter()
+        .map(|b| match (b & 0x7f).max(1) {
+            b'$' => b'%',
+            x => x,
         })
         .collect()
 }

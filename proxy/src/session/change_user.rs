@@ -33,7 +33,7 @@ impl Session {
         rest = rest.get(n + 1..).unwrap_or(&[]);
         let collation = rest.first().copied().filter(|c| *c != 0);
 
-        let nonce: Vec<u8> = (0..20).map(|_| fastrand::u8(1..=127)).collect();
+        let nonce = crate::frontend::auth::nonce();
         let mut sw = vec![0xfe];
         sw.extend_from_slice(b"mysql_native_password\0");
         sw.extend_from_slice(&nonce);
