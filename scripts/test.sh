@@ -23,6 +23,8 @@ step "starting the shared test topology (primary :3310, replicas :3311, :3312)"
 scripts/cluster.sh up
 # Under `make test` a missing topology is a failure, never a skip.
 export RWSPLIT_REQUIRE_CLUSTER=1
+# Every test binary shares this topology; destructive tests start private ones on free ports.
+export RWSPLIT_TEST_BASE_PORT=3310
 
 step "cargo test (unit and integration tests against the real topology)"
 cargo test --workspace --locked
