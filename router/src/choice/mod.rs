@@ -214,6 +214,10 @@ impl TopologySnapshot {
                 continue;
             }
             lag_ok_count += 1;
+            // Cheap reject before reading the load: a worse location never wins.
+            if best.as_ref().is_some_and(|b| s.location_rank > b.rank) {
+                continue;
+            }
             consider(&mut best, &mut rng, i, s, load(i), false);
         }
         if max_lag_override.is_none() && lag_ok_count < self.min_serving && lag_excluded > 0 {
@@ -264,11 +268,13 @@ impl TopologySnapshot {
         }
     }
 
+    #[inline]
     fn is_replica(&self, i: usize) -> bool {
         self.primary != Some(i) && self.servers[i].role == Role::Replica
     }
 
     /// Healthy apart from lag.
+    #[inline]
     fn base_ok(&self, s: &ServerState, now_ms: u64) -> bool {
         s.reachable
             && s.replicating
@@ -313,6 +319,7 @@ impl TopologySnapshot {
     }
 }
 
+#[inline]
 fn lag_ok(s: &ServerState, max_lag_override: Option<u64>) -> bool {
     match (s.lag_ms, max_lag_override) {
         (None, _) => false,
@@ -321,6 +328,7 @@ fn lag_ok(s: &ServerState, max_lag_override: Option<u64>) -> bool {
     }
 }
 
+#[inline]
 fn consider(
     best: &mut Option<Best>,
     rng: &mut fastrand::Rng,

@@ -84,6 +84,11 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// The byte offset of the next unread byte.
+    pub fn offset(&self) -> usize {
+        self.pos
+    }
+
     /// True once an unterminated quote or comment was met.
     pub fn malformed(&self) -> bool {
         self.malformed

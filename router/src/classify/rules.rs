@@ -69,6 +69,15 @@ impl<'a> Cursor<'a> {
 
     /// True when another statement follows a `;` (a multi-statement packet).
     pub fn more_statements(&mut self) -> bool {
+        // Fast path: no `;` byte at all after here means a single statement (a SIMD-friendly
+        // scan instead of lexing the rest of, say, a long INSERT).
+        let rest_start = match self.peeked {
+            Some(Some(t)) => t.span.start as usize,
+            _ => self.lx.offset(),
+        };
+        if !self.sql.get(rest_start..).unwrap_or(&[]).contains(&b';') {
+            return false;
+        }
         while self.next().is_some() {}
         loop {
             match self.peeked.take().unwrap_or_else(|| self.lx.next()) {
@@ -110,8 +119,7 @@ pub(super) fn classify(sql: &[u8]) -> Classification {
     let hints = leading_hints(sql);
     let mut cur = Cursor::new(sql);
     let mut class = statement(&mut cur);
-    let compound = class.target == Target::Primary && is_compound(sql);
-    if !compound && cur.more_statements() {
+    if cur.more_statements() && !(class.target == Target::Primary && is_compound(sql)) {
         class = multi(sql);
     }
     if cur.malformed() {
