@@ -156,3 +156,39 @@ async fn sighup_reloads_a_changed_config_and_rejects_a_broken_one() {
         .expect("still serving");
     assert_eq!(one, Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_exits_without_waiting() {
+    let Some(cluster) = shared_cluster("a_second_sigterm_exits_without_waiting") else {
+        return;
+    };
+    let ports = Ports::free();
+    let mut proxy = ProxyProcess::start(
+        &config_yaml(&cluster, ports, "  shutdown_timeout_s: 60\n"),
+        ports,
+    );
+    proxy.wait_healthy(Duration::from_secs(10)).await;
+    let mut client = proxy.app().await.expect("client connects");
+    let _running = tokio::spawn(async move {
+        let r: Result<Option<i64>, _> = client.query_first("SELECT SLEEP(20)").await;
+        r
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        tokio::task::block_in_place(|| proxy.wait_exit(Duration::from_millis(100))).is_none(),
+        "the first SIGTERM waits for the running statement"
+    );
+    let start = Instant::now();
+    proxy.signal("TERM");
+    let status = tokio::task::block_in_place(|| proxy.wait_exit(Duration::from_secs(5)))
+        .expect("the second SIGTERM exits at once");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        proxy.log_text().contains("second SIGTERM"),
+        "{}",
+        proxy.log_text()
+    );
+}

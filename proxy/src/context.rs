@@ -694,6 +694,69 @@ mod test {
         assert_eq!(ctx.metrics.client_connections_total.get(), 3);
     }
 
+    fn file_ctx(name: &str, text: &str) -> (Arc<Context>, PathBuf) {
+        let path =
+            std::env::temp_dir().join(format!("rwsplit-ctx-{}-{name}.yaml", std::process::id()));
+        std::fs::write(&path, text).expect("write");
+        let ctx = Context::new(path.clone(), load_config(&path).expect("valid"));
+        (ctx, path)
+    }
+
+    #[test]
+    fn reload_swaps_servers_and_keeps_counters_of_servers_that_stay() {
+        let (ctx, path) = file_ctx("swap", YAML);
+        let r1 = ctx.backend("r1").expect("r1");
+        let _guard = r1.begin();
+        let without_primary_first = YAML
+            .replace(
+                "  - {name: p, host: 127.0.0.1, port: 3340, role: primary}\n",
+                "",
+            )
+            .replace("role: replica}", "role: primary}");
+        std::fs::write(&path, &without_primary_first).expect("write");
+        ctx.reload().expect("valid reload");
+        assert_eq!(ctx.config().servers.len(), 1);
+        let r1_after = ctx.backend("r1").expect("r1 stays");
+        assert_eq!(r1_after.index, 0, "indices follow the new list");
+        assert_eq!(r1_after.in_flight(), 1, "running statements still counted");
+        assert!(ctx.backend("p").is_none());
+        assert_eq!(ctx.config_generation(), 1);
+        assert_eq!(
+            ctx.metrics.config_reloads.with_label_values(&["ok"]).get(),
+            1
+        );
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn reload_rejects_broken_files_and_listen_changes_keeping_the_old_config() {
+        let (ctx, path) = file_ctx("reject", YAML);
+        std::fs::write(&path, "servers: [").expect("write");
+        let err = ctx.reload().expect_err("broken").to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        std::fs::write(
+            &path,
+            YAML.replace("proxy: {", "proxy: {listen: '127.0.0.1:1', "),
+        )
+        .expect("write");
+        let err = ctx.reload().expect_err("listen change").to_string();
+        assert!(
+            err.contains("proxy.listen") && err.contains("restart"),
+            "{err}"
+        );
+        assert_eq!(ctx.config().servers.len(), 2, "old config kept");
+        assert_eq!(ctx.config_generation(), 0);
+        assert_eq!(
+            ctx.metrics
+                .config_reloads
+                .with_label_values(&["error"])
+                .get(),
+            2
+        );
+        let _ = std::fs::remove_file(path);
+    }
+
     #[test]
     fn extension_is_created_once_per_type() {
         let ctx = ctx();

@@ -108,16 +108,24 @@ async fn handle_signals(ctx: Arc<Context>) {
                 }
                 Err(e) => tracing::error!("configuration reload rejected, keeping the running one: {e}"),
             },
-            _ = term.recv() => {
-                tracing::info!("SIGTERM: shutting down gracefully");
-                ctx.begin_shutdown();
-            }
-            _ = int.recv() => {
-                tracing::info!("SIGINT: shutting down gracefully");
-                ctx.begin_shutdown();
-            }
+            _ = term.recv() => stop(&ctx, "SIGTERM"),
+            _ = int.recv() => stop(&ctx, "SIGINT"),
         }
     }
+}
+
+/// First SIGTERM/SIGINT: graceful shutdown. A second one while sessions drain: exit now
+/// (the operator pressed Ctrl-C twice).
+fn stop(ctx: &Context, signal: &str) {
+    if ctx.is_shutting_down() {
+        tracing::warn!(
+            sessions = ctx.clients(),
+            "second {signal}: exiting now without waiting for sessions"
+        );
+        std::process::exit(1);
+    }
+    tracing::info!("{signal}: shutting down gracefully (send it again to exit at once)");
+    ctx.begin_shutdown();
 }
 
 /// Runs the accept loop until shutdown begins, then waits for sessions to finish (at most
