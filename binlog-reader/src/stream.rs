@@ -91,8 +91,8 @@ pub async fn run(shared: Arc<Shared>, target: Target) {
     let mut first = true;
     loop {
         let started = Instant::now();
-        let session = tokio::spawn(session(shared.clone(), target.clone()));
-        let result = match session.await {
+        let mut session = AbortOnDrop(tokio::spawn(session(shared.clone(), target.clone())));
+        let result = match (&mut session.0).await {
             Ok(r) => r,
             Err(e) if e.is_panic() => Err(StreamError::Panicked),
             Err(_) => return, // cancelled: the handle was dropped
@@ -120,6 +120,15 @@ pub async fn run(shared: Arc<Shared>, target: Target) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Aborts the binlog session when the supervising task is itself dropped (the handle went away).
+struct AbortOnDrop(tokio::task::JoinHandle<Result<(), StreamError>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

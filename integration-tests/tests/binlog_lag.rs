@@ -347,6 +347,15 @@ async fn binlog_stopped_sql_thread_lag_tracks_wall_time_then_returns_to_zero() {
             "reported {r} ms, truth {truth} ms; all samples {samples:?}"
         );
     }
+    let worst = judged
+        .iter()
+        .map(|(t, r)| r.unwrap_or(0).abs_diff(*t))
+        .max()
+        .unwrap_or(0);
+    eprintln!(
+        "stopped SQL thread: {} samples, worst |reported - truth| = {worst} ms",
+        judged.len()
+    );
     let last = judged.last().unwrap().0;
     assert!(last > 2_500, "lag grew with wall time: {samples:?}");
 
