@@ -1,0 +1,178 @@
+//! The runtime side of each configured server: in-flight and connection counters, the
+//! circuit breaker shared by the monitor and the sessions, and pre-resolved metric handles.
+
+use crate::metrics::{BackendMetrics, Metrics};
+use router::choice::{BreakerPolicy, BreakerState, CircuitBreaker};
+use router::config::{Config, ServerConfig};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+/// The runtime side of one configured server: counters the sessions and pools update, and its
+/// circuit breaker. The counters survive reloads while the server's name and address stay.
+pub struct Backend {
+    /// Position in `config.servers` (and in [`Topology::servers`]) of the config it belongs to.
+    pub index: usize,
+    pub config: ServerConfig,
+    shared: Arc<BackendShared>,
+}
+
+/// The part of a backend that outlives config reloads.
+struct BackendShared {
+    /// Statements running on this backend now (sessions hold an [`InFlight`] guard).
+    in_flight: AtomicUsize,
+    /// Pooled backend connections (idle + in use), maintained by the pools.
+    connections: AtomicUsize,
+    metrics: BackendMetrics,
+    breaker: Mutex<CircuitBreaker>,
+    /// Mirror of "breaker open" for lock-free reads on the hot path.
+    breaker_open: AtomicBool,
+}
+
+impl Backend {
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Pre-resolved metric handles for this backend.
+    pub fn metrics(&self) -> &BackendMetrics {
+        &self.shared.metrics
+    }
+
+    /// Marks a statement as running here until the guard drops.
+    pub fn begin(&self) -> InFlight {
+        self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.shared.clone())
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Pooled connections to this backend (idle + in use).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// The pools call this when they open a backend connection...
+    pub fn connection_opened(&self) {
+        self.shared.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// ...and this when they close one.
+    pub fn connection_closed(&self) {
+        let _ = self
+            .shared
+            .connections
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
+    }
+
+    /// A connect or I/O failure on this backend (from the monitor or a session), counted
+    /// against `policy` (from `routing.breaker_*`); see [`super::Context::report_failure`].
+    pub fn report_failure(&self, policy: &BreakerPolicy) {
+        let now = now_ms();
+        let open = match self.shared.breaker.lock() {
+            Ok(mut b) => {
+                b.record_failure(now, policy);
+                b.state(now) != BreakerState::Closed
+            }
+            Err(_) => return,
+        };
+        self.set_open(open);
+    }
+
+    /// A successful connect or round trip: closes the breaker.
+    pub fn report_success(&self) {
+        if let Ok(mut b) = self.shared.breaker.lock() {
+            b.record_success();
+        }
+        if self.shared.breaker_open.load(Ordering::Relaxed) {
+            self.set_open(false);
+        }
+    }
+
+    /// Whether requests may go to this backend now: closed, or half-open after the cool-down
+    /// (a trial; its result closes or re-opens the breaker).
+    pub fn breaker_allows(&self) -> bool {
+        if !self.shared.breaker_open.load(Ordering::Relaxed) {
+            return true;
+        }
+        self.breaker().allows(now_ms())
+    }
+
+    /// A copy of the breaker (for the chooser's snapshot).
+    pub fn breaker(&self) -> CircuitBreaker {
+        match self.shared.breaker.lock() {
+            Ok(b) => *b,
+            Err(_) => CircuitBreaker::new(),
+        }
+    }
+
+    /// `closed`, `open` or `half_open`, for `/servers`.
+    pub fn breaker_state(&self) -> &'static str {
+        match self.breaker().state(now_ms()) {
+            BreakerState::Closed => "closed",
+            BreakerState::Open { .. } => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+
+    fn set_open(&self, open: bool) {
+        self.shared.breaker_open.store(open, Ordering::Relaxed);
+        self.shared.metrics.breaker_open.set(i64::from(open));
+    }
+}
+
+/// Milliseconds on a process-wide monotonic clock (what the router's breakers expect).
+pub fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Decrements the backend's in-flight count when dropped.
+pub struct InFlight(Arc<BackendShared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Same server (name and address): its counters and breaker carry over a reload.
+pub(super) fn same_server(a: &ServerConfig, b: &ServerConfig) -> bool {
+    a.name == b.name && a.host == b.host && a.port == b.port
+}
+
+/// Builds the backend list for `config`, keeping the counters and breaker of servers whose
+/// name and address are unchanged.
+pub(super) fn build_backends(
+    config: &Config,
+    old: &[Arc<Backend>],
+    metrics: &Metrics,
+) -> Vec<Arc<Backend>> {
+    config
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let shared = match old.iter().find(|b| same_server(&b.config, s)) {
+                Some(b) => b.shared.clone(),
+                None => Arc::new(BackendShared {
+                    in_flight: AtomicUsize::new(0),
+                    connections: AtomicUsize::new(0),
+                    metrics: metrics.backend(&s.name),
+                    breaker: Mutex::new(CircuitBreaker::new()),
+                    breaker_open: AtomicBool::new(false),
+                }),
+            };
+            Arc::new(Backend {
+                index: i,
+                config: s.clone(),
+                shared,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,104 @@
+//! What the health monitor publishes: the observed role and health of each server and the
+//! router's snapshot, as one value swapped whole.
+
+use router::choice::TopologySnapshot;
+use router::config::Config;
+use std::time::Instant;
+
+/// The role the monitor observes for a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObservedRole {
+    /// Writable and replicating from no one.
+    Primary,
+    /// Replicating from another server (or read-only).
+    Replica,
+    /// Not checked yet, or unreachable.
+    Unknown,
+}
+
+impl ObservedRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObservedRole::Primary => "primary",
+            ObservedRole::Replica => "replica",
+            ObservedRole::Unknown => "unknown",
+        }
+    }
+}
+
+/// What the health monitor last learned about one server.
+#[derive(Debug, Clone)]
+pub struct ServerHealth {
+    /// The last check connected and answered.
+    pub reachable: bool,
+    /// `@@read_only`, when known.
+    pub read_only: Option<bool>,
+    /// Whether the server replicates from another (has a replica status row).
+    pub replicating: Option<bool>,
+    /// Replica IO and SQL threads both running (false when not replicating).
+    pub threads_running: bool,
+    /// Lag behind the primary in milliseconds; `None` = unknown (never treated as 0).
+    pub lag_ms: Option<u64>,
+    pub role: ObservedRole,
+    /// The last check's error, for `/servers` and logs.
+    pub last_error: Option<String>,
+    /// When the last check finished (monotonic).
+    pub checked_at: Option<Instant>,
+}
+
+impl Default for ServerHealth {
+    fn default() -> Self {
+        ServerHealth {
+            reachable: false,
+            read_only: None,
+            replicating: None,
+            threads_running: false,
+            lag_ms: None,
+            role: ObservedRole::Unknown,
+            last_error: None,
+            checked_at: None,
+        }
+    }
+}
+
+/// One published view of the topology; replaced whole by the monitor after each round.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// Increases with every publication.
+    pub generation: u64,
+    /// What the router's chooser reads: reachability, replication, lag (through the hysteresis
+    /// gate), roles and the current writer (`router.primary`). Its `in_flight`, `connections`
+    /// and `breaker` fields are stale here; [`Context::choose_replica`] fills them live.
+    pub router: TopologySnapshot,
+    /// Details for `/servers` and logs, aligned with `router.servers` and `config.servers`.
+    pub servers: Vec<ServerHealth>,
+    /// Why writes cannot be served now (no writable primary, split brain), for clients and
+    /// `/healthz`. `None` when `router.primary` is set.
+    pub write_block: Option<String>,
+    /// Two or more writable servers replicate from no one.
+    pub split_brain: bool,
+}
+
+impl Topology {
+    /// Before the monitor's first round: trust the configured primary, know nothing else
+    /// (replicas are out of rotation until checked: unknown is not healthy).
+    pub fn initial(config: &Config) -> Topology {
+        let mut router = TopologySnapshot::from_config(config);
+        router.primary = config
+            .servers
+            .iter()
+            .position(|s| s.role == router::config::Role::Primary);
+        Topology {
+            generation: 0,
+            router,
+            servers: vec![ServerHealth::default(); config.servers.len()],
+            write_block: None,
+            split_brain: false,
+        }
+    }
+
+    /// Index of the server writes go to.
+    pub fn primary(&self) -> Option<usize> {
+        self.router.primary
+    }
+}
