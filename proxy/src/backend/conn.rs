@@ -20,6 +20,8 @@ const HANDSHAKE_MAX: usize = 1 << 20;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     pub server: String,
+    /// `host:port`: a reload that moves a server under the same name gets fresh connections.
+    pub addr: String,
     pub user: String,
     pub caps: u32,
     pub collation: u8,

@@ -104,7 +104,7 @@ impl Pools {
                 max: cfg.pool.max_per_server,
             });
         }
-        let addr = format!("{}:{}", backend.config.host, backend.config.port);
+        let addr = key.addr.clone();
         backend.connection_opened();
         let r = Conn::connect(
             key.clone(),
@@ -178,7 +178,10 @@ impl Pools {
             idle.retain(|_, v| !v.is_empty());
         }
         for conn in expired {
-            if let Some(b) = ctx.backend(&conn.key.server) {
+            let same = |b: &std::sync::Arc<Backend>| {
+                format!("{}:{}", b.config.host, b.config.port) == conn.key.addr
+            };
+            if let Some(b) = ctx.backend(&conn.key.server).filter(same) {
                 b.metrics().connections_idle.dec();
                 self.close(&b, conn, false);
             }

@@ -83,6 +83,7 @@ impl Session {
                 None => {
                     let key = Key {
                         server: backend.name().to_string(),
+                        addr: format!("{}:{}", backend.config.host, backend.config.port),
                         user: self.client.user.clone(),
                         caps: self.client.caps & cap::RESPONSE_SHAPING,
                         collation: self.client.collation,
