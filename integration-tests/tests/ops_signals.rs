@@ -192,3 +192,70 @@ async fn a_second_sigterm_exits_without_waiting() {
         proxy.log_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_adds_a_user_and_drains_a_replica_for_maintenance() {
+    let Some(cluster) = shared_cluster("sighup_adds_a_user_and_drains_a_replica_for_maintenance")
+    else {
+        return;
+    };
+    let ports = Ports::free();
+    let yaml = config_yaml(&cluster, ports, "");
+    let proxy = ProxyProcess::start(&yaml, ports);
+    proxy.wait_healthy(Duration::from_secs(10)).await;
+    let admin_opts = || {
+        ops_support::app_opts(ports.listen)
+            .user(Some(integration_tests::ADMIN_USER))
+            .pass(Some(integration_tests::ADMIN_PASSWORD))
+    };
+    let refused = integration_tests::mysql_async::Conn::new(admin_opts())
+        .await
+        .expect_err("admin is not a proxy user yet");
+    assert!(
+        refused.to_string().contains("1045") || refused.to_string().contains("denied"),
+        "{refused}"
+    );
+
+    // Add the user and put replica2 in maintenance, in one reload.
+    let changed = yaml
+        .replace(
+            "  users:\n",
+            &format!(
+                "  users:\n    - name: {}\n      password: {}\n",
+                integration_tests::ADMIN_USER,
+                integration_tests::ADMIN_PASSWORD
+            ),
+        )
+        .replace(
+            "role: replica, location: zone-a }\n",
+            "role: replica, location: zone-a, maintenance: true }\n",
+        );
+    // Only the last replica goes into maintenance.
+    let changed = changed.replacen(
+        "maintenance: true",
+        "maintenance: false",
+        cluster.replicas() - 1,
+    );
+    std::fs::write(&proxy.config, &changed).expect("rewrite config");
+    proxy.signal("HUP");
+    let last = format!("replica{}", cluster.replicas());
+    proxy
+        .wait_servers(Duration::from_secs(3), "last replica drained", |d| {
+            d["servers"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["name"] == last.as_str()))
+                .is_some_and(|s| s["state"] == "maintenance" && s["in_rotation"] == false)
+        })
+        .await;
+    let mut admin = integration_tests::mysql_async::Conn::new(admin_opts())
+        .await
+        .expect("the new user connects after the reload");
+    for _ in 0..20 {
+        let port: Option<u16> = admin.query_first("SELECT @@port").await.expect("read");
+        assert_ne!(
+            port,
+            Some(cluster.port(cluster.replicas())),
+            "no reads on the drained replica"
+        );
+    }
+}
