@@ -22,7 +22,13 @@ fn main() -> ExitCode {
     let config = match config_file::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("rwsplit-binlog-reader: {e}");
+            // One line: the parser's first line names the file, line and key; the source
+            // excerpt it adds after it is left out.
+            let msg = e.to_string();
+            eprintln!(
+                "rwsplit-binlog-reader: {}",
+                msg.lines().next().unwrap_or("")
+            );
             return ExitCode::from(2);
         }
     };
@@ -31,6 +37,8 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -7,9 +7,8 @@ use crate::secret::{self, SecretError};
 use crate::snapshot::LagSnapshot;
 use crate::state::{lock, Settings, Shared, Transaction};
 use crate::stream::Target;
-use crate::timeline::Timeline;
 use router::config::{Config, Role};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
@@ -55,18 +54,12 @@ impl LagReader {
             .iter()
             .filter(|s| s.role == Role::Replica)
             .collect();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Shared::new(
             settings,
-            primary_name: primary.name.clone(),
-            timeline: Mutex::new(Timeline::new(config.sidecar.timeline_capacity)),
-            primary: Mutex::default(),
-            replicas: replicas
-                .iter()
-                .map(|s| (s.name.clone(), Mutex::default()))
-                .collect(),
-            recent: Mutex::default(),
-            metrics: crate::metrics::Metrics::new(),
-        });
+            primary.name.clone(),
+            replicas.iter().map(|s| s.name.clone()).collect(),
+            config.sidecar.timeline_capacity,
+        ));
         let mut tasks = vec![rt.spawn(crate::stream::run(
             shared.clone(),
             target(&primary.host, primary.port),

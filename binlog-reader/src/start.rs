@@ -48,39 +48,22 @@ pub async fn earliest(shared: &Shared, primary: Vec<Gtid>) -> Vec<Gtid> {
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::metrics::Metrics;
-    use crate::state::{ReplicaState, Settings};
-    use crate::timeline::Timeline;
-    use std::sync::Mutex;
+    use crate::state::Settings;
 
     fn shared(replicas: &[&str]) -> Shared {
-        Shared {
-            settings: Settings {
-                poll_interval: Duration::from_millis(100),
-                poll_timeout: Duration::from_secs(1),
-                heartbeat: Duration::from_millis(500),
-                server_id: 1,
-                start_from_replicas: Default::default(),
-            },
-            primary_name: "p".into(),
-            timeline: Mutex::new(Timeline::new(10)),
-            primary: Mutex::default(),
-            replicas: replicas
-                .iter()
-                .enumerate()
-                .map(|(i, pos)| {
-                    (
-                        format!("r{i}"),
-                        Mutex::new(ReplicaState {
-                            applied_text: Some(pos.to_string()),
-                            ..ReplicaState::default()
-                        }),
-                    )
-                })
-                .collect(),
-            recent: Mutex::default(),
-            metrics: Metrics::new(),
+        let settings = Settings {
+            poll_interval: Duration::from_millis(100),
+            poll_timeout: Duration::from_secs(1),
+            heartbeat: Duration::from_millis(500),
+            server_id: 1,
+            start_from_replicas: Default::default(),
+        };
+        let names = (0..replicas.len()).map(|i| format!("r{i}")).collect();
+        let s = Shared::new(settings, "p".into(), names, 10);
+        for ((_, slot), pos) in s.replicas.iter().zip(replicas) {
+            lock(slot).applied_text = Some(pos.to_string());
         }
+        s
     }
 
     #[tokio::test]

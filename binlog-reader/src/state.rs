@@ -105,6 +105,27 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Empty state for a primary and the named replicas.
+    pub fn new(
+        settings: Settings,
+        primary_name: String,
+        replicas: Vec<String>,
+        capacity: usize,
+    ) -> Self {
+        Shared {
+            settings,
+            primary_name,
+            timeline: Mutex::new(Timeline::new(capacity)),
+            primary: Mutex::default(),
+            replicas: replicas
+                .into_iter()
+                .map(|n| (n, Mutex::default()))
+                .collect(),
+            recent: Mutex::default(),
+            metrics: Metrics::new(),
+        }
+    }
+
     /// Whether commit times are being read live right now.
     fn stream_live(&self, p: &PrimaryState) -> bool {
         p.connected
@@ -208,3 +229,6 @@ impl Shared {
         lock(&self.timeline).prune(marks.iter());
     }
 }
+
+#[cfg(test)]
+mod test;

@@ -1,0 +1,126 @@
+//! The lag arithmetic: when a lag is known, and what number it is.
+
+use super::*;
+use crate::position::Watermarks;
+
+const MS: u64 = 1_000;
+
+fn shared() -> Shared {
+    let settings = Settings {
+        poll_interval: Duration::from_millis(100),
+        poll_timeout: Duration::from_secs(1),
+        heartbeat: Duration::from_millis(500),
+        server_id: 1,
+        start_from_replicas: Default::default(),
+    };
+    Shared::new(settings, "primary".into(), vec!["r1".into()], 100)
+}
+
+fn live(s: &Shared) {
+    let mut p = lock(&s.primary);
+    p.connected = true;
+    p.caught_up = true;
+    p.caught_up_index = 0;
+    p.last_event_at = Some(Instant::now());
+}
+
+fn poll(s: &Shared, applied: u64, polled_at_us: u64) {
+    let cutoff = lock(&s.timeline).next_index();
+    let mut r = lock(&s.replicas[0].1);
+    r.reachable = true;
+    r.applied = Some(Watermarks::from([("0".to_string(), applied)]));
+    r.cutoff = cutoff;
+    r.polled_at_us = polled_at_us;
+    r.polled_instant = Some(Instant::now());
+}
+
+fn lag(s: &Shared) -> Option<u64> {
+    let snap = s.snapshot();
+    let r = &snap.replicas["r1"];
+    assert_eq!(r.known, r.lag_ms.is_some());
+    r.lag_ms
+}
+
+#[test]
+fn applied_everything_is_zero() {
+    let s = shared();
+    live(&s);
+    lock(&s.timeline).set_base("0", 10);
+    lock(&s.timeline).push("0", 11, now_us() - 5_000 * MS);
+    poll(&s, 11, now_us());
+    assert_eq!(lag(&s), Some(0));
+}
+
+#[test]
+fn stuck_replica_lag_grows_with_wall_time() {
+    let s = shared();
+    live(&s);
+    let commit = now_us() - 700 * MS;
+    lock(&s.timeline).set_base("0", 10);
+    lock(&s.timeline).push("0", 11, commit);
+    poll(&s, 10, now_us());
+    let first = lag(&s).unwrap();
+    assert!((700..800).contains(&first), "{first}");
+    std::thread::sleep(Duration::from_millis(30));
+    let later = lag(&s).unwrap();
+    assert!(later >= first + 30, "{first} then {later}");
+}
+
+#[test]
+fn in_flight_at_the_poll_reports_the_poll_time_value() {
+    let s = shared();
+    live(&s);
+    let polled = now_us();
+    lock(&s.timeline).set_base("0", 10);
+    lock(&s.timeline).push("0", 11, polled - 20 * MS);
+    poll(&s, 10, polled);
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(lag(&s), Some(20), "does not grow: it was merely in flight");
+}
+
+#[test]
+fn unknown_while_the_stream_is_down_or_catching_up() {
+    let s = shared();
+    lock(&s.timeline).set_base("0", 10);
+    poll(&s, 10, now_us());
+    assert_eq!(lag(&s), None, "never connected");
+    live(&s);
+    assert_eq!(lag(&s), Some(0));
+    lock(&s.primary).caught_up = false;
+    assert_eq!(lag(&s), None, "replaying history");
+    live(&s);
+    lock(&s.primary).last_event_at = Some(Instant::now() - Duration::from_secs(5));
+    assert_eq!(lag(&s), None, "silent stream");
+    live(&s);
+    lock(&s.primary).connected = false;
+    assert_eq!(lag(&s), None, "disconnected");
+}
+
+#[test]
+fn unknown_when_the_replica_cannot_be_read_or_the_poll_predates_catch_up() {
+    let s = shared();
+    live(&s);
+    lock(&s.timeline).set_base("0", 10);
+    poll(&s, 10, now_us());
+    assert_eq!(lag(&s), Some(0));
+    lock(&s.replicas[0].1).reachable = false;
+    assert_eq!(lag(&s), None, "last poll failed");
+    poll(&s, 10, now_us());
+    lock(&s.replicas[0].1).polled_instant = Some(Instant::now() - Duration::from_secs(3));
+    assert_eq!(lag(&s), None, "no answer for too long");
+    poll(&s, 10, now_us());
+    lock(&s.timeline).push("0", 11, now_us());
+    lock(&s.primary).caught_up_index = 1;
+    assert_eq!(lag(&s), None, "polled before the stream caught up");
+    poll(&s, 10, now_us());
+    assert!(lag(&s).is_some());
+}
+
+#[test]
+fn behind_the_start_of_the_timeline_is_unknown() {
+    let s = shared();
+    live(&s);
+    lock(&s.timeline).set_base("0", 10);
+    poll(&s, 5, now_us());
+    assert_eq!(lag(&s), None);
+}
