@@ -50,8 +50,9 @@ impl CircuitBreaker {
     }
 
     /// True when traffic may go to the backend at `now_ms` (closed or half-open).
+    #[inline]
     pub fn allows(&self, now_ms: u64) -> bool {
-        !matches!(self.state(now_ms), BreakerState::Open { .. })
+        self.open_until_ms.is_none_or(|until| now_ms >= until)
     }
 
     pub fn record_success(&mut self) {

@@ -112,15 +112,83 @@ pub struct Load {
     pub connections: u32,
 }
 
-/// The best candidate so far in one choice.
-struct Best {
+/// The best candidate so far in one choice, as plain fields (the hot loop stays branch-light).
+struct Picker {
     server: usize,
     rank: u16,
-    load: Load,
+    in_flight: u64,
+    connections: u64,
     weight: u64,
     over_lag: bool,
     /// Sum of weights of the candidates tied with `server` (weighted reservoir sampling).
     tie_weight: u64,
+    rng: fastrand::Rng,
+}
+
+impl Picker {
+    const NONE: usize = usize::MAX;
+
+    fn new(seed: u64) -> Self {
+        Self {
+            server: Self::NONE,
+            rank: LOCATION_UNUSED,
+            in_flight: 0,
+            connections: 0,
+            weight: 1,
+            over_lag: false,
+            tie_weight: 0,
+            rng: fastrand::Rng::with_seed(seed),
+        }
+    }
+
+    /// True when a server of this rank cannot beat the current best.
+    #[inline(always)]
+    fn worse_rank(&self, rank: u16) -> bool {
+        rank > self.rank
+    }
+
+    /// Offers a candidate: better location, then less in-flight work per weight, then fewer
+    /// connections per weight; ties are broken at random in proportion to weight.
+    #[inline(always)]
+    fn offer(&mut self, server: usize, rank: u16, weight: u32, load: Load, over_lag: bool) {
+        let w = u64::from(weight.max(1));
+        let inf = u64::from(load.in_flight);
+        let conn = u64::from(load.connections);
+        let take = if self.server == Self::NONE || rank < self.rank {
+            true
+        } else {
+            // a/wa < b/wb  ⇔  a·wb < b·wa (no division, no floats).
+            let (x, y) = (inf * self.weight, self.in_flight * w);
+            if x != y {
+                x < y
+            } else {
+                let (x, y) = (conn * self.weight, self.connections * w);
+                if x != y {
+                    x < y
+                } else {
+                    self.tie_weight += w;
+                    if self.rng.u64(0..self.tie_weight) < w {
+                        self.set(server, rank, w, inf, conn, over_lag);
+                    }
+                    return;
+                }
+            }
+        };
+        if take {
+            self.set(server, rank, w, inf, conn, over_lag);
+            self.tie_weight = w;
+        }
+    }
+
+    #[inline(always)]
+    fn set(&mut self, server: usize, rank: u16, w: u64, inf: u64, conn: u64, over_lag: bool) {
+        self.server = server;
+        self.rank = rank;
+        self.weight = w;
+        self.in_flight = inf;
+        self.connections = conn;
+        self.over_lag = over_lag;
+    }
 }
 
 impl TopologySnapshot {
@@ -196,16 +264,20 @@ impl TopologySnapshot {
         seed: u64,
         load: impl Fn(usize) -> Load,
     ) -> Choice {
-        let mut rng = fastrand::Rng::with_seed(seed);
-        let mut best: Option<Best> = None;
+        let mut best = Picker::new(seed);
         let mut any_replica = false;
         let mut lag_ok_count = 0usize;
         let mut lag_excluded = 0usize;
+        // Lag counts only matter for min_serving; without it a worse location is skipped at once.
+        let count_lag = max_lag_override.is_none() && self.min_serving > 0;
         for (i, s) in self.servers.iter().enumerate() {
-            if !self.is_replica(i) {
+            if s.role != Role::Replica || self.primary == Some(i) {
                 continue;
             }
             any_replica = true;
+            if !count_lag && best.worse_rank(s.location_rank) {
+                continue;
+            }
             if !self.base_ok(s, now_ms) {
                 continue;
             }
@@ -214,13 +286,12 @@ impl TopologySnapshot {
                 continue;
             }
             lag_ok_count += 1;
-            // Cheap reject before reading the load: a worse location never wins.
-            if best.as_ref().is_some_and(|b| s.location_rank > b.rank) {
+            if best.worse_rank(s.location_rank) {
                 continue;
             }
-            consider(&mut best, &mut rng, i, s, load(i), false);
+            best.offer(i, s.location_rank, s.weight, load(i), false);
         }
-        if max_lag_override.is_none() && lag_ok_count < self.min_serving && lag_excluded > 0 {
+        if count_lag && lag_ok_count < self.min_serving && lag_excluded > 0 {
             // Never drain below min_serving because of lag alone: admit the least lagged
             // (unknown lag last), in order, without allocating.
             let mut last_key: Option<(u64, usize)> = None;
@@ -240,13 +311,14 @@ impl TopologySnapshot {
                 }
                 let Some(key) = next else { break };
                 last_key = Some(key);
-                consider(&mut best, &mut rng, key.1, &self.servers[key.1], load(key.1), true);
+                let s = &self.servers[key.1];
+                best.offer(key.1, s.location_rank, s.weight, load(key.1), true);
             }
         }
-        if let Some(b) = best {
+        if best.server != Picker::NONE {
             return Choice::Replica {
-                server: b.server,
-                over_lag: b.over_lag,
+                server: best.server,
+                over_lag: best.over_lag,
             };
         }
         let reason = if any_replica {
@@ -276,11 +348,12 @@ impl TopologySnapshot {
     /// Healthy apart from lag.
     #[inline]
     fn base_ok(&self, s: &ServerState, now_ms: u64) -> bool {
+        // Non-short-circuit `&`: one branch instead of five on the hot loop.
         s.reachable
-            && s.replicating
-            && !s.maintenance
-            && s.location_rank != LOCATION_UNUSED
-            && s.breaker.allows(now_ms)
+            & s.replicating
+            & !s.maintenance
+            & (s.location_rank != LOCATION_UNUSED)
+            & s.breaker.allows(now_ms)
     }
 
     /// Feeds a new lag measurement through the server's hysteresis gate.
@@ -321,57 +394,10 @@ impl TopologySnapshot {
 
 #[inline]
 fn lag_ok(s: &ServerState, max_lag_override: Option<u64>) -> bool {
-    match (s.lag_ms, max_lag_override) {
-        (None, _) => false,
-        (Some(l), Some(max)) => l <= max,
-        (Some(l), None) => s.lag_gate.serving() && l <= s.max_lag_ms,
-    }
-}
-
-#[inline]
-fn consider(
-    best: &mut Option<Best>,
-    rng: &mut fastrand::Rng,
-    i: usize,
-    s: &ServerState,
-    load: Load,
-    over_lag: bool,
-) {
-    let weight = u64::from(s.weight.max(1));
-    let candidate = Best {
-        server: i,
-        rank: s.location_rank,
-        load,
-        weight,
-        over_lag,
-        tie_weight: weight,
-    };
-    let Some(b) = best else {
-        *best = Some(candidate);
-        return;
-    };
-    use std::cmp::Ordering::*;
-    // a/wa < b/wb  ⇔  a·wb < b·wa (no division, no floats).
-    let per_weight = |x: u32, wx: u64, y: u32, wy: u64| (u64::from(x) * wy).cmp(&(u64::from(y) * wx));
-    let order = s.location_rank.cmp(&b.rank).then_with(|| {
-        per_weight(load.in_flight, weight, b.load.in_flight, b.weight)
-            .then_with(|| per_weight(load.connections, weight, b.load.connections, b.weight))
-    });
-    match order {
-        Less => *best = Some(candidate),
-        Greater => {}
-        Equal => {
-            let total = b.tie_weight + weight;
-            if rng.u64(0..total) < weight {
-                *best = Some(Best {
-                    tie_weight: total,
-                    ..candidate
-                });
-            } else {
-                b.tie_weight = total;
-            }
-        }
-    }
+    // Unknown lag never qualifies; an override replaces both the limit and the gate.
+    let gate_ok = max_lag_override.is_some() | s.lag_gate.serving();
+    let limit = max_lag_override.unwrap_or(s.max_lag_ms);
+    s.lag_ms.is_some() & gate_ok & (s.lag_ms.unwrap_or(u64::MAX) <= limit)
 }
 
 fn location_rank(own: Option<&str>, fallback: &[String], server: Option<&str>) -> u16 {
