@@ -79,17 +79,13 @@ async fn run_generation(ctx: &Arc<Context>) {
                 sidecar.clone(),
             ));
         }
-        LagSource::Embedded => match binlog_reader::LagReader::spawn(&config) {
-            Ok(handle) => ctx.set_lag_reader(Some(handle)),
-            Err(e) => {
-                // Lag stays unknown (replicas out of rotation, reads on the primary) rather
-                // than guessed.
-                tracing::error!(error = %e, "cannot start the embedded binlog reader: replica lag is unknown");
-                ctx.set_lag_reader(None);
-            }
-        },
+        LagSource::Embedded => start_embedded_reader(ctx, &config, None),
         LagSource::SecondsBehindMaster => {}
     }
+    // The primary the embedded reader tails (None = the configured one).
+    let mut reader_primary = config
+        .primary()
+        .and_then(|p| config.servers.iter().position(|s| s.name == p.name));
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -118,6 +114,44 @@ async fn run_generation(ctx: &Arc<Context>) {
         // Refused only if a reload happened in between: the next round uses the new config.
         if ctx.publish_topology(generation, next.clone()) {
             report(ctx, &config, &previous, &next);
+            // Follow the writer with the binlog stream too: after a failover the old primary's
+            // binlog no longer carries new transactions.
+            if lag_source == LagSource::Embedded
+                && next.primary().is_some()
+                && next.primary() != reader_primary
+            {
+                reader_primary = next.primary();
+                start_embedded_reader(ctx, &config, reader_primary);
+            }
+        }
+    }
+}
+
+/// (Re)starts the embedded binlog reader, tailing `primary` (an index into `config.servers`)
+/// instead of the configured primary when given. A reader that cannot start leaves lag
+/// unknown (replicas out of rotation, reads on the primary) rather than guessed.
+fn start_embedded_reader(ctx: &Context, config: &Config, primary: Option<usize>) {
+    let mut config = config.clone();
+    if let Some(p) = primary {
+        for (i, s) in config.servers.iter_mut().enumerate() {
+            s.role = if i == p {
+                router::config::Role::Primary
+            } else {
+                router::config::Role::Replica
+            };
+        }
+    }
+    // Drop the old reader first: only one binlog dump per server id at a time.
+    ctx.set_lag_reader(None);
+    match binlog_reader::LagReader::spawn(&config) {
+        Ok(handle) => {
+            if let Some(p) = config.primary() {
+                tracing::info!(primary = %p.name, "embedded binlog reader started");
+            }
+            ctx.set_lag_reader(Some(handle));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the embedded binlog reader: replica lag is unknown");
         }
     }
 }
