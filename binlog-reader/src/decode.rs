@@ -2,15 +2,12 @@
 //! rotations, heartbeats), verifies checksums, and frames binlog files without ever panicking.
 //!
 //! mysql_common parses MySQL events but not MariaDB's GTID (162) and GTID_LIST (163) events, so
-//! those are decoded here from the raw event data. mysql_common's `Event::read` also assumes its
-//! input is well formed (it unwraps a short read), so [`read_file`] checks every event's framing
-//! before handing it over.
+//! those are decoded here from the raw event data. Whole files are framed by [`crate::file`].
 
-use mysql_common::binlog::consts::{BinlogChecksumAlg, BinlogVersion, EventType};
+use mysql_common::binlog::consts::{BinlogChecksumAlg, EventType};
 use mysql_common::binlog::events::{
     Event, FormatDescriptionEvent, GtidEvent, QueryEvent, RotateEvent,
 };
-use std::io::Cursor;
 
 /// Raw event type numbers MariaDB adds above MySQL's.
 pub mod mariadb {
@@ -26,10 +23,13 @@ pub mod mariadb {
     pub const FL_GROUP_COMMIT_ID: u8 = 2;
 }
 
+/// MySQL 8.0.26+ heartbeat (Heartbeat_log_event_v2), which mysql_common does not name.
+pub const HEARTBEAT_V2: u8 = 0x29;
+
 /// Header flag of events the server made up for the stream (fake rotate, fake GTID list).
 pub const LOG_EVENT_ARTIFICIAL_F: u16 = 0x20;
-const HEADER_LEN: usize = 19;
-const CHECKSUM_LEN: usize = 4;
+pub(crate) const HEADER_LEN: usize = 19;
+pub(crate) const CHECKSUM_LEN: usize = 4;
 
 /// What could not be decoded. Never a panic: a bad event is an error the caller reports.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -155,6 +155,7 @@ pub fn type_name(raw: u8) -> &'static str {
         mariadb::START_ENCRYPTION => "start_encryption",
         mariadb::QUERY_COMPRESSED => "query_compressed",
         166..=171 => "rows_compressed",
+        HEARTBEAT_V2 => "heartbeat",
         _ => match EventType::try_from(raw) {
             Ok(EventType::QUERY_EVENT) => "query",
             Ok(EventType::STOP_EVENT) => "stop",
@@ -210,7 +211,7 @@ pub fn verify_checksum(ev: &Event) -> Result<(), DecodeError> {
     Ok(())
 }
 
-fn malformed(ev: &Event, message: impl std::fmt::Display) -> DecodeError {
+pub(crate) fn malformed(ev: &Event, message: impl std::fmt::Display) -> DecodeError {
     DecodeError::Malformed {
         kind: type_name(ev.header().event_type_raw()),
         log_pos: ev.header().log_pos(),
@@ -225,6 +226,7 @@ pub fn decode(ev: &Event) -> Result<EventKind, DecodeError> {
     match raw {
         mariadb::GTID => return decode_mariadb_gtid(ev, header.server_id()),
         mariadb::GTID_LIST => return decode_mariadb_gtid_list(ev),
+        HEARTBEAT_V2 => return Ok(EventKind::Heartbeat),
         _ => {}
     }
     let Ok(ty) = EventType::try_from(raw) else {
@@ -338,7 +340,7 @@ pub fn format_uuid(sid: &[u8; 16]) -> String {
     s
 }
 
-fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+pub(crate) fn le_u32(b: &[u8], at: usize) -> Option<u32> {
     b.get(at..at + 4)
         .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
@@ -396,101 +398,6 @@ fn decode_mariadb_gtid_list(ev: &Event) -> Result<EventKind, DecodeError> {
         });
     }
     Ok(EventKind::GtidList(list))
-}
-
-/// Splits a whole binlog file into events, checking each event's framing first so that a
-/// truncated or corrupt file is an error, never a panic. Checksums are verified.
-pub fn read_file(bytes: &[u8]) -> Result<Vec<Event>, DecodeError> {
-    if bytes.len() < 4 || &bytes[..4] != b"\xfebin" {
-        return Err(DecodeError::NoMagic);
-    }
-    let mut esr = mysql_common::binlog::EventStreamReader::new(BinlogVersion::Version4);
-    let mut events = Vec::new();
-    let mut offset = 4;
-    let mut checksummed = false;
-    while offset < bytes.len() {
-        let rest = &bytes[offset..];
-        if rest.len() < HEADER_LEN {
-            return Err(DecodeError::Truncated {
-                offset,
-                size: HEADER_LEN,
-                available: rest.len(),
-            });
-        }
-        let size = le_u32(rest, 9).unwrap_or(0) as usize;
-        let is_fde = rest[4] == EventType::FORMAT_DESCRIPTION_EVENT as u8;
-        if offset == 4 && !is_fde && rest[4] != EventType::START_EVENT_V3 as u8 {
-            return Err(DecodeError::Malformed {
-                kind: type_name(rest[4]),
-                log_pos: le_u32(rest, 13).unwrap_or(0),
-                message: "a binlog file must start with a format description event".into(),
-            });
-        }
-        let min = HEADER_LEN
-            + if checksummed && !is_fde {
-                CHECKSUM_LEN
-            } else {
-                0
-            };
-        if size < min {
-            return Err(DecodeError::BadSize { offset, size });
-        }
-        if size > rest.len() {
-            return Err(DecodeError::Truncated {
-                offset,
-                size,
-                available: rest.len(),
-            });
-        }
-        let ev = esr
-            .read(Cursor::new(&rest[..size]))
-            .map_err(|e| DecodeError::Malformed {
-                kind: type_name(rest[4]),
-                log_pos: le_u32(rest, 13).unwrap_or(0),
-                message: e.to_string(),
-            })?;
-        let Some(ev) = ev else { break };
-        if is_fde {
-            checksummed = matches!(
-                ev.footer().get_checksum_alg(),
-                Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32))
-            );
-        }
-        verify_checksum(&ev)?;
-        decode(&ev)?;
-        // Compressed transaction payloads (MySQL 8.0.20+) hold the transaction's events.
-        if ev.header().event_type_raw() == EventType::TRANSACTION_PAYLOAD_EVENT as u8 {
-            let payload = ev
-                .read_event::<mysql_common::binlog::events::TransactionPayloadEvent<'_>>()
-                .map_err(|e| malformed(&ev, e))?;
-            let mut inner = payload.decompressed().map_err(|e| malformed(&ev, e))?;
-            let mut unpacked = Vec::new();
-            loop {
-                match esr.read_decompressed(&mut inner) {
-                    Ok(Some(inner_ev)) => {
-                        decode(&inner_ev)?;
-                        unpacked.push(inner_ev);
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        return Err(DecodeError::Malformed {
-                            kind: "transaction_payload",
-                            log_pos: 0,
-                            message: e.to_string(),
-                        })
-                    }
-                }
-            }
-            drop(inner);
-            drop(payload);
-            events.push(ev);
-            events.extend(unpacked);
-        } else {
-            events.push(ev);
-        }
-        offset += size;
-    }
-    Ok(events)
 }
 
 #[cfg(test)]

@@ -5,8 +5,10 @@
 //! Prometheus `/metrics` ([`metrics`] lists the names) and `/healthz`.
 #![forbid(unsafe_code)]
 
+mod apply;
 pub mod config_file;
 pub mod decode;
+pub mod file;
 pub mod http;
 pub mod metrics;
 pub mod poll;

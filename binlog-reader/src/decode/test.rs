@@ -1,6 +1,7 @@
 //! Decoding the real MySQL and MariaDB binlog files in shared/testdata/binlogs.
 
 use super::*;
+use crate::file::read_file;
 use std::path::PathBuf;
 
 fn testdata(name: &str) -> Vec<u8> {
