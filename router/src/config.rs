@@ -451,6 +451,7 @@ impl Config {
                 ),
             ));
         }
+        self.validate_topology(&invalid)?;
         if r.breaker_failures == 0 {
             return Err(invalid(
                 "routing.breaker_failures".into(),
@@ -487,6 +488,72 @@ impl Config {
         check_addr(&self.sidecar.http_listen)
             .map_err(|m| invalid("sidecar.http_listen".into(), "http_listen:", m))?;
         check_secret(&self.monitor.secret).map_err(|m| invalid("monitor".into(), "monitor:", m))?;
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The topology part: lag limits, locations and the fallback order must make sense together.
+    fn validate_topology(
+        &self,
+        invalid: &dyn Fn(String, &str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let r = &self.routing;
+        for (i, s) in self.servers.iter().enumerate() {
+            if let Some(max) = s.max_lag_ms {
+                if max < r.lag_recovery_ms {
+                    return Err(invalid(
+                        format!("servers[{i}].max_lag_ms"),
+                        &s.name,
+                        format!(
+                            "must be at least routing.lag_recovery_ms ({}), got {max}",
+                            r.lag_recovery_ms
+                        ),
+                    ));
+                }
+            }
+        }
+        if !r.location_fallback.is_empty() && self.location.is_none() {
+            return Err(invalid(
+                "location".into(),
+                "location_fallback:",
+                "`routing.location_fallback` needs the proxy's own `location`".into(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, loc) in r.location_fallback.iter().enumerate() {
+            let key = format!("routing.location_fallback[{i}]");
+            if Some(loc) == self.location.as_ref() {
+                return Err(invalid(
+                    key,
+                    "location_fallback:",
+                    format!("{loc:?} is this proxy's own location"),
+                ));
+            }
+            if !seen.insert(loc) {
+                return Err(invalid(
+                    key,
+                    "location_fallback:",
+                    format!("{loc:?} is listed twice"),
+                ));
+            }
+            // A listed location with no server yet is allowed (a topology may grow into it).
+        }
+        let replicas = self
+            .servers
+            .iter()
+            .filter(|s| s.role == Role::Replica)
+            .count();
+        if r.min_serving > replicas {
+            return Err(invalid(
+                "routing.min_serving".into(),
+                "min_serving:",
+                format!(
+                    "is {} but only {replicas} replicas are configured",
+                    r.min_serving
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -556,6 +623,34 @@ mod test {
         let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
         assert!(err.contains("routing.lag_recovery_ms"), "{err}");
         assert!(err.contains("c.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn fallback_locations_are_distinct_and_not_our_own() {
+        let text = EXAMPLE.replace(
+            "location_fallback: [zone-b]",
+            "location_fallback: [zone-b, zone-b]",
+        );
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("routing.location_fallback[1]"), "{err}");
+        assert!(err.contains("twice"), "{err}");
+        let text = EXAMPLE.replace("location_fallback: [zone-b]", "location_fallback: [zone-a]");
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("own location"), "{err}");
+    }
+
+    #[test]
+    fn per_server_lag_limit_must_be_above_the_recovery_mark() {
+        let text = EXAMPLE.replace("    port: 3311\n", "    port: 3311\n    max_lag_ms: 100\n");
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("servers[1].max_lag_ms"), "{err}");
+    }
+
+    #[test]
+    fn min_serving_cannot_exceed_the_replicas() {
+        let text = EXAMPLE.replace("min_serving: 0", "min_serving: 3");
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("routing.min_serving"), "{err}");
     }
 
     #[test]

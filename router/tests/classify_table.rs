@@ -18,7 +18,9 @@ fn rows() -> Vec<(usize, Target, &'static str, String)> {
             Some("previous") => Target::Previous,
             other => panic!("line {}: bad target {other:?}", n + 1),
         };
-        let reason = parts.next().unwrap_or_else(|| panic!("line {}: no reason", n + 1));
+        let reason = parts
+            .next()
+            .unwrap_or_else(|| panic!("line {}: no reason", n + 1));
         assert!(
             Reason::ALL.iter().any(|r| r.as_str() == reason),
             "line {}: unknown reason {reason}",

@@ -22,7 +22,9 @@ impl Default for BreakerPolicy {
 pub enum BreakerState {
     Closed,
     /// Ejected until this time (ms, same clock as passed in).
-    Open { until_ms: u64 },
+    Open {
+        until_ms: u64,
+    },
     /// Cool-down over: traffic allowed as a trial.
     HalfOpen,
 }

@@ -45,12 +45,21 @@ mod test {
     fn leaves_above_max_and_returns_only_below_recovery() {
         let mut g = LagGate::default();
         assert!(!g.serving(), "never measured: not serving");
-        assert!(g.update(Some(800), 1000, 500), "first measurement under max");
+        assert!(
+            g.update(Some(800), 1000, 500),
+            "first measurement under max"
+        );
         assert!(!g.update(Some(1200), 1000, 500));
-        assert!(!g.update(Some(900), 1000, 500), "under max but above recovery: still out");
+        assert!(
+            !g.update(Some(900), 1000, 500),
+            "under max but above recovery: still out"
+        );
         assert!(!g.update(Some(501), 1000, 500));
         assert!(g.update(Some(500), 1000, 500));
-        assert!(g.update(Some(999), 1000, 500), "in rotation until above max");
+        assert!(
+            g.update(Some(999), 1000, 500),
+            "in rotation until above max"
+        );
     }
 
     #[test]
@@ -58,7 +67,10 @@ mod test {
         let mut g = LagGate::default();
         g.update(Some(10), 1000, 500);
         assert!(!g.update(None, 1000, 500));
-        assert!(!g.update(Some(700), 1000, 500), "blind spell must not reset hysteresis");
+        assert!(
+            !g.update(Some(700), 1000, 500),
+            "blind spell must not reset hysteresis"
+        );
         assert!(g.update(Some(100), 1000, 500));
     }
 }

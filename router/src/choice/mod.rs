@@ -88,7 +88,10 @@ pub enum Choice {
     /// its lag limit but kept because of `min_serving` (report it).
     Replica { server: usize, over_lag: bool },
     /// Index of the primary in [`TopologySnapshot::servers`], and why.
-    Primary { server: usize, reason: FallbackReason },
+    Primary {
+        server: usize,
+        reason: FallbackReason,
+    },
     /// Tell the client: no server can serve the read.
     NoServer(NoServerReason),
 }

@@ -52,9 +52,17 @@ fn prefers_local_then_fallback_order_then_primary() {
     let mut t = topo(&[(2, Some(0)), (0, Some(0)), (1, Some(0))]);
     assert_eq!(picked(t.choose_replica(None, 0, 1)), Some(2));
     t.servers[2].reachable = false;
-    assert_eq!(picked(t.choose_replica(None, 0, 1)), Some(3), "first fallback location");
+    assert_eq!(
+        picked(t.choose_replica(None, 0, 1)),
+        Some(3),
+        "first fallback location"
+    );
     t.servers[3].replicating = false;
-    assert_eq!(picked(t.choose_replica(None, 0, 1)), Some(1), "second fallback location");
+    assert_eq!(
+        picked(t.choose_replica(None, 0, 1)),
+        Some(1),
+        "second fallback location"
+    );
     t.servers[1].maintenance = true;
     assert_eq!(
         t.choose_replica(None, 0, 1),
@@ -73,7 +81,10 @@ fn prefers_local_then_fallback_order_then_primary() {
 #[test]
 fn unused_location_is_never_read_from() {
     let t = topo(&[(LOCATION_UNUSED, Some(0))]);
-    assert!(matches!(t.choose_replica(None, 0, 1), Choice::Primary { .. }));
+    assert!(matches!(
+        t.choose_replica(None, 0, 1),
+        Choice::Primary { .. }
+    ));
 }
 
 #[test]
@@ -103,7 +114,10 @@ fn no_replicas_and_unavailable_primary() {
 #[test]
 fn lag_limit_unknown_lag_and_hysteresis() {
     let mut t = topo(&[(0, Some(1500)), (0, None)]);
-    assert!(matches!(t.choose_replica(None, 0, 1), Choice::Primary { .. }));
+    assert!(matches!(
+        t.choose_replica(None, 0, 1),
+        Choice::Primary { .. }
+    ));
     t.update_lag(1, Some(800));
     assert!(
         matches!(t.choose_replica(None, 0, 1), Choice::Primary { .. }),
@@ -112,19 +126,30 @@ fn lag_limit_unknown_lag_and_hysteresis() {
     t.update_lag(1, Some(400));
     assert_eq!(picked(t.choose_replica(None, 0, 1)), Some(1));
     t.update_lag(1, Some(900));
-    assert_eq!(picked(t.choose_replica(None, 0, 1)), Some(1), "stays until above max");
+    assert_eq!(
+        picked(t.choose_replica(None, 0, 1)),
+        Some(1),
+        "stays until above max"
+    );
     assert!(
         matches!(t.choose_replica(Some(200), 0, 1), Choice::Primary { .. }),
         "a per-query limit tighter than the lag"
     );
     t.update_lag(1, Some(3000));
-    assert_eq!(picked(t.choose_replica(Some(5000), 0, 1)), Some(1), "a looser per-query limit");
+    assert_eq!(
+        picked(t.choose_replica(Some(5000), 0, 1)),
+        Some(1),
+        "a looser per-query limit"
+    );
 }
 
 #[test]
 fn min_serving_keeps_the_least_lagged_replicas_and_reports_it() {
     let mut t = topo(&[(0, Some(5000)), (0, Some(3000)), (0, None), (0, Some(9000))]);
-    assert!(matches!(t.choose_replica(None, 0, 1), Choice::Primary { .. }));
+    assert!(matches!(
+        t.choose_replica(None, 0, 1),
+        Choice::Primary { .. }
+    ));
     t.min_serving = 1;
     for seed in 0..50 {
         assert_eq!(
@@ -142,7 +167,11 @@ fn min_serving_keeps_the_least_lagged_replicas_and_reports_it() {
             seen[i] = true;
         }
     }
-    assert_eq!(seen, [false, true, true, false, false], "the two least lagged");
+    assert_eq!(
+        seen,
+        [false, true, true, false, false],
+        "the two least lagged"
+    );
     assert!(
         matches!(t.choose_replica(Some(100), 0, 1), Choice::Primary { .. }),
         "a per-query lag limit is never relaxed"
@@ -155,9 +184,19 @@ fn open_breaker_ejects_then_half_open_admits() {
     for _ in 0..3 {
         t.record_failure(1, 1000);
     }
-    assert!(matches!(t.choose_replica(None, 1000, 1), Choice::Primary { .. }));
-    assert!(matches!(t.choose_replica(None, 5999, 1), Choice::Primary { .. }));
-    assert_eq!(picked(t.choose_replica(None, 6000, 1)), Some(1), "half-open trial");
+    assert!(matches!(
+        t.choose_replica(None, 1000, 1),
+        Choice::Primary { .. }
+    ));
+    assert!(matches!(
+        t.choose_replica(None, 5999, 1),
+        Choice::Primary { .. }
+    ));
+    assert_eq!(
+        picked(t.choose_replica(None, 6000, 1)),
+        Some(1),
+        "half-open trial"
+    );
     t.record_success(1);
     assert_eq!(t.servers[1].breaker.state(6000), BreakerState::Closed);
 }
@@ -201,7 +240,10 @@ fn from_config_ranks_locations() {
         matches!(t.choose_replica(None, 0, 1), Choice::NoServer(_)),
         "nothing is reachable before the monitor reports"
     );
-    assert_eq!(location_rank(Some("a"), &["b".into()], Some("c")), LOCATION_UNUSED);
+    assert_eq!(
+        location_rank(Some("a"), &["b".into()], Some("c")),
+        LOCATION_UNUSED
+    );
     assert_eq!(location_rank(Some("a"), &[], Some("c")), 1);
     assert_eq!(location_rank(None, &[], Some("c")), 0);
 }

@@ -22,7 +22,8 @@ impl Span {
 
     /// The bytes this span covers in `sql` (empty if out of range).
     pub fn of<'a>(&self, sql: &'a [u8]) -> &'a [u8] {
-        sql.get(self.start as usize..self.end as usize).unwrap_or(&[])
+        sql.get(self.start as usize..self.end as usize)
+            .unwrap_or(&[])
     }
 }
 
@@ -229,8 +230,7 @@ impl Iterator for Lexer<'_> {
                     self.skip_quoted(start + 1, q)
                 } else {
                     let mut p = start + 1;
-                    while p < self.sql.len() && (is_word_byte(self.sql[p]) || self.sql[p] == b'.')
-                    {
+                    while p < self.sql.len() && (is_word_byte(self.sql[p]) || self.sql[p] == b'.') {
                         p += 1;
                     }
                     p
@@ -337,8 +337,7 @@ fn scan_hint_body(body: &[u8], hints: &mut Hints) {
             let word = &rest[..word_len];
             if word.eq_ignore_ascii_case(b"primary") || word.eq_ignore_ascii_case(b"master") {
                 hints.primary = true;
-            } else if word.eq_ignore_ascii_case(b"replica") || word.eq_ignore_ascii_case(b"slave")
-            {
+            } else if word.eq_ignore_ascii_case(b"replica") || word.eq_ignore_ascii_case(b"slave") {
                 hints.replica = true;
             } else if word.eq_ignore_ascii_case(b"max_lag_ms") {
                 let after = &rest[word_len..];

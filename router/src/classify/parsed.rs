@@ -67,7 +67,9 @@ fn parse(sql: &[u8]) -> Classification {
 
 fn is_plain_query(stmt: &Statement) -> bool {
     match stmt {
-        Statement::Query(q) => q.locks.is_empty() && !format!("{q}").to_ascii_uppercase().contains(" INTO "),
+        Statement::Query(q) => {
+            q.locks.is_empty() && !format!("{q}").to_ascii_uppercase().contains(" INTO ")
+        }
         _ => false,
     }
 }

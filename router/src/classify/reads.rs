@@ -20,12 +20,10 @@ pub(super) fn scan_read(cur: &mut Cursor<'_>, with: bool) -> Classification {
     let mut prev_lock = false;
     let mut buf = [0u8; 32];
     // The first reason found that needs the primary wins; effects are kept for the session.
-    let set = |found: &mut Option<Classification>, reason: Reason, effect: Effect| {
-        match found {
-            None => *found = Some(Classification::new(Target::Primary, reason, effect)),
-            Some(f) if f.effect == Effect::None && effect != Effect::None => f.effect = effect,
-            Some(_) => {}
-        }
+    let set = |found: &mut Option<Classification>, reason: Reason, effect: Effect| match found {
+        None => *found = Some(Classification::new(Target::Primary, reason, effect)),
+        Some(f) if f.effect == Effect::None && effect != Effect::None => f.effect = effect,
+        Some(_) => {}
     };
     while let Some(t) = cur.next() {
         let was_for = std::mem::replace(&mut prev_word_for, false);

@@ -108,7 +108,8 @@ const fn c(target: Target, reason: Reason, effect: Effect) -> Classification {
 const PRIMARY_WRITE: Classification = c(Target::Primary, Reason::Write, Effect::Write);
 const DDL: Classification = c(Target::Primary, Reason::Ddl, Effect::ImplicitCommit);
 const ADMIN: Classification = c(Target::Primary, Reason::ServerAdmin, Effect::None);
-const ADMIN_COMMIT: Classification = c(Target::Primary, Reason::ServerAdmin, Effect::ImplicitCommit);
+const ADMIN_COMMIT: Classification =
+    c(Target::Primary, Reason::ServerAdmin, Effect::ImplicitCommit);
 const TRX: Classification = c(Target::Primary, Reason::Transaction, Effect::None);
 const READ: Classification = c(Target::Replica, Reason::Read, Effect::None);
 const PREVIOUS: Classification = c(Target::Previous, Reason::PreviousBackend, Effect::None);
@@ -158,7 +159,13 @@ fn is_compound(sql: &[u8]) -> bool {
     for _ in 0..12 {
         match cur.next() {
             Some(t) if t.kind == Kind::Word => {
-                for kw in [&b"PROCEDURE"[..], b"FUNCTION", b"TRIGGER", b"EVENT", b"PACKAGE"] {
+                for kw in [
+                    &b"PROCEDURE"[..],
+                    b"FUNCTION",
+                    b"TRIGGER",
+                    b"EVENT",
+                    b"PACKAGE",
+                ] {
                     if cur.is_kw(&t, kw) {
                         return true;
                     }
@@ -212,7 +219,9 @@ pub(super) fn statement(cur: &mut Cursor<'_>) -> Classification {
         b"SHOW" => show(cur),
         b"DESC" | b"DESCRIBE" | b"EXPLAIN" => explain(cur),
         b"ANALYZE" => {
-            if cur.eat_kw(b"TABLE") || cur.eat_kw(b"TABLES") || cur.eat_kw(b"NO_WRITE_TO_BINLOG")
+            if cur.eat_kw(b"TABLE")
+                || cur.eat_kw(b"TABLES")
+                || cur.eat_kw(b"NO_WRITE_TO_BINLOG")
                 || cur.eat_kw(b"LOCAL")
             {
                 DDL
@@ -252,11 +261,9 @@ pub(super) fn statement(cur: &mut Cursor<'_>) -> Classification {
         b"XA" => xa(cur),
         b"SET" => super::set::set_statement(cur),
         b"USE" => match cur.next() {
-            Some(t) if matches!(t.kind, Kind::Word | Kind::Quoted) => c(
-                Target::Primary,
-                Reason::SessionState,
-                Effect::UseDb(t.span),
-            ),
+            Some(t) if matches!(t.kind, Kind::Word | Kind::Quoted) => {
+                c(Target::Primary, Reason::SessionState, Effect::UseDb(t.span))
+            }
             _ => UNPARSEABLE,
         },
         b"CREATE" => create(cur),
@@ -437,7 +444,11 @@ fn drop(cur: &mut Cursor<'_>) -> Classification {
     };
     let mut end = first.span.end;
     while let Some(t) = cur.next() {
-        if cur.is_kw(&t, b"RESTRICT") || cur.is_kw(&t, b"CASCADE") || cur.is_kw(&t, b"WAIT") || cur.is_kw(&t, b"NOWAIT") {
+        if cur.is_kw(&t, b"RESTRICT")
+            || cur.is_kw(&t, b"CASCADE")
+            || cur.is_kw(&t, b"WAIT")
+            || cur.is_kw(&t, b"NOWAIT")
+        {
             break;
         }
         end = t.span.end;

@@ -46,7 +46,11 @@ pub struct Assignment {
 pub(super) fn set_statement(cur: &mut Cursor<'_>) -> Classification {
     let mut look = cur.clone();
     if look.eat_kw(b"TRANSACTION") {
-        return Classification::new(Target::Primary, Reason::Transaction, Effect::NextTransaction);
+        return Classification::new(
+            Target::Primary,
+            Reason::Transaction,
+            Effect::NextTransaction,
+        );
     }
     if look.eat_kw(b"PASSWORD") || look.eat_kw(b"DEFAULT") {
         return Classification::new(Target::Primary, Reason::Write, Effect::None);
@@ -172,8 +176,7 @@ pub(crate) fn assignments(
         let mut value_start: Option<u32> = None;
         let mut end = tok.span.end;
         let mut more = false;
-        loop {
-            let Some(t) = cur.peek() else { break };
+        while let Some(t) = cur.peek() {
             match t.kind {
                 Kind::Punct(b'(') => depth += 1,
                 Kind::Punct(b')') => depth -= 1,

@@ -244,7 +244,8 @@ impl Session {
     pub fn on_ok(&mut self, status_flags: u16) {
         if let Some(p) = self.pending.take() {
             let text = p.text.as_deref().unwrap_or(&[]);
-            self.state.apply(p.class.effect, text, &mut self.history, false);
+            self.state
+                .apply(p.class.effect, text, &mut self.history, false);
             if p.read_only_on_replica {
                 self.state.trx_on_replica = true;
             }
@@ -264,7 +265,8 @@ impl Session {
         if let Some(p) = self.pending.take() {
             if p.class.effect == Effect::Multi {
                 let text = p.text.as_deref().unwrap_or(&[]);
-                self.state.apply(p.class.effect, text, &mut self.history, true);
+                self.state
+                    .apply(p.class.effect, text, &mut self.history, true);
             }
         }
         if error_code == ER_LOCK_DEADLOCK {

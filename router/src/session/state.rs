@@ -41,7 +41,13 @@ impl Default for State {
 impl State {
     /// Applies a statement's effect. `conservative` (a failed multi-statement, where some
     /// statements may have run) applies only what keeps the session on the primary.
-    pub fn apply(&mut self, effect: Effect, text: &[u8], history: &mut History, conservative: bool) {
+    pub fn apply(
+        &mut self,
+        effect: Effect,
+        text: &[u8],
+        history: &mut History,
+        conservative: bool,
+    ) {
         match effect {
             Effect::None | Effect::NextTransaction => {}
             Effect::Write => self.wrote = true,
@@ -231,7 +237,10 @@ fn for_each_name(list: &[u8], mut f: impl FnMut(Box<[u8]>)) {
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
     let end = b
         .iter()
         .rposition(|c| !c.is_ascii_whitespace())

@@ -47,7 +47,13 @@ fn explicit_transaction_keeps_reads_on_the_primary_until_commit() {
     assert!(s.needs_pinned_primary() && s.in_transaction());
     ok(&mut s, "SELECT * FROM t", Primary, R::Transaction, AC | IT);
     ok(&mut s, "UPDATE t SET a = 1", Primary, R::Write, AC | IT);
-    ok(&mut s, "/* rwsplit:replica */ SELECT 1", Primary, R::Transaction, AC | IT);
+    ok(
+        &mut s,
+        "/* rwsplit:replica */ SELECT 1",
+        Primary,
+        R::Transaction,
+        AC | IT,
+    );
     ok(&mut s, "COMMIT", Primary, R::Transaction, AC);
     assert!(!s.in_transaction());
     ok(&mut s, "SELECT * FROM t", Replica, R::Read, AC);
@@ -74,15 +80,33 @@ fn status_flags_are_authoritative() {
     ok(&mut s, "SELECT 1", Primary, R::Transaction, AC | IT);
     // `SET autocommit = @v` cannot be read from the text; the flags say it is off.
     ok(&mut s, "ROLLBACK", Primary, R::Transaction, AC);
-    ok(&mut s, "SET @@autocommit = (SELECT 0)", Primary, R::Transaction, 0);
+    ok(
+        &mut s,
+        "SET @@autocommit = (SELECT 0)",
+        Primary,
+        R::Transaction,
+        0,
+    );
     ok(&mut s, "SELECT 1", Primary, R::AutocommitOff, 0);
 }
 
 #[test]
 fn ddl_commits_implicitly() {
     let mut s = session();
-    ok(&mut s, "START TRANSACTION", Primary, R::Transaction, AC | IT);
-    ok(&mut s, "ALTER TABLE t ADD COLUMN c INT", Primary, R::Ddl, AC);
+    ok(
+        &mut s,
+        "START TRANSACTION",
+        Primary,
+        R::Transaction,
+        AC | IT,
+    );
+    ok(
+        &mut s,
+        "ALTER TABLE t ADD COLUMN c INT",
+        Primary,
+        R::Ddl,
+        AC,
+    );
     ok(&mut s, "SELECT c FROM t", Replica, R::Read, AC);
 }
 
@@ -103,13 +127,31 @@ fn temporary_table_life_cycle() {
     let mut s = session();
     err(&mut s, "CREATE TEMPORARY TABLE tmp (id INT)", Primary, 1050);
     assert!(!s.pins().temp_tables, "a failed CREATE creates nothing");
-    ok(&mut s, "CREATE TEMPORARY TABLE tmp (id INT)", Primary, R::TempTable, AC);
-    ok(&mut s, "CREATE TEMPORARY TABLE `db`.`Tmp2` (id INT)", Primary, R::TempTable, AC);
+    ok(
+        &mut s,
+        "CREATE TEMPORARY TABLE tmp (id INT)",
+        Primary,
+        R::TempTable,
+        AC,
+    );
+    ok(
+        &mut s,
+        "CREATE TEMPORARY TABLE `db`.`Tmp2` (id INT)",
+        Primary,
+        R::TempTable,
+        AC,
+    );
     assert_eq!(s.temp_tables().count(), 2);
     ok(&mut s, "INSERT INTO tmp VALUES (1)", Primary, R::Write, AC);
     ok(&mut s, "SELECT * FROM tmp", Primary, R::TempTable, AC);
     ok(&mut s, "SELECT * FROM unrelated", Primary, R::TempTable, AC);
-    ok(&mut s, "DROP TEMPORARY TABLE tmp", Primary, R::TempTable, AC);
+    ok(
+        &mut s,
+        "DROP TEMPORARY TABLE tmp",
+        Primary,
+        R::TempTable,
+        AC,
+    );
     ok(&mut s, "SELECT * FROM t", Primary, R::TempTable, AC);
     ok(&mut s, "DROP TABLE IF EXISTS db.tmp2", Primary, R::Ddl, AC);
     assert!(!s.pins().temp_tables);
@@ -119,12 +161,24 @@ fn temporary_table_life_cycle() {
 #[test]
 fn lock_tables_keeps_everything_on_the_primary() {
     let mut s = session();
-    ok(&mut s, "LOCK TABLES t READ, u WRITE", Primary, R::LockTables, AC);
+    ok(
+        &mut s,
+        "LOCK TABLES t READ, u WRITE",
+        Primary,
+        R::LockTables,
+        AC,
+    );
     assert!(s.pins().lock_tables);
     ok(&mut s, "SELECT * FROM t", Primary, R::LockTables, AC);
     ok(&mut s, "UNLOCK TABLES", Primary, R::LockTables, AC);
     ok(&mut s, "SELECT * FROM t", Replica, R::Read, AC);
-    ok(&mut s, "FLUSH TABLES WITH READ LOCK", Primary, R::LockTables, AC);
+    ok(
+        &mut s,
+        "FLUSH TABLES WITH READ LOCK",
+        Primary,
+        R::LockTables,
+        AC,
+    );
     ok(&mut s, "SHOW TABLES", Primary, R::LockTables, AC);
     ok(&mut s, "UNLOCK TABLES", Primary, R::LockTables, AC);
     ok(&mut s, "SHOW TABLES", Replica, R::Read, AC);
@@ -143,7 +197,11 @@ fn prepared_statements_route_by_their_own_class_at_each_execution() {
     };
     assert_eq!(exec(&mut s, &read, AC), (Replica, R::Read));
     assert_eq!(exec(&mut s, &write, AC), (Primary, R::Write));
-    assert_eq!(exec(&mut s, &read, AC), (Replica, R::Read), "not where it was prepared");
+    assert_eq!(
+        exec(&mut s, &read, AC),
+        (Replica, R::Read),
+        "not where it was prepared"
+    );
     assert_eq!(exec(&mut s, &locking, AC), (Primary, R::LockingRead));
     ok(&mut s, "BEGIN", Primary, R::Transaction, AC | IT);
     assert_eq!(exec(&mut s, &read, AC | IT), (Primary, R::Transaction));
@@ -158,10 +216,22 @@ fn prepared_statements_route_by_their_own_class_at_each_execution() {
 #[test]
 fn text_prepared_statements_pin_the_primary() {
     let mut s = session();
-    ok(&mut s, "PREPARE q FROM 'SELECT 1'", Primary, R::PreparedStatement, AC);
+    ok(
+        &mut s,
+        "PREPARE q FROM 'SELECT 1'",
+        Primary,
+        R::PreparedStatement,
+        AC,
+    );
     assert!(s.pins().prepared_text);
     ok(&mut s, "EXECUTE q", Primary, R::PreparedStatement, AC);
-    ok(&mut s, "DEALLOCATE PREPARE q", Primary, R::PreparedStatement, AC);
+    ok(
+        &mut s,
+        "DEALLOCATE PREPARE q",
+        Primary,
+        R::PreparedStatement,
+        AC,
+    );
     assert!(!s.pins().prepared_text);
 }
 
@@ -171,12 +241,48 @@ fn session_variables_are_recorded_for_replay_and_stay_bounded() {
     let g0 = s.history_generation();
     ok(&mut s, "SET NAMES utf8mb4", Primary, R::SessionState, AC);
     ok(&mut s, "USE app", Primary, R::SessionState, AC);
-    ok(&mut s, "SET sql_mode = 'ANSI'", Primary, R::SessionState, AC);
-    ok(&mut s, "SET SESSION sql_mode = 'TRADITIONAL'", Primary, R::SessionState, AC);
-    ok(&mut s, "SET @@session.time_zone = '+00:00'", Primary, R::SessionState, AC);
-    ok(&mut s, "SET GLOBAL max_connections = 10", Primary, R::ServerAdmin, AC);
-    ok(&mut s, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", Primary, R::SessionState, AC);
-    ok(&mut s, "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", Primary, R::Transaction, AC);
+    ok(
+        &mut s,
+        "SET sql_mode = 'ANSI'",
+        Primary,
+        R::SessionState,
+        AC,
+    );
+    ok(
+        &mut s,
+        "SET SESSION sql_mode = 'TRADITIONAL'",
+        Primary,
+        R::SessionState,
+        AC,
+    );
+    ok(
+        &mut s,
+        "SET @@session.time_zone = '+00:00'",
+        Primary,
+        R::SessionState,
+        AC,
+    );
+    ok(
+        &mut s,
+        "SET GLOBAL max_connections = 10",
+        Primary,
+        R::ServerAdmin,
+        AC,
+    );
+    ok(
+        &mut s,
+        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        Primary,
+        R::SessionState,
+        AC,
+    );
+    ok(
+        &mut s,
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        Primary,
+        R::Transaction,
+        AC,
+    );
     err(&mut s, "SET sql_mode = 'NOPE'", Primary, 1231);
     assert_eq!(
         history(&s),
@@ -192,8 +298,14 @@ fn session_variables_are_recorded_for_replay_and_stay_bounded() {
     let g = s.history_generation();
     s.on_init_db(b"we`ird");
     assert!(s.history_generation() > g);
-    assert_eq!(history(&s).last().map(String::as_str), Some("USE `we``ird`"));
-    assert_eq!(history(&s).iter().filter(|c| c.starts_with("USE")).count(), 1);
+    assert_eq!(
+        history(&s).last().map(String::as_str),
+        Some("USE `we``ird`")
+    );
+    assert_eq!(
+        history(&s).iter().filter(|c| c.starts_with("USE")).count(),
+        1
+    );
     // Reads still go to replicas: the proxy replays the history there first.
     ok(&mut s, "SELECT 1", Replica, R::Read, AC);
     assert!(!s.needs_pinned_primary());
@@ -204,7 +316,13 @@ fn session_variables_are_recorded_for_replay_and_stay_bounded() {
 #[test]
 fn set_names_in_a_versioned_comment_and_mixed_assignments() {
     let mut s = session();
-    ok(&mut s, "/*!40101 SET NAMES utf8 */", Primary, R::SessionState, AC);
+    ok(
+        &mut s,
+        "/*!40101 SET NAMES utf8 */",
+        Primary,
+        R::SessionState,
+        AC,
+    );
     ok(
         &mut s,
         "SET autocommit=1, sql_mode = concat(@@sql_mode,',STRICT_TRANS_TABLES')",
@@ -214,7 +332,10 @@ fn set_names_in_a_versioned_comment_and_mixed_assignments() {
     );
     assert_eq!(
         history(&s),
-        ["SET NAMES utf8", "SET sql_mode = concat(@@sql_mode,',STRICT_TRANS_TABLES')"]
+        [
+            "SET NAMES utf8",
+            "SET sql_mode = concat(@@sql_mode,',STRICT_TRANS_TABLES')"
+        ]
     );
 }
 
@@ -242,32 +363,68 @@ fn user_variables_live_on_the_primary() {
     ok(&mut s, "SELECT @x", Primary, R::UserVariable, AC);
     ok(&mut s, "SELECT 1", Replica, R::Read, AC);
     let mut s = session();
-    ok(&mut s, "SELECT @n := COUNT(*) FROM t", Primary, R::UserVariable, AC);
+    ok(
+        &mut s,
+        "SELECT @n := COUNT(*) FROM t",
+        Primary,
+        R::UserVariable,
+        AC,
+    );
     assert!(s.pins().user_variables);
 }
 
 #[test]
 fn named_locks_pin_the_connection_but_not_reads() {
     let mut s = session();
-    ok(&mut s, "SELECT GET_LOCK('job', 10)", Primary, R::NamedLock, AC);
+    ok(
+        &mut s,
+        "SELECT GET_LOCK('job', 10)",
+        Primary,
+        R::NamedLock,
+        AC,
+    );
     assert!(s.pins().named_locks);
     ok(&mut s, "SELECT * FROM t", Replica, R::Read, AC);
     ok(&mut s, "DO RELEASE_LOCK('job')", Primary, R::NamedLock, AC);
     assert!(!s.pins().named_locks);
     ok(&mut s, "DO GET_LOCK('a', 1)", Primary, R::NamedLock, AC);
     ok(&mut s, "DO GET_LOCK('b', 1)", Primary, R::NamedLock, AC);
-    ok(&mut s, "SELECT RELEASE_ALL_LOCKS()", Primary, R::NamedLock, AC);
+    ok(
+        &mut s,
+        "SELECT RELEASE_ALL_LOCKS()",
+        Primary,
+        R::NamedLock,
+        AC,
+    );
     assert!(!s.pins().named_locks);
 }
 
 #[test]
 fn insert_then_last_insert_id_stays_on_the_primary_connection() {
     let mut s = session();
-    ok(&mut s, "INSERT INTO t (v) VALUES ('a')", Primary, R::Write, AC);
+    ok(
+        &mut s,
+        "INSERT INTO t (v) VALUES ('a')",
+        Primary,
+        R::Write,
+        AC,
+    );
     assert!(s.pins().wrote && s.needs_pinned_primary());
-    ok(&mut s, "SELECT LAST_INSERT_ID()", Primary, R::LastInsertId, AC);
+    ok(
+        &mut s,
+        "SELECT LAST_INSERT_ID()",
+        Primary,
+        R::LastInsertId,
+        AC,
+    );
     ok(&mut s, "SHOW WARNINGS", Previous, R::PreviousBackend, AC);
-    ok(&mut s, "SELECT ROW_COUNT()", Previous, R::PreviousBackend, AC);
+    ok(
+        &mut s,
+        "SELECT ROW_COUNT()",
+        Previous,
+        R::PreviousBackend,
+        AC,
+    );
 }
 
 #[test]
@@ -276,20 +433,59 @@ fn read_only_transaction_runs_on_one_replica_when_enabled() {
         read_only_transactions_on_replica: true,
         ..SessionOptions::default()
     });
-    ok(&mut s, "START TRANSACTION READ ONLY", Replica, R::ReadOnlyTransaction, AC | IT | SERVER_STATUS_IN_TRANS_READONLY);
+    ok(
+        &mut s,
+        "START TRANSACTION READ ONLY",
+        Replica,
+        R::ReadOnlyTransaction,
+        AC | IT | SERVER_STATUS_IN_TRANS_READONLY,
+    );
     assert!(s.in_replica_transaction());
-    assert!(!s.pins().transaction, "the primary connection is not needed");
-    ok(&mut s, "SELECT * FROM t", Previous, R::ReadOnlyTransaction, AC | IT);
-    ok(&mut s, "SELECT * FROM u", Previous, R::ReadOnlyTransaction, AC | IT);
+    assert!(
+        !s.pins().transaction,
+        "the primary connection is not needed"
+    );
+    ok(
+        &mut s,
+        "SELECT * FROM t",
+        Previous,
+        R::ReadOnlyTransaction,
+        AC | IT,
+    );
+    ok(
+        &mut s,
+        "SELECT * FROM u",
+        Previous,
+        R::ReadOnlyTransaction,
+        AC | IT,
+    );
     ok(&mut s, "COMMIT", Previous, R::ReadOnlyTransaction, AC);
     assert!(!s.in_transaction());
     ok(&mut s, "SELECT 1", Replica, R::Read, AC);
     // With session state on the primary (a temp table) it stays there.
-    ok(&mut s, "CREATE TEMPORARY TABLE x (id INT)", Primary, R::TempTable, AC);
-    ok(&mut s, "START TRANSACTION READ ONLY", Primary, R::Transaction, AC | IT);
+    ok(
+        &mut s,
+        "CREATE TEMPORARY TABLE x (id INT)",
+        Primary,
+        R::TempTable,
+        AC,
+    );
+    ok(
+        &mut s,
+        "START TRANSACTION READ ONLY",
+        Primary,
+        R::Transaction,
+        AC | IT,
+    );
     // Off by default.
     let mut s = session();
-    ok(&mut s, "START TRANSACTION READ ONLY", Primary, R::Transaction, AC | IT);
+    ok(
+        &mut s,
+        "START TRANSACTION READ ONLY",
+        Primary,
+        R::Transaction,
+        AC | IT,
+    );
     ok(&mut s, "SELECT 1", Primary, R::Transaction, AC | IT);
 }
 
@@ -308,14 +504,31 @@ fn xa_transaction_pins_the_primary() {
 #[test]
 fn multi_statement_effects_apply_per_statement() {
     let mut s = session();
-    ok(&mut s, "SET autocommit=0; SELECT 1", Primary, R::MultiStatement, IT);
+    ok(
+        &mut s,
+        "SET autocommit=0; SELECT 1",
+        Primary,
+        R::MultiStatement,
+        IT,
+    );
     ok(&mut s, "SELECT 1", Primary, R::Transaction, IT);
     let mut s = session();
-    ok(&mut s, "SET NAMES latin1; USE app", Primary, R::MultiStatement, AC);
+    ok(
+        &mut s,
+        "SET NAMES latin1; USE app",
+        Primary,
+        R::MultiStatement,
+        AC,
+    );
     assert_eq!(history(&s), ["SET NAMES latin1", "USE app"]);
     // A failed multi-statement may have run its first statements: keep what pins.
     let mut s = session();
-    err(&mut s, "CREATE TEMPORARY TABLE x (id INT); INSERT INTO nope VALUES (1)", Primary, 1146);
+    err(
+        &mut s,
+        "CREATE TEMPORARY TABLE x (id INT); INSERT INTO nope VALUES (1)",
+        Primary,
+        1146,
+    );
     ok(&mut s, "SELECT 1", Primary, R::TempTable, AC);
     let mut s = session();
     err(&mut s, "SET sql_mode = ''; SELEC 1", Primary, 1064);
@@ -328,15 +541,33 @@ fn hints_choose_lag_and_primary_but_never_break_correctness() {
     let d = s.route_query(b"/* rwsplit:max_lag_ms=200 */ SELECT * FROM t");
     assert_eq!((d.target, d.max_lag_ms), (Replica, Some(200)));
     s.on_ok(AC);
-    ok(&mut s, "/* rwsplit:primary */ SELECT 1", Primary, R::HintPrimary, AC);
-    ok(&mut s, "/* rwsplit:replica */ DELETE FROM t", Primary, R::Write, AC);
+    ok(
+        &mut s,
+        "/* rwsplit:primary */ SELECT 1",
+        Primary,
+        R::HintPrimary,
+        AC,
+    );
+    ok(
+        &mut s,
+        "/* rwsplit:replica */ DELETE FROM t",
+        Primary,
+        R::Write,
+        AC,
+    );
 }
 
 #[test]
 fn reset_connection_forgets_everything() {
     let mut s = session();
     ok(&mut s, "SET autocommit=0", Primary, R::Transaction, 0);
-    ok(&mut s, "CREATE TEMPORARY TABLE x (id INT)", Primary, R::TempTable, IT);
+    ok(
+        &mut s,
+        "CREATE TEMPORARY TABLE x (id INT)",
+        Primary,
+        R::TempTable,
+        IT,
+    );
     ok(&mut s, "SET @v = 1", Primary, R::UserVariable, IT);
     s.reset();
     assert!(!s.needs_pinned_primary());
