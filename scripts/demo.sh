@@ -13,7 +13,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 pids=()
 cleanup() {
-  trap - INT TERM EXIT
+  trap - EXIT
   step "stopping the demo"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -34,7 +34,8 @@ step "building rwsplit (release)"
 cargo build --release --bins
 
 step "starting the topology: primary 127.0.0.1:3310, replica1 :3311 (zone-a), replica2 :3312 (zone-b)"
-trap cleanup INT TERM EXIT
+trap cleanup EXIT
+trap 'exit 0' INT TERM # Ctrl-C is how the demo is meant to end
 scripts/cluster.sh up
 
 step "starting the binlog-reader sidecar (http://127.0.0.1:$SIDECAR_HTTP) and the proxy (127.0.0.1:$PROXY_PORT)"
@@ -60,9 +61,11 @@ mysql_proxy -t -e "
   SELECT COUNT(*) AS events, @@port AS read_served_by_port FROM demo_events;
   BEGIN; SELECT @@port AS in_transaction_port; COMMIT;"
 
-step "sample workload: sysbench oltp_read_write through the proxy, 4 threads, 10 s"
+step "sample workload: sysbench oltp_read_write in autocommit mode through the proxy, 4 threads, 10 s"
+echo "(autocommit reads go to replica1, in the proxy's own location zone-a; replica2 in zone-b"
+echo " takes reads only when replica1 is unavailable or too far behind)"
 SB=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-port=$PROXY_PORT --mysql-user=app
-    --mysql-password=app-password --mysql-db=rwsplit_test --tables=2 --table-size=2000)
+    --mysql-password=app-password --mysql-db=rwsplit_test --tables=2 --table-size=2000 --skip_trx=on --delete_inserts=0)
 sysbench oltp_read_write "${SB[@]}" cleanup >/dev/null 2>&1 || true
 sysbench oltp_read_write "${SB[@]}" prepare >"$RUN/sysbench-prepare.log" 2>&1
 sysbench oltp_read_write "${SB[@]}" --threads=4 --time=10 --report-interval=2 run | grep -E '^\[|queries:|transactions:|errors'
@@ -80,7 +83,8 @@ import json, sys
 doc = json.load(sys.stdin)
 for name, r in sorted(doc.get("replicas", {}).items()):
     lag = r.get("lag_ms")
-    print(f"  {name:10} lag {lag if lag is not None else \"unknown\"} ms")' || echo "  (sidecar not answering; see $RUN/sidecar.log)"
+    shown = "unknown" if lag is None else "%s ms" % lag
+    print("  %-10s lag %s" % (name, shown))' || echo "  (sidecar not answering; see $RUN/sidecar.log)"
 }
 summary
 
