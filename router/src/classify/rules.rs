@@ -215,7 +215,8 @@ pub(super) fn statement(cur: &mut Cursor<'_>) -> Classification {
             PRIMARY_WRITE
         }
         b"DO" => do_statement(cur),
-        b"HANDLER" => c(Target::Primary, Reason::Write, Effect::None),
+        // HANDLER keeps an open cursor on its connection: `Effect::Write` pins the primary.
+        b"HANDLER" => PRIMARY_WRITE,
         b"SHOW" => show(cur),
         b"DESC" | b"DESCRIBE" | b"EXPLAIN" => explain(cur),
         b"ANALYZE" => {
