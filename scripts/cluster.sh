@@ -8,6 +8,7 @@
 #   BASE_PORT    primary port; replica i listens on BASE_PORT+i          (default 3310)
 #   REPLICAS     number of replicas                                      (default 2)
 #   CLUSTER_DIR  scratch folder                                          (default .scratch/cluster-$BASE_PORT)
+#   SERVER_PATH  where to look for mariadbd/mysqld                       (default $PATH:/usr/sbin:/usr/local/sbin)
 #
 # Works with Debian's MariaDB (mariadbd, installed on demand) and with MySQL 8 (mysqld) where that
 # is what the machine has. Servers are stopped by their pid files, never by name.
@@ -31,8 +32,12 @@ die() { echo "cluster: error: $*" >&2; exit 1; }
 
 find_server() {
   SERVER_BIN=""
-  for candidate in mariadbd /usr/sbin/mariadbd mysqld /usr/sbin/mysqld; do
-    if command -v "$candidate" >/dev/null 2>&1; then SERVER_BIN=$(command -v "$candidate"); break; fi
+  local candidate
+  for candidate in mariadbd mysqld; do
+    if PATH="${SERVER_PATH:-$PATH:/usr/sbin:/usr/local/sbin}" command -v "$candidate" >/dev/null 2>&1; then
+      SERVER_BIN=$(PATH="${SERVER_PATH:-$PATH:/usr/sbin:/usr/local/sbin}" command -v "$candidate")
+      break
+    fi
   done
 }
 

@@ -110,3 +110,95 @@ fn fastrand_id() -> u32 {
         .map(|d| d.subsec_nanos())
         .unwrap_or(1)
 }
+
+#[test]
+fn down_leaves_no_process_or_port_behind() {
+    let Some(cluster) = Cluster::private_or_skip("down_leaves_no_process_or_port_behind") else {
+        return;
+    };
+    let pids: Vec<u32> = (0..=cluster.replicas())
+        .map(|i| cluster.pid(i).unwrap())
+        .collect();
+    let ports: Vec<u16> = (0..=cluster.replicas()).map(|i| cluster.port(i)).collect();
+    let dir = cluster.dir().to_path_buf();
+    drop(cluster); // runs `scripts/cluster.sh down`
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "server pid {pid} still runs"
+        );
+    }
+    for port in ports {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} is still taken after cluster down"
+        );
+    }
+    assert!(!dir.exists(), "{} was not removed", dir.display());
+}
+
+/// Runs `scripts/cluster.sh up` with the given environment; returns (exit code, stdout + stderr).
+fn cluster_up_with(env: &[(&str, String)]) -> (Option<i32>, String) {
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(integration_tests::repo_root().join("scripts/cluster.sh"))
+        .arg("up");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("bash runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn a_taken_port_is_one_clear_line() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let scratch = integration_tests::repo_root().join(format!(".scratch/taken-port-{port}"));
+    let (code, text) = cluster_up_with(&[
+        ("BASE_PORT", port.to_string()),
+        ("REPLICAS", "1".into()),
+        ("CLUSTER_DIR", scratch.display().to_string()),
+    ]);
+    let _ = std::fs::remove_dir_all(&scratch);
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(text.trim().lines().count(), 1, "one line expected: {text}");
+    assert!(
+        text.contains(&format!("port {port}")) && text.contains("already in use"),
+        "{text}"
+    );
+    assert!(text.contains("BASE_PORT"), "says how to fix it: {text}");
+}
+
+#[test]
+fn a_missing_server_binary_is_one_clear_line() {
+    // A PATH with the shell tools the script needs but no mariadbd, mysqld or apt-get.
+    let bin = integration_tests::repo_root().join(".scratch/path-without-server");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in [
+        "bash", "id", "dirname", "seq", "cat", "mkdir", "rm", "sleep", "grep",
+    ] {
+        let link = bin.join(tool);
+        if !link.exists() {
+            let target = ["/usr/bin", "/bin"]
+                .iter()
+                .map(|d| std::path::Path::new(d).join(tool))
+                .find(|p| p.exists())
+                .unwrap();
+            std::os::unix::fs::symlink(target, &link).unwrap();
+        }
+    }
+    let (code, text) = cluster_up_with(&[
+        ("PATH", bin.display().to_string()),
+        ("SERVER_PATH", bin.display().to_string()),
+        ("BASE_PORT", integration_tests::free_port().to_string()),
+    ]);
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(text.trim().lines().count(), 1, "one line expected: {text}");
+    assert!(text.contains("no mariadbd or mysqld found"), "{text}");
+    assert!(text.contains("install"), "says how to fix it: {text}");
+}
