@@ -65,8 +65,16 @@ pub(crate) fn process(shared: &Shared, t: &mut Tracker, ev: &Event) -> Result<()
                 p.pos = *pos;
             }
             // Sent only when the primary has nothing more for us.
-            EventKind::Heartbeat if !p.caught_up => mark_caught_up(shared, &mut p),
-            EventKind::Heartbeat => {}
+            EventKind::Heartbeat => {
+                // Carries the primary's current position (MariaDB skips the events before a
+                // GTID start, so this is where the reader learns where it is).
+                if header.log_pos() != 0 {
+                    p.pos = u64::from(header.log_pos());
+                }
+                if !p.caught_up {
+                    mark_caught_up(shared, &mut p);
+                }
+            }
             _ if header.log_pos() != 0 && !artificial => p.pos = u64::from(header.log_pos()),
             _ => {}
         }
@@ -138,8 +146,13 @@ fn commit(shared: &Shared, t: &mut Tracker, ev: &Event, arrival_us: u64) {
     });
     t.in_txn = false;
     let header = ev.header();
-    let end_pos = u64::from(header.log_pos());
     let mut p = lock(&shared.primary);
+    // Events unpacked from a compressed transaction payload carry no position: the payload
+    // event itself (already applied) moved the stream to the transaction's end.
+    let end_pos = match u64::from(header.log_pos()) {
+        0 => p.pos,
+        pos => pos,
+    };
     let live = p.caught_up && pending.commit_us.is_none();
     // MySQL 8 writes the commit time in µs; MariaDB only has whole seconds in the header, so
     // while we stream live the arrival instant is the better clock; replayed history has
@@ -192,3 +205,6 @@ fn commit(shared: &Shared, t: &mut Tracker, ev: &Event, arrival_us: u64) {
         live,
     });
 }
+
+#[cfg(test)]
+mod test;

@@ -105,8 +105,11 @@ async fn poll_loop(shared: &Shared, index: usize, mut conn: Conn) -> String {
             Ok(w) => w,
             Err(e) => return e.to_string(),
         };
-        let need_status =
-            text.trim().is_empty() || last_status.is_none_or(|t| t.elapsed() >= STATUS_EVERY);
+        // Also right after the stream caught up: IO positions read before it are not usable.
+        let io_stale = lock(slot).io_cutoff < lock(&shared.primary).caught_up_index;
+        let need_status = text.trim().is_empty()
+            || io_stale
+            || last_status.is_none_or(|t| t.elapsed() >= STATUS_EVERY);
         let mut status = None;
         if need_status {
             let io_cutoff = lock(&shared.timeline).next_index();
@@ -138,7 +141,14 @@ async fn poll_loop(shared: &Shared, index: usize, mut conn: Conn) -> String {
             r.io_running = s.io_running;
             r.sql_running = s.sql_running;
             r.seconds_behind_master = s.seconds_behind_master;
-            r.io_applied = s.io_pos;
+            // The IO thread has received at least what the SQL thread applied (MariaDB leaves
+            // Gtid_IO_Pos empty until the first transaction after it connects).
+            let mut io = s.io_pos.unwrap_or_default();
+            for (k, done) in r.applied.iter().flatten() {
+                let e = io.entry(k.clone()).or_insert(0);
+                *e = (*e).max(*done);
+            }
+            r.io_applied = Some(io);
             r.io_cutoff = io_cutoff;
             r.io_polled_at_us = at;
         }

@@ -124,7 +124,7 @@ impl LagHandle {
             })
     }
 
-    /// The most recent transactions read from the primary (up to 100 000), oldest first.
+    /// The most recent transactions read from the primary (up to 10 000), oldest first.
     pub fn recent_transactions(&self) -> Vec<Transaction> {
         lock(&self.inner.shared.recent).iter().cloned().collect()
     }

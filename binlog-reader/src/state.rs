@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How many recent transactions are kept for inspection (tests, debugging).
-pub const RECENT_CAPACITY: usize = 100_000;
+pub const RECENT_CAPACITY: usize = 10_000;
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (the data is plain
 /// bookkeeping that stays consistent between statements).

@@ -22,8 +22,12 @@ struct Entry {
 #[derive(Debug, Default)]
 struct Line {
     entries: VecDeque<Entry>,
-    /// Everything with seq ≤ base happened before the timeline knows about it.
-    base: u64,
+    /// Everything with seq ≤ origin happened before the timeline knows about it.
+    origin: u64,
+    /// Entries up to here were pruned: every replica had applied them at its latest poll.
+    pruned_to: u64,
+    /// Entries up to here were dropped for capacity (the newest at `dropped_commit_us`).
+    dropped_to: u64,
     /// Commit time of the newest entry dropped for capacity (not pruned as applied).
     dropped_commit_us: Option<u64>,
     /// Highest seq pushed or based.
@@ -75,7 +79,7 @@ impl Timeline {
             self.lines.insert(
                 key.to_string(),
                 Line {
-                    base: seq,
+                    origin: seq,
                     last: seq,
                     ..Line::default()
                 },
@@ -118,7 +122,7 @@ impl Timeline {
             .map(|(_, k)| k.clone());
         if let Some(line) = key.and_then(|k| self.lines.get_mut(&k)) {
             if let Some(e) = line.entries.pop_front() {
-                line.base = e.seq;
+                line.dropped_to = e.seq;
                 line.dropped_commit_us = Some(e.commit_us);
                 self.len -= 1;
                 self.dropped_total += 1;
@@ -160,16 +164,20 @@ impl Timeline {
     ) -> Result<Option<Oldest>, Unknown> {
         let mut oldest: Option<Oldest> = None;
         for (key, line) in &self.lines {
-            let done = applied.get(key).copied().unwrap_or(0);
-            let candidate = if done < line.base {
-                match line.dropped_commit_us {
-                    Some(c) => Some(Oldest {
-                        commit_us: c,
-                        truncated: true,
-                    }),
-                    None if line.base == 0 => None,
-                    None => return Err(Unknown::BeforeTimeline),
+            // Pruned entries were applied by every replica at its latest poll, so a position
+            // read earlier (the IO thread's, refreshed less often) is at least there by now.
+            let done = applied.get(key).copied().unwrap_or(0).max(line.pruned_to);
+            let candidate = if done < line.origin && line.dropped_to < line.origin {
+                if line.origin == 0 {
+                    None
+                } else {
+                    return Err(Unknown::BeforeTimeline);
                 }
+            } else if done < line.dropped_to {
+                line.dropped_commit_us.map(|c| Oldest {
+                    commit_us: c,
+                    truncated: true,
+                })
             } else {
                 let i = line.entries.partition_point(|e| e.seq <= done);
                 line.entries
@@ -203,10 +211,7 @@ impl Timeline {
             if n > 0 {
                 line.entries.drain(..n);
                 self.len -= n;
-                if min > line.base {
-                    line.base = min;
-                    line.dropped_commit_us = None;
-                }
+                line.pruned_to = line.pruned_to.max(min);
             }
         }
     }
@@ -249,6 +254,22 @@ mod test {
             t.oldest_unapplied(&w(&[("0", 3)]), all),
             Err(Unknown::BeforeTimeline)
         );
+    }
+
+    #[test]
+    fn a_stale_position_below_what_was_pruned_is_not_unknown() {
+        let mut t = Timeline::new(100);
+        t.set_base("0", 10);
+        for s in 11..=13 {
+            t.push("0", s, s * 100);
+        }
+        t.prune([&w(&[("0", 12)])]);
+        // An IO position read before the prune still says 10: it is at least 12 by now.
+        let o = t
+            .oldest_unapplied(&w(&[("0", 10)]), u64::MAX)
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.commit_us, 1_300);
     }
 
     #[test]
