@@ -139,3 +139,53 @@ async fn cursors_fetch_from_the_backend_that_opened_them() {
     cursor_round(p.port, true).await;
     cursor_round(p.port, false).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_data_reaches_the_backend_that_executes() {
+    let Some(c) = cluster("long_data_reaches_the_backend_that_executes") else {
+        return;
+    };
+    let p = start(&c).await;
+    let mut s = login(p.port, true).await;
+    let mut prep = vec![0x16];
+    prep.extend_from_slice(b"SELECT CONCAT(?, '|', @@port)");
+    send(&mut s, &prep).await;
+    let head = packet(&mut s).await;
+    assert_eq!(head[0], 0, "{head:?}");
+    let id = [head[1], head[2], head[3], head[4]];
+    let (columns, params) = (
+        u16::from_le_bytes([head[5], head[6]]),
+        u16::from_le_bytes([head[7], head[8]]),
+    );
+    for _ in 0..(columns + params) {
+        let _ = packet(&mut s).await;
+    }
+    for round in 0..3 {
+        for chunk in [&b"hello "[..], &b"world"[..]] {
+            let mut ld = vec![0x18];
+            ld.extend_from_slice(&id);
+            ld.extend_from_slice(&0u16.to_le_bytes());
+            ld.extend_from_slice(chunk);
+            send(&mut s, &ld).await;
+        }
+        let mut exec = vec![0x17];
+        exec.extend_from_slice(&id);
+        exec.push(0);
+        exec.extend_from_slice(&1u32.to_le_bytes());
+        exec.push(0); // null bitmap
+        exec.push(1); // new_params_bound_flag
+        exec.extend_from_slice(&[0xfd, 0x00]); // VAR_STRING; value comes from long data
+        send(&mut s, &exec).await;
+        assert_eq!(packet(&mut s).await, vec![1], "round {round}");
+        let _coldef = packet(&mut s).await;
+        let row = packet(&mut s).await;
+        assert_eq!(row[0], 0, "{row:?}");
+        let text = String::from_utf8_lossy(&row[3..]).into_owned();
+        let (value, port) = text.split_once('|').unwrap();
+        assert_eq!(value, "hello world", "round {round}");
+        let port: u16 = port.parse().unwrap();
+        assert!(c.replica_ports().contains(&port), "a read: {port}");
+        let end = packet(&mut s).await;
+        assert_eq!(end[0], 0xfe);
+    }
+}
