@@ -146,3 +146,94 @@ async fn sidecar_lag_source_follows_the_sidecar_and_goes_unknown_without_it() {
         "unknown lag is absent, not 0:\n{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_reader_follows_the_writer_after_a_switchover() {
+    let Some(cluster) =
+        Cluster::private_or_skip("embedded_reader_follows_the_writer_after_a_switchover")
+    else {
+        return;
+    };
+    let ports = Ports::free();
+    let yaml = config_with_lag(
+        &cluster,
+        ports,
+        "embedded",
+        "",
+        &format!(
+            "sidecar:\n  http_listen: 127.0.0.1:{}\n  server_id: {}\n",
+            integration_tests::free_port(),
+            5000 + u32::from(cluster.base_port())
+        ),
+    );
+    let proxy = ProxyProcess::start(&yaml, ports);
+    proxy.wait_healthy(Duration::from_secs(10)).await;
+    proxy
+        .wait_servers(Duration::from_secs(10), "replica lag known", |d| {
+            server(d, "replica2")["lag_ms"].is_u64()
+        })
+        .await;
+
+    // Switchover: replica1 becomes the primary, replica2 replicates from it.
+    cluster
+        .admin_exec(0, "SET GLOBAL read_only = 1")
+        .await
+        .expect("demote");
+    cluster
+        .wait_replicas_caught_up(Duration::from_secs(10))
+        .await
+        .expect("caught up");
+    cluster
+        .admin_exec(1, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0")
+        .await
+        .expect("promote replica1");
+    cluster
+        .admin_exec(
+            2,
+            &format!(
+                "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, \
+                 MASTER_USER='{}', MASTER_PASSWORD='{}', MASTER_USE_GTID=slave_pos; START SLAVE",
+                cluster.port(1),
+                integration_tests::MONITOR_USER,
+                integration_tests::MONITOR_PASSWORD
+            ),
+        )
+        .await
+        .expect("repoint replica2");
+    proxy
+        .wait_servers(Duration::from_secs(2), "replica1 is the primary", |d| {
+            d["primary"] == "replica1"
+        })
+        .await;
+    // New transactions on the new primary: replica2's lag stays known and small, which it can
+    // only be if the reader now tails replica1's binlog.
+    cluster
+        .admin_exec(
+            1,
+            "CREATE TABLE IF NOT EXISTS rwsplit_test.ops_follow (id INT PRIMARY KEY)",
+        )
+        .await
+        .expect("write on the new primary");
+    cluster
+        .admin_exec(1, "INSERT INTO rwsplit_test.ops_follow VALUES (1)")
+        .await
+        .expect("write on the new primary");
+    proxy
+        .wait_servers(
+            Duration::from_secs(10),
+            "replica2 lag known behind the new primary",
+            |d| {
+                server(d, "replica2")["lag_ms"]
+                    .as_u64()
+                    .is_some_and(|l| l < 1000)
+                    && server(d, "replica2")["in_rotation"] == true
+            },
+        )
+        .await;
+    let log = proxy.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("embedded binlog reader started") && l.contains("replica1")),
+        "{log}"
+    );
+}

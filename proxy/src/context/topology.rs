@@ -75,8 +75,14 @@ pub struct Topology {
     /// Why writes cannot be served now (no writable primary, split brain), for clients and
     /// `/healthz`. `None` when `router.primary` is set.
     pub write_block: Option<String>,
-    /// Two or more writable servers replicate from no one.
+    /// Two or more writable servers replicate from no one (confirmed by a fresh check of
+    /// each: see `split_suspected_at`).
     pub split_brain: bool,
+    /// When two writable roots were first seen. Checks of different servers are taken at
+    /// different moments, so a clean switchover (old primary set read-only, new one made
+    /// writable) can look like split brain for one round; it is declared only once every
+    /// writable root has been checked again since. Writes are refused meanwhile.
+    pub split_suspected_at: Option<Instant>,
 }
 
 impl Topology {
@@ -94,6 +100,7 @@ impl Topology {
             servers: vec![ServerHealth::default(); config.servers.len()],
             write_block: None,
             split_brain: false,
+            split_suspected_at: None,
         }
     }
 

@@ -121,25 +121,39 @@ async fn run_generation(ctx: &Arc<Context>) {
                 && next.primary() != reader_primary
             {
                 reader_primary = next.primary();
-                start_embedded_reader(ctx, &config, reader_primary);
+                start_embedded_reader(ctx, &config, Some(&next));
             }
         }
     }
 }
 
-/// (Re)starts the embedded binlog reader, tailing `primary` (an index into `config.servers`)
-/// instead of the configured primary when given. A reader that cannot start leaves lag
+/// (Re)starts the embedded binlog reader. With `observed`, it tails the observed primary and
+/// polls only the servers seen replicating (a stand-alone old primary has no replica position
+/// to poll); otherwise it follows the configuration. A reader that cannot start leaves lag
 /// unknown (replicas out of rotation, reads on the primary) rather than guessed.
-fn start_embedded_reader(ctx: &Context, config: &Config, primary: Option<usize>) {
+fn start_embedded_reader(ctx: &Context, config: &Config, observed: Option<&Topology>) {
     let mut config = config.clone();
-    if let Some(p) = primary {
+    if let Some(t) = observed.filter(|t| t.primary().is_some()) {
+        let keep: Vec<bool> = (0..config.servers.len())
+            .map(|i| {
+                t.primary() == Some(i)
+                    || t.servers
+                        .get(i)
+                        .is_some_and(|h| h.replicating == Some(true))
+            })
+            .collect();
         for (i, s) in config.servers.iter_mut().enumerate() {
-            s.role = if i == p {
+            s.role = if t.primary() == Some(i) {
                 router::config::Role::Primary
             } else {
                 router::config::Role::Replica
             };
         }
+        let mut i = 0;
+        config.servers.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
     }
     // Drop the old reader first: only one binlog dump per server id at a time.
     ctx.set_lag_reader(None);

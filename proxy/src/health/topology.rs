@@ -54,6 +54,7 @@ pub fn derive(config: &Config, samples: &[Option<Sample>], previous: &Topology) 
             .join(" and ")
     };
     let mut split_brain = false;
+    let mut suspected_at = None;
     let mut write_block = None;
     let primary = match writable_roots.as_slice() {
         [one] => Some(*one),
@@ -81,12 +82,26 @@ pub fn derive(config: &Config, samples: &[Option<Sample>], previous: &Topology) 
             }
         }
         many => {
-            split_brain = true;
-            write_block = Some(format!(
-                "split brain: {} are all writable and replicate from no one; writes are refused \
-                 until only one is writable",
-                names(many)
-            ));
+            let since = previous.split_suspected_at.unwrap_or_else(Instant::now);
+            suspected_at = Some(since);
+            let rechecked = previous.split_suspected_at.is_some()
+                && many
+                    .iter()
+                    .all(|&i| servers[i].checked_at.is_some_and(|t| t > since));
+            if rechecked {
+                split_brain = true;
+                write_block = Some(format!(
+                    "split brain: {} are all writable and replicate from no one; writes are \
+                     refused until only one is writable",
+                    names(many)
+                ));
+            } else {
+                write_block = Some(format!(
+                    "{} are both writable and replicate from no one; writes wait for a fresh \
+                     check of each",
+                    names(many)
+                ));
+            }
             None
         }
     };
@@ -124,6 +139,7 @@ pub fn derive(config: &Config, samples: &[Option<Sample>], previous: &Topology) 
         servers,
         write_block,
         split_brain,
+        split_suspected_at: suspected_at,
     }
 }
 

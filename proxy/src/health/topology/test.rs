@@ -108,10 +108,22 @@ fn writable_replica_is_never_promoted() {
 #[test]
 fn two_writable_roots_are_split_brain_and_block_writes() {
     let c = config();
-    let t = derive(
+    let first = derive(
         &c,
         &[primary(false), primary(false), replica(true, true, Some(0))],
         &Topology::initial(&c),
+    );
+    assert!(
+        !first.split_brain,
+        "not declared on samples of different moments"
+    );
+    assert_eq!(first.primary(), None, "but no writes meanwhile");
+    assert!(first.write_block.is_some());
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let t = derive(
+        &c,
+        &[primary(false), primary(false), replica(true, true, Some(0))],
+        &first,
     );
     assert!(t.split_brain);
     assert_eq!(t.primary(), None);
@@ -120,6 +132,25 @@ fn two_writable_roots_are_split_brain_and_block_writes() {
         msg.contains("split brain") && msg.contains("p and r1"),
         "{msg}"
     );
+}
+
+#[test]
+fn a_switchover_seen_mid_way_is_not_split_brain() {
+    let c = config();
+    let mid = derive(
+        &c,
+        &[primary(false), primary(false), replica(true, true, Some(0))],
+        &Topology::initial(&c),
+    );
+    let after = derive(
+        &c,
+        &[primary(true), primary(false), replica(true, true, Some(0))],
+        &mid,
+    );
+    assert!(!after.split_brain);
+    assert_eq!(after.primary(), Some(1));
+    assert!(after.write_block.is_none());
+    assert!(after.split_suspected_at.is_none());
 }
 
 #[test]
