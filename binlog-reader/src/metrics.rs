@@ -5,12 +5,34 @@
 //! An unknown lag is exported as an ABSENT `rwsplit_replica_lag_seconds` series (never 0, never
 //! NaN) together with `rwsplit_replica_lag_known{replica} 0`: alert on `lag_known == 0`, graph
 //! `lag_seconds`, and aggregations over known lags stay meaningful.
+//!
+//! Names (a user interface: keep them stable):
+//! - per replica: `rwsplit_replica_lag_seconds`, `rwsplit_replica_lag_known`,
+//!   `rwsplit_replica_io_lag_seconds`, `rwsplit_replica_applied_gtid_seq{replica,domain}`,
+//!   `rwsplit_replica_seconds_behind_master`, `rwsplit_replica_up`,
+//!   `rwsplit_replica_poll_errors_total`;
+//! - the stream: `rwsplit_binlog_events_total{type}`, `rwsplit_binlog_bytes_total{type}`,
+//!   `rwsplit_binlog_transactions_total`, `rwsplit_binlog_stream_reconnects_total`,
+//!   `rwsplit_binlog_checksum_errors_total`, `rwsplit_binlog_stream_connected`,
+//!   `rwsplit_binlog_last_event_age_seconds`, `rwsplit_binlog_position`,
+//!   `rwsplit_binlog_file_index`, `rwsplit_binlog_gtid_seq{domain}`;
+//! - the timeline: `rwsplit_binlog_timeline_entries`, `rwsplit_binlog_timeline_capacity`,
+//!   `rwsplit_binlog_timeline_dropped_total`, `rwsplit_binlog_timeline_duplicates_total`.
 
 use crate::snapshot::LagSnapshot;
 use prometheus::{
     Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 use std::sync::Mutex;
+
+/// The timeline's size and totals, for [`Metrics::render`].
+#[derive(Debug, Clone, Copy)]
+pub struct TimelineStats {
+    pub entries: usize,
+    pub capacity: usize,
+    pub dropped: u64,
+    pub duplicates: u64,
+}
 
 /// Every metric the reader exports.
 pub struct Metrics {
@@ -24,6 +46,7 @@ pub struct Metrics {
     pub checksum_errors: IntCounter,
     pub poll_errors: IntCounterVec,
     timeline_entries: IntGauge,
+    timeline_capacity: IntGauge,
     timeline_dropped: IntCounter,
     timeline_duplicates: IntCounter,
     lag: GaugeVec,
@@ -87,6 +110,7 @@ impl Metrics {
             checksum_errors: counter(&r, "rwsplit_binlog_checksum_errors_total", "Events whose CRC32 did not match (the stream is re-opened)"),
             poll_errors: counter_vec(&r, "rwsplit_replica_poll_errors_total", "Failed polls of a replica's applied position", &["replica"]),
             timeline_entries: int_gauge(&r, "rwsplit_binlog_timeline_entries", "Transactions held in the commit timeline"),
+            timeline_capacity: int_gauge(&r, "rwsplit_binlog_timeline_capacity", "sidecar.timeline_capacity: transactions the timeline holds before dropping the oldest"),
             timeline_dropped: counter(&r, "rwsplit_binlog_timeline_dropped_total", "Timeline entries dropped because timeline_capacity was reached"),
             timeline_duplicates: counter(&r, "rwsplit_binlog_timeline_duplicates_total", "Transactions seen twice (after a reconnect) and not recorded again"),
             lag: gauge_vec(&r, "rwsplit_replica_lag_seconds", "Now minus the commit time of the oldest transaction the replica has not applied; absent when unknown", &["replica"]),
@@ -123,14 +147,15 @@ impl Metrics {
     }
 
     /// Renders the text exposition format, refreshing the gauges from `snap` first.
-    pub fn render(
-        &self,
-        snap: &LagSnapshot,
-        dropped: u64,
-        duplicates: u64,
-        entries: usize,
-    ) -> String {
+    pub fn render(&self, snap: &LagSnapshot, timeline: TimelineStats) -> String {
+        let TimelineStats {
+            entries,
+            capacity,
+            dropped,
+            duplicates,
+        } = timeline;
         self.timeline_entries.set(entries as i64);
+        self.timeline_capacity.set(capacity as i64);
         // Counters mirror the timeline's own totals, which only grow.
         self.timeline_dropped
             .inc_by(dropped.saturating_sub(self.timeline_dropped.get()));

@@ -138,11 +138,16 @@ impl LagHandle {
     /// Prometheus text exposition of the reader's metrics.
     pub fn metrics_text(&self) -> String {
         let snap = self.snapshot();
-        let (dropped, dups, len) = {
+        let stats = {
             let t = lock(&self.inner.shared.timeline);
-            (t.dropped_total(), t.duplicates_total(), t.len())
+            crate::metrics::TimelineStats {
+                entries: t.len(),
+                capacity: t.capacity(),
+                dropped: t.dropped_total(),
+                duplicates: t.duplicates_total(),
+            }
         };
-        self.inner.shared.metrics.render(&snap, dropped, dups, len)
+        self.inner.shared.metrics.render(&snap, stats)
     }
 
     /// The prometheus registry holding the reader's metrics (refreshed by [`Self::metrics_text`]).
