@@ -242,12 +242,9 @@ impl TopologySnapshot {
     /// comes from a query hint; `now_ms` is any monotonic millisecond clock (for breaker
     /// cool-downs); `seed` drives the random tie break (pass a fresh random value per call).
     pub fn choose_replica(&self, max_lag_override: Option<u64>, now_ms: u64, seed: u64) -> Choice {
-        self.choose_replica_by(max_lag_override, now_ms, seed, |i| {
-            let s = &self.servers[i];
-            Load {
-                in_flight: s.in_flight,
-                connections: s.connections,
-            }
+        self.choose(max_lag_override, now_ms, seed, |_, s| Load {
+            in_flight: s.in_flight,
+            connections: s.connections,
         })
     }
 
@@ -266,6 +263,17 @@ impl TopologySnapshot {
         now_ms: u64,
         seed: u64,
         load: impl Fn(usize) -> Load,
+    ) -> Choice {
+        self.choose(max_lag_override, now_ms, seed, |i, _| load(i))
+    }
+
+    #[inline(always)]
+    fn choose(
+        &self,
+        max_lag_override: Option<u64>,
+        now_ms: u64,
+        seed: u64,
+        load: impl Fn(usize, &ServerState) -> Load,
     ) -> Choice {
         let mut best = Picker::new(seed);
         let mut any_replica = false;
@@ -292,7 +300,7 @@ impl TopologySnapshot {
             if best.worse_rank(s.location_rank) {
                 continue;
             }
-            best.offer(i, s.location_rank, s.weight, load(i), false);
+            best.offer(i, s.location_rank, s.weight, load(i, s), false);
         }
         if count_lag && lag_ok_count < self.min_serving && lag_excluded > 0 {
             // Never drain below min_serving because of lag alone: admit the least lagged
@@ -315,7 +323,7 @@ impl TopologySnapshot {
                 let Some(key) = next else { break };
                 last_key = Some(key);
                 let s = &self.servers[key.1];
-                best.offer(key.1, s.location_rank, s.weight, load(key.1), true);
+                best.offer(key.1, s.location_rank, s.weight, load(key.1, s), true);
             }
         }
         if best.server != Picker::NONE {

@@ -195,7 +195,10 @@ impl<'a> Lexer<'a> {
 
     fn word_end(&self, p: usize) -> usize {
         let rest = self.sql.get(p..).unwrap_or(&[]);
-        p + rest.iter().position(|b| !is_word_byte(*b)).unwrap_or(rest.len())
+        p + rest
+            .iter()
+            .position(|b| !is_word_byte(*b))
+            .unwrap_or(rest.len())
     }
 }
 
