@@ -89,6 +89,7 @@ pub async fn connect(target: &Target, timeout: Duration) -> Result<Conn, StreamE
 pub async fn run(shared: Arc<Shared>, target: Target) {
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
+    let mut last_error: Option<String> = None;
     loop {
         let started = Instant::now();
         let mut session = AbortOnDrop(tokio::spawn(session(shared.clone(), target.clone())));
@@ -97,19 +98,31 @@ pub async fn run(shared: Arc<Shared>, target: Target) {
             Err(e) if e.is_panic() => Err(StreamError::Panicked),
             Err(_) => return, // cancelled: the handle was dropped
         };
-        {
+        let was_connected = {
             let mut p = lock(&shared.primary);
+            let was = p.connected;
             p.connected = false;
             p.caught_up = false;
             if let Err(e) = &result {
                 p.error = Some(e.to_string());
             }
+            was
+        };
+        if was_connected {
+            last_error = None;
         }
         if let Err(e) = &result {
             if matches!(e, StreamError::Decode(decode::DecodeError::Checksum { .. })) {
                 shared.metrics.checksum_errors.inc();
             }
-            tracing::warn!(error = %e, retry_in = ?backoff, "binlog stream lost; lag is unknown until it is back");
+            // One line per distinct failure, not one every retry while the primary stays down.
+            let text = e.to_string();
+            if last_error.as_deref() != Some(text.as_str()) {
+                tracing::warn!(error = %text, retry_in = ?backoff, "binlog stream lost; lag is unknown until it is back (retrying with backoff)");
+                last_error = Some(text);
+            } else {
+                tracing::debug!(error = %text, retry_in = ?backoff, "binlog stream still down");
+            }
         }
         if !first || started.elapsed() > Duration::from_secs(1) {
             shared.metrics.reconnects.inc();
