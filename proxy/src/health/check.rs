@@ -149,3 +149,62 @@ fn value_str(v: &Value) -> Option<String> {
         other => Some(format!("{other:?}")),
     }
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use mysql_common::constants::ColumnType;
+    use mysql_common::packets::Column;
+    use mysql_common::row::new_row;
+    use std::sync::Arc;
+
+    fn row(cells: &[(&str, Value)]) -> Row {
+        let columns: Arc<[Column]> = cells
+            .iter()
+            .map(|(n, _)| Column::new(ColumnType::MYSQL_TYPE_VAR_STRING).with_name(n.as_bytes()))
+            .collect();
+        new_row(cells.iter().map(|(_, v)| v.clone()).collect(), columns)
+    }
+
+    fn text(s: &str) -> Value {
+        Value::Bytes(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn mysql8_replica_spelling() {
+        let r = row(&[
+            ("Source_Host", text("10.0.0.1")),
+            ("Replica_IO_Running", text("Yes")),
+            ("Replica_SQL_Running", text("No")),
+            ("Seconds_Behind_Source", Value::NULL),
+        ]);
+        assert_eq!(
+            parse_replica_status(&r),
+            Some(Replication {
+                source_host: "10.0.0.1".into(),
+                io_running: true,
+                sql_running: false,
+                seconds_behind: None,
+            })
+        );
+    }
+
+    #[test]
+    fn mariadb_slave_spelling() {
+        let r = row(&[
+            ("Master_Host", text("127.0.0.1")),
+            ("Slave_IO_Running", text("Yes")),
+            ("Slave_SQL_Running", text("Yes")),
+            ("Seconds_Behind_Master", Value::UInt(3)),
+        ]);
+        let rep = parse_replica_status(&r).expect("replicating");
+        assert!(rep.io_running && rep.sql_running);
+        assert_eq!(rep.seconds_behind, Some(3));
+    }
+
+    #[test]
+    fn reset_replica_without_all_is_not_replication() {
+        let r = row(&[("Master_Host", text("")), ("Slave_IO_Running", text("No"))]);
+        assert_eq!(parse_replica_status(&r), None);
+    }
+}
