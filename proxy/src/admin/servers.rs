@@ -13,7 +13,8 @@
 //! `state` is the first that applies of `maintenance`, `down` (the monitor cannot reach it),
 //! `ejected` (circuit breaker open), `replication_stopped` (a replica whose IO or SQL thread is
 //! not running), `lagging` (lag unknown or over the limit: out of the read rotation), `up`.
-//! `lag_ms` is `null` when unknown (never 0 for unknown).
+//! `lag_ms` is `null` when unknown (never 0 for unknown). `in_rotation` says a replica may
+//! take reads now: `up`, and in this proxy's location or one of `routing.location_fallback`.
 
 use crate::context::{Context, ObservedRole};
 use serde_json::json;
@@ -70,7 +71,9 @@ pub fn json(ctx: &Context) -> Value {
                 "role": role,
                 "location": s.location,
                 "state": status,
-                "in_rotation": !is_primary && status == "up",
+                "in_rotation": !is_primary
+                    && status == "up"
+                    && state.is_some_and(|st| st.location_rank != router::choice::LOCATION_UNUSED),
                 "reachable": health.reachable,
                 "read_only": health.read_only,
                 "replicating": health.replicating,
