@@ -48,7 +48,7 @@ pub struct Metrics {
     /// `rwsplit_query_duration_seconds{route}`: from the command's arrival to the last byte sent.
     pub query_duration: HistogramVec,
     /// `rwsplit_query_errors_total{backend,kind}`; `kind` e.g. `connect`, `io`, `timeout`,
-    /// `server` (an ERR packet from the backend), `proxy` (the proxy refused the command).
+    /// `server` (an ERR packet from the backend).
     pub query_errors: IntCounterVec,
     /// `rwsplit_routing_fallbacks_total{reason}`: a read sent to the primary (or refused)
     /// because no replica qualified, or any other "safe default" decision.
@@ -136,7 +136,7 @@ impl Metrics {
             ),
             query_errors: reg.counter_vec(
                 "rwsplit_query_errors_total",
-                "Statements that failed, by backend and kind (connect, io, timeout, server, proxy).",
+                "Statements that failed, by backend and kind (connect, io, timeout, server).",
                 &["backend", "kind"],
             ),
             routing_fallbacks: reg.counter_vec(
