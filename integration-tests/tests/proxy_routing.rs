@@ -223,3 +223,34 @@ async fn show_warnings_goes_to_the_backend_that_ran_the_statement() {
         assert_eq!(warnings[0].1, 1365, "{warnings:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_database_does_not_leak_to_sessions_without_one() {
+    let Some(c) = cluster("default_database_does_not_leak_to_sessions_without_one") else {
+        return;
+    };
+    let p = start(&c).await;
+    for _ in 0..3 {
+        let mut a = p.conn().await;
+        let db: Option<String> = a.query_first("SELECT DATABASE()").await.unwrap().unwrap();
+        assert_eq!(db.as_deref(), Some("rwsplit_test"));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let url = format!(
+        "mysql://{}:{}@127.0.0.1:{}",
+        integration_tests::APP_USER,
+        integration_tests::APP_PASSWORD,
+        p.port
+    );
+    for _ in 0..4 {
+        let mut b = integration_tests::mysql_async::Conn::from_url(url.as_str())
+            .await
+            .unwrap();
+        let db: Option<Option<String>> = b.query_first("SELECT DATABASE()").await.unwrap();
+        assert_eq!(
+            db,
+            Some(None),
+            "a session without a database got one from the pool"
+        );
+    }
+}

@@ -60,6 +60,9 @@ pub struct Conn {
     pub last_used: Instant,
     /// Set when the connection is out of step (I/O error, timeout): it must be closed.
     pub broken: bool,
+    /// The connection may have a default database: COM_RESET_CONNECTION keeps it, so such a
+    /// connection is never given to a session that has none.
+    pub has_schema: bool,
     /// Scratch buffer for responses the proxy consumes itself.
     scratch: Vec<u8>,
     /// Longest wait for the next packet of a response (`proxy.pool.read_timeout_ms`).
@@ -190,6 +193,7 @@ impl Conn {
             stmts: HashMap::new(),
             last_used: Instant::now(),
             broken: false,
+            has_schema: database.is_some(),
             scratch: Vec::new(),
             read_timeout: Duration::from_secs(30),
         })

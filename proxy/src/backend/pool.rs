@@ -66,20 +66,25 @@ fn spawn_reaper(pools: Weak<Pools>, ctx: Arc<Context>) {
 
 impl Pools {
     /// Takes an idle connection for `key` (reset, so it carries no other session's state) or
-    /// opens a new one. `database` is the schema a new connection starts in.
+    /// opens a new one. `no_schema`: the session has no default database, so a connection
+    /// that may still have one (a reset keeps it) does not qualify.
     pub async fn acquire(
         &self,
         ctx: &Context,
         backend: &Backend,
         key: &Key,
         password: &str,
-        database: Option<&str>,
+        no_schema: bool,
     ) -> Result<Conn, Error> {
+        let database: Option<&str> = None;
         let cfg = ctx.proxy_config();
         loop {
             let candidate = {
                 let mut idle = self.lock();
-                idle.get_mut(key).and_then(|v| v.pop())
+                idle.get_mut(key).and_then(|v| {
+                    let i = v.iter().rposition(|c| !(no_schema && c.conn.has_schema))?;
+                    Some(v.remove(i))
+                })
             };
             let Some(mut idle) = candidate else { break };
             backend.metrics().connections_idle.dec();

@@ -53,12 +53,24 @@ impl Session {
         }
     }
 
-    fn give_back(&self, h: Held) {
+    fn give_back(&self, mut h: Held) {
         if h.cursor_open || h.option.is_some() || h.conn.broken {
             self.pools.discard(&h.backend, h.conn);
         } else {
+            h.conn.has_schema |= self.has_schema();
             self.pools.release(&self.ctx, &h.backend, h.conn);
         }
+    }
+
+    /// Whether the session may have a default database: its history may select one (any
+    /// entry mentioning `use`, whatever comments precede it; erring towards yes only costs a
+    /// fresh connection for a later session without one).
+    pub(super) fn has_schema(&self) -> bool {
+        self.client.database.is_some()
+            || self
+                .router
+                .history()
+                .any(|c| c.windows(3).any(|w| w.eq_ignore_ascii_case(b"use")))
     }
 
     /// Drops a connection that is out of step (I/O error, timeout, client gone mid-response).
@@ -90,7 +102,13 @@ impl Session {
                     };
                     let conn = self
                         .pools
-                        .acquire(&self.ctx, &backend, &key, &self.client.password, None)
+                        .acquire(
+                            &self.ctx,
+                            &backend,
+                            &key,
+                            &self.client.password,
+                            !self.has_schema(),
+                        )
                         .await?;
                     self.held.push(Held {
                         backend: backend.clone(),
