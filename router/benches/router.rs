@@ -100,6 +100,21 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // Busy replicas (varied in-flight counts and connections) and idle ones (all equal: every
+    // replica ties, so each needs the full health test and a random draw — the worst case).
+    let mut idle = topology(64);
+    for s in &mut idle.servers {
+        s.in_flight = 0;
+        s.connections = 0;
+        s.weight = 1;
+    }
+    let mut seed = 0u64;
+    c.bench_function("choice/replicas_64_idle", |b| {
+        b.iter(|| {
+            seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            idle.choose_replica(None, black_box(1_000), seed)
+        })
+    });
     for n in [3usize, 64] {
         let t = topology(n);
         let mut seed = 0u64;

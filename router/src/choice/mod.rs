@@ -150,6 +150,24 @@ impl Picker {
         rank > self.rank
     }
 
+    /// True when a candidate with this rank, weight and load would lose to the current best
+    /// even if healthy (ties are not losses: they enter the random draw).
+    #[inline(always)]
+    fn cannot_beat(&self, rank: u16, weight: u32, load: Load) -> bool {
+        if self.server == Self::NONE || rank < self.rank {
+            return false;
+        }
+        if rank > self.rank {
+            return true;
+        }
+        let w = u64::from(weight.max(1));
+        let (x, y) = (u64::from(load.in_flight) * self.weight, self.in_flight * w);
+        if x != y {
+            return x > y;
+        }
+        u64::from(load.connections) * self.weight > self.connections * w
+    }
+
     /// Offers a candidate: better location, then less in-flight work per weight, then fewer
     /// connections per weight; ties are broken at random in proportion to weight.
     #[inline(always)]
@@ -286,7 +304,9 @@ impl TopologySnapshot {
                 continue;
             }
             any_replica = true;
-            if !count_lag && best.worse_rank(s.location_rank) {
+            if !count_lag && best.cannot_beat(s.location_rank, s.weight, load(i, s)) {
+                // Branch and bound: a server that would lose even if healthy needs no health
+                // test, so the full test runs only for the few that could win.
                 continue;
             }
             if !self.base_ok(s, now_ms) {
