@@ -106,7 +106,9 @@ async fn poll_loop(shared: &Shared, index: usize, mut conn: Conn) -> String {
             Err(e) => return e.to_string(),
         };
         // Also right after the stream caught up: IO positions read before it are not usable.
-        let io_stale = lock(slot).io_cutoff < lock(&shared.primary).caught_up_index;
+        // (One lock at a time: the stream takes primary → timeline, snapshots timeline → replica.)
+        let caught_up_index = lock(&shared.primary).caught_up_index;
+        let io_stale = lock(slot).io_cutoff < caught_up_index;
         let need_status = text.trim().is_empty()
             || io_stale
             || last_status.is_none_or(|t| t.elapsed() >= STATUS_EVERY);

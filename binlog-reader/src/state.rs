@@ -93,7 +93,9 @@ pub struct Settings {
     pub start_from_replicas: std::sync::atomic::AtomicBool,
 }
 
-/// Everything shared, behind one Arc.
+/// Everything shared, behind one Arc. Locks are held for a few statements, never across an
+/// await, and when nested always in the order primary → timeline → replica slot (a replica
+/// slot is never held while taking another lock), so no two tasks can wait on each other.
 pub struct Shared {
     pub settings: Settings,
     pub primary_name: String,

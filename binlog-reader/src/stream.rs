@@ -265,6 +265,8 @@ async fn session(shared: Arc<Shared>, target: Target) -> Result<(), StreamError>
             for g in &start {
                 t.set_base(&g.stream_key(), g.seq());
             }
+            drop(t);
+            // Lock order everywhere: primary before timeline, never the reverse while nested.
             let mut p = lock(&shared.primary);
             for g in start {
                 if let Gtid::MariaDb { domain, .. } = g {
