@@ -203,3 +203,65 @@ impl LagHandle {
         })
     }
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn config() -> Config {
+        let closed = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap_or(1)
+        };
+        let yaml = format!(
+            "servers:\n  - {{name: p, host: 127.0.0.1, port: {}, role: primary}}\n  \
+             - {{name: r1, host: 127.0.0.1, port: {}, role: replica}}\n\
+             monitor: {{user: u, password: x}}\n",
+            closed(),
+            closed()
+        );
+        Config::from_yaml("t.yaml", &yaml).expect("config")
+    }
+
+    #[tokio::test]
+    async fn unreachable_servers_read_unknown_through_every_interface() {
+        let h = LagReader::spawn(&config()).expect("spawn");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let snap = h.snapshot();
+        let r = &snap.replicas["r1"];
+        assert_eq!((r.lag_ms, r.known, r.reachable), (None, false, false));
+        assert!(!snap.primary.connected);
+        assert!(!h.covers("r1", "0-1-1"));
+        assert!(!h.covers("nobody", "0-1-1"));
+        let routes = h.routes();
+        assert_eq!(routes("GET", "/healthz").status, 503);
+        assert_eq!(routes("GET", "/nope").status, 404);
+        assert_eq!(routes("POST", "/lag").status, 405);
+        let lag = routes("GET", "/lag");
+        let parsed: LagSnapshot = serde_json::from_slice(&lag.body).expect("/lag is a LagSnapshot");
+        assert_eq!(parsed.replicas["r1"].lag_ms, None);
+        let metrics = String::from_utf8(routes("GET", "/metrics").body.to_vec()).unwrap();
+        assert!(
+            metrics.contains("rwsplit_replica_lag_known{replica=\"r1\"} 0"),
+            "{metrics}"
+        );
+        assert!(
+            !metrics.contains("rwsplit_replica_lag_seconds{"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("rwsplit_binlog_timeline_capacity 1000000"),
+            "{metrics}"
+        );
+    }
+
+    #[test]
+    fn spawn_outside_a_runtime_is_an_error_not_a_panic() {
+        assert!(matches!(
+            LagReader::spawn(&config()),
+            Err(StartError::NoRuntime)
+        ));
+    }
+}
