@@ -140,7 +140,9 @@ impl Picker {
             weight: 1,
             over_lag: false,
             tie_weight: 0,
-            rng: fastrand::Rng::with_seed(seed),
+            // Callers may pass a counter: mix it first (splitmix64) so consecutive seeds give
+            // independent draws (raw consecutive wyrand seeds skewed the tie break).
+            rng: fastrand::Rng::with_seed(splitmix64(seed)),
         }
     }
 
@@ -429,6 +431,13 @@ fn lag_ok(s: &ServerState, max_lag_override: Option<u64>) -> bool {
     let gate_ok = max_lag_override.is_some() | s.lag_gate.serving();
     let limit = max_lag_override.unwrap_or(s.max_lag_ms);
     s.lag_ms.is_some() & gate_ok & (s.lag_ms.unwrap_or(u64::MAX) <= limit)
+}
+
+fn splitmix64(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 fn location_rank(own: Option<&str>, fallback: &[String], server: Option<&str>) -> u16 {
