@@ -89,7 +89,7 @@ async fn sysbench_read_write_and_point_select_have_zero_errors() {
         .output()
         .await;
     run_ok("sysbench", &[args.as_slice(), &["prepare"]].concat()).await;
-    c.wait_replicas_caught_up(std::time::Duration::from_secs(20))
+    c.wait_replicas_caught_up(std::time::Duration::from_secs(90))
         .await
         .unwrap();
     let via = format!("--mysql-port={}", p.port);
