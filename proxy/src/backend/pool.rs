@@ -9,6 +9,7 @@ use super::conn::{Conn, Key, Target};
 use super::Error;
 use crate::context::{Backend, Context};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -20,30 +21,18 @@ struct Idle {
 /// Every pool of one proxy context.
 pub struct Pools {
     idle: Mutex<HashMap<Key, Vec<Idle>>>,
+    reaper_started: AtomicBool,
 }
 
-/// The pools of a context. Contexts are few (one per proxy, one per in-process test proxy),
-/// so a small registry keyed by the context's address serves them.
-// DATA-PATH NEEDS: a `pools: Arc<backend::Pools>` field (or an extension slot) in
-// `context::Context`; until then this registry stands in for it.
+/// The pools of a context, kept in the context's extension slot (created on first use).
 pub fn pools_for(ctx: &Arc<Context>) -> Arc<Pools> {
-    static REGISTRY: Mutex<Vec<(Weak<Context>, Arc<Pools>)>> = Mutex::new(Vec::new());
-    let mut reg = match REGISTRY.lock() {
-        Ok(r) => r,
-        Err(p) => p.into_inner(),
-    };
-    reg.retain(|(w, _)| w.strong_count() > 0);
-    if let Some((_, p)) = reg
-        .iter()
-        .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(ctx)))
-    {
-        return p.clone();
-    }
-    let pools = Arc::new(Pools {
+    let pools = ctx.extension(|| Pools {
         idle: Mutex::new(HashMap::new()),
+        reaper_started: AtomicBool::new(false),
     });
-    reg.push((Arc::downgrade(ctx), pools.clone()));
-    spawn_reaper(Arc::downgrade(&pools), ctx.clone());
+    if !pools.reaper_started.swap(true, Ordering::AcqRel) {
+        spawn_reaper(Arc::downgrade(&pools), ctx.clone());
+    }
     pools
 }
 

@@ -78,11 +78,12 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>) -> Result<(), Er
     Ok(())
 }
 
-/// The TLS acceptor for the current `proxy.tls` settings, built once per certificate/key pair.
-// DATA-PATH NEEDS: a prebuilt acceptor in `Context` (rebuilt on SIGHUP); cached here meanwhile.
+/// The TLS acceptor for the current `proxy.tls` settings, built once per certificate/key pair
+/// and kept in the context (rebuilt when a reload names other files).
+#[derive(Default)]
+struct TlsCache(Mutex<Option<(String, String, Tls)>>);
+
 fn tls_for(ctx: &Context) -> Result<Option<Tls>, Error> {
-    type Cached = Option<(String, String, Tls)>;
-    static CACHE: Mutex<Cached> = Mutex::new(None);
     let cfg = ctx.proxy_config();
     if cfg.tls.mode == router::config::TlsMode::Off {
         return Ok(None);
@@ -90,7 +91,9 @@ fn tls_for(ctx: &Context) -> Result<Option<Tls>, Error> {
     let (Some(cert), Some(key)) = (cfg.tls.cert.clone(), cfg.tls.key.clone()) else {
         return Ok(None);
     };
-    let mut cache = match CACHE.lock() {
+    drop(cfg);
+    let cache = ctx.extension(TlsCache::default);
+    let mut cache = match cache.0.lock() {
         Ok(c) => c,
         Err(p) => p.into_inner(),
     };

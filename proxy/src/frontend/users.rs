@@ -4,22 +4,16 @@
 
 use router::config::{Secret, UserConfig};
 
-// DATA-PATH NEEDS: `binlog_reader::secret::resolve` (shared resolver); this local one reads
-// the same three sources and can be swapped for it when it lands.
-/// Resolves a secret to its value; `None` when the source is missing or unreadable.
+/// Resolves a secret to its value with the shared resolver (`binlog_reader::secret`);
+/// `None` when its source is missing or unreadable (logged without the value).
 pub fn resolve(secret: &Secret) -> Option<String> {
-    if let Some(p) = &secret.password {
-        return Some(p.clone());
+    match binlog_reader::secret::resolve(secret) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(error = %e, "a configured user's password cannot be read");
+            None
+        }
     }
-    if let Some(var) = &secret.password_env {
-        return std::env::var(var).ok();
-    }
-    if let Some(path) = &secret.password_file {
-        return std::fs::read_to_string(path)
-            .ok()
-            .map(|s| s.trim_end_matches(['\n', '\r']).to_string());
-    }
-    Some(String::new())
 }
 
 /// The configured user with this name.
