@@ -15,7 +15,10 @@ fn testdata(name: &str) -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("read_file");
-    for name in ["mariadb-bin.000001", "binlog_transaction_with_GTID_TAG.000001"] {
+    for name in [
+        "mariadb-bin.000001",
+        "binlog_transaction_with_GTID_TAG.000001",
+    ] {
         let bytes = testdata(name);
         let events = binlog_reader::file::read_file(&bytes).expect("parses");
         g.throughput(Throughput::Elements(events.len() as u64));
