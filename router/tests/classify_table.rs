@@ -1,7 +1,7 @@
 //! The statement table (`statements.txt`): every statement with its expected route and reason.
 //! All mismatches are reported at once so a rule change shows its whole blast radius.
 
-use router::classify::{classify, Reason, Target};
+use router::classify::{classify, parser_fallbacks_on_this_thread, Reason, Target};
 
 const TABLE: &str = include_str!("statements.txt");
 
@@ -70,4 +70,40 @@ fn table_covers_every_reason() {
             r.as_str()
         );
     }
+}
+
+#[test]
+fn common_statements_never_reach_sqlparser() {
+    let mut checked = 0;
+    for (line, _, _, sql) in rows() {
+        let first = sql
+            .trim_start()
+            .split([' ', '('])
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let common = [
+            "SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "BEGIN", "COMMIT", "ROLLBACK",
+            "SET", "SHOW", "USE", "START", "WITH", "CREATE", "ALTER", "DROP",
+        ];
+        if !common.contains(&first.as_str()) {
+            continue;
+        }
+        let before = parser_fallbacks_on_this_thread();
+        classify(sql.as_bytes());
+        assert_eq!(
+            parser_fallbacks_on_this_thread(),
+            before,
+            "line {line}: {sql:?} went to sqlparser"
+        );
+        checked += 1;
+    }
+    assert!(checked > 300, "{checked}");
+    let before = parser_fallbacks_on_this_thread();
+    classify(b"FROBNICATE x");
+    assert_eq!(
+        parser_fallbacks_on_this_thread(),
+        before + 1,
+        "the counter counts"
+    );
 }

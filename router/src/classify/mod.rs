@@ -260,6 +260,11 @@ pub(crate) fn for_each_name_part<'a>(name: &'a [u8], mut f: impl FnMut(&'a [u8])
     }
 }
 
+/// How many statements this thread sent to the sqlparser fallback (for tests and debugging).
+pub fn parser_fallbacks_on_this_thread() -> u64 {
+    parsed::fallbacks_on_this_thread()
+}
+
 /// Entries in the sqlparser verdict cache.
 pub fn parse_cache_len() -> usize {
     parsed::parse_cache_len()
