@@ -23,8 +23,6 @@ fn cache() -> &'static Mutex<LruCache<Box<[u8]>, Classification>> {
     })
 }
 
-/// Classifies with sqlparser: only a statement that parses as a query is a read; anything else
-/// (including every parse failure) goes to the primary.
 thread_local! {
     /// Parser fallbacks on this thread (cache hits included): lets tests prove the fast path
     /// never reaches sqlparser.
@@ -36,6 +34,8 @@ pub fn fallbacks_on_this_thread() -> u64 {
     FALLBACKS.with(|c| c.get())
 }
 
+/// Classifies with sqlparser: only a statement that parses as a query is a read; anything else
+/// (including every parse failure) goes to the primary.
 pub(super) fn classify_with_parser(sql: &[u8]) -> Classification {
     FALLBACKS.with(|c| c.set(c.get() + 1));
     if sql.len() <= MAX_CACHED_LEN {
