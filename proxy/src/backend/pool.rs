@@ -22,6 +22,8 @@ struct Idle {
 pub struct Pools {
     idle: Mutex<HashMap<Key, Vec<Idle>>>,
     reaper_started: AtomicBool,
+    /// Woken when a connection is given back or closed (sessions waiting on a full server).
+    freed: tokio::sync::Notify,
 }
 
 /// The pools of a context, kept in the context's extension slot (created on first use).
@@ -29,6 +31,7 @@ pub fn pools_for(ctx: &Arc<Context>) -> Arc<Pools> {
     let pools = ctx.extension(|| Pools {
         idle: Mutex::new(HashMap::new()),
         reaper_started: AtomicBool::new(false),
+        freed: tokio::sync::Notify::new(),
     });
     if !pools.reaper_started.swap(true, Ordering::AcqRel) {
         spawn_reaper(Arc::downgrade(&pools), ctx.clone());
@@ -67,36 +70,51 @@ impl Pools {
     ) -> Result<Conn, Error> {
         let database: Option<&str> = None;
         let cfg = ctx.proxy_config();
-        loop {
-            let candidate = {
-                let mut idle = self.lock();
-                idle.get_mut(key).and_then(|v| {
-                    let i = v.iter().rposition(|c| !(no_schema && c.conn.has_schema))?;
-                    Some(v.remove(i))
-                })
-            };
-            let Some(mut idle) = candidate else { break };
-            backend.metrics().connections_idle.dec();
-            if idle.expires <= Instant::now() {
-                self.close(backend, idle.conn, false);
-                continue;
-            }
-            match idle.conn.reset().await {
-                Ok(()) => {
-                    backend.metrics().connections_in_use.inc();
-                    return Ok(idle.conn);
-                }
-                Err(e) => {
-                    tracing::debug!(backend = backend.name(), error = %e, "pooled connection failed its reset; opening another");
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(cfg.pool.connect_timeout_ms);
+        'wait: loop {
+            loop {
+                let candidate = {
+                    let mut idle = self.lock();
+                    idle.get_mut(key).and_then(|v| {
+                        let i = v.iter().rposition(|c| !(no_schema && c.conn.has_schema))?;
+                        Some(v.remove(i))
+                    })
+                };
+                let Some(mut idle) = candidate else { break };
+                backend.metrics().connections_idle.dec();
+                if idle.expires <= Instant::now() {
                     self.close(backend, idle.conn, false);
+                    continue;
+                }
+                match idle.conn.reset().await {
+                    Ok(()) => {
+                        backend.metrics().connections_in_use.inc();
+                        return Ok(idle.conn);
+                    }
+                    Err(e) => {
+                        tracing::debug!(backend = backend.name(), error = %e, "pooled connection failed its reset; opening another");
+                        self.close(backend, idle.conn, false);
+                    }
                 }
             }
-        }
-        if backend.connections() >= cfg.pool.max_per_server && !self.evict_one(backend) {
-            return Err(Error::PoolExhausted {
-                server: backend.name().to_string(),
-                max: cfg.pool.max_per_server,
-            });
+            if backend.connections() >= cfg.pool.max_per_server && !self.evict_one(backend) {
+                // Full: wait (up to the connect timeout) for a connection to come back or close.
+                let freed = self.freed.notified();
+                tokio::pin!(freed);
+                freed.as_mut().enable();
+                if backend.connections() < cfg.pool.max_per_server {
+                    continue 'wait;
+                }
+                if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                    return Err(Error::PoolExhausted {
+                        server: backend.name().to_string(),
+                        max: cfg.pool.max_per_server,
+                    });
+                }
+                continue 'wait;
+            }
+            break 'wait;
         }
         let addr = key.addr.clone();
         backend.connection_opened();
@@ -137,11 +155,14 @@ impl Pools {
         let now = Instant::now();
         conn.last_used = now;
         backend.metrics().connections_idle.inc();
-        let mut idle = self.lock();
-        idle.entry(conn.key.clone()).or_default().push(Idle {
-            conn,
-            expires: now + timeout,
-        });
+        {
+            let mut idle = self.lock();
+            idle.entry(conn.key.clone()).or_default().push(Idle {
+                conn,
+                expires: now + timeout,
+            });
+        }
+        self.freed.notify_waiters();
     }
 
     /// Closes a connection the session owned (broken or no longer wanted).
@@ -206,6 +227,7 @@ impl Pools {
     fn close(&self, backend: &Backend, conn: Conn, _was_in_use: bool) {
         backend.connection_closed();
         drop(conn);
+        self.freed.notify_waiters();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Vec<Idle>>> {
