@@ -25,6 +25,7 @@ pub struct Proxy {
     pub port: u16,
     pub ctx: Arc<Context>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    config_file: std::path::PathBuf,
 }
 
 impl Drop for Proxy {
@@ -32,6 +33,7 @@ impl Drop for Proxy {
         for t in &self.tasks {
             t.abort();
         }
+        let _ = std::fs::remove_file(&self.config_file);
     }
 }
 
@@ -72,7 +74,7 @@ pub async fn start_with(cluster: &Cluster, extra_proxy: &str) -> Proxy {
     let path = dir.join(format!("proxy-test-{port}.yaml"));
     std::fs::write(&path, &yaml).expect("write config");
     let config = router::config::Config::from_yaml("test.yaml", &yaml).expect("valid config");
-    let ctx = Context::new(path, config);
+    let ctx = Context::new(path.clone(), config);
     let monitor = proxy::health::spawn(ctx.clone());
     let accept_ctx = ctx.clone();
     let accept = tokio::spawn(async move {
@@ -90,6 +92,7 @@ pub async fn start_with(cluster: &Cluster, extra_proxy: &str) -> Proxy {
         port,
         ctx,
         tasks: vec![monitor, accept],
+        config_file: path,
     };
     // Wait for the monitor's first rounds: replicas join the rotation once checked.
     let deadline = Instant::now() + Duration::from_secs(10);
