@@ -197,13 +197,14 @@ impl Cluster {
         Ok(pos.unwrap_or_default())
     }
 
-    /// Waits until every running replica has applied everything the primary has logged.
+    /// Waits until every replica has applied at least what the primary had logged when the
+    /// wait began (other tests may keep writing meanwhile, so "at least", not "equal").
     pub async fn wait_replicas_caught_up(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let want = self.gtid_position(0).await?;
         for i in 1..=self.replicas {
             loop {
-                if self.gtid_position(i).await? == want {
+                if gtid_covers(&self.gtid_position(i).await?, &want) {
                     break;
                 }
                 if Instant::now() > deadline {
@@ -294,7 +295,7 @@ impl Cluster {
         format!(
             "location: zone-a\nservers:\n{servers}routing:\n  max_lag_ms: 1000\n  lag_recovery_ms: 500\n  location_fallback: [zone-b]\n\
              monitor:\n  user: {MONITOR_USER}\n  password: {MONITOR_PASSWORD}\n\
-             proxy:\n  listen: 127.0.0.1:{proxy_port}\n  http_listen: 127.0.0.1:{proxy_http_port}\n  monitor_interval_ms: 200\n  users:\n    - name: {APP_USER}\n      password: {APP_PASSWORD}\n  lag_source:\n    sidecar:\n      url: http://127.0.0.1:{sidecar_http_port}/lag\n\
+             proxy:\n  listen: 127.0.0.1:{proxy_port}\n  http_listen: 127.0.0.1:{proxy_http_port}\n  server_version: 5.5.5-10.11.11-MariaDB-rwsplit\n  monitor_interval_ms: 200\n  users:\n    - name: {APP_USER}\n      password: {APP_PASSWORD}\n  lag_source:\n    sidecar:\n      url: http://127.0.0.1:{sidecar_http_port}/lag\n\
              sidecar:\n  http_listen: 127.0.0.1:{sidecar_http_port}\n  server_id: {}\n  poll_interval_ms: 100\n",
             4000 + self.base_port as u32
         )
@@ -343,6 +344,30 @@ impl Drop for Cluster {
     }
 }
 
+/// Whether the MariaDB GTID position `have` (`domain-server-seq,…`) includes every domain's
+/// sequence number in `want`. Positions in another format (MySQL GTID sets) must match exactly.
+pub fn gtid_covers(have: &str, want: &str) -> bool {
+    fn parse(pos: &str) -> Option<Vec<(u32, u64)>> {
+        pos.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let mut parts = p.split('-');
+                let domain = parts.next()?.parse().ok()?;
+                let _server: u32 = parts.next()?.parse().ok()?;
+                let seq = parts.next()?.parse().ok()?;
+                parts.next().is_none().then_some((domain, seq))
+            })
+            .collect()
+    }
+    match (parse(have), parse(want)) {
+        (Some(have), Some(want)) => want
+            .iter()
+            .all(|(d, seq)| have.iter().any(|(hd, hs)| hd == d && hs >= seq)),
+        _ => have == want,
+    }
+}
+
 /// The repository root (this crate's parent folder).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -375,6 +400,25 @@ pub fn free_port() -> u16 {
 /// A `mysql://` URL on loopback.
 pub fn url(user: &str, password: &str, port: u16) -> String {
     format!("mysql://{user}:{password}@127.0.0.1:{port}/{TEST_DB}")
+}
+
+#[cfg(test)]
+mod test {
+    use super::gtid_covers;
+
+    #[test]
+    fn gtid_positions_cover_per_domain() {
+        assert!(gtid_covers("0-1-10", "0-1-10"));
+        assert!(gtid_covers("0-1-12", "0-1-10"));
+        assert!(!gtid_covers("0-1-9", "0-1-10"));
+        assert!(gtid_covers("0-1-10,1-2-5", "0-1-10"));
+        assert!(!gtid_covers("1-2-50", "0-1-10"));
+        assert!(gtid_covers("0-1-3", ""));
+        assert!(!gtid_covers(
+            "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5",
+            "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-6"
+        ));
+    }
 }
 
 fn skip_or_fail(test: &str, result: Result<Cluster>) -> Option<Cluster> {
