@@ -21,6 +21,7 @@ cargo build --workspace --bins --locked
 
 step "starting the shared test topology (primary :3310, replicas :3311, :3312)"
 scripts/cluster.sh up
+trap 'scripts/cluster.sh down >/dev/null 2>&1 || true' EXIT # also when a step fails
 # Under `make test` a missing topology is a failure, never a skip.
 export RWSPLIT_REQUIRE_CLUSTER=1
 # Every test binary shares this topology; destructive tests start private ones on free ports.
@@ -38,7 +39,5 @@ if [ -f docker/docker-compose.yml ]; then
   echo "docker/docker-compose.yml: valid"
 fi
 
-step "stopping the shared test topology"
-scripts/cluster.sh down
 echo
 echo "make test: all checks passed"

@@ -123,10 +123,25 @@ fn down_leaves_no_process_or_port_behind() {
     let dir = cluster.dir().to_path_buf();
     drop(cluster); // runs `scripts/cluster.sh down`
     for pid in pids {
-        assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "server pid {pid} still runs"
-        );
+        // A live database server with that pid: not a zombie awaiting its reaper (the servers
+        // are detached, so init reaps them), and not a later process or thread reusing the id.
+        let running_server = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let is_server = comm.starts_with("mariadbd") || comm.starts_with("mysqld");
+            (is_server && !matches!(state, None | Some("Z") | Some("X"))).then_some(stat)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while running_server().is_some() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(stat) = running_server() {
+            panic!("server pid {pid} still runs after cluster down: {stat}");
+        }
     }
     for port in ports {
         assert!(
