@@ -2,11 +2,11 @@
 //! writes?), `/metrics` (Prometheus text) and `/servers` (what the proxy knows about each
 //! server, as JSON).
 
-mod http;
 pub mod servers;
 
 use crate::context::Context;
-use http::Reply;
+// The sidecar's small HTTP server serves the admin endpoint too: one implementation to fix.
+use binlog_reader::http::{self, Reply};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -31,7 +31,7 @@ fn route(ctx: &Context, method: &str, path: &str) -> Reply {
         ),
         "/servers" => Reply::ok("application/json", servers::json(ctx).to_string() + "\n"),
         "/" => Reply::text(200, "rwsplit-proxy: /healthz /metrics /servers\n"),
-        _ => Reply::not_found(),
+        _ => Reply::text(404, "not found: try /healthz, /metrics or /servers\n"),
     }
 }
 
