@@ -402,25 +402,6 @@ pub fn url(user: &str, password: &str, port: u16) -> String {
     format!("mysql://{user}:{password}@127.0.0.1:{port}/{TEST_DB}")
 }
 
-#[cfg(test)]
-mod test {
-    use super::gtid_covers;
-
-    #[test]
-    fn gtid_positions_cover_per_domain() {
-        assert!(gtid_covers("0-1-10", "0-1-10"));
-        assert!(gtid_covers("0-1-12", "0-1-10"));
-        assert!(!gtid_covers("0-1-9", "0-1-10"));
-        assert!(gtid_covers("0-1-10,1-2-5", "0-1-10"));
-        assert!(!gtid_covers("1-2-50", "0-1-10"));
-        assert!(gtid_covers("0-1-3", ""));
-        assert!(!gtid_covers(
-            "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5",
-            "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-6"
-        ));
-    }
-}
-
 fn skip_or_fail(test: &str, result: Result<Cluster>) -> Option<Cluster> {
     match result {
         Ok(c) => Some(c),
@@ -511,4 +492,23 @@ fn wait_exit(pid: u32, timeout: Duration) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod test {
+    use super::gtid_covers;
+
+    #[test]
+    fn gtid_positions_cover_per_domain() {
+        assert!(gtid_covers("0-1-10", "0-1-10"));
+        assert!(gtid_covers("0-1-12", "0-1-10"));
+        assert!(!gtid_covers("0-1-9", "0-1-10"));
+        assert!(gtid_covers("0-1-10,1-2-5", "0-1-10"));
+        assert!(!gtid_covers("1-2-50", "0-1-10"));
+        assert!(gtid_covers("0-1-3", ""));
+        assert!(!gtid_covers(
+            "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5",
+            "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-6"
+        ));
+    }
 }
