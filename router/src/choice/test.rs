@@ -383,3 +383,39 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn idle_ties_are_drawn_in_proportion_to_weight() {
+    let mut t = topo(&[(0, Some(0)), (0, Some(0))]);
+    t.servers[2].weight = 3;
+    let mut counts = [0u32; 3];
+    for seed in 0..20_000 {
+        counts[picked(t.choose_replica(None, 0, seed)).unwrap()] += 1;
+    }
+    // Expect 5,000 : 15,000; allow a wide margin for a fixed-seed sample.
+    assert!((4_400..5_600).contains(&counts[1]), "{counts:?}");
+    assert!((14_400..15_600).contains(&counts[2]), "{counts:?}");
+}
+
+#[test]
+fn more_ties_than_the_tie_list_holds_still_spread_over_all() {
+    // 150 idle local replicas, every one tied: the random tie break must reach them all.
+    let replicas = vec![(0u16, Some(0u64)); 150];
+    let t = topo(&replicas);
+    let mut counts = vec![0u32; 151];
+    for seed in 0..150_000 {
+        counts[picked(t.choose_replica(None, 0, seed)).unwrap()] += 1;
+    }
+    assert_eq!(counts[0], 0, "never the primary");
+    let (min, max) = (
+        counts[1..].iter().min().unwrap(),
+        counts[1..].iter().max().unwrap(),
+    );
+    // 1,000 expected each; a skew toward early or late positions would show here.
+    assert!(*min > 800 && *max < 1_200, "min {min} max {max}");
+    let first: u32 = counts[1..65].iter().sum();
+    assert!(
+        (60_000..68_000).contains(&first),
+        "first 64 got {first} of 150,000 (expect 64,000)"
+    );
+}
