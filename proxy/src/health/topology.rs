@@ -4,7 +4,7 @@
 
 use super::check::{CheckError, Observed};
 use crate::context::{ObservedRole, ServerHealth, Topology};
-use router::choice::{ServerState, TopologySnapshot, LOCATION_UNUSED};
+use router::choice::TopologySnapshot;
 use router::config::{Config, Role};
 use std::time::Instant;
 
@@ -170,54 +170,12 @@ fn observe(sample: &Sample) -> ServerHealth {
 /// The router snapshot for `config`, keeping the lag gates of `previous` (same server list).
 fn base_snapshot(config: &Config, previous: &TopologySnapshot) -> TopologySnapshot {
     let mut snap = TopologySnapshot::from_config(config);
-    if snap.servers.len() != config.servers.len() {
-        snap.servers = fallback_states(config);
-    }
     if previous.servers.len() == snap.servers.len() {
         for (s, p) in snap.servers.iter_mut().zip(&previous.servers) {
             s.lag_gate = p.lag_gate;
         }
     }
     snap
-}
-
-/// Server states built here when the router's `from_config` does not provide them.
-fn fallback_states(config: &Config) -> Vec<ServerState> {
-    let max_lag = config.routing.max_lag_ms;
-    config
-        .servers
-        .iter()
-        .enumerate()
-        .map(|(idx, s)| ServerState {
-            idx,
-            role: s.role,
-            location_rank: location_rank(config, s.location.as_deref()),
-            weight: s.weight,
-            reachable: false,
-            replicating: false,
-            maintenance: s.maintenance,
-            lag_ms: None,
-            max_lag_ms: s.max_lag_ms.unwrap_or(max_lag),
-            lag_gate: Default::default(),
-            in_flight: 0,
-            connections: 0,
-            breaker: Default::default(),
-        })
-        .collect()
-}
-
-fn location_rank(config: &Config, location: Option<&str>) -> u16 {
-    match (config.location.as_deref(), location) {
-        (None, _) | (_, None) => 0,
-        (Some(own), Some(l)) if own == l => 0,
-        (_, Some(l)) => config
-            .routing
-            .location_fallback
-            .iter()
-            .position(|f| f == l)
-            .and_then(|p| u16::try_from(p + 1).ok())
-            .unwrap_or(LOCATION_UNUSED),
-    }
 }
 
 #[cfg(test)]
