@@ -261,6 +261,14 @@ impl Context {
                     });
                 }
             }
+            if o.worker_threads != n.worker_threads {
+                return Err(Error::NeedsRestart {
+                    file,
+                    key: "proxy.worker_threads",
+                    old: o.worker_threads.to_string(),
+                    new: n.worker_threads.to_string(),
+                });
+            }
         }
         let old_backends = self.backends.load_full();
         let backends = build_backends(&new, &old_backends, &self.metrics);

@@ -44,10 +44,8 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let threads = config.proxy.as_ref().map_or(0, |p| p.worker_threads);
+    let runtime = match runtime_for(threads) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("rwsplit-proxy: cannot start the async runtime: {e}");
@@ -80,6 +78,22 @@ fn main() -> ExitCode {
         tracing::info!("rwsplit-proxy stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// The runtime `proxy.worker_threads` asks for. One thread gets tokio's single-threaded
+/// scheduler: every wake-up stays on that thread, which is what makes it cheaper per query
+/// than a one-worker pool (no handoff between the accept thread and the worker).
+fn runtime_for(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads == 1 {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+    }
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if threads > 1 {
+        b.worker_threads(threads);
+    }
+    b.enable_all().build()
 }
 
 fn init_tracing() {

@@ -278,6 +278,11 @@ pub struct ProxyConfig {
     /// How often the health monitor checks each server.
     #[serde(default = "default_monitor_interval_ms")]
     pub monitor_interval_ms: u64,
+    /// Threads that run client sessions: 0 = one per CPU. 1 runs everything on one thread
+    /// with no cross-thread wake-ups, the cheapest per query when the proxy shares a small
+    /// machine with the servers or clients it talks to.
+    #[serde(default)]
+    pub worker_threads: usize,
 }
 
 fn default_listen() -> String {
@@ -298,6 +303,9 @@ fn default_client_idle_timeout_s() -> u64 {
 fn default_shutdown_timeout_s() -> u64 {
     30
 }
+/// More session threads than this is a typo, not a tuning.
+const MAX_WORKER_THREADS: usize = 1024;
+
 fn default_monitor_interval_ms() -> u64 {
     500
 }
@@ -463,6 +471,16 @@ impl Config {
             check_addr(&proxy.listen).map_err(|m| invalid("proxy.listen".into(), "listen:", m))?;
             check_addr(&proxy.http_listen)
                 .map_err(|m| invalid("proxy.http_listen".into(), "http_listen:", m))?;
+            if proxy.worker_threads > MAX_WORKER_THREADS {
+                return Err(invalid(
+                    "proxy.worker_threads".into(),
+                    "worker_threads:",
+                    format!(
+                        "{} is more than {MAX_WORKER_THREADS}; use 0 for one per CPU",
+                        proxy.worker_threads
+                    ),
+                ));
+            }
             if proxy.tls.mode != TlsMode::Off
                 && (proxy.tls.cert.is_none() || proxy.tls.key.is_none())
             {
@@ -651,6 +669,22 @@ mod test {
         let text = EXAMPLE.replace("min_serving: 0", "min_serving: 3");
         let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
         assert!(err.contains("routing.min_serving"), "{err}");
+    }
+
+    #[test]
+    fn absurd_worker_thread_count_names_the_key_and_line() {
+        let text = EXAMPLE.replace("\nproxy:\n", "\nproxy:\n  worker_threads: 5000\n");
+        let line = text
+            .lines()
+            .position(|l| l.contains("worker_threads: 5000"))
+            .map(|i| i + 1)
+            .expect("inserted");
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("proxy.worker_threads"), "{err}");
+        assert!(err.contains(&format!("c.yaml:{line}")), "{err}");
+        let ok = EXAMPLE.replace("\nproxy:\n", "\nproxy:\n  worker_threads: 1\n");
+        let c = Config::from_yaml("c.yaml", &ok).expect("one thread is valid");
+        assert_eq!(c.proxy.map(|p| p.worker_threads), Some(1));
     }
 
     #[test]

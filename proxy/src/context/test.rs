@@ -70,6 +70,16 @@ fn reload_rejects_broken_files_and_listen_changes_keeping_the_old_config() {
         err.contains("proxy.listen") && err.contains("restart"),
         "{err}"
     );
+    std::fs::write(
+        &path,
+        YAML.replace("proxy: {", "proxy: {worker_threads: 1, "),
+    )
+    .expect("write");
+    let err = ctx.reload().expect_err("thread count change").to_string();
+    assert!(
+        err.contains("proxy.worker_threads") && err.contains("restart"),
+        "{err}"
+    );
     assert_eq!(ctx.config().servers.len(), 2, "old config kept");
     assert_eq!(ctx.config_generation(), 0);
     assert_eq!(
@@ -77,7 +87,7 @@ fn reload_rejects_broken_files_and_listen_changes_keeping_the_old_config() {
             .config_reloads
             .with_label_values(&["error"])
             .get(),
-        2
+        3
     );
     let _ = std::fs::remove_file(path);
 }
