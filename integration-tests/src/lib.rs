@@ -295,7 +295,7 @@ impl Cluster {
         format!(
             "location: zone-a\nservers:\n{servers}routing:\n  max_lag_ms: 1000\n  lag_recovery_ms: 500\n  location_fallback: [zone-b]\n\
              monitor:\n  user: {MONITOR_USER}\n  password: {MONITOR_PASSWORD}\n\
-             proxy:\n  listen: 127.0.0.1:{proxy_port}\n  http_listen: 127.0.0.1:{proxy_http_port}\n  server_version: 5.5.5-10.11.11-MariaDB-rwsplit\n  monitor_interval_ms: 200\n  users:\n    - name: {APP_USER}\n      password: {APP_PASSWORD}\n  lag_source:\n    sidecar:\n      url: http://127.0.0.1:{sidecar_http_port}/lag\n\
+             proxy:\n  listen: 127.0.0.1:{proxy_port}\n  http_listen: 127.0.0.1:{proxy_http_port}\n  monitor_interval_ms: 200\n  users:\n    - name: {APP_USER}\n      password: {APP_PASSWORD}\n  lag_source:\n    sidecar:\n      url: http://127.0.0.1:{sidecar_http_port}/lag\n\
              sidecar:\n  http_listen: 127.0.0.1:{sidecar_http_port}\n  server_id: {}\n  poll_interval_ms: 100\n",
             4000 + self.base_port as u32
         )

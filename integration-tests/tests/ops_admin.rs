@@ -121,3 +121,39 @@ async fn max_connections_answers_the_extra_client_with_error_1040() {
     );
     assert!(rejected >= 1.0, "{metrics}");
 }
+
+/// Without `proxy.server_version` the handshake carries the writer's own version, so drivers
+/// pick MariaDB collations for MariaDB backends (a MySQL 8 string made mysql-connector-python
+/// ask MariaDB for `utf8mb4_0900_ai_ci`).
+#[tokio::test]
+async fn handshake_presents_the_writers_version_by_default() {
+    let Some(cluster) = shared_cluster("handshake_presents_the_writers_version_by_default") else {
+        return;
+    };
+    let mut admin = cluster.admin(0).await.expect("primary admin");
+    let version: String = admin
+        .query_first("SELECT @@version")
+        .await
+        .expect("version")
+        .expect("a row");
+    let ports = Ports::free();
+    let proxy = ProxyProcess::start(&config_yaml(&cluster, ports, ""), ports);
+    proxy.wait_healthy(Duration::from_secs(10)).await;
+
+    use tokio::io::AsyncReadExt;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", ports.listen))
+        .await
+        .expect("connect");
+    let mut header = [0u8; 4];
+    tcp.read_exact(&mut header).await.expect("greeting header");
+    let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
+    let mut greeting = vec![0u8; len];
+    tcp.read_exact(&mut greeting).await.expect("greeting");
+    assert_eq!(greeting[0], 10, "protocol v10");
+    let end = greeting[1..]
+        .iter()
+        .position(|&b| b == 0)
+        .expect("NUL-terminated version");
+    let presented = String::from_utf8_lossy(&greeting[1..1 + end]).into_owned();
+    assert_eq!(presented, format!("5.5.5-{version}-rwsplit"));
+}

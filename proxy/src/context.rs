@@ -219,6 +219,22 @@ impl Context {
 
     /// The backend writes go to now, or the reason writes are refused (split brain, no
     /// writable server): give that reason to the client in an ERR packet.
+    /// The version string the handshake presents when `proxy.server_version` is unset: the
+    /// writer's `@@version` (any server's until a writer is known), so drivers see the
+    /// flavour they are really talking to. Before the monitor has reached any server, a
+    /// MySQL 8.0 string.
+    pub fn advertised_version(&self) -> String {
+        let known = self
+            .primary()
+            .ok()
+            .and_then(|b| b.version())
+            .or_else(|| self.backends.load().iter().find_map(|b| b.version()));
+        match known {
+            Some(v) => handshake_version(&v),
+            None => FALLBACK_VERSION.to_string(),
+        }
+    }
+
     pub fn primary(&self) -> Result<Arc<Backend>, String> {
         let topology = self.topology.load();
         if let Some(reason) = &topology.write_block {
@@ -407,6 +423,25 @@ impl std::ops::Deref for ProxyConfigRef {
     fn deref(&self) -> &ProxyConfig {
         // load_config() and Context::new() callers guarantee the section; see main.rs.
         self.0.proxy.as_ref().unwrap_or_else(|| default_proxy())
+    }
+}
+
+/// Presented until the monitor has read a server's version.
+const FALLBACK_VERSION: &str = "8.0.35-rwsplit";
+
+/// A server's `@@version` as a handshake would carry it, marked as coming through rwsplit.
+/// MariaDB 10+ servers prefix their handshake version with `5.5.5-` (old clients and the
+/// replication protocol read the leading digits as the major version); drivers strip it.
+pub fn handshake_version(server: &str) -> String {
+    let major: u32 = server
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if server.contains("MariaDB") && major >= 10 {
+        format!("5.5.5-{server}-rwsplit")
+    } else {
+        format!("{server}-rwsplit")
     }
 }
 

@@ -256,9 +256,11 @@ pub struct ProxyConfig {
     pub listen: String,
     #[serde(default = "default_proxy_http")]
     pub http_listen: String,
-    /// The version string clients see in the handshake.
-    #[serde(default = "default_server_version")]
-    pub server_version: String,
+    /// The version string clients see in the handshake. Unset: the writer's own version as
+    /// the monitor reads it (drivers pick collations and features from this string, so it
+    /// must match the backends' flavour).
+    #[serde(default)]
+    pub server_version: Option<String>,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Close a client idle for longer than this.
@@ -290,9 +292,6 @@ fn default_listen() -> String {
 }
 fn default_proxy_http() -> String {
     "127.0.0.1:9033".into()
-}
-fn default_server_version() -> String {
-    "8.0.35-rwsplit".into()
 }
 fn default_max_connections() -> usize {
     10_000

@@ -53,7 +53,7 @@ pub fn config_yaml(cluster: &Cluster, port: u16, extra_proxy: &str) -> String {
     format!(
         "servers:\n{servers}routing:\n  max_lag_ms: 5000\n  lag_recovery_ms: 4000\n\
          monitor:\n  user: {MONITOR_USER}\n  password: {MONITOR_PASSWORD}\n\
-         proxy:\n  server_version: 5.5.5-10.11.11-MariaDB-rwsplit\n  listen: 127.0.0.1:{port}\n  http_listen: 127.0.0.1:{}\n  monitor_interval_ms: 100\n  lag_source: seconds_behind_master\n  users:\n    - name: {APP_USER}\n      password: {APP_PASSWORD}\n{extra_proxy}",
+         proxy:\n  listen: 127.0.0.1:{port}\n  http_listen: 127.0.0.1:{}\n  monitor_interval_ms: 100\n  lag_source: seconds_behind_master\n  users:\n    - name: {APP_USER}\n      password: {APP_PASSWORD}\n{extra_proxy}",
         integration_tests::free_port()
     )
 }

@@ -27,6 +27,8 @@ struct BackendShared {
     breaker: Mutex<CircuitBreaker>,
     /// Mirror of "breaker open" for lock-free reads on the hot path.
     breaker_open: AtomicBool,
+    /// The server's `@@version` as the monitor last read it.
+    version: Mutex<Option<Arc<str>>>,
 }
 
 impl Backend {
@@ -47,6 +49,20 @@ impl Backend {
 
     pub fn in_flight(&self) -> usize {
         self.shared.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The server's `@@version` as the monitor last read it.
+    pub fn version(&self) -> Option<Arc<str>> {
+        self.shared.version.lock().ok().and_then(|v| v.clone())
+    }
+
+    /// The monitor read `@@version` (on each new monitor connection).
+    pub fn set_version(&self, version: &str) {
+        if let Ok(mut v) = self.shared.version.lock() {
+            if v.as_deref() != Some(version) {
+                *v = Some(Arc::from(version));
+            }
+        }
     }
 
     /// Pooled connections to this backend (idle + in use).
@@ -166,6 +182,7 @@ pub(super) fn build_backends(
                     metrics: metrics.backend(&s.name),
                     breaker: Mutex::new(CircuitBreaker::new()),
                     breaker_open: AtomicBool::new(false),
+                    version: Mutex::new(None),
                 }),
             };
             Arc::new(Backend {

@@ -152,3 +152,36 @@ fn initial_topology_trusts_configured_primary() {
     assert_eq!(ctx.primary().map(|b| b.index), Ok(0));
     assert_eq!(ctx.proxy_config().max_connections, 2);
 }
+
+#[test]
+fn handshake_version_keeps_the_flavour_drivers_look_for() {
+    assert_eq!(
+        handshake_version("10.11.11-MariaDB-0+deb12u1"),
+        "5.5.5-10.11.11-MariaDB-0+deb12u1-rwsplit"
+    );
+    assert_eq!(handshake_version("8.0.36"), "8.0.36-rwsplit");
+    assert_eq!(handshake_version("8.4.3-log"), "8.4.3-log-rwsplit");
+    // A MariaDB 5.5 has no prefix to add.
+    assert_eq!(
+        handshake_version("5.5.68-MariaDB"),
+        "5.5.68-MariaDB-rwsplit"
+    );
+}
+
+#[test]
+fn advertised_version_follows_what_the_monitor_read() {
+    let ctx = ctx();
+    assert_eq!(
+        ctx.advertised_version(),
+        "8.0.35-rwsplit",
+        "nothing read yet"
+    );
+    ctx.backend("r1")
+        .expect("r1")
+        .set_version("10.11.11-MariaDB-log");
+    assert_eq!(
+        ctx.advertised_version(),
+        "5.5.5-10.11.11-MariaDB-log-rwsplit",
+        "any server's version until a writer is known"
+    );
+}

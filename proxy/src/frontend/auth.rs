@@ -73,7 +73,10 @@ pub async fn handshake(
     }
     let nonce = nonce();
     let greeting = Greeting {
-        server_version: cfg.server_version.clone(),
+        server_version: match &cfg.server_version {
+            Some(v) => v.clone(),
+            None => ctx.advertised_version(),
+        },
         connection_id,
         nonce: nonce.clone(),
         capabilities: offered,

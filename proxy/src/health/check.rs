@@ -51,6 +51,8 @@ pub struct Checker {
     /// `SHOW REPLICA STATUS` is refused by servers older than MySQL 8.0.22 / MariaDB 10.5:
     /// after one refusal use `SHOW SLAVE STATUS`.
     use_slave_syntax: bool,
+    /// `@@version`, read once per monitor connection.
+    version: Option<String>,
 }
 
 impl Checker {
@@ -68,12 +70,14 @@ impl Checker {
             opts,
             conn: None,
             use_slave_syntax: false,
+            version: None,
         }
     }
 
     /// Runs one check; `timeout` bounds the connect and, separately, the queries.
     pub async fn check(&mut self, timeout: Duration) -> Result<Observed, CheckError> {
         let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let fresh = self.conn.is_none();
         let mut conn = match self.conn.take() {
             Some(c) => c,
             None => tokio::time::timeout(timeout, Conn::new(self.opts.clone()))
@@ -81,7 +85,7 @@ impl Checker {
                 .map_err(|_| CheckError::ConnectTimeout(ms))?
                 .map_err(|e| CheckError::Connect(e.to_string()))?,
         };
-        let result = tokio::time::timeout(timeout, self.query(&mut conn))
+        let result = tokio::time::timeout(timeout, self.query(&mut conn, fresh))
             .await
             .map_err(|_| CheckError::Timeout(ms))
             .and_then(|r| r);
@@ -93,9 +97,18 @@ impl Checker {
         result
     }
 
-    async fn query(&mut self, conn: &mut Conn) -> Result<Observed, CheckError> {
+    /// The server's `@@version` as of the last connection (e.g. `10.11.11-MariaDB-0+deb12u1`).
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    async fn query(&mut self, conn: &mut Conn, fresh: bool) -> Result<Observed, CheckError> {
         let q = |e: mysql_async::Error| CheckError::Query(e.to_string());
         conn.ping().await.map_err(q)?;
+        if fresh || self.version.is_none() {
+            // A new connection: the server may have been upgraded or replaced.
+            self.version = conn.query_first("SELECT @@version").await.map_err(q)?;
+        }
         let read_only: Option<i64> = conn.query_first("SELECT @@read_only").await.map_err(q)?;
         let rows: Vec<Row> = if self.use_slave_syntax {
             conn.query("SHOW SLAVE STATUS").await.map_err(q)?

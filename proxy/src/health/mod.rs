@@ -201,6 +201,9 @@ async fn check_loop(
                 .observe(started.elapsed().as_secs_f64());
             match &result {
                 Ok(_) => {
+                    if let Some(v) = checker.version() {
+                        b.set_version(v);
+                    }
                     // Respect the cool-down of a breaker the data path opened: only a closed
                     // or half-open breaker is reset by a good check.
                     if b.breaker_allows() {
