@@ -46,13 +46,7 @@ async fn healthz_metrics_and_servers_describe_the_topology() {
 
     // Replicas enter the rotation once their lag is known.
     proxy
-        .wait_servers(Duration::from_secs(10), "replicas in rotation", |d| {
-            d["servers"].as_array().is_some_and(|s| {
-                s.iter()
-                    .filter(|s| s["role"] == "replica")
-                    .all(|s| s["in_rotation"] == true)
-            })
-        })
+        .wait_replicas_in_rotation(Duration::from_secs(10))
         .await;
     let doc = proxy.servers().await;
     assert_eq!(doc["primary"], "primary");

@@ -21,13 +21,7 @@ async fn one_worker_thread_routes_and_serves_concurrent_clients() {
     );
     proxy.wait_healthy(Duration::from_secs(10)).await;
     proxy
-        .wait_servers(Duration::from_secs(10), "replicas in rotation", |d| {
-            d["servers"].as_array().is_some_and(|s| {
-                s.iter()
-                    .filter(|s| s["role"] == "replica")
-                    .all(|s| s["in_rotation"] == true)
-            })
-        })
+        .wait_replicas_in_rotation(Duration::from_secs(10))
         .await;
 
     let mut conn = proxy

@@ -231,6 +231,18 @@ impl ProxyProcess {
         }
     }
 
+    /// Waits until every replica is in the read rotation (lag known, threads running).
+    pub async fn wait_replicas_in_rotation(&self, timeout: Duration) {
+        self.wait_servers(timeout, "replicas in rotation", |d| {
+            d["servers"].as_array().is_some_and(|s| {
+                s.iter()
+                    .filter(|s| s["role"] == "replica")
+                    .all(|s| s["in_rotation"] == true)
+            })
+        })
+        .await;
+    }
+
     /// An application connection through the proxy.
     pub async fn app(&self) -> Result<Conn, integration_tests::mysql_async::Error> {
         Conn::new(app_opts(self.ports.listen)).await
