@@ -209,6 +209,10 @@ pub struct PoolConfig {
     pub connect_timeout_ms: u64,
     #[serde(default = "default_read_timeout_ms")]
     pub read_timeout_ms: u64,
+    /// How long a session keeps a backend connection its state does not need after its last
+    /// statement before giving it back to the pool. 0 gives it back as soon as a statement ends.
+    #[serde(default = "default_release_delay_ms")]
+    pub release_delay_ms: u64,
 }
 
 fn default_pool_max() -> usize {
@@ -223,6 +227,12 @@ fn default_connect_timeout_ms() -> u64 {
 fn default_read_timeout_ms() -> u64 {
     30_000
 }
+fn default_release_delay_ms() -> u64 {
+    500
+}
+
+/// Above this, idle sessions would hold backend connections long enough to defeat pooling.
+pub const MAX_RELEASE_DELAY_MS: u64 = 60_000;
 
 impl Default for PoolConfig {
     fn default() -> Self {
@@ -231,6 +241,7 @@ impl Default for PoolConfig {
             idle_timeout_s: default_pool_idle_timeout_s(),
             connect_timeout_ms: default_connect_timeout_ms(),
             read_timeout_ms: default_read_timeout_ms(),
+            release_delay_ms: default_release_delay_ms(),
         }
     }
 }
@@ -472,6 +483,16 @@ impl Config {
                     "`cert` and `key` are required unless `mode: off`".into(),
                 ));
             }
+            if proxy.pool.release_delay_ms > MAX_RELEASE_DELAY_MS {
+                return Err(invalid(
+                    "proxy.pool.release_delay_ms".into(),
+                    "release_delay_ms:",
+                    format!(
+                        "must be at most {MAX_RELEASE_DELAY_MS} (a session would hold idle backend connections), got {}",
+                        proxy.pool.release_delay_ms
+                    ),
+                ));
+            }
             let mut users = HashSet::new();
             for (i, u) in proxy.users.iter().enumerate() {
                 if !users.insert(u.name.as_str()) {
@@ -651,6 +672,27 @@ mod test {
         let text = EXAMPLE.replace("min_serving: 0", "min_serving: 3");
         let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
         assert!(err.contains("routing.min_serving"), "{err}");
+    }
+
+    #[test]
+    fn release_delay_defaults_and_is_bounded() {
+        let c = Config::from_yaml("c.yaml", EXAMPLE).unwrap();
+        assert_eq!(c.proxy.as_ref().map(|p| p.pool.release_delay_ms), Some(500));
+        let text = EXAMPLE.replace("  users:\n", "  pool:\n    release_delay_ms: 0\n  users:\n");
+        let c = Config::from_yaml("c.yaml", &text).unwrap();
+        assert_eq!(c.proxy.as_ref().map(|p| p.pool.release_delay_ms), Some(0));
+        let text = EXAMPLE.replace(
+            "  users:\n",
+            "  pool:\n    release_delay_ms: 600000\n  users:\n",
+        );
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("proxy.pool.release_delay_ms"), "{err}");
+        let line = text
+            .lines()
+            .position(|l| l.contains("release_delay_ms"))
+            .map(|i| i + 1)
+            .unwrap();
+        assert!(err.starts_with(&format!("c.yaml:{line}:")), "{err}");
     }
 
     #[test]
