@@ -266,6 +266,15 @@ impl Context {
                     });
                 }
             }
+            if o.rsa_private_key != n.rsa_private_key {
+                let show = |k: &Option<String>| k.clone().unwrap_or_else(|| "unset".into());
+                return Err(Error::NeedsRestart {
+                    file,
+                    key: "proxy.rsa_private_key",
+                    old: show(&o.rsa_private_key),
+                    new: show(&n.rsa_private_key),
+                });
+            }
         }
         let tls = crate::frontend::load_tls(&new).map_err(|e| Error::Tls {
             file: file.clone(),

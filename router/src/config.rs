@@ -280,6 +280,10 @@ pub struct ProxyConfig {
     pub shutdown_timeout_s: u64,
     #[serde(default)]
     pub tls: TlsConfig,
+    /// PEM RSA private key for `caching_sha2_password` full authentication without TLS; a
+    /// key pair is generated at start when unset. Read once: changing it needs a restart.
+    #[serde(default)]
+    pub rsa_private_key: Option<String>,
     #[serde(default)]
     pub users: Vec<UserConfig>,
     #[serde(default)]

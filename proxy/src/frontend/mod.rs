@@ -1,6 +1,7 @@
 //! Client side: the handshake, TLS, and the entry point the accept loop calls for each client.
 
 pub mod auth;
+pub mod rsa_key;
 pub mod stream;
 pub mod users;
 
