@@ -57,6 +57,52 @@ pub struct ServerConfig {
     /// Excluded from reads while true (drain for maintenance).
     #[serde(default)]
     pub maintenance: bool,
+    /// TLS on every connection to this server: the data path, the health monitor and the
+    /// binlog reader.
+    #[serde(default)]
+    pub tls: BackendTlsConfig,
+}
+
+/// Whether connections to a backend use TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendTlsMode {
+    /// Plain TCP.
+    #[default]
+    Disabled,
+    /// TLS when the server offers it, plain otherwise.
+    Preferred,
+    /// TLS, or no connection.
+    Required,
+}
+
+/// TLS towards one backend (`servers[].tls`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendTlsConfig {
+    #[serde(default)]
+    pub mode: BackendTlsMode,
+    /// PEM file with the CA certificate(s) that sign the server's certificate.
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// Check the server's certificate against `ca` and its name against `host`. Turning it
+    /// off encrypts without authenticating the server (a man in the middle goes unnoticed).
+    #[serde(default = "default_true")]
+    pub verify: bool,
+}
+
+impl Default for BackendTlsConfig {
+    fn default() -> Self {
+        Self {
+            mode: BackendTlsMode::Disabled,
+            ca: None,
+            verify: true,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_weight() -> u32 {
@@ -442,6 +488,15 @@ impl Config {
                     "must be at least 1".into(),
                 ));
             }
+            if s.tls.mode != BackendTlsMode::Disabled && s.tls.verify && s.tls.ca.is_none() {
+                return Err(invalid(
+                    format!("servers[{i}].tls.ca"),
+                    &s.name,
+                    "required to verify the server's certificate (or set `verify: false` to \
+                     encrypt without checking who answers)"
+                        .into(),
+                ));
+            }
         }
         let primaries = self
             .servers
@@ -697,6 +752,29 @@ mod test {
             .map(|i| i + 1)
             .unwrap();
         assert!(err.starts_with(&format!("c.yaml:{line}:")), "{err}");
+    }
+
+    #[test]
+    fn backend_tls_needs_a_ca_to_verify() {
+        let c = Config::from_yaml("c.yaml", EXAMPLE).unwrap();
+        assert_eq!(c.servers[0].tls, BackendTlsConfig::default());
+        let text = EXAMPLE.replace(
+            "    port: 3311\n",
+            "    port: 3311\n    tls: {mode: required}\n",
+        );
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("servers[1].tls.ca"), "{err}");
+        let text = EXAMPLE.replace(
+            "    port: 3311\n",
+            "    port: 3311\n    tls: {mode: preferred, verify: false}\n",
+        );
+        let c = Config::from_yaml("c.yaml", &text).unwrap();
+        assert_eq!(c.servers[1].tls.mode, BackendTlsMode::Preferred);
+        let text = EXAMPLE.replace(
+            "    port: 3311\n",
+            "    port: 3311\n    tls: {mode: sometimes, ca: x}\n",
+        );
+        assert!(Config::from_yaml("c.yaml", &text).is_err());
     }
 
     #[test]
