@@ -70,6 +70,25 @@ fn check_config_rejects_a_tls_certificate_that_does_not_load() {
 }
 
 #[test]
+fn check_config_rejects_a_backend_tls_ca_that_does_not_load() {
+    let ca = show(&scratch_file("absent-ca.pem"));
+    let file = write(
+        "backend-tls.yaml",
+        &GOOD.replace(
+            "role: primary }",
+            &format!("role: primary, tls: {{mode: required, ca: {ca}}} }}"),
+        ),
+    );
+    let (code, _, err) = run_cli(&["--config", &file, "--check-config"]);
+    assert_eq!(code, Some(2));
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("servers[].tls.ca") && err.contains(&ca),
+        "{err}"
+    );
+}
+
+#[test]
 fn check_config_names_file_line_and_key_of_an_unknown_key() {
     let file = write(
         "typo.yaml",

@@ -1,7 +1,8 @@
 //! Backend TLS (`servers[].tls`) against MariaDB servers that accept TLS: with the application
 //! and monitor accounts declared `REQUIRE SSL`, the proxy still serves reads and writes, and the
 //! backend sessions report a cipher, and the embedded binlog reader measures lag (replicas are
-//! read from); `verify: false` (no CA) encrypts as well.
+//! read from); `verify: false` (no CA) encrypts as well. A reload with a CA file that does not
+//! load is rejected.
 
 mod proxy_support;
 
@@ -83,5 +84,25 @@ async fn backend_connections_and_the_monitor_use_tls() {
         assert_eq!(port, c.port(0), "{tls}: in a transaction, the primary");
         assert!(!cipher.is_empty(), "{tls}: primary session without TLS");
         conn.query_drop("COMMIT").await.unwrap();
+        if tls.contains("ca:") {
+            // A reload whose CA file does not load is rejected; TLS to the backends goes on.
+            let path = p.ctx.config_path().to_path_buf();
+            let yaml = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, yaml.replace(&ca, "/nonexistent/ca.pem")).unwrap();
+            let err = p.ctx.reload().expect_err("bad CA rejected").to_string();
+            assert!(
+                err.contains("servers[].tls.ca") && err.contains("/nonexistent/ca.pem"),
+                "{err}"
+            );
+            drop(conn);
+            let mut conn = p.conn().await;
+            conn.query_drop("BEGIN").await.unwrap();
+            let (port, cipher) = backend_cipher(&mut conn).await;
+            assert_eq!(port, c.port(0));
+            assert!(
+                !cipher.is_empty(),
+                "new primary session without TLS after the reload"
+            );
+        }
     }
 }

@@ -235,8 +235,9 @@ impl Context {
 
     /// Re-reads the config file and swaps it in if valid. On error the old config stays.
     /// Listen addresses cannot change without a restart. The client TLS certificate and key
-    /// are read again too, even at unchanged paths (a renewed certificate); if they do not
-    /// load, the whole reload is rejected and the running acceptor stays. Counted in
+    /// are read again too, even at unchanged paths (a renewed certificate), and so are the
+    /// backends' `servers[].tls.ca` files; if one does not load, the whole reload is rejected
+    /// and the running TLS settings stay. Counted in
     /// `rwsplit_config_reloads_total{result}`.
     pub fn reload(&self) -> Result<(), Error> {
         let result = self.try_reload();
@@ -280,6 +281,13 @@ impl Context {
             file: file.clone(),
             message: match e {
                 crate::frontend::Error::Tls(m) => m,
+                other => other.to_string(),
+            },
+        })?;
+        let backend_tls = crate::backend::tls::prepare(&new).map_err(|e| Error::Tls {
+            file: file.clone(),
+            message: match e {
+                crate::backend::Error::Tls(m) => m,
                 other => other.to_string(),
             },
         })?;
@@ -334,6 +342,7 @@ impl Context {
         self.backends.store(Arc::new(backends));
         self.config.store(Arc::new(new));
         crate::frontend::install_tls(self, tls);
+        crate::backend::tls::install(self, backend_tls);
         self.store_topology(topology);
         self.config_generation.fetch_add(1, Ordering::Relaxed);
         Ok(())

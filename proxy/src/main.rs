@@ -45,6 +45,15 @@ fn main() -> ExitCode {
         eprintln!("rwsplit-proxy: {}: {e}", args.config.display());
         return ExitCode::from(EXIT_CONFIG);
     }
+    // So must the backends' TLS CA files.
+    if let Err(e) = proxy::backend::tls::prepare(&config) {
+        let e = match e {
+            proxy::backend::Error::Tls(m) => m,
+            other => other.to_string(),
+        };
+        eprintln!("rwsplit-proxy: {}: {e}", args.config.display());
+        return ExitCode::from(EXIT_CONFIG);
+    }
     if args.check_config {
         let users = config.proxy.as_ref().map(|p| p.users.len()).unwrap_or(0);
         println!(

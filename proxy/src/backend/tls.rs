@@ -46,8 +46,33 @@ impl TlsTarget {
 #[derive(Default)]
 struct Cache(Mutex<HashMap<BackendTlsConfig, Arc<rustls::ClientConfig>>>);
 
+/// The client configurations for every server of `config` that uses TLS, CA files read now:
+/// a reload checks them before it swaps anything in (and startup, so a bad `ca` stops it).
+pub struct Prepared(HashMap<BackendTlsConfig, Arc<rustls::ClientConfig>>);
+
+pub fn prepare(config: &router::config::Config) -> Result<Prepared, Error> {
+    let mut map = HashMap::new();
+    for s in &config.servers {
+        if s.tls.mode != BackendTlsMode::Disabled && !map.contains_key(&s.tls) {
+            map.insert(s.tls.clone(), Arc::new(client_config(&s.name, &s.tls)?));
+        }
+    }
+    Ok(Prepared(map))
+}
+
+/// New backend connections use these configurations (CA files re-read by the reload);
+/// connections already open keep theirs.
+pub fn install(ctx: &Context, prepared: Prepared) {
+    let cache = ctx.extension(Cache::default);
+    let mut cache = match cache.0.lock() {
+        Ok(c) => c,
+        Err(p) => p.into_inner(),
+    };
+    *cache = prepared.0;
+}
+
 /// The TLS target for a server, `None` when its `tls.mode` is `disabled`. The CA file is read
-/// when a setting is first used.
+/// when a setting is first used, unless [`install`] already did.
 pub fn target_for(
     ctx: &Context,
     name: &str,
