@@ -9,6 +9,8 @@
 #   REPLICAS     number of replicas                                      (default 2)
 #   CLUSTER_DIR  scratch folder                                          (default .scratch/cluster-$BASE_PORT)
 #   SERVER_PATH  where to look for mariadbd/mysqld                       (default $PATH:/usr/sbin:/usr/local/sbin)
+#   TLS          1: servers accept TLS with a certificate for 127.0.0.1 signed by a CA made at
+#                first `up` in $CLUSTER_DIR/tls (ca.pem for clients' `servers[].tls.ca`) (default 0)
 #
 # Works with Debian's MariaDB (mariadbd, installed on demand) and with MySQL 8 (mysqld) where that
 # is what the machine has. Servers are stopped by their pid files, never by name.
@@ -134,7 +136,30 @@ write_cnf() {
       echo "performance_schema=OFF"
     fi
     if [ "$i" -gt 0 ]; then echo "read_only=ON"; fi
+    if [ "${TLS:-0}" = 1 ]; then
+      echo "ssl-ca=$CLUSTER_DIR/tls/ca.pem"
+      echo "ssl-cert=$CLUSTER_DIR/tls/server.pem"
+      echo "ssl-key=$CLUSTER_DIR/tls/server-key.pem"
+    fi
   } >"$dir/my.cnf"
+}
+
+# TLS=1: a CA and a server certificate for 127.0.0.1 (shared by the topology's servers), made
+# once per cluster folder with the openssl CLI.
+make_tls() {
+  local d=$CLUSTER_DIR/tls
+  [ -s "$d/server.pem" ] && return 0
+  command -v openssl >/dev/null 2>&1 || die "TLS=1 needs the openssl command (apt-get install openssl)"
+  mkdir -p "$d"
+  {
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=rwsplit test CA" \
+      -keyout "$d/ca-key.pem" -out "$d/ca.pem" &&
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+      -keyout "$d/server-key.pem" -out "$d/server.csr" &&
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' >"$d/ext.cnf" &&
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" \
+      -CAcreateserial -days 3650 -extfile "$d/ext.cnf" -out "$d/server.pem"
+  } >"$d/openssl.log" 2>&1 || die "making TLS certificates failed; see $d/openssl.log"
 }
 
 # One initialised datadir per machine and flavour, copied for every server: concurrent topologies
@@ -255,12 +280,27 @@ gtid_position() {
   fi
 }
 
+# Whether replica position $1 includes position $2: MariaDB positions (domain-server-seq,...)
+# by sequence number per domain, so a replica that moved past $2 (clients keep writing while
+# `up` waits, e.g. other tests on the shared topology) counts as caught up; MySQL GTID sets
+# must be equal.
+gtid_covers() {
+  local have=$1 want=$2 w d n h
+  [ "$have" = "$want" ] && return 0
+  [ "$FLAVOR" = mariadb ] || return 1
+  for w in ${want//,/ }; do
+    IFS=- read -r d _ n <<<"$w"
+    h=$(tr ',' '\n' <<<"$have" | awk -F- -v d="$d" '$1 == d { print $3 }' | head -n 1)
+    [ -n "$h" ] && [ "$h" -ge "$n" ] || return 1
+  done
+}
+
 wait_replication() {
   local i want
   want=$(gtid_position 0)
   for i in $(seq 1 "$REPLICAS"); do
     for _ in $(seq 1 300); do
-      if [ "$(replication_threads "$i")" = "Yes Yes" ] && [ "$(gtid_position "$i")" = "$want" ]; then
+      if [ "$(replication_threads "$i")" = "Yes Yes" ] && gtid_covers "$(gtid_position "$i")" "$want"; then
         continue 2
       fi
       sleep 0.1
@@ -282,6 +322,7 @@ cmd_up() {
     fi
   done
   init_template
+  if [ "${TLS:-0}" = 1 ]; then make_tls; fi
   START=$SECONDS
   local started=()
   for i in $(seq 0 "$REPLICAS"); do

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine, skipping what is there:
-# MariaDB server and client, sysbench, Prometheus (promtool checks the alert rules),
+# MariaDB server and client, sysbench, the openssl CLI, Prometheus (promtool checks the alert rules),
 # docker-compose (checks the compose file; no engine needed), the Rust fmt/clippy components,
 # and the real client drivers the end-to-end tests drive (integration-tests/clients/install.sh).
 set -euo pipefail
@@ -11,6 +11,8 @@ command -v mariadbd >/dev/null 2>&1 || command -v mysqld >/dev/null 2>&1 || need
 command -v mariadb >/dev/null 2>&1 || command -v mysql >/dev/null 2>&1 || need_apt+=(mariadb-client)
 command -v sysbench >/dev/null 2>&1 || need_apt+=(sysbench)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# TLS tests make certificates with it (client TLS, reload, TLS=1 topologies).
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ "${1:-}" != "--demo" ]; then
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
   command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)

@@ -20,6 +20,7 @@ pub mod start;
 pub mod state;
 pub mod stream;
 pub mod timeline;
+pub mod tls;
 
 pub use reader::{LagHandle, LagReader, StartError};
 pub use snapshot::{LagSnapshot, PrimaryStatus, ReplicaLag};

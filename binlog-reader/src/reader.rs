@@ -35,11 +35,12 @@ impl LagReader {
         let rt = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
         let primary = config.primary().ok_or(StartError::NoPrimary)?;
         let password = secret::resolve(&config.monitor.secret)?;
-        let target = |host: &str, port: u16| Target {
-            host: host.to_string(),
-            port,
+        let target = |s: &router::config::ServerConfig| Target {
+            host: s.host.clone(),
+            port: s.port,
             user: config.monitor.user.clone(),
             password: password.clone(),
+            tls: s.tls.clone(),
         };
         let poll_interval = Duration::from_millis(config.sidecar.poll_interval_ms.max(1));
         let settings = Settings {
@@ -60,12 +61,9 @@ impl LagReader {
             replicas.iter().map(|s| s.name.clone()).collect(),
             config.sidecar.timeline_capacity,
         ));
-        let mut tasks = vec![rt.spawn(crate::stream::run(
-            shared.clone(),
-            target(&primary.host, primary.port),
-        ))];
+        let mut tasks = vec![rt.spawn(crate::stream::run(shared.clone(), target(primary)))];
         for (i, s) in replicas.iter().enumerate() {
-            tasks.push(rt.spawn(crate::poll::run(shared.clone(), i, target(&s.host, s.port))));
+            tasks.push(rt.spawn(crate::poll::run(shared.clone(), i, target(s))));
         }
         let pruner = shared.clone();
         tasks.push(rt.spawn(async move {

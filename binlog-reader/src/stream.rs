@@ -53,6 +53,8 @@ pub struct Target {
     pub port: u16,
     pub user: String,
     pub password: String,
+    /// `servers[].tls` of the server.
+    pub tls: router::config::BackendTlsConfig,
 }
 
 impl Target {
@@ -61,19 +63,25 @@ impl Target {
     }
 
     pub fn opts(&self) -> Opts {
+        self.builder()
+            .ssl_opts(crate::tls::ssl_opts(&self.tls))
+            .into()
+    }
+
+    fn builder(&self) -> OptsBuilder {
         OptsBuilder::default()
             .ip_or_hostname(self.host.clone())
             .tcp_port(self.port)
             .user(Some(self.user.clone()))
             .pass(Some(self.password.clone()))
             .prefer_socket(false)
-            .into()
     }
 }
 
 /// Connects with a timeout; shared with the pollers.
 pub async fn connect(target: &Target, timeout: Duration) -> Result<Conn, StreamError> {
-    match tokio::time::timeout(timeout, Conn::new(target.opts())).await {
+    let conn = crate::tls::connect(target.builder(), &target.tls);
+    match tokio::time::timeout(timeout, conn).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(source)) => Err(StreamError::Connect {
             addr: target.addr(),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real client libraries the proxy_clients tests drive through the proxy:
-# PyMySQL and mysql-connector-python in a venv under .scratch/, Node's mysql2 under
+# PyMySQL (with `cryptography`, which its caching_sha2_password RSA path needs) and
+# mysql-connector-python in a venv under .scratch/, Node's mysql2 under
 # integration-tests/clients/node/. Idempotent: does nothing when they are already there.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -10,8 +11,8 @@ venv="$root/.scratch/venv-clients"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import pymysql, mysql.connector' 2>/dev/null; then
-  "$venv/bin/pip" install --quiet --disable-pip-version-check PyMySQL mysql-connector-python
+if ! "$venv/bin/python" -c 'import pymysql, mysql.connector, cryptography' 2>/dev/null; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check PyMySQL mysql-connector-python cryptography
 fi
 
 if command -v npm >/dev/null 2>&1; then

@@ -73,6 +73,8 @@ pub struct Cluster {
     /// Private topologies are torn down on drop; the shared one stays up for the next test.
     owned: bool,
     port_claim: Option<PathBuf>,
+    /// Servers accept TLS (`TLS=1` for the cluster script).
+    tls: bool,
 }
 
 /// Serialises `cluster.sh up` for the shared topology across the tests of one binary.
@@ -92,6 +94,7 @@ impl Cluster {
             dir: repo_root().join(format!(".scratch/cluster-{base_port}")),
             owned: false,
             port_claim: None,
+            tls: false,
         };
         let _guard = SHARED_UP.lock().unwrap_or_else(|e| e.into_inner());
         cluster.script("up")?;
@@ -105,6 +108,16 @@ impl Cluster {
 
     /// A fresh topology with `replicas` replicas on free ports, removed when dropped.
     pub fn private_with(replicas: usize) -> Result<Cluster> {
+        Self::private_inner(replicas, false)
+    }
+
+    /// A fresh topology whose servers accept TLS with a certificate for 127.0.0.1 signed by
+    /// [`Cluster::tls_ca`], removed when dropped.
+    pub fn private_tls(replicas: usize) -> Result<Cluster> {
+        Self::private_inner(replicas, true)
+    }
+
+    fn private_inner(replicas: usize, tls: bool) -> Result<Cluster> {
         let (base_port, claim) = claim_ports(replicas)?;
         let cluster = Cluster {
             base_port,
@@ -112,6 +125,7 @@ impl Cluster {
             dir: repo_root().join(format!(".scratch/cluster-{base_port}")),
             owned: true,
             port_claim: Some(claim),
+            tls,
         };
         cluster.script("up")?;
         Ok(cluster)
@@ -145,6 +159,11 @@ impl Cluster {
     pub fn replica_ports(&self) -> Vec<u16> {
         (1..=self.replicas).map(|i| self.port(i)).collect()
     }
+    /// The CA certificate (PEM) that signs a TLS topology's server certificate.
+    pub fn tls_ca(&self) -> PathBuf {
+        self.dir.join("tls/ca.pem")
+    }
+
     /// The scratch folder holding the servers' data, logs and pid files.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -308,6 +327,7 @@ impl Cluster {
             .env("BASE_PORT", self.base_port.to_string())
             .env("REPLICAS", self.replicas.to_string())
             .env("CLUSTER_DIR", &self.dir)
+            .env("TLS", if self.tls { "1" } else { "0" })
             .output()
             .map_err(|source| HarnessError::Spawn {
                 what: "scripts/cluster.sh".into(),

@@ -1,5 +1,6 @@
 //! The command line users meet first: `--check-config` on good and broken files (exit code and
-//! one clear line naming file, line and key), and a listen port that is already taken.
+//! one clear line naming file, line and key; a client TLS certificate that does not load), and a
+//! listen port that is already taken.
 
 mod ops_support;
 
@@ -47,6 +48,44 @@ fn check_config_rejects_a_missing_file_in_one_line() {
     assert_eq!(code, Some(2));
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert!(err.contains(&file) && err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn check_config_rejects_a_tls_certificate_that_does_not_load() {
+    let cert = show(&scratch_file("absent-cert.pem"));
+    let file = write(
+        "tls.yaml",
+        &GOOD.replace(
+            "  users:\n",
+            &format!("  tls: {{mode: optional, cert: {cert}, key: {cert}}}\n  users:\n"),
+        ),
+    );
+    let (code, _, err) = run_cli(&["--config", &file, "--check-config"]);
+    assert_eq!(code, Some(2));
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains(&file) && err.contains("proxy.tls.cert") && err.contains(&cert),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_config_rejects_a_backend_tls_ca_that_does_not_load() {
+    let ca = show(&scratch_file("absent-ca.pem"));
+    let file = write(
+        "backend-tls.yaml",
+        &GOOD.replace(
+            "role: primary }",
+            &format!("role: primary, tls: {{mode: required, ca: {ca}}} }}"),
+        ),
+    );
+    let (code, _, err) = run_cli(&["--config", &file, "--check-config"]);
+    assert_eq!(code, Some(2));
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("servers[].tls.ca") && err.contains(&ca),
+        "{err}"
+    );
 }
 
 #[test]

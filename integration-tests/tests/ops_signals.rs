@@ -1,6 +1,7 @@
 //! Process lifecycle of the real binary: SIGTERM lets running statements finish and then exits,
 //! sessions still open at `shutdown_timeout_s` are closed, and SIGHUP reloads a changed config
-//! without dropping sessions while a broken one is rejected and the running config stays.
+//! without dropping sessions while a broken one is rejected and the running config stays; SIGHUP
+//! also re-reads the client TLS certificate at an unchanged path (a renewal).
 
 mod ops_support;
 
@@ -257,5 +258,143 @@ async fn sighup_adds_a_user_and_drains_a_replica_for_maintenance() {
             Some(cluster.port(cluster.replicas())),
             "no reads on the drained replica"
         );
+    }
+}
+
+/// A self-signed P-256 certificate for `cn` made with the openssl CLI: (cert PEM, key PEM).
+fn make_cert(cn: &str) -> (Vec<u8>, Vec<u8>) {
+    let cert = ops_support::scratch_file(&format!("{cn}.crt"));
+    let key = ops_support::scratch_file(&format!("{cn}.key"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", &format!("/CN={cn}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pem = (std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap());
+    let _ = std::fs::remove_file(cert);
+    let _ = std::fs::remove_file(key);
+    pem
+}
+
+/// The subject of the certificate the proxy on `port` serves, read with
+/// `openssl s_client -starttls mysql` (the MySQL SSLRequest, then a TLS handshake).
+async fn served_subject(port: u16) -> String {
+    let out = tokio::process::Command::new("openssl")
+        .args(["s_client", "-starttls", "mysql", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("openssl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find(|l| l.starts_with("subject="))
+        .map(|l| l.replace(' ', ""))
+        .unwrap_or_else(|| {
+            panic!(
+                "no certificate served:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_a_renewed_tls_certificate_at_the_same_path() {
+    let Some(cluster) = shared_cluster("sighup_reloads_a_renewed_tls_certificate_at_the_same_path")
+    else {
+        return;
+    };
+    let (cert_a, key_a) = make_cert("rwsplit-cert-a");
+    let (cert_b, key_b) = make_cert("rwsplit-cert-b");
+    let cert = ops_support::scratch_file("served.crt");
+    let key = ops_support::scratch_file("served.key");
+    std::fs::write(&cert, &cert_a).unwrap();
+    std::fs::write(&key, &key_a).unwrap();
+    let ports = Ports::free();
+    let tls = format!(
+        "  tls:\n    mode: optional\n    cert: {}\n    key: {}\n",
+        cert.display(),
+        key.display()
+    );
+    let proxy = ProxyProcess::start(&config_yaml(&cluster, ports, &tls), ports);
+    proxy.wait_healthy(Duration::from_secs(10)).await;
+    assert_eq!(
+        served_subject(ports.listen).await,
+        "subject=CN=rwsplit-cert-a"
+    );
+
+    // A session on TLS negotiated with certificate A.
+    let ssl = integration_tests::mysql_async::SslOpts::default()
+        .with_danger_accept_invalid_certs(true)
+        .with_danger_skip_domain_validation(true);
+    let opts = ops_support::app_opts(ports.listen).ssl_opts(Some(ssl));
+    let mut session = integration_tests::mysql_async::Conn::new(opts)
+        .await
+        .expect("TLS client connects");
+    session.query_drop("SET @kept = 7").await.expect("state");
+
+    // Renewal: new files at the same paths, then SIGHUP.
+    std::fs::write(&key, &key_b).unwrap();
+    std::fs::write(&cert, &cert_b).unwrap();
+    proxy.signal("HUP");
+    wait_reloads(&proxy, "ok", 1.0).await;
+    assert_eq!(
+        served_subject(ports.listen).await,
+        "subject=CN=rwsplit-cert-b"
+    );
+    let kept: Option<i64> = session
+        .query_first("SELECT @kept")
+        .await
+        .expect("the TLS session survives the reload");
+    assert_eq!(kept, Some(7));
+
+    // A certificate that does not load rejects the reload; the running acceptor stays.
+    std::fs::write(&cert, b"not a certificate\n").unwrap();
+    proxy.signal("HUP");
+    wait_reloads(&proxy, "error", 1.0).await;
+    let log = proxy.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("reload rejected"))
+        .unwrap_or_else(|| panic!("no rejection logged:\n{log}"));
+    assert!(line.contains("proxy.tls.cert"), "{line}");
+    assert_eq!(
+        served_subject(ports.listen).await,
+        "subject=CN=rwsplit-cert-b"
+    );
+    let one: Option<i64> = session
+        .query_first("SELECT 1")
+        .await
+        .expect("still serving");
+    assert_eq!(one, Some(1));
+    let _ = std::fs::remove_file(cert);
+    let _ = std::fs::remove_file(key);
+}
+
+/// Waits until `rwsplit_config_reloads_total{result}` reaches `want`.
+async fn wait_reloads(proxy: &ProxyProcess, result: &str, want: f64) {
+    let series = format!("rwsplit_config_reloads_total{{result=\"{result}\"}}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (_, metrics) = proxy.get("/metrics").await;
+        if ops_support::metric(&metrics, &series) == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} never reached {want}:\n{metrics}\n{}",
+            proxy.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -41,6 +41,9 @@ pub enum Error {
         "{file}: `proxy`: section missing: rwsplit-proxy needs at least `proxy: {{users: [...]}}`"
     )]
     NoProxySection { file: String },
+    /// The client TLS certificate or key named in `proxy.tls` does not load.
+    #[error("{file}: {message}; reload rejected")]
+    Tls { file: String, message: String },
     /// A setting cannot change without a restart.
     #[error(
         "{file}: `{key}`: changing it needs a restart (was {old}, now {new}); reload rejected"
@@ -247,7 +250,10 @@ impl Context {
     }
 
     /// Re-reads the config file and swaps it in if valid. On error the old config stays.
-    /// Listen addresses cannot change without a restart. Counted in
+    /// Listen addresses cannot change without a restart. The client TLS certificate and key
+    /// are read again too, even at unchanged paths (a renewed certificate), and so are the
+    /// backends' `servers[].tls.ca` files; if one does not load, the whole reload is rejected
+    /// and the running TLS settings stay. Counted in
     /// `rwsplit_config_reloads_total{result}`.
     pub fn reload(&self) -> Result<(), Error> {
         let result = self.try_reload();
@@ -285,7 +291,30 @@ impl Context {
                     new: n.worker_threads.to_string(),
                 });
             }
+            if o.rsa_private_key != n.rsa_private_key {
+                let show = |k: &Option<String>| k.clone().unwrap_or_else(|| "unset".into());
+                return Err(Error::NeedsRestart {
+                    file,
+                    key: "proxy.rsa_private_key",
+                    old: show(&o.rsa_private_key),
+                    new: show(&n.rsa_private_key),
+                });
+            }
         }
+        let tls = crate::frontend::load_tls(&new).map_err(|e| Error::Tls {
+            file: file.clone(),
+            message: match e {
+                crate::frontend::Error::Tls(m) => m,
+                other => other.to_string(),
+            },
+        })?;
+        let backend_tls = crate::backend::tls::prepare(&new).map_err(|e| Error::Tls {
+            file: file.clone(),
+            message: match e {
+                crate::backend::Error::Tls(m) => m,
+                other => other.to_string(),
+            },
+        })?;
         let old_backends = self.backends.load_full();
         let backends = build_backends(&new, &old_backends, &self.metrics);
         for b in old_backends.iter() {
@@ -336,6 +365,8 @@ impl Context {
         };
         self.backends.store(Arc::new(backends));
         self.config.store(Arc::new(new));
+        crate::frontend::install_tls(self, tls);
+        crate::backend::tls::install(self, backend_tls);
         self.store_topology(topology);
         self.config_generation.fetch_add(1, Ordering::Relaxed);
         Ok(())

@@ -35,6 +35,25 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // The client TLS certificate and key must load now, as on a reload (a bad pair would
+    // otherwise fail every TLS client).
+    if let Err(e) = proxy::frontend::load_tls(&config) {
+        let e = match e {
+            proxy::frontend::Error::Tls(m) => m,
+            other => other.to_string(),
+        };
+        eprintln!("rwsplit-proxy: {}: {e}", args.config.display());
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    // So must the backends' TLS CA files.
+    if let Err(e) = proxy::backend::tls::prepare(&config) {
+        let e = match e {
+            proxy::backend::Error::Tls(m) => m,
+            other => other.to_string(),
+        };
+        eprintln!("rwsplit-proxy: {}: {e}", args.config.display());
+        return ExitCode::from(EXIT_CONFIG);
+    }
     if args.check_config {
         let users = config.proxy.as_ref().map(|p| p.users.len()).unwrap_or(0);
         println!(

@@ -72,6 +72,7 @@ pub fn handshake_err_packet(code: u16, message: &str) -> Vec<u8> {
 /// reloads, SIGTERM/SIGINT shut down) and the accept loop. Returns once sessions are done.
 pub async fn serve_all(ctx: Arc<Context>, listener: TcpListener, admin: TcpListener) {
     let monitor = crate::health::spawn(ctx.clone());
+    crate::frontend::rsa_key::warm(&ctx);
     let admin = tokio::spawn(crate::admin::serve(admin, ctx.clone()));
     let signals = tokio::spawn(handle_signals(ctx.clone()));
     run(ctx, listener).await;

@@ -57,6 +57,52 @@ pub struct ServerConfig {
     /// Excluded from reads while true (drain for maintenance).
     #[serde(default)]
     pub maintenance: bool,
+    /// TLS on every connection to this server: the data path, the health monitor and the
+    /// binlog reader.
+    #[serde(default)]
+    pub tls: BackendTlsConfig,
+}
+
+/// Whether connections to a backend use TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendTlsMode {
+    /// Plain TCP.
+    #[default]
+    Disabled,
+    /// TLS when the server offers it, plain otherwise.
+    Preferred,
+    /// TLS, or no connection.
+    Required,
+}
+
+/// TLS towards one backend (`servers[].tls`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendTlsConfig {
+    #[serde(default)]
+    pub mode: BackendTlsMode,
+    /// PEM file with the CA certificate(s) that sign the server's certificate.
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// Check the server's certificate against `ca` and its name against `host`. Turning it
+    /// off encrypts without authenticating the server (a man in the middle goes unnoticed).
+    #[serde(default = "default_true")]
+    pub verify: bool,
+}
+
+impl Default for BackendTlsConfig {
+    fn default() -> Self {
+        Self {
+            mode: BackendTlsMode::Disabled,
+            ca: None,
+            verify: true,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_weight() -> u32 {
@@ -209,6 +255,10 @@ pub struct PoolConfig {
     pub connect_timeout_ms: u64,
     #[serde(default = "default_read_timeout_ms")]
     pub read_timeout_ms: u64,
+    /// How long a session keeps a backend connection its state does not need after its last
+    /// statement before giving it back to the pool. 0 gives it back as soon as a statement ends.
+    #[serde(default = "default_release_delay_ms")]
+    pub release_delay_ms: u64,
 }
 
 fn default_pool_max() -> usize {
@@ -223,6 +273,12 @@ fn default_connect_timeout_ms() -> u64 {
 fn default_read_timeout_ms() -> u64 {
     30_000
 }
+fn default_release_delay_ms() -> u64 {
+    500
+}
+
+/// Above this, idle sessions would hold backend connections long enough to defeat pooling.
+pub const MAX_RELEASE_DELAY_MS: u64 = 60_000;
 
 impl Default for PoolConfig {
     fn default() -> Self {
@@ -231,6 +287,7 @@ impl Default for PoolConfig {
             idle_timeout_s: default_pool_idle_timeout_s(),
             connect_timeout_ms: default_connect_timeout_ms(),
             read_timeout_ms: default_read_timeout_ms(),
+            release_delay_ms: default_release_delay_ms(),
         }
     }
 }
@@ -271,6 +328,10 @@ pub struct ProxyConfig {
     pub shutdown_timeout_s: u64,
     #[serde(default)]
     pub tls: TlsConfig,
+    /// PEM RSA private key for `caching_sha2_password` full authentication without TLS; a
+    /// key pair is generated at start when unset. Read once: changing it needs a restart.
+    #[serde(default)]
+    pub rsa_private_key: Option<String>,
     #[serde(default)]
     pub users: Vec<UserConfig>,
     #[serde(default)]
@@ -434,6 +495,15 @@ impl Config {
                     "must be at least 1".into(),
                 ));
             }
+            if s.tls.mode != BackendTlsMode::Disabled && s.tls.verify && s.tls.ca.is_none() {
+                return Err(invalid(
+                    format!("servers[{i}].tls.ca"),
+                    &s.name,
+                    "required to verify the server's certificate (or set `verify: false` to \
+                     encrypt without checking who answers)"
+                        .into(),
+                ));
+            }
         }
         let primaries = self
             .servers
@@ -487,6 +557,16 @@ impl Config {
                     "proxy.tls".into(),
                     "tls:",
                     "`cert` and `key` are required unless `mode: off`".into(),
+                ));
+            }
+            if proxy.pool.release_delay_ms > MAX_RELEASE_DELAY_MS {
+                return Err(invalid(
+                    "proxy.pool.release_delay_ms".into(),
+                    "release_delay_ms:",
+                    format!(
+                        "must be at most {MAX_RELEASE_DELAY_MS} (a session would hold idle backend connections), got {}",
+                        proxy.pool.release_delay_ms
+                    ),
                 ));
             }
             let mut users = HashSet::new();
@@ -684,6 +764,50 @@ mod test {
         let ok = EXAMPLE.replace("\nproxy:\n", "\nproxy:\n  worker_threads: 1\n");
         let c = Config::from_yaml("c.yaml", &ok).expect("one thread is valid");
         assert_eq!(c.proxy.map(|p| p.worker_threads), Some(1));
+    }
+
+    #[test]
+    fn release_delay_defaults_and_is_bounded() {
+        let c = Config::from_yaml("c.yaml", EXAMPLE).unwrap();
+        assert_eq!(c.proxy.as_ref().map(|p| p.pool.release_delay_ms), Some(500));
+        let text = EXAMPLE.replace("  users:\n", "  pool:\n    release_delay_ms: 0\n  users:\n");
+        let c = Config::from_yaml("c.yaml", &text).unwrap();
+        assert_eq!(c.proxy.as_ref().map(|p| p.pool.release_delay_ms), Some(0));
+        let text = EXAMPLE.replace(
+            "  users:\n",
+            "  pool:\n    release_delay_ms: 600000\n  users:\n",
+        );
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("proxy.pool.release_delay_ms"), "{err}");
+        let line = text
+            .lines()
+            .position(|l| l.contains("release_delay_ms"))
+            .map(|i| i + 1)
+            .unwrap();
+        assert!(err.starts_with(&format!("c.yaml:{line}:")), "{err}");
+    }
+
+    #[test]
+    fn backend_tls_needs_a_ca_to_verify() {
+        let c = Config::from_yaml("c.yaml", EXAMPLE).unwrap();
+        assert_eq!(c.servers[0].tls, BackendTlsConfig::default());
+        let text = EXAMPLE.replace(
+            "    port: 3311\n",
+            "    port: 3311\n    tls: {mode: required}\n",
+        );
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("servers[1].tls.ca"), "{err}");
+        let text = EXAMPLE.replace(
+            "    port: 3311\n",
+            "    port: 3311\n    tls: {mode: preferred, verify: false}\n",
+        );
+        let c = Config::from_yaml("c.yaml", &text).unwrap();
+        assert_eq!(c.servers[1].tls.mode, BackendTlsMode::Preferred);
+        let text = EXAMPLE.replace(
+            "    port: 3311\n",
+            "    port: 3311\n    tls: {mode: sometimes, ca: x}\n",
+        );
+        assert!(Config::from_yaml("c.yaml", &text).is_err());
     }
 
     #[test]

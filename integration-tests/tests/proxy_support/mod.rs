@@ -64,11 +64,20 @@ pub async fn start(cluster: &Cluster) -> Proxy {
 }
 
 pub async fn start_with(cluster: &Cluster, extra_proxy: &str) -> Proxy {
+    start_edited(cluster, extra_proxy, |yaml| yaml).await
+}
+
+/// Like [`start_with`], with the generated YAML passed through `edit` first.
+pub async fn start_edited(
+    cluster: &Cluster,
+    extra_proxy: &str,
+    edit: impl FnOnce(String) -> String,
+) -> Proxy {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let yaml = config_yaml(cluster, port, extra_proxy);
+    let yaml = edit(config_yaml(cluster, port, extra_proxy));
     let dir = integration_tests::repo_root().join(".scratch");
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join(format!("proxy-test-{port}.yaml"));

@@ -2,11 +2,13 @@
 //! client's response-shaping capabilities, so its responses can be forwarded unchanged.
 
 use super::handshake::{scramble, Greeting, Response};
+use super::tls::{TlsTarget, Transport};
 use super::Error;
 use crate::protocol::consts::{cap, com};
 use crate::protocol::message::parse_err;
 use crate::protocol::packet::{read_packet, write_packet};
 use crate::protocol::relay::{self, End, Shape};
+use router::config::BackendTlsMode;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, BufStream};
@@ -25,6 +27,8 @@ pub struct Key {
     pub user: String,
     pub caps: u32,
     pub collation: u8,
+    /// `servers[].tls.mode`: a reload that turns TLS on or off gets fresh connections.
+    pub tls: router::config::BackendTlsMode,
 }
 
 /// Where and how to connect.
@@ -33,6 +37,8 @@ pub struct Target<'a> {
     pub password: &'a str,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// TLS settings, `None` for plain TCP (`servers[].tls.mode: disabled`).
+    pub tls: Option<TlsTarget>,
 }
 
 /// A prepared statement as it exists on this connection.
@@ -45,7 +51,9 @@ pub struct BackendStmt {
 
 /// An open backend connection.
 pub struct Conn {
-    pub stream: BufStream<TcpStream>,
+    pub stream: BufStream<Transport>,
+    /// The connection runs over TLS.
+    pub tls: bool,
     pub key: Key,
     pub connection_id: u32,
     /// Capabilities in effect on this connection (what the client and the server share).
@@ -76,7 +84,13 @@ impl Conn {
         target: Target<'_>,
         database: Option<&str>,
     ) -> Result<Conn, Error> {
-        let fut = Self::connect_inner(key, target.addr, target.password, database);
+        let fut = Self::connect_inner(
+            key,
+            target.addr,
+            target.password,
+            target.tls.as_ref(),
+            database,
+        );
         let mut c = tokio::time::timeout(target.connect_timeout, fut)
             .await
             .map_err(|_| Error::ConnectTimeout(target.connect_timeout))??;
@@ -88,11 +102,12 @@ impl Conn {
         key: Key,
         addr: &str,
         password: &str,
+        tls: Option<&TlsTarget>,
         database: Option<&str>,
     ) -> Result<Conn, Error> {
         let tcp = TcpStream::connect(addr).await.map_err(Error::Connect)?;
         tcp.set_nodelay(true).map_err(Error::Connect)?;
-        let mut stream = BufStream::with_capacity(16 * 1024, 8 * 1024, tcp);
+        let mut stream = buffered(Transport::Plain(tcp));
         let mut buf = Vec::with_capacity(256);
         let seq = read_packet(&mut stream, &mut buf, HANDSHAKE_MAX).await?;
         if buf.first() == Some(&0xff) {
@@ -122,6 +137,33 @@ impl Conn {
             "caching_sha2_password" => "caching_sha2_password",
             _ => "mysql_native_password",
         };
+        let mut seq = seq.wrapping_add(1);
+        let on_tls = match tls {
+            Some(t) if g.capabilities & cap::SSL != 0 => {
+                // SSLRequest: the first 32 bytes of the handshake response, then TLS.
+                caps |= cap::SSL;
+                let mut req = Vec::with_capacity(32);
+                req.extend_from_slice(&caps.to_le_bytes());
+                req.extend_from_slice(&(1u32 << 30).to_le_bytes());
+                req.push(key.collation);
+                req.extend_from_slice(&[0; 23]);
+                write_packet(&mut stream, seq, &req).await?;
+                stream.flush().await?;
+                seq = seq.wrapping_add(1);
+                let Transport::Plain(tcp) = stream.into_inner() else {
+                    return Err(Error::Tls("already on TLS".into()));
+                };
+                stream = buffered(t.connect(tcp, &key.server).await?);
+                true
+            }
+            Some(t) if t.mode == BackendTlsMode::Required => {
+                return Err(Error::Tls(format!(
+                    "server '{}' does not offer TLS and servers[].tls.mode is required",
+                    key.server
+                )));
+            }
+            _ => false,
+        };
         let resp = Response {
             capabilities: caps,
             max_packet: 1 << 30,
@@ -132,7 +174,6 @@ impl Conn {
             auth_plugin: Some(plugin.to_string()),
             attrs: Vec::new(),
         };
-        let mut seq = seq.wrapping_add(1);
         write_packet(&mut stream, seq, &resp.build()).await?;
         stream.flush().await?;
         let mut plugin = plugin.to_string();
@@ -157,6 +198,13 @@ impl Conn {
                 }
                 Some(0x01) if plugin == "caching_sha2_password" => match buf.get(1) {
                     Some(3) => {} // fast auth succeeded; the OK follows
+                    Some(4) if on_tls => {
+                        // Full authentication over TLS: the password in clear.
+                        let mut clear = password.as_bytes().to_vec();
+                        clear.push(0);
+                        write_packet(&mut stream, seq, &clear).await?;
+                        stream.flush().await?;
+                    }
                     Some(4) => {
                         // Full authentication without TLS: ask for the server's RSA public key.
                         write_packet(&mut stream, seq, &[0x02]).await?;
@@ -185,6 +233,7 @@ impl Conn {
         let _ = seq;
         Ok(Conn {
             stream,
+            tls: on_tls,
             key,
             connection_id: g.connection_id,
             caps,
@@ -347,6 +396,11 @@ fn rsa_encrypt_password(password: &str, nonce: &[u8], pem: &[u8]) -> Result<Vec<
     let pem = pem.to_vec();
     std::panic::catch_unwind(move || mysql_common::crypto::encrypt(&clear, &pem))
         .map_err(|_| Error::UnsupportedAuth("backend sent an unreadable RSA public key".into()))
+}
+
+/// Backend buffers: responses stream through the read side.
+fn buffered(t: Transport) -> BufStream<Transport> {
+    BufStream::with_capacity(16 * 1024, 8 * 1024, t)
 }
 
 fn server_err(p: &[u8]) -> Error {

@@ -3,6 +3,7 @@
 pub mod conn;
 pub mod handshake;
 pub mod pool;
+pub mod tls;
 
 pub use conn::{BackendStmt, Conn, Key, Sink};
 pub use pool::{pools_for, Pools};
@@ -25,6 +26,9 @@ pub enum Error {
     },
     #[error("server {server} lacks capabilities {missing:#x} the client negotiated")]
     Capabilities { missing: u32, server: String },
+    /// TLS towards the backend failed or is impossible (`servers[].tls`).
+    #[error("tls: {0}")]
+    Tls(String),
     #[error("unsupported authentication: {0}")]
     UnsupportedAuth(String),
     #[error("pool for server '{server}' is full ({max} connections, proxy.pool.max_per_server)")]

@@ -117,6 +117,12 @@ impl Pools {
             break 'wait;
         }
         let addr = key.addr.clone();
+        let tls = super::tls::target_for(
+            ctx,
+            backend.name(),
+            &backend.config.host,
+            &backend.config.tls,
+        )?;
         backend.connection_opened();
         let r = Conn::connect(
             key.clone(),
@@ -125,6 +131,7 @@ impl Pools {
                 password,
                 connect_timeout: Duration::from_millis(cfg.pool.connect_timeout_ms),
                 read_timeout: Duration::from_millis(cfg.pool.read_timeout_ms),
+                tls,
             },
             database,
         )

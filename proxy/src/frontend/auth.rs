@@ -1,7 +1,9 @@
 //! The client-facing handshake: greeting, optional TLS upgrade, authentication
 //! (`mysql_native_password`, `caching_sha2_password` fast path and full authentication over
-//! TLS, auth-switch), all verified by the proxy itself against the configured users.
+//! TLS or with the proxy's RSA key, auth-switch), all verified by the proxy itself against the
+//! configured users.
 
+use super::rsa_key;
 use super::stream::{ClientStream, Tls};
 use super::users;
 use super::Error;
@@ -146,27 +148,30 @@ pub async fn handshake(
         answer = buf.clone();
     }
     let expected = scramble(&plugin, &nonce, &password).unwrap_or_default();
-    let ok = constant_time_eq(&answer, &expected);
+    let mut ok = constant_time_eq(&answer, &expected);
     if plugin == SHA2 {
         if ok && !password.is_empty() {
             write_packet(&mut stream, seq, &[0x01, 0x03]).await?;
             seq = seq.wrapping_add(1);
-        } else if ok {
-        } else if on_tls {
-            // Full authentication: over TLS the client sends the password in clear.
+        } else if !ok {
+            // Full authentication, as a MySQL server does when the fast-path scramble does not
+            // match its cache: over TLS the client sends the password in clear, otherwise
+            // RSA-encrypted with the proxy's public key (asking for it first with 0x02).
             write_packet(&mut stream, seq, &[0x01, 0x04]).await?;
             stream.flush().await?;
             let s = read_packet(&mut stream, &mut buf, HANDSHAKE_MAX).await?;
             seq = s.wrapping_add(1);
-            let clear = buf.strip_suffix(&[0]).unwrap_or(&buf);
-            if !constant_time_eq(clear, password.as_bytes()) {
-                let (c, st) = code::ER_ACCESS_DENIED_ERROR;
-                send_err(&mut stream, seq, c, st, &denied).await?;
-                return Err(Error::AccessDenied(resp.user.clone()));
-            }
+            let clear = if on_tls {
+                Some(buf.strip_suffix(&[0]).unwrap_or(&buf).to_vec())
+            } else {
+                let (clear, s) = full_auth_rsa(&mut stream, &mut buf, seq, ctx, &nonce).await?;
+                seq = s;
+                clear
+            };
+            ok = clear.is_some_and(|c| constant_time_eq(&c, password.as_bytes()));
         }
     }
-    if !(ok || plugin == SHA2 && on_tls) {
+    if !ok {
         let (c, st) = code::ER_ACCESS_DENIED_ERROR;
         send_err(&mut stream, seq, c, st, &denied).await?;
         return Err(Error::AccessDenied(resp.user.clone()));
@@ -192,6 +197,38 @@ pub async fn handshake(
             tls: on_tls,
         },
     ))
+}
+
+/// caching_sha2_password full authentication on a plain connection, after the client's first
+/// answer to `0x04` is in `buf`: `0x02` asks for the public key (sent as `0x01` + PEM), then
+/// the RSA-encrypted password follows; a client that has the key sends it at once. Returns the
+/// password the client sent (`None` when it does not decrypt) and the next sequence id.
+async fn full_auth_rsa(
+    stream: &mut ClientStream,
+    buf: &mut Vec<u8>,
+    mut seq: u8,
+    ctx: &Context,
+    nonce: &[u8],
+) -> Result<(Option<Vec<u8>>, u8), Error> {
+    let key = match rsa_key::key(ctx).await {
+        Ok(k) => k,
+        Err(e) => {
+            let (c, st) = code::ER_ACCESS_DENIED_ERROR;
+            let msg = format!("rwsplit: caching_sha2_password needs TLS here: {e}");
+            send_err(stream, seq, c, st, &msg).await?;
+            return Err(Error::Handshake(e.to_string()));
+        }
+    };
+    if buf.as_slice() == [0x02] {
+        let mut p = Vec::with_capacity(1 + key.public_pem().len());
+        p.push(0x01);
+        p.extend_from_slice(key.public_pem());
+        write_packet(stream, seq, &p).await?;
+        stream.flush().await?;
+        let s = read_packet(stream, buf, HANDSHAKE_MAX).await?;
+        seq = s.wrapping_add(1);
+    }
+    Ok((key.decrypt_password(buf, nonce), seq))
 }
 
 /// Sends an ERR packet and flushes.

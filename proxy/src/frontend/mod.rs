@@ -1,6 +1,7 @@
 //! Client side: the handshake, TLS, and the entry point the accept loop calls for each client.
 
 pub mod auth;
+pub mod rsa_key;
 pub mod stream;
 pub mod users;
 
@@ -79,9 +80,17 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>) -> Result<(), Er
 }
 
 /// The TLS acceptor for the current `proxy.tls` settings, built once per certificate/key pair
-/// and kept in the context (rebuilt when a reload names other files).
+/// and kept in the context. A reload rebuilds it from the files even when their paths did not
+/// change (a renewed certificate at the same path): see [`load_tls`] and [`install_tls`].
 #[derive(Default)]
-struct TlsCache(Mutex<Option<(String, String, Tls)>>);
+struct TlsCache(Mutex<Option<LoadedTls>>);
+
+/// A TLS acceptor with the paths it was loaded from.
+pub struct LoadedTls {
+    cert: String,
+    key: String,
+    tls: Tls,
+}
 
 fn tls_for(ctx: &Context) -> Result<Option<Tls>, Error> {
     let cfg = ctx.proxy_config();
@@ -97,12 +106,43 @@ fn tls_for(ctx: &Context) -> Result<Option<Tls>, Error> {
         Ok(c) => c,
         Err(p) => p.into_inner(),
     };
-    if let Some((c, k, t)) = cache.as_ref() {
-        if *c == cert && *k == key {
-            return Ok(Some(t.clone()));
+    if let Some(t) = cache.as_ref() {
+        if t.cert == cert && t.key == key {
+            return Ok(Some(t.tls.clone()));
         }
     }
     let tls = Tls::load(&cert, &key)?;
-    *cache = Some((cert, key, tls.clone()));
+    *cache = Some(LoadedTls {
+        cert,
+        key,
+        tls: tls.clone(),
+    });
     Ok(Some(tls))
+}
+
+/// Reads the certificate and key `config` names (none when TLS is off), for a reload to check
+/// before it swaps anything in: a file that does not load rejects the reload.
+pub fn load_tls(config: &router::config::Config) -> Result<Option<LoadedTls>, Error> {
+    let Some(p) = config.proxy.as_ref() else {
+        return Ok(None);
+    };
+    if p.tls.mode == router::config::TlsMode::Off {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (p.tls.cert.clone(), p.tls.key.clone()) else {
+        return Ok(None);
+    };
+    let tls = Tls::load(&cert, &key)?;
+    Ok(Some(LoadedTls { cert, key, tls }))
+}
+
+/// Makes a freshly loaded acceptor the one new clients get. Sessions already on TLS keep the
+/// connection they negotiated.
+pub fn install_tls(ctx: &Context, loaded: Option<LoadedTls>) {
+    let cache = ctx.extension(TlsCache::default);
+    let mut cache = match cache.0.lock() {
+        Ok(c) => c,
+        Err(p) => p.into_inner(),
+    };
+    *cache = loaded;
 }

@@ -4,7 +4,8 @@ use super::Error;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, BufStream, ReadBuf};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufStream, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Client-side buffers: small, because thousands of idle clients each hold them.
@@ -14,7 +15,53 @@ const WRITE_BUF: usize = 8 * 1024;
 /// Plain or TLS transport.
 pub enum Transport {
     Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Tls(Box<tokio_rustls::server::TlsStream<Rewind>>),
+}
+
+/// The TCP stream under TLS, replaying first what the client sent after its SSLRequest before
+/// the proxy switched (a client that does not wait for the switch, e.g. mysql_async, may have
+/// its TLS ClientHello in the proxy's read buffer already).
+pub struct Rewind {
+    early: Vec<u8>,
+    pos: usize,
+    tcp: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        if me.pos < me.early.len() {
+            let n = (me.early.len() - me.pos).min(buf.remaining());
+            buf.put_slice(&me.early[me.pos..me.pos + n]);
+            me.pos += n;
+            if me.pos == me.early.len() {
+                me.early = Vec::new();
+                me.pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut me.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
 }
 
 /// Server-side TLS settings, built once from `proxy.tls`.
@@ -32,6 +79,11 @@ impl Tls {
             .map_err(|e| Error::Tls(format!("proxy.tls.cert {cert}: {e}")))?
             .collect::<Result<_, _>>()
             .map_err(|e| Error::Tls(format!("proxy.tls.cert {cert}: {e}")))?;
+        if certs.is_empty() {
+            return Err(Error::Tls(format!(
+                "proxy.tls.cert {cert}: no PEM certificate in the file"
+            )));
+        }
         let key = PrivateKeyDer::from_pem_file(key)
             .map_err(|e| Error::Tls(format!("proxy.tls.key {key}: {e}")))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -60,14 +112,20 @@ impl ClientStream {
     }
 
     /// Switches to TLS after the client's SSL request.
-    pub async fn upgrade(self, tls: &Tls) -> Result<ClientStream, Error> {
+    pub async fn upgrade(mut self, tls: &Tls) -> Result<ClientStream, Error> {
+        // Bytes already buffered (never waits: a zero timeout polls once).
+        let early = match tokio::time::timeout(Duration::ZERO, self.0.fill_buf()).await {
+            Ok(Ok(b)) => b.to_vec(),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => Vec::new(),
+        };
         let inner = self.0.into_inner();
         let Transport::Plain(tcp) = inner else {
             return Err(Error::Handshake("TLS requested twice".into()));
         };
         let s = tls
             .acceptor
-            .accept(tcp)
+            .accept(Rewind { early, pos: 0, tcp })
             .await
             .map_err(|e| Error::Tls(format!("TLS handshake with client failed: {e}")))?;
         Ok(ClientStream(BufStream::with_capacity(

@@ -4,6 +4,7 @@
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row, Value};
+use router::config::BackendTlsConfig;
 use std::time::Duration;
 
 /// What one check failed on, worded for `/servers` and logs.
@@ -47,6 +48,7 @@ pub struct Observed {
 /// A server's monitor session: reconnects when the connection breaks.
 pub struct Checker {
     opts: OptsBuilder,
+    tls: BackendTlsConfig,
     conn: Option<Conn>,
     /// `SHOW REPLICA STATUS` is refused by servers older than MySQL 8.0.22 / MariaDB 10.5:
     /// after one refusal use `SHOW SLAVE STATUS`.
@@ -56,7 +58,13 @@ pub struct Checker {
 }
 
 impl Checker {
-    pub fn new(host: &str, port: u16, user: &str, password: &str) -> Checker {
+    pub fn new(
+        host: &str,
+        port: u16,
+        user: &str,
+        password: &str,
+        tls: &BackendTlsConfig,
+    ) -> Checker {
         let opts = OptsBuilder::default()
             .ip_or_hostname(host)
             .tcp_port(port)
@@ -68,6 +76,7 @@ impl Checker {
             .tcp_nodelay(true);
         Checker {
             opts,
+            tls: tls.clone(),
             conn: None,
             use_slave_syntax: false,
             version: None,
@@ -80,10 +89,13 @@ impl Checker {
         let fresh = self.conn.is_none();
         let mut conn = match self.conn.take() {
             Some(c) => c,
-            None => tokio::time::timeout(timeout, Conn::new(self.opts.clone()))
-                .await
-                .map_err(|_| CheckError::ConnectTimeout(ms))?
-                .map_err(|e| CheckError::Connect(e.to_string()))?,
+            None => tokio::time::timeout(
+                timeout,
+                binlog_reader::tls::connect(self.opts.clone(), &self.tls),
+            )
+            .await
+            .map_err(|_| CheckError::ConnectTimeout(ms))?
+            .map_err(|e| CheckError::Connect(e.to_string()))?,
         };
         let result = tokio::time::timeout(timeout, self.query(&mut conn, fresh))
             .await

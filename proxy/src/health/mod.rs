@@ -58,7 +58,13 @@ async fn run_generation(ctx: &Arc<Context>) {
         let Some(backend) = backends.get(i).cloned() else {
             continue;
         };
-        let checker = Checker::new(&server.host, server.port, &config.monitor.user, &password);
+        let checker = Checker::new(
+            &server.host,
+            server.port,
+            &config.monitor.user,
+            &password,
+            &server.tls,
+        );
         tasks.spawn(check_loop(
             ctx.clone(),
             backend,

@@ -99,6 +99,7 @@ impl Session {
                         user: self.client.user.clone(),
                         caps: self.client.caps & cap::RESPONSE_SHAPING,
                         collation: self.client.collation,
+                        tls: backend.config.tls.mode,
                     };
                     let conn = self
                         .pools

@@ -22,11 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
-/// Idle time after which a session gives back the backend connections its state does not
-/// need. Short enough that idle clients hold nothing, long enough that a busy client keeps
-/// its connections between statements (no reset and replay per statement).
-const LINGER: Duration = Duration::from_millis(500);
-
 /// Why a session ended abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -83,6 +78,11 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
     let cfg = ctx.proxy_config();
     let idle_timeout = Duration::from_secs(cfg.client_idle_timeout_s.max(1));
     let read_timeout = Duration::from_millis(cfg.pool.read_timeout_ms.max(1));
+    // Idle time after which the session gives back the backend connections its state does not
+    // need (`proxy.pool.release_delay_ms`): short enough that idle clients hold nothing, long
+    // enough that a busy client keeps its connections between statements (no reset and replay
+    // per statement). Read once per session, like the timeouts above.
+    let release_delay = Duration::from_millis(cfg.pool.release_delay_ms);
     drop(cfg);
     let config = ctx.config();
     let mut router = router::Session::new(router::SessionOptions {
@@ -116,21 +116,29 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
         timers,
         read_timeout,
     };
-    let r = s.serve(idle_timeout).await;
+    let r = s.serve(idle_timeout, release_delay).await;
     s.release_all();
     r
 }
 
 impl Session {
-    async fn serve(&mut self, idle_timeout: Duration) -> Result<(), Error> {
+    async fn serve(
+        &mut self,
+        idle_timeout: Duration,
+        release_delay: Duration,
+    ) -> Result<(), Error> {
         let mut shutdown = self.ctx.shutdown_signal();
         let max_packet = self.client.max_packet.max(64 << 20);
         loop {
             // Wait for the next command; give back unneeded connections while idle.
             let mut waited = Duration::ZERO;
+            if release_delay.is_zero() && self.has_releasable() {
+                // No delay: give back at once rather than through a zero-length timed read.
+                self.release_idle();
+            }
             let seq = loop {
                 let wait = if self.has_releasable() {
-                    LINGER
+                    release_delay
                 } else {
                     idle_timeout.saturating_sub(waited)
                 };

@@ -1,0 +1,108 @@
+//! Backend TLS (`servers[].tls`) against MariaDB servers that accept TLS: with the application
+//! and monitor accounts declared `REQUIRE SSL`, the proxy still serves reads and writes, and the
+//! backend sessions report a cipher, and the embedded binlog reader measures lag (replicas are
+//! read from); `verify: false` (no CA) encrypts as well. A reload with a CA file that does not
+//! load is rejected.
+
+mod proxy_support;
+
+use integration_tests::mysql_async::prelude::Queryable;
+use integration_tests::{Cluster, APP_USER, MONITOR_PASSWORD, MONITOR_USER};
+use proxy_support::start_edited;
+use std::time::Duration;
+
+/// The cipher of the backend session that answers, with its port.
+async fn backend_cipher(conn: &mut integration_tests::mysql_async::Conn) -> (u16, String) {
+    conn.query_first(
+        "SELECT @@port, VARIABLE_VALUE FROM information_schema.SESSION_STATUS \
+         WHERE VARIABLE_NAME = 'Ssl_cipher'",
+    )
+    .await
+    .expect("query")
+    .expect("a row")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_connections_and_the_monitor_use_tls() {
+    let c = match Cluster::private_tls(1) {
+        Ok(c) => c,
+        Err(e) => {
+            let required = std::env::var_os("CI").is_some()
+                || std::env::var_os("RWSPLIT_REQUIRE_CLUSTER").is_some();
+            assert!(!required, "a TLS topology could not be started: {e}");
+            eprintln!("!!!!!!!! SKIPPED backend TLS test: {e}");
+            return;
+        }
+    };
+    // Plain connections of these accounts are refused from now on (replicated to the replica).
+    c.admin_exec(
+        0,
+        &format!(
+            "CREATE USER tls_monitor@'%' IDENTIFIED BY '{MONITOR_PASSWORD}' REQUIRE SSL; \
+             GRANT SELECT, PROCESS, REPLICATION SLAVE, REPLICATION CLIENT, SLAVE MONITOR, \
+             BINLOG MONITOR \
+             ON *.* TO tls_monitor@'%'; \
+             ALTER USER {APP_USER}@'%' REQUIRE SSL"
+        ),
+    )
+    .await
+    .expect("accounts");
+    c.wait_replicas_caught_up(Duration::from_secs(10))
+        .await
+        .expect("replicated");
+    let ca = c.tls_ca().display().to_string();
+    for (tls, lag) in [
+        (format!("{{ mode: required, ca: {ca} }}"), "embedded"),
+        (
+            "{ mode: preferred, verify: false }".to_string(),
+            "seconds_behind_master",
+        ),
+    ] {
+        let p = start_edited(&c, "", |yaml| {
+            yaml.replace(&format!("user: {MONITOR_USER}"), "user: tls_monitor")
+                .replace(
+                    "lag_source: seconds_behind_master",
+                    &format!("lag_source: {lag}"),
+                )
+                .replace("role: primary }", &format!("role: primary, tls: {tls} }}"))
+                .replace("role: replica }", &format!("role: replica, tls: {tls} }}"))
+        })
+        .await;
+        // The monitor could only see the servers over TLS.
+        let topo = p.ctx.topology();
+        assert!(topo.primary().is_some(), "{tls}: no primary: {topo:?}");
+        assert!(
+            topo.servers.iter().all(|s| s.reachable),
+            "{tls}: unreachable: {topo:?}"
+        );
+        let mut conn = p.conn().await;
+        let (port, cipher) = backend_cipher(&mut conn).await;
+        assert_eq!(port, c.port(1), "{tls}: a read goes to the replica");
+        assert!(!cipher.is_empty(), "{tls}: replica session without TLS");
+        conn.query_drop("BEGIN").await.unwrap();
+        let (port, cipher) = backend_cipher(&mut conn).await;
+        assert_eq!(port, c.port(0), "{tls}: in a transaction, the primary");
+        assert!(!cipher.is_empty(), "{tls}: primary session without TLS");
+        conn.query_drop("COMMIT").await.unwrap();
+        if tls.contains("ca:") {
+            // A reload whose CA file does not load is rejected; TLS to the backends goes on.
+            let path = p.ctx.config_path().to_path_buf();
+            let yaml = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, yaml.replace(&ca, "/nonexistent/ca.pem")).unwrap();
+            let err = p.ctx.reload().expect_err("bad CA rejected").to_string();
+            assert!(
+                err.contains("servers[].tls.ca") && err.contains("/nonexistent/ca.pem"),
+                "{err}"
+            );
+            drop(conn);
+            let mut conn = p.conn().await;
+            conn.query_drop("BEGIN").await.unwrap();
+            let (port, cipher) = backend_cipher(&mut conn).await;
+            assert_eq!(port, c.port(0));
+            assert!(
+                !cipher.is_empty(),
+                "new primary session without TLS after the reload"
+            );
+        }
+    }
+}
