@@ -3,7 +3,9 @@
 //! 3 and 64 replicas. Targets (issue 3): < 1 µs point select and INSERT, < 200 ns choice of 64.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use router::choice::{BreakerPolicy, CircuitBreaker, LagGate, ServerState, TopologySnapshot};
+use router::choice::{
+    BreakerPolicy, ChoiceIndex, CircuitBreaker, LagGate, ServerState, TopologySnapshot,
+};
 use router::classify::classify;
 use router::config::{NoReplicaPolicy, Role};
 use router::session::{Session, SessionOptions, SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS};
@@ -56,14 +58,18 @@ fn topology(replicas: usize) -> TopologySnapshot {
             breaker: CircuitBreaker::new(),
         });
     }
-    TopologySnapshot {
+    let mut t = TopologySnapshot {
         servers,
         primary: Some(0),
         lag_recovery_ms: 500,
         min_serving: 0,
         no_replica: NoReplicaPolicy::Primary,
         breaker: BreakerPolicy::default(),
-    }
+        index: ChoiceIndex::default(),
+    };
+    // As the proxy's monitor does once per round; choices then scan the candidate list.
+    t.reindex();
+    t
 }
 
 fn bench(c: &mut Criterion) {
@@ -108,6 +114,7 @@ fn bench(c: &mut Criterion) {
         s.connections = 0;
         s.weight = 1;
     }
+    idle.reindex();
     let mut seed = 0u64;
     c.bench_function("choice/replicas_64_idle", |b| {
         b.iter(|| {

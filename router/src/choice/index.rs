@@ -1,0 +1,226 @@
+//! The replicas that may take reads, worked out once per topology change instead of once per
+//! read: every test that does not depend on the clock or on load (role, reachability,
+//! replication, maintenance, location, lag gate and limit) is applied by
+//! [`TopologySnapshot::reindex`], and a choice scans only the survivors, sorted by location
+//! rank, checking each one's breaker and load.
+
+use super::{lag_ok, Choice, Load, ServerState, TopologySnapshot, LOCATION_UNUSED};
+
+/// The candidate list of a [`TopologySnapshot`]. `ChoiceIndex::default()` is "not built": the
+/// choice then tests every server itself (correct, slower).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChoiceIndex {
+    built: bool,
+    /// Built, and the weights' least common multiple fits in 32 bits (see `Candidate::scale`):
+    /// otherwise the choice scans.
+    usable: bool,
+    /// Replicas healthy apart from breaker and load, lag within their own limit and gate,
+    /// sorted by location rank, then position.
+    candidates: Vec<Candidate>,
+    /// Replicas healthy apart from breaker and load whose lag fails (for `min_serving`).
+    lag_excluded: usize,
+    /// Whether the topology has any replica at all (for the fallback reason).
+    any_replica: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Candidate {
+    server: u32,
+    /// ≥ 1.
+    weight: u32,
+    /// The least common multiple of all weights divided by this one: `load · scale` orders
+    /// candidates exactly as `load / weight` does, with one multiplication and no division.
+    scale: u32,
+    rank: u16,
+    /// Sum of the weights before this one in its rank (to find the k-th of tied candidates
+    /// by binary search when a whole rank ties).
+    weight_before: u64,
+}
+
+impl ChoiceIndex {
+    /// False until [`TopologySnapshot::reindex`] built it.
+    pub fn is_built(&self) -> bool {
+        self.built
+    }
+
+    fn build(&mut self, t: &TopologySnapshot) {
+        self.built = true;
+        self.usable = true;
+        self.candidates.clear();
+        self.lag_excluded = 0;
+        self.any_replica = false;
+        let mut lcm = 1u64;
+        for (i, s) in t.servers.iter().enumerate() {
+            if !t.is_replica(i) {
+                continue;
+            }
+            self.any_replica = true;
+            if !static_ok(s) {
+                continue;
+            }
+            if !lag_ok(s, None) {
+                self.lag_excluded += 1;
+                continue;
+            }
+            let weight = s.weight.max(1);
+            lcm = lcm / gcd(lcm, u64::from(weight)) * u64::from(weight);
+            let Ok(server) = u32::try_from(i) else {
+                self.usable = false;
+                continue;
+            };
+            if lcm > u64::from(u32::MAX) {
+                // Weights too diverse for exact 64-bit keys (never in practice): scan instead.
+                self.usable = false;
+                lcm = 1;
+            }
+            self.candidates.push(Candidate {
+                server,
+                weight,
+                scale: 0,
+                rank: s.location_rank,
+                weight_before: 0,
+            });
+        }
+        self.candidates.sort_unstable_by_key(|c| (c.rank, c.server));
+        let mut before = 0u64;
+        let mut rank = None;
+        for c in &mut self.candidates {
+            if rank != Some(c.rank) {
+                rank = Some(c.rank);
+                before = 0;
+            }
+            c.weight_before = before;
+            before += u64::from(c.weight);
+            c.scale = u32::try_from(lcm / u64::from(c.weight)).unwrap_or(u32::MAX);
+        }
+    }
+
+    /// Whether the index still describes `t` (its servers were not changed since it was
+    /// built). Builds a second index: for debug assertions only.
+    fn describes(&self, t: &TopologySnapshot) -> bool {
+        let mut fresh = ChoiceIndex::default();
+        fresh.build(t);
+        *self == fresh
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Healthy apart from lag, the breaker and load: what does not change between two monitor
+/// rounds.
+#[inline]
+fn static_ok(s: &ServerState) -> bool {
+    s.reachable & s.replicating & !s.maintenance & (s.location_rank != LOCATION_UNUSED)
+}
+
+impl TopologySnapshot {
+    /// Rebuilds the candidate list from `servers` and `primary`. Call it after changing either
+    /// (the monitor does, once per round); a choice on a snapshot changed since panics in debug
+    /// builds. Reuses the list's memory.
+    pub fn reindex(&mut self) {
+        let mut index = std::mem::take(&mut self.index);
+        index.build(self);
+        self.index = index;
+    }
+
+    /// The choice over the candidate list, or `None` when it cannot decide alone (no index, a
+    /// per-query lag limit, or `min_serving` may have to admit lagging replicas). Picks exactly
+    /// what [`choose_scan`](Self::choose_scan) picks for the same seed.
+    #[inline(always)]
+    pub(super) fn choose_indexed(
+        &self,
+        max_lag_override: Option<u64>,
+        now_ms: u64,
+        seed: u64,
+        load: &impl Fn(usize, &ServerState) -> Load,
+    ) -> Option<Choice> {
+        let index = &self.index;
+        if !index.usable || max_lag_override.is_some() {
+            return None;
+        }
+        debug_assert!(
+            index.describes(self),
+            "servers changed since reindex(): call reindex() after changing them"
+        );
+        let (servers, candidates) = (&self.servers, index.candidates.as_slice());
+        if self.min_serving > 0 && index.lag_excluded > 0 {
+            let serving = candidates
+                .iter()
+                .filter(|c| servers[c.server as usize].breaker.allows(now_ms))
+                .count();
+            if serving < self.min_serving {
+                return None;
+            }
+        }
+        // Work per weight as one integer: in-flight, then connections, both scaled.
+        let key = |c: &Candidate| -> Option<u128> {
+            let i = c.server as usize;
+            let s = &servers[i];
+            if !s.breaker.allows(now_ms) {
+                return None;
+            }
+            let l = load(i, s);
+            let scale = u64::from(c.scale);
+            Some(
+                (u128::from(u64::from(l.in_flight) * scale) << 64)
+                    | u128::from(u64::from(l.connections) * scale),
+            )
+        };
+        // Pass 1: in the best rank that has a live candidate, the least work per weight, the
+        // first candidate with it, and the total weight and number of candidates tied with it.
+        let (mut best, mut best_key, mut best_rank) = (usize::MAX, u128::MAX, u16::MAX);
+        let (mut tied_weight, mut tied_count, mut last_tie) = (0u64, 0usize, 0usize);
+        for (pos, c) in candidates.iter().enumerate() {
+            if c.rank > best_rank {
+                break;
+            }
+            let Some(k) = key(c) else { continue };
+            if k < best_key {
+                (best, best_key, best_rank) = (pos, k, c.rank);
+                (tied_weight, tied_count) = (u64::from(c.weight), 1);
+                last_tie = pos;
+            } else if k == best_key {
+                tied_weight += u64::from(c.weight);
+                tied_count += 1;
+                last_tie = pos;
+            }
+        }
+        let Some(first) = candidates.get(best) else {
+            return Some(self.fallback(index.any_replica, now_ms));
+        };
+        let chosen = if tied_count == 1 {
+            first
+        } else {
+            let mut r = super::pick::draw(seed, tied_weight);
+            let ties = &candidates[best..=last_tie];
+            if tied_count == ties.len() {
+                // Every candidate from the first tie to the last is live and tied (the whole
+                // rank, when idle): binary search on the weights before each.
+                let base = first.weight_before;
+                let k = ties.partition_point(|c| c.weight_before - base + u64::from(c.weight) <= r);
+                &ties[k.min(ties.len() - 1)]
+            } else {
+                let mut chosen = first;
+                for c in ties {
+                    if key(c) == Some(best_key) {
+                        if r < u64::from(c.weight) {
+                            chosen = c;
+                            break;
+                        }
+                        r -= u64::from(c.weight);
+                    }
+                }
+                chosen
+            }
+        };
+        Some(Choice::Replica {
+            server: chosen.server as usize,
+            over_lag: false,
+        })
+    }
+}
