@@ -17,6 +17,8 @@ pub struct ChoiceIndex {
     /// Replicas healthy apart from breaker and load, lag within their own limit and gate,
     /// sorted by location rank, then position.
     candidates: Vec<Candidate>,
+    /// Where each rank's run of `candidates` ends, best rank first.
+    rank_ends: Vec<usize>,
     /// Replicas healthy apart from breaker and load whose lag fails (for `min_serving`).
     lag_excluded: usize,
     /// Whether the topology has any replica at all (for the fallback reason).
@@ -47,6 +49,7 @@ impl ChoiceIndex {
         self.built = true;
         self.usable = true;
         self.candidates.clear();
+        self.rank_ends.clear();
         self.lag_excluded = 0;
         self.any_replica = false;
         let mut lcm = 1u64;
@@ -84,14 +87,20 @@ impl ChoiceIndex {
         self.candidates.sort_unstable_by_key(|c| (c.rank, c.server));
         let mut before = 0u64;
         let mut rank = None;
-        for c in &mut self.candidates {
+        for (pos, c) in self.candidates.iter_mut().enumerate() {
             if rank != Some(c.rank) {
+                if rank.is_some() {
+                    self.rank_ends.push(pos);
+                }
                 rank = Some(c.rank);
                 before = 0;
             }
             c.weight_before = before;
             before += u64::from(c.weight);
             c.scale = u32::try_from(lcm / u64::from(c.weight)).unwrap_or(u32::MAX);
+        }
+        if rank.is_some() {
+            self.rank_ends.push(self.candidates.len());
         }
     }
 
@@ -171,56 +180,110 @@ impl TopologySnapshot {
                     | u128::from(u64::from(l.connections) * scale),
             )
         };
-        // Pass 1: in the best rank that has a live candidate, the least work per weight, the
-        // first candidate with it, and the total weight and number of candidates tied with it.
-        let (mut best, mut best_key, mut best_rank) = (usize::MAX, u128::MAX, u16::MAX);
-        let (mut tied_weight, mut tied_count, mut last_tie) = (0u64, 0usize, 0usize);
-        for (pos, c) in candidates.iter().enumerate() {
-            if c.rank > best_rank {
+        // The best rank with a live candidate; in it, the least work per weight and the
+        // candidates tied with it.
+        let mut start = 0;
+        let mut found = None;
+        for &end in &index.rank_ends {
+            let group = &candidates[start..end];
+            if let Some(ties) = Ties::scan(group, &key) {
+                found = Some((group, ties));
                 break;
             }
-            let Some(k) = key(c) else { continue };
-            if k < best_key {
-                (best, best_key, best_rank) = (pos, k, c.rank);
-                (tied_weight, tied_count) = (u64::from(c.weight), 1);
-                last_tie = pos;
-            } else if k == best_key {
-                tied_weight += u64::from(c.weight);
-                tied_count += 1;
-                last_tie = pos;
-            }
+            start = end;
         }
-        let Some(first) = candidates.get(best) else {
+        let Some((group, ties)) = found else {
             return Some(self.fallback(index.any_replica, now_ms));
         };
-        let chosen = if tied_count == 1 {
-            first
-        } else {
-            let mut r = super::pick::draw(seed, tied_weight);
-            let ties = &candidates[best..=last_tie];
-            if tied_count == ties.len() {
-                // Every candidate from the first tie to the last is live and tied (the whole
-                // rank, when idle): binary search on the weights before each.
-                let base = first.weight_before;
-                let k = ties.partition_point(|c| c.weight_before - base + u64::from(c.weight) <= r);
-                &ties[k.min(ties.len() - 1)]
-            } else {
-                let mut chosen = first;
-                for c in ties {
-                    if key(c) == Some(best_key) {
-                        if r < u64::from(c.weight) {
-                            chosen = c;
-                            break;
-                        }
-                        r -= u64::from(c.weight);
-                    }
-                }
-                chosen
-            }
-        };
+        let chosen = ties.pick(group, seed, &key);
         Some(Choice::Replica {
             server: chosen.server as usize,
             over_lag: false,
         })
+    }
+}
+
+/// The candidates of one rank tied for the least work per weight (positions in the rank).
+struct Ties {
+    key: u128,
+    first: usize,
+    last: usize,
+    count: usize,
+    weight: u64,
+    /// The first few positions, so that a handful of ties needs no second scan.
+    few: [usize; 4],
+}
+
+impl Ties {
+    /// Pass 1 over one rank: `None` when no candidate in it is live.
+    #[inline(always)]
+    fn scan(group: &[Candidate], key: &impl Fn(&Candidate) -> Option<u128>) -> Option<Ties> {
+        let mut t = Ties {
+            key: u128::MAX,
+            first: usize::MAX,
+            last: 0,
+            count: 0,
+            weight: 0,
+            few: [0; 4],
+        };
+        for (pos, c) in group.iter().enumerate() {
+            let Some(k) = key(c) else { continue };
+            if k > t.key {
+                continue;
+            }
+            if k < t.key {
+                (t.key, t.first, t.count, t.weight) = (k, pos, 0, 0);
+            }
+            if t.count < t.few.len() {
+                t.few[t.count] = pos;
+            }
+            t.count += 1;
+            t.weight += u64::from(c.weight);
+            t.last = pos;
+        }
+        (t.count > 0).then_some(t)
+    }
+
+    /// Pass 2: one draw in [0, total tied weight), and the tie it falls in, counting in
+    /// position order (as the scan does).
+    #[inline(always)]
+    fn pick<'a>(
+        &self,
+        group: &'a [Candidate],
+        seed: u64,
+        key: &impl Fn(&Candidate) -> Option<u128>,
+    ) -> &'a Candidate {
+        let first = &group[self.first];
+        if self.count == 1 {
+            return first;
+        }
+        let mut r = super::pick::draw(seed, self.weight);
+        if self.count <= self.few.len() {
+            for &pos in &self.few[..self.count] {
+                let c = &group[pos];
+                if r < u64::from(c.weight) {
+                    return c;
+                }
+                r -= u64::from(c.weight);
+            }
+            return first;
+        }
+        let run = &group[self.first..=self.last];
+        if self.count == run.len() {
+            // Every candidate from the first tie to the last is live and tied (the whole rank,
+            // when idle): binary search on the weights before each.
+            let base = first.weight_before;
+            let k = run.partition_point(|c| c.weight_before - base + u64::from(c.weight) <= r);
+            return &run[k.min(run.len() - 1)];
+        }
+        for c in run {
+            if key(c) == Some(self.key) {
+                if r < u64::from(c.weight) {
+                    return c;
+                }
+                r -= u64::from(c.weight);
+            }
+        }
+        first
     }
 }
