@@ -8,7 +8,7 @@ use super::{lag_ok, Choice, Load, ServerState, TopologySnapshot, LOCATION_UNUSED
 
 /// The candidate list of a [`TopologySnapshot`]. `ChoiceIndex::default()` is "not built": the
 /// choice then tests every server itself (correct, slower).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct ChoiceIndex {
     built: bool,
     /// Built, and the weights' least common multiple fits in 32 bits (see `Candidate::scale`):
@@ -23,6 +23,24 @@ pub struct ChoiceIndex {
     lag_excluded: usize,
     /// Whether the topology has any replica at all (for the fallback reason).
     any_replica: bool,
+}
+
+impl Clone for ChoiceIndex {
+    fn clone(&self) -> Self {
+        let mut index = ChoiceIndex::default();
+        index.clone_from(self);
+        index
+    }
+
+    /// Reuses this index's memory (see `TopologySnapshot::clone_from`).
+    fn clone_from(&mut self, source: &Self) {
+        self.built = source.built;
+        self.usable = source.usable;
+        self.candidates.clone_from(&source.candidates);
+        self.rank_ends.clone_from(&source.rank_ends);
+        self.lag_excluded = source.lag_excluded;
+        self.any_replica = source.any_replica;
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,11 +123,40 @@ impl ChoiceIndex {
     }
 
     /// Whether the index still describes `t` (its servers were not changed since it was
-    /// built). Builds a second index: for debug assertions only.
+    /// built), checked without allocating. For debug assertions.
     fn describes(&self, t: &TopologySnapshot) -> bool {
-        let mut fresh = ChoiceIndex::default();
-        fresh.build(t);
-        *self == fresh
+        let (mut count, mut lag_excluded, mut any_replica) = (0usize, 0usize, false);
+        for (i, s) in t.servers.iter().enumerate() {
+            if !t.is_replica(i) {
+                continue;
+            }
+            any_replica = true;
+            if static_ok(s) {
+                if lag_ok(s, None) {
+                    count += 1;
+                } else {
+                    lag_excluded += 1;
+                }
+            }
+        }
+        let listed = |c: &Candidate| {
+            let i = c.server as usize;
+            t.servers.get(i).is_some_and(|s| {
+                t.is_replica(i)
+                    && static_ok(s)
+                    && lag_ok(s, None)
+                    && c.rank == s.location_rank
+                    && c.weight == s.weight.max(1)
+            })
+        };
+        count == self.candidates.len()
+            && lag_excluded == self.lag_excluded
+            && any_replica == self.any_replica
+            && self.candidates.iter().all(listed)
+            && self
+                .candidates
+                .windows(2)
+                .all(|w| (w[0].rank, w[0].server) < (w[1].rank, w[1].server))
     }
 }
 

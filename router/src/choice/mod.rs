@@ -100,7 +100,8 @@ pub enum Choice {
 }
 
 /// The topology as the proxy sees it, plus the routing policy from the configuration.
-#[derive(Debug, Clone)]
+/// `clone_from` reuses the target's memory (the proxy refills a scratch copy per read).
+#[derive(Debug)]
 pub struct TopologySnapshot {
     pub servers: Vec<ServerState>,
     /// Index into `servers` of the current writer; `None` while unknown or split-brained.
@@ -113,6 +114,32 @@ pub struct TopologySnapshot {
     /// [`reindex`](Self::reindex) so that a choice does not test every server.
     /// `ChoiceIndex::default()` (not built) is always correct, only slower.
     pub index: ChoiceIndex,
+}
+
+impl Clone for TopologySnapshot {
+    fn clone(&self) -> Self {
+        Self {
+            servers: self.servers.clone(),
+            primary: self.primary,
+            lag_recovery_ms: self.lag_recovery_ms,
+            min_serving: self.min_serving,
+            no_replica: self.no_replica,
+            breaker: self.breaker,
+            index: self.index.clone(),
+        }
+    }
+
+    /// Field by field, so that the vectors keep their allocations (derived `Clone` would
+    /// replace them).
+    fn clone_from(&mut self, source: &Self) {
+        self.servers.clone_from(&source.servers);
+        self.primary = source.primary;
+        self.lag_recovery_ms = source.lag_recovery_ms;
+        self.min_serving = source.min_serving;
+        self.no_replica = source.no_replica;
+        self.breaker = source.breaker;
+        self.index.clone_from(&source.index);
+    }
 }
 
 /// Outstanding work on a server, for callers that keep live counters outside the snapshot.
