@@ -4,7 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use router::choice::{
-    BreakerPolicy, ChoiceIndex, CircuitBreaker, LagGate, ServerState, TopologySnapshot,
+    BreakerPolicy, Choice, ChoiceIndex, CircuitBreaker, LagGate, ServerState, TopologySnapshot,
 };
 use router::classify::classify;
 use router::config::{NoReplicaPolicy, Role};
@@ -67,8 +67,12 @@ fn topology(replicas: usize) -> TopologySnapshot {
         breaker: BreakerPolicy::default(),
         index: ChoiceIndex::default(),
     };
-    // As the proxy's monitor does once per round; choices then scan the candidate list.
+    // As the proxy does once per published topology; choices then scan the candidate list.
     t.reindex();
+    assert!(matches!(
+        t.choose_replica(None, 1_000, 1),
+        Choice::Replica { .. }
+    ));
     t
 }
 
@@ -107,7 +111,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     // Busy replicas (varied in-flight counts and connections) and idle ones (all equal: every
-    // replica ties, so each needs the full health test and a random draw — the worst case).
+    // replica ties, so every one enters the weighted draw — the worst case).
     let mut idle = topology(64);
     for s in &mut idle.servers {
         s.in_flight = 0;
@@ -115,6 +119,10 @@ fn bench(c: &mut Criterion) {
         s.weight = 1;
     }
     idle.reindex();
+    assert!(matches!(
+        idle.choose_replica(None, 1_000, 1),
+        Choice::Replica { .. }
+    ));
     let mut seed = 0u64;
     c.bench_function("choice/replicas_64_idle", |b| {
         b.iter(|| {
@@ -132,6 +140,16 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // A `rwsplit:max_lag_ms` hint replaces the lag limit, so the choice tests every server
+    // itself instead of using the candidate index.
+    let t = topology(64);
+    let mut seed = 0u64;
+    c.bench_function("choice/replicas_64_max_lag_hint", |b| {
+        b.iter(|| {
+            seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            t.choose_replica(black_box(Some(5_000)), black_box(1_000), seed)
+        })
+    });
 }
 
 criterion_group!(benches, bench);

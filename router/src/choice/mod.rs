@@ -1,7 +1,8 @@
 //! Replica choice (DESIGN.md §3) over a snapshot of the topology: health, lag with hysteresis,
 //! location preference with a fallback order, `min_serving`, weighted least outstanding work with
 //! a random tie break, circuit breakers. Pure: time and randomness are passed in, and a choice
-//! allocates nothing.
+//! allocates nothing. The tests that hold between two topology changes are applied once by
+//! [`TopologySnapshot::reindex`] (`index.rs`); the weighted pick is in `pick.rs`.
 
 mod breaker;
 mod index;
@@ -204,7 +205,8 @@ impl TopologySnapshot {
         })
     }
 
-    /// Like [`choose_replica`](Self::choose_replica) with live load counters from `load(i)`.
+    /// Like [`choose_replica`](Self::choose_replica) with live load counters from `load(i)`
+    /// (called up to twice per server: counters that move meanwhile only skew the tie break).
     ///
     /// Candidates are replicas that are reachable, replicating, not in maintenance, whose
     /// breaker allows traffic, in a used location, and whose known lag passes the gate and the
