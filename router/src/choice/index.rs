@@ -6,7 +6,7 @@
 
 use super::{lag_ok, Choice, Load, ServerState, TopologySnapshot, LOCATION_UNUSED};
 
-/// The candidate list of a [`TopologySnapshot`]. `ChoiceIndex::default()` is "not built": the
+/// The candidate lists of a [`TopologySnapshot`]. `ChoiceIndex::default()` is "not built": the
 /// choice then tests every server itself (correct, slower).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ChoiceIndex {
@@ -14,15 +14,36 @@ pub struct ChoiceIndex {
     /// Built, and the weights' least common multiple fits in 32 bits (see `Candidate::scale`):
     /// otherwise the choice scans.
     usable: bool,
-    /// Replicas healthy apart from breaker and load, lag within their own limit and gate,
-    /// sorted by location rank, then position.
-    candidates: Vec<Candidate>,
-    /// Where each rank's run of `candidates` ends, best rank first.
-    rank_ends: Vec<usize>,
+    /// Replicas healthy apart from breaker and load, lag within their own limit and gate.
+    serving: Candidates,
+    /// Replicas healthy apart from breaker and load with a known lag, for reads with a
+    /// per-query lag limit (it replaces their own limit and gate).
+    lag_known: Candidates,
     /// Replicas healthy apart from breaker and load whose lag fails (for `min_serving`).
     lag_excluded: usize,
     /// Whether the topology has any replica at all (for the fallback reason).
     any_replica: bool,
+}
+
+/// Candidates sorted by location rank, then position, with where each rank's run ends.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Candidates {
+    list: Vec<Candidate>,
+    rank_ends: Vec<usize>,
+}
+
+impl Clone for Candidates {
+    fn clone(&self) -> Self {
+        Self {
+            list: self.list.clone(),
+            rank_ends: self.rank_ends.clone(),
+        }
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        self.list.clone_from(&source.list);
+        self.rank_ends.clone_from(&source.rank_ends);
+    }
 }
 
 impl Clone for ChoiceIndex {
@@ -36,8 +57,8 @@ impl Clone for ChoiceIndex {
     fn clone_from(&mut self, source: &Self) {
         self.built = source.built;
         self.usable = source.usable;
-        self.candidates.clone_from(&source.candidates);
-        self.rank_ends.clone_from(&source.rank_ends);
+        self.serving.clone_from(&source.serving);
+        self.lag_known.clone_from(&source.lag_known);
         self.lag_excluded = source.lag_excluded;
         self.any_replica = source.any_replica;
     }
@@ -55,57 +76,21 @@ struct Candidate {
     /// Sum of the weights before this one in its rank (to find the k-th of tied candidates
     /// by binary search when a whole rank ties).
     weight_before: u64,
+    lag_ms: u64,
 }
 
-impl ChoiceIndex {
-    /// False until [`TopologySnapshot::reindex`] built it.
-    pub fn is_built(&self) -> bool {
-        self.built
+impl Candidates {
+    fn clear(&mut self) {
+        self.list.clear();
+        self.rank_ends.clear();
     }
 
-    fn build(&mut self, t: &TopologySnapshot) {
-        self.built = true;
-        self.usable = true;
-        self.candidates.clear();
-        self.rank_ends.clear();
-        self.lag_excluded = 0;
-        self.any_replica = false;
-        let mut lcm = 1u64;
-        for (i, s) in t.servers.iter().enumerate() {
-            if !t.is_replica(i) {
-                continue;
-            }
-            self.any_replica = true;
-            if !static_ok(s) {
-                continue;
-            }
-            if !lag_ok(s, None) {
-                self.lag_excluded += 1;
-                continue;
-            }
-            let weight = s.weight.max(1);
-            lcm = lcm / gcd(lcm, u64::from(weight)) * u64::from(weight);
-            let Ok(server) = u32::try_from(i) else {
-                self.usable = false;
-                continue;
-            };
-            if lcm > u64::from(u32::MAX) {
-                // Weights too diverse for exact 64-bit keys (never in practice): scan instead.
-                self.usable = false;
-                lcm = 1;
-            }
-            self.candidates.push(Candidate {
-                server,
-                weight,
-                scale: 0,
-                rank: s.location_rank,
-                weight_before: 0,
-            });
-        }
-        self.candidates.sort_unstable_by_key(|c| (c.rank, c.server));
+    /// Sorts, and fills in the per-rank fields once the weights' multiple is known.
+    fn finish(&mut self, lcm: u64) {
+        self.list.sort_unstable_by_key(|c| (c.rank, c.server));
         let mut before = 0u64;
         let mut rank = None;
-        for (pos, c) in self.candidates.iter_mut().enumerate() {
+        for (pos, c) in self.list.iter_mut().enumerate() {
             if rank != Some(c.rank) {
                 if rank.is_some() {
                     self.rank_ends.push(pos);
@@ -118,45 +103,103 @@ impl ChoiceIndex {
             c.scale = u32::try_from(lcm / u64::from(c.weight)).unwrap_or(u32::MAX);
         }
         if rank.is_some() {
-            self.rank_ends.push(self.candidates.len());
+            self.rank_ends.push(self.list.len());
         }
     }
 
-    /// Whether the index still describes `t` (its servers were not changed since it was
-    /// built), checked without allocating. For debug assertions.
-    fn describes(&self, t: &TopologySnapshot) -> bool {
-        let (mut count, mut lag_excluded, mut any_replica) = (0usize, 0usize, false);
-        for (i, s) in t.servers.iter().enumerate() {
-            if !t.is_replica(i) {
-                continue;
-            }
-            any_replica = true;
-            if static_ok(s) {
-                if lag_ok(s, None) {
-                    count += 1;
-                } else {
-                    lag_excluded += 1;
-                }
-            }
-        }
+    /// Whether the list holds exactly the servers of `t` that pass `keep`, with their current
+    /// rank, weight and lag. Allocates nothing.
+    fn lists_exactly(&self, t: &TopologySnapshot, keep: impl Fn(&ServerState) -> bool) -> bool {
+        let count = (0..t.servers.len())
+            .filter(|&i| t.is_replica(i) && static_ok(&t.servers[i]) && keep(&t.servers[i]))
+            .count();
         let listed = |c: &Candidate| {
             let i = c.server as usize;
             t.servers.get(i).is_some_and(|s| {
                 t.is_replica(i)
                     && static_ok(s)
-                    && lag_ok(s, None)
+                    && keep(s)
                     && c.rank == s.location_rank
                     && c.weight == s.weight.max(1)
+                    && Some(c.lag_ms) == s.lag_ms
             })
         };
-        count == self.candidates.len()
-            && lag_excluded == self.lag_excluded
-            && any_replica == self.any_replica
-            && self.candidates.iter().all(listed)
+        count == self.list.len()
+            && self.list.iter().all(listed)
             && self
-                .candidates
+                .list
                 .windows(2)
                 .all(|w| (w[0].rank, w[0].server) < (w[1].rank, w[1].server))
+    }
+}
+
+impl ChoiceIndex {
+    /// False until [`TopologySnapshot::reindex`] built it.
+    pub fn is_built(&self) -> bool {
+        self.built
+    }
+
+    fn build(&mut self, t: &TopologySnapshot) {
+        self.built = true;
+        self.usable = true;
+        self.serving.clear();
+        self.lag_known.clear();
+        self.lag_excluded = 0;
+        self.any_replica = false;
+        let mut lcm = 1u64;
+        for (i, s) in t.servers.iter().enumerate() {
+            if !t.is_replica(i) {
+                continue;
+            }
+            self.any_replica = true;
+            if !static_ok(s) {
+                continue;
+            }
+            let serving = lag_ok(s, None);
+            if !serving {
+                self.lag_excluded += 1;
+            }
+            let Some(lag_ms) = s.lag_ms else { continue };
+            let weight = s.weight.max(1);
+            lcm = lcm / gcd(lcm, u64::from(weight)) * u64::from(weight);
+            let Ok(server) = u32::try_from(i) else {
+                self.usable = false;
+                continue;
+            };
+            if lcm > u64::from(u32::MAX) {
+                // Weights too diverse for exact 64-bit keys (never in practice): scan instead.
+                self.usable = false;
+                lcm = 1;
+            }
+            let c = Candidate {
+                server,
+                weight,
+                scale: 0,
+                rank: s.location_rank,
+                weight_before: 0,
+                lag_ms,
+            };
+            self.lag_known.list.push(c);
+            if serving {
+                self.serving.list.push(c);
+            }
+        }
+        self.serving.finish(lcm);
+        self.lag_known.finish(lcm);
+    }
+
+    /// Whether the index still describes `t` (its servers were not changed since it was
+    /// built), checked without allocating. For debug assertions.
+    fn describes(&self, t: &TopologySnapshot) -> bool {
+        let replicas = (0..t.servers.len()).filter(|&i| t.is_replica(i));
+        let lag_excluded = replicas
+            .clone()
+            .filter(|&i| static_ok(&t.servers[i]) && !lag_ok(&t.servers[i], None))
+            .count();
+        lag_excluded == self.lag_excluded
+            && (replicas.count() > 0) == self.any_replica
+            && self.serving.lists_exactly(t, |s| lag_ok(s, None))
+            && self.lag_known.lists_exactly(t, |s| s.lag_ms.is_some())
     }
 }
 
@@ -175,18 +218,18 @@ fn static_ok(s: &ServerState) -> bool {
 }
 
 impl TopologySnapshot {
-    /// Rebuilds the candidate list from `servers` and `primary`. Call it after changing either
-    /// (the monitor does, once per round); a choice on a snapshot changed since panics in debug
-    /// builds. Reuses the list's memory.
+    /// Rebuilds the candidate lists from `servers` and `primary`. Call it after changing
+    /// either (the proxy does, once per published topology); a choice on a snapshot changed
+    /// since panics in debug builds. Reuses the lists' memory.
     pub fn reindex(&mut self) {
         let mut index = std::mem::take(&mut self.index);
         index.build(self);
         self.index = index;
     }
 
-    /// The choice over the candidate list, or `None` when it cannot decide alone (no index, a
-    /// per-query lag limit, or `min_serving` may have to admit lagging replicas). Picks exactly
-    /// what [`choose_scan`](Self::choose_scan) picks for the same seed.
+    /// The choice over a candidate list, or `None` when it cannot decide alone (no index, or
+    /// `min_serving` may have to admit lagging replicas). Picks exactly what
+    /// [`choose_scan`](Self::choose_scan) picks for the same seed.
     #[inline(always)]
     pub(super) fn choose_indexed(
         &self,
@@ -196,23 +239,14 @@ impl TopologySnapshot {
         load: &impl Fn(usize, &ServerState) -> Load,
     ) -> Option<Choice> {
         let index = &self.index;
-        if !index.usable || max_lag_override.is_some() {
+        if !index.usable {
             return None;
         }
         debug_assert!(
             index.describes(self),
             "servers changed since reindex(): call reindex() after changing them"
         );
-        let (servers, candidates) = (&self.servers, index.candidates.as_slice());
-        if self.min_serving > 0 && index.lag_excluded > 0 {
-            let serving = candidates
-                .iter()
-                .filter(|c| servers[c.server as usize].breaker.allows(now_ms))
-                .count();
-            if serving < self.min_serving {
-                return None;
-            }
-        }
+        let servers = &self.servers;
         // Work per weight as one integer: in-flight, then connections, both scaled.
         let key = |c: &Candidate| -> Option<u128> {
             let i = c.server as usize;
@@ -227,27 +261,54 @@ impl TopologySnapshot {
                     | u128::from(u64::from(l.connections) * scale),
             )
         };
-        // The best rank with a live candidate; in it, the least work per weight and the
-        // candidates tied with it.
-        let mut start = 0;
-        let mut found = None;
-        for &end in &index.rank_ends {
-            let group = &candidates[start..end];
-            if let Some(ties) = Ties::scan(group, &key) {
-                found = Some((group, ties));
-                break;
+        let chosen = match max_lag_override {
+            Some(limit) => {
+                // The per-query limit replaces each replica's own limit and gate.
+                let within = |c: &Candidate| if c.lag_ms <= limit { key(c) } else { None };
+                pick(&index.lag_known, seed, within)
             }
-            start = end;
-        }
-        let Some((group, ties)) = found else {
-            return Some(self.fallback(index.any_replica, now_ms));
+            None => {
+                if self.min_serving > 0 && index.lag_excluded > 0 {
+                    let serving = index
+                        .serving
+                        .list
+                        .iter()
+                        .filter(|c| servers[c.server as usize].breaker.allows(now_ms))
+                        .count();
+                    if serving < self.min_serving {
+                        return None;
+                    }
+                }
+                pick(&index.serving, seed, key)
+            }
         };
-        let chosen = ties.pick(group, seed, &key);
-        Some(Choice::Replica {
-            server: chosen.server as usize,
-            over_lag: false,
+        Some(match chosen {
+            Some(c) => Choice::Replica {
+                server: c.server as usize,
+                over_lag: false,
+            },
+            None => self.fallback(index.any_replica, now_ms),
         })
     }
+}
+
+/// The best rank with a live candidate (`key` is `None` for the others); in it, the least
+/// work per weight, and among the candidates tied with it one drawn in proportion to weight.
+#[inline(always)]
+fn pick(
+    candidates: &Candidates,
+    seed: u64,
+    key: impl Fn(&Candidate) -> Option<u128>,
+) -> Option<&Candidate> {
+    let mut start = 0;
+    for &end in &candidates.rank_ends {
+        let group = &candidates.list[start..end];
+        if let Some(ties) = Ties::scan(group, &key) {
+            return Some(ties.pick(group, seed, &key));
+        }
+        start = end;
+    }
+    None
 }
 
 /// The candidates of one rank tied for the least work per weight (positions in the rank).
