@@ -140,8 +140,8 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    // A `rwsplit:max_lag_ms` hint replaces the lag limit, so the choice tests every server
-    // itself instead of using the candidate index.
+    // A `rwsplit:max_lag_ms` hint replaces each replica's lag limit and gate: the choice
+    // filters the index's replicas with a known lag by the hint.
     let t = topology(64);
     let mut seed = 0u64;
     c.bench_function("choice/replicas_64_max_lag_hint", |b| {

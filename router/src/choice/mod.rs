@@ -239,8 +239,8 @@ impl TopologySnapshot {
         self.choose_scan(max_lag_override, now_ms, seed, &load)
     }
 
-    /// The choice testing every server: without an index, with a per-query lag limit, or when
-    /// `min_serving` may admit lagging replicas.
+    /// The choice testing every server: without an index, or when `min_serving` may admit
+    /// lagging replicas. The reference the index must agree with (see the tests).
     #[inline(never)]
     fn choose_scan(
         &self,
