@@ -30,6 +30,9 @@ pub struct ChoiceIndex {
 struct Candidates {
     list: Vec<Candidate>,
     rank_ends: Vec<usize>,
+    /// Every candidate has the same weight (the common case): the k-th tie is found by
+    /// position, without a search.
+    same_weight: bool,
 }
 
 impl Clone for Candidates {
@@ -37,12 +40,14 @@ impl Clone for Candidates {
         Self {
             list: self.list.clone(),
             rank_ends: self.rank_ends.clone(),
+            same_weight: self.same_weight,
         }
     }
 
     fn clone_from(&mut self, source: &Self) {
         self.list.clone_from(&source.list);
         self.rank_ends.clone_from(&source.rank_ends);
+        self.same_weight = source.same_weight;
     }
 }
 
@@ -105,6 +110,7 @@ impl Candidates {
         if rank.is_some() {
             self.rank_ends.push(self.list.len());
         }
+        self.same_weight = self.list.windows(2).all(|w| w[0].weight == w[1].weight);
     }
 
     /// Whether the list holds exactly the servers of `t` that pass `keep`, with their current
@@ -304,7 +310,7 @@ fn pick(
     for &end in &candidates.rank_ends {
         let group = &candidates.list[start..end];
         if let Some(ties) = Ties::scan(group, &key) {
-            return Some(ties.pick(group, seed, &key));
+            return Some(ties.pick(group, candidates.same_weight, seed, &key));
         }
         start = end;
     }
@@ -317,7 +323,6 @@ struct Ties {
     first: usize,
     last: usize,
     count: usize,
-    weight: u64,
     /// The first few positions, so that a handful of ties needs no second scan.
     few: [usize; 4],
 }
@@ -331,7 +336,6 @@ impl Ties {
             first: usize::MAX,
             last: 0,
             count: 0,
-            weight: 0,
             few: [0; 4],
         };
         for (pos, c) in group.iter().enumerate() {
@@ -340,13 +344,12 @@ impl Ties {
                 continue;
             }
             if k < t.key {
-                (t.key, t.first, t.count, t.weight) = (k, pos, 0, 0);
+                (t.key, t.first, t.count) = (k, pos, 0);
             }
             if t.count < t.few.len() {
                 t.few[t.count] = pos;
             }
             t.count += 1;
-            t.weight += u64::from(c.weight);
             t.last = pos;
         }
         (t.count > 0).then_some(t)
@@ -358,6 +361,7 @@ impl Ties {
     fn pick<'a>(
         &self,
         group: &'a [Candidate],
+        same_weight: bool,
         seed: u64,
         key: &impl Fn(&Candidate) -> Option<u128>,
     ) -> &'a Candidate {
@@ -365,9 +369,11 @@ impl Ties {
         if self.count == 1 {
             return first;
         }
-        let mut r = super::pick::draw(seed, self.weight);
         if self.count <= self.few.len() {
-            for &pos in &self.few[..self.count] {
+            let few = &self.few[..self.count];
+            let total = few.iter().map(|&pos| u64::from(group[pos].weight)).sum();
+            let mut r = super::pick::draw(seed, total);
+            for &pos in few {
                 let c = &group[pos];
                 if r < u64::from(c.weight) {
                     return c;
@@ -377,20 +383,30 @@ impl Ties {
             return first;
         }
         let run = &group[self.first..=self.last];
-        if self.count == run.len() {
+        let last = &group[self.last];
+        if self.count == run.len() && same_weight {
             // Every candidate from the first tie to the last is live and tied (the whole rank,
-            // when idle): binary search on the weights before each.
+            // when idle), all of weight w: a draw in [0, count·w) falls in tie r / w, and
+            // ⌊⌊x·n·w / 2⁶⁴⌋ / w⌋ = ⌊x·n / 2⁶⁴⌋, so draw the position directly.
+            return &run[super::pick::draw(seed, run.len() as u64) as usize];
+        }
+        if self.count == run.len() {
+            // The same with different weights: the weights before each give the total and, by
+            // binary search, the drawn one.
             let base = first.weight_before;
+            let total = last.weight_before - base + u64::from(last.weight);
+            let r = super::pick::draw(seed, total);
             let k = run.partition_point(|c| c.weight_before - base + u64::from(c.weight) <= r);
             return &run[k.min(run.len() - 1)];
         }
-        for c in run {
-            if key(c) == Some(self.key) {
-                if r < u64::from(c.weight) {
-                    return c;
-                }
-                r -= u64::from(c.weight);
+        let tied = |c: &&Candidate| key(c) == Some(self.key);
+        let total = run.iter().filter(tied).map(|c| u64::from(c.weight)).sum();
+        let mut r = super::pick::draw(seed, total);
+        for c in run.iter().filter(tied) {
+            if r < u64::from(c.weight) {
+                return c;
             }
+            r -= u64::from(c.weight);
         }
         first
     }

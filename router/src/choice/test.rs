@@ -421,3 +421,38 @@ fn more_ties_than_the_tie_list_holds_still_spread_over_all() {
         "first 64 got {first} of 150,000 (expect 64,000)"
     );
 }
+
+#[test]
+fn many_ties_with_mixed_weights_are_drawn_in_proportion() {
+    // Contiguous ties of different weights (binary search on the weights before each), and
+    // ties with busier replicas between them (second scan); every call checks index = scan.
+    for busy_between in [false, true] {
+        let mut t = topo(&[(0, Some(0)); 12]);
+        for (i, s) in t.servers.iter_mut().enumerate().skip(1) {
+            s.weight = 1 + (i as u32 % 3);
+            if busy_between && i % 2 == 0 {
+                s.in_flight = 1;
+            }
+        }
+        let tied = |i: usize| !busy_between || i % 2 == 1;
+        let total: u32 = (1..13)
+            .filter(|&i| tied(i))
+            .map(|i| t.servers[i].weight)
+            .sum();
+        let mut counts = [0u32; 13];
+        let draws = 12_000;
+        for seed in 0..draws {
+            counts[picked(choose(&t, None, 0, seed)).unwrap()] += 1;
+        }
+        for i in 1..13 {
+            let expect =
+                f64::from(draws as u32) * f64::from(t.servers[i].weight) / f64::from(total);
+            let got = f64::from(counts[i]);
+            if tied(i) {
+                assert!((got - expect).abs() < expect * 0.2, "{i}: {counts:?}");
+            } else {
+                assert_eq!(counts[i], 0, "{i} is busier: {counts:?}");
+            }
+        }
+    }
+}
