@@ -309,7 +309,15 @@ fn pick(
     let mut start = 0;
     for &end in &candidates.rank_ends {
         let group = &candidates.list[start..end];
-        if let Some(ties) = Ties::scan(group, &key) {
+        // Filled in place: returning it by value cost a store-forwarding stall per choice.
+        let mut ties = Ties {
+            key: u128::MAX,
+            first: 0,
+            last: 0,
+            count: 0,
+            few: [0; 4],
+        };
+        if ties.scan(group, &key) {
             return Some(ties.pick(group, candidates.same_weight, seed, &key));
         }
         start = end;
@@ -328,16 +336,10 @@ struct Ties {
 }
 
 impl Ties {
-    /// Pass 1 over one rank: `None` when no candidate in it is live.
+    /// Pass 1 over one rank: false when no candidate in it is live.
     #[inline(always)]
-    fn scan(group: &[Candidate], key: &impl Fn(&Candidate) -> Option<u128>) -> Option<Ties> {
-        let mut t = Ties {
-            key: u128::MAX,
-            first: usize::MAX,
-            last: 0,
-            count: 0,
-            few: [0; 4],
-        };
+    fn scan(&mut self, group: &[Candidate], key: &impl Fn(&Candidate) -> Option<u128>) -> bool {
+        let t = self;
         for (pos, c) in group.iter().enumerate() {
             let Some(k) = key(c) else { continue };
             if k > t.key {
@@ -352,7 +354,7 @@ impl Ties {
             t.count += 1;
             t.last = pos;
         }
-        (t.count > 0).then_some(t)
+        t.count > 0
     }
 
     /// Pass 2: one draw in [0, total tied weight), and the tie it falls in, counting in
