@@ -306,7 +306,7 @@ impl TopologySnapshot {
                 })
             })
         };
-        match pick::pick(seed, false, offers) {
+        match pick::pick(seed, offers) {
             Some((server, over_lag)) => Choice::Replica { server, over_lag },
             None => self.fallback(any_replica, now_ms),
         }

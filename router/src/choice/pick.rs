@@ -31,11 +31,11 @@ impl Offer {
     }
 }
 
-/// Picks among `offers()` (called twice: it must yield the same candidates in the same order).
-/// `by_rank`: the offers come sorted by rank, so the scan stops at the first worse rank.
+/// Picks among `offers()` (called twice: it must yield the same candidates in the same order),
+/// for the full scan; the candidate index (`index.rs`) does the same on its sorted lists.
 /// Returns the server and its `over_lag` flag, or `None` when there is no candidate.
 #[inline(always)]
-pub(super) fn pick<I, F>(seed: u64, by_rank: bool, offers: F) -> Option<(usize, bool)>
+pub(super) fn pick<I, F>(seed: u64, offers: F) -> Option<(usize, bool)>
 where
     F: Fn() -> I,
     I: Iterator<Item = Offer>,
@@ -55,7 +55,6 @@ where
                 tied = u64::from(o.weight);
             }
             Ordering::Equal => tied += u64::from(o.weight),
-            Ordering::Greater if by_rank && o.rank > b.rank => break,
             Ordering::Greater => {}
         }
     }
@@ -66,16 +65,12 @@ where
     // Pass 2: one draw in [0, tied), then walk the ties until it falls within one's weight.
     let mut r = draw(seed, tied);
     for o in offers() {
-        match o.cmp_work(&best) {
-            Ordering::Equal => {
-                let w = u64::from(o.weight);
-                if r < w {
-                    return Some((o.server, o.over_lag));
-                }
-                r -= w;
+        if o.cmp_work(&best) == Ordering::Equal {
+            let w = u64::from(o.weight);
+            if r < w {
+                return Some((o.server, o.over_lag));
             }
-            Ordering::Greater if by_rank && o.rank > best.rank => break,
-            _ => {}
+            r -= w;
         }
     }
     // Only if live load counters moved between the passes: the first best is still a fair answer.
