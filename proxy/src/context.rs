@@ -174,6 +174,8 @@ impl Context {
 
     fn store_topology(&self, mut topology: Topology) {
         topology.generation = self.topology.load().generation + 1;
+        // Once per publication, so that each read's choice scans only the candidates.
+        topology.router.reindex();
         self.metrics
             .split_brain
             .set(i64::from(topology.split_brain));

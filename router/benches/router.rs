@@ -3,7 +3,9 @@
 //! 3 and 64 replicas. Targets (issue 3): < 1 µs point select and INSERT, < 200 ns choice of 64.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use router::choice::{BreakerPolicy, CircuitBreaker, LagGate, ServerState, TopologySnapshot};
+use router::choice::{
+    BreakerPolicy, Choice, ChoiceIndex, CircuitBreaker, LagGate, ServerState, TopologySnapshot,
+};
 use router::classify::classify;
 use router::config::{NoReplicaPolicy, Role};
 use router::session::{Session, SessionOptions, SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS};
@@ -56,14 +58,22 @@ fn topology(replicas: usize) -> TopologySnapshot {
             breaker: CircuitBreaker::new(),
         });
     }
-    TopologySnapshot {
+    let mut t = TopologySnapshot {
         servers,
         primary: Some(0),
         lag_recovery_ms: 500,
         min_serving: 0,
         no_replica: NoReplicaPolicy::Primary,
         breaker: BreakerPolicy::default(),
-    }
+        index: ChoiceIndex::default(),
+    };
+    // As the proxy does once per published topology; choices then scan the candidate list.
+    t.reindex();
+    assert!(matches!(
+        t.choose_replica(None, 1_000, 1),
+        Choice::Replica { .. }
+    ));
+    t
 }
 
 fn bench(c: &mut Criterion) {
@@ -101,13 +111,18 @@ fn bench(c: &mut Criterion) {
         })
     });
     // Busy replicas (varied in-flight counts and connections) and idle ones (all equal: every
-    // replica ties, so each needs the full health test and a random draw — the worst case).
+    // replica ties, so every one enters the weighted draw — the worst case).
     let mut idle = topology(64);
     for s in &mut idle.servers {
         s.in_flight = 0;
         s.connections = 0;
         s.weight = 1;
     }
+    idle.reindex();
+    assert!(matches!(
+        idle.choose_replica(None, 1_000, 1),
+        Choice::Replica { .. }
+    ));
     let mut seed = 0u64;
     c.bench_function("choice/replicas_64_idle", |b| {
         b.iter(|| {
@@ -125,6 +140,16 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // A `rwsplit:max_lag_ms` hint replaces each replica's lag limit and gate: the choice
+    // filters the index's replicas with a known lag by the hint.
+    let t = topology(64);
+    let mut seed = 0u64;
+    c.bench_function("choice/replicas_64_max_lag_hint", |b| {
+        b.iter(|| {
+            seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            t.choose_replica(black_box(Some(5_000)), black_box(1_000), seed)
+        })
+    });
 }
 
 criterion_group!(benches, bench);

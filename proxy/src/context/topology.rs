@@ -94,6 +94,7 @@ impl Topology {
             .servers
             .iter()
             .position(|s| s.role == router::config::Role::Primary);
+        router.reindex();
         Topology {
             generation: 0,
             router,

@@ -70,6 +70,8 @@ impl Session {
                         if let Some(s) = self.view.snap.servers.iter_mut().find(|s| s.idx == x) {
                             s.reachable = false;
                         }
+                        // The candidate list must drop it too (allocation-free: same size).
+                        self.view.snap.reindex();
                         choice = self.view.snap.choose_replica(
                             d.max_lag_ms,
                             crate::context::now_ms(),

@@ -1,12 +1,16 @@
 //! Replica choice (DESIGN.md §3) over a snapshot of the topology: health, lag with hysteresis,
 //! location preference with a fallback order, `min_serving`, weighted least outstanding work with
 //! a random tie break, circuit breakers. Pure: time and randomness are passed in, and a choice
-//! allocates nothing.
+//! allocates nothing. The tests that hold between two topology changes are applied once by
+//! [`TopologySnapshot::reindex`] (`index.rs`); the weighted pick is in `pick.rs`.
 
 mod breaker;
+mod index;
 mod lag;
+mod pick;
 
 pub use breaker::{BreakerPolicy, BreakerState, CircuitBreaker};
+pub use index::ChoiceIndex;
 pub use lag::LagGate;
 
 use crate::config::{Config, NoReplicaPolicy, Role};
@@ -97,7 +101,8 @@ pub enum Choice {
 }
 
 /// The topology as the proxy sees it, plus the routing policy from the configuration.
-#[derive(Debug, Clone)]
+/// `clone_from` reuses the target's memory (the proxy refills a scratch copy per read).
+#[derive(Debug)]
 pub struct TopologySnapshot {
     pub servers: Vec<ServerState>,
     /// Index into `servers` of the current writer; `None` while unknown or split-brained.
@@ -106,6 +111,36 @@ pub struct TopologySnapshot {
     pub min_serving: usize,
     pub no_replica: NoReplicaPolicy,
     pub breaker: BreakerPolicy,
+    /// The replicas that may take reads, derived from `servers` and `primary` by
+    /// [`reindex`](Self::reindex) so that a choice does not test every server.
+    /// `ChoiceIndex::default()` (not built) is always correct, only slower.
+    pub index: ChoiceIndex,
+}
+
+impl Clone for TopologySnapshot {
+    fn clone(&self) -> Self {
+        Self {
+            servers: self.servers.clone(),
+            primary: self.primary,
+            lag_recovery_ms: self.lag_recovery_ms,
+            min_serving: self.min_serving,
+            no_replica: self.no_replica,
+            breaker: self.breaker,
+            index: self.index.clone(),
+        }
+    }
+
+    /// Field by field, so that the vectors keep their allocations (derived `Clone` would
+    /// replace them).
+    fn clone_from(&mut self, source: &Self) {
+        self.servers.clone_from(&source.servers);
+        self.primary = source.primary;
+        self.lag_recovery_ms = source.lag_recovery_ms;
+        self.min_serving = source.min_serving;
+        self.no_replica = source.no_replica;
+        self.breaker = source.breaker;
+        self.index.clone_from(&source.index);
+    }
 }
 
 /// Outstanding work on a server, for callers that keep live counters outside the snapshot.
@@ -113,105 +148,6 @@ pub struct TopologySnapshot {
 pub struct Load {
     pub in_flight: u32,
     pub connections: u32,
-}
-
-/// The best candidate so far in one choice, as plain fields (the hot loop stays branch-light).
-struct Picker {
-    server: usize,
-    rank: u16,
-    in_flight: u64,
-    connections: u64,
-    weight: u64,
-    over_lag: bool,
-    /// Sum of weights of the candidates tied with `server` (weighted reservoir sampling).
-    tie_weight: u64,
-    rng: fastrand::Rng,
-}
-
-impl Picker {
-    const NONE: usize = usize::MAX;
-
-    fn new(seed: u64) -> Self {
-        Self {
-            server: Self::NONE,
-            rank: LOCATION_UNUSED,
-            in_flight: 0,
-            connections: 0,
-            weight: 1,
-            over_lag: false,
-            tie_weight: 0,
-            // Callers may pass a counter: mix it first (splitmix64) so consecutive seeds give
-            // independent draws (raw consecutive wyrand seeds skewed the tie break).
-            rng: fastrand::Rng::with_seed(splitmix64(seed)),
-        }
-    }
-
-    /// True when a server of this rank cannot beat the current best.
-    #[inline(always)]
-    fn worse_rank(&self, rank: u16) -> bool {
-        rank > self.rank
-    }
-
-    /// True when a candidate with this rank, weight and load would lose to the current best
-    /// even if healthy (ties are not losses: they enter the random draw).
-    #[inline(always)]
-    fn cannot_beat(&self, rank: u16, weight: u32, load: Load) -> bool {
-        if self.server == Self::NONE || rank < self.rank {
-            return false;
-        }
-        if rank > self.rank {
-            return true;
-        }
-        let w = u64::from(weight.max(1));
-        let (x, y) = (u64::from(load.in_flight) * self.weight, self.in_flight * w);
-        if x != y {
-            return x > y;
-        }
-        u64::from(load.connections) * self.weight > self.connections * w
-    }
-
-    /// Offers a candidate: better location, then less in-flight work per weight, then fewer
-    /// connections per weight; ties are broken at random in proportion to weight.
-    #[inline(always)]
-    fn offer(&mut self, server: usize, rank: u16, weight: u32, load: Load, over_lag: bool) {
-        let w = u64::from(weight.max(1));
-        let inf = u64::from(load.in_flight);
-        let conn = u64::from(load.connections);
-        let take = if self.server == Self::NONE || rank < self.rank {
-            true
-        } else {
-            // a/wa < b/wb  ⇔  a·wb < b·wa (no division, no floats).
-            let (x, y) = (inf * self.weight, self.in_flight * w);
-            if x != y {
-                x < y
-            } else {
-                let (x, y) = (conn * self.weight, self.connections * w);
-                if x != y {
-                    x < y
-                } else {
-                    self.tie_weight += w;
-                    if self.rng.u64(0..self.tie_weight) < w {
-                        self.set(server, rank, w, inf, conn, over_lag);
-                    }
-                    return;
-                }
-            }
-        };
-        if take {
-            self.set(server, rank, w, inf, conn, over_lag);
-            self.tie_weight = w;
-        }
-    }
-
-    #[inline(always)]
-    fn set(&mut self, server: usize, rank: u16, w: u64, inf: u64, conn: u64, over_lag: bool) {
-        self.server = server;
-        self.rank = rank;
-        self.weight = w;
-        self.in_flight = inf;
-        self.connections = conn;
-        self.over_lag = over_lag;
-    }
 }
 
 impl TopologySnapshot {
@@ -255,6 +191,7 @@ impl TopologySnapshot {
                 failures: r.breaker_failures,
                 cooldown_ms: r.breaker_cooldown_ms,
             },
+            index: ChoiceIndex::default(),
         }
     }
 
@@ -268,7 +205,8 @@ impl TopologySnapshot {
         })
     }
 
-    /// Like [`choose_replica`](Self::choose_replica) with live load counters from `load(i)`.
+    /// Like [`choose_replica`](Self::choose_replica) with live load counters from `load(i)`
+    /// (called up to twice per server: counters that move meanwhile only skew the tie break).
     ///
     /// Candidates are replicas that are reachable, replicating, not in maintenance, whose
     /// breaker allows traffic, in a used location, and whose known lag passes the gate and the
@@ -295,65 +233,87 @@ impl TopologySnapshot {
         seed: u64,
         load: impl Fn(usize, &ServerState) -> Load,
     ) -> Choice {
-        let mut best = Picker::new(seed);
-        let mut any_replica = false;
-        let mut lag_ok_count = 0usize;
-        let mut lag_excluded = 0usize;
-        // Lag counts only matter for min_serving; without it a worse location is skipped at once.
-        let count_lag = max_lag_override.is_none() && self.min_serving > 0;
-        for (i, s) in self.servers.iter().enumerate() {
-            if s.role != Role::Replica || self.primary == Some(i) {
-                continue;
-            }
-            any_replica = true;
-            if !count_lag && best.cannot_beat(s.location_rank, s.weight, load(i, s)) {
-                // Branch and bound: a server that would lose even if healthy needs no health
-                // test, so the full test runs only for the few that could win.
-                continue;
-            }
-            if !self.base_ok(s, now_ms) {
-                continue;
-            }
-            if !lag_ok(s, max_lag_override) {
-                lag_excluded += 1;
-                continue;
-            }
-            lag_ok_count += 1;
-            if best.worse_rank(s.location_rank) {
-                continue;
-            }
-            best.offer(i, s.location_rank, s.weight, load(i, s), false);
+        if let Some(choice) = self.choose_indexed(max_lag_override, now_ms, seed, &load) {
+            return choice;
         }
-        if count_lag && lag_ok_count < self.min_serving && lag_excluded > 0 {
-            // Never drain below min_serving because of lag alone: admit the least lagged
-            // (unknown lag last), in order, without allocating.
-            let mut last_key: Option<(u64, usize)> = None;
-            for _ in 0..(self.min_serving - lag_ok_count).min(lag_excluded) {
-                let mut next: Option<(u64, usize)> = None;
-                for (i, s) in self.servers.iter().enumerate() {
-                    if !self.is_replica(i) || !self.base_ok(s, now_ms) || lag_ok(s, None) {
-                        continue;
-                    }
-                    let key = (s.lag_ms.unwrap_or(u64::MAX), i);
-                    if last_key.is_some_and(|l| key <= l) {
-                        continue;
-                    }
-                    if next.is_none_or(|n| key < n) {
-                        next = Some(key);
+        self.choose_scan(max_lag_override, now_ms, seed, &load)
+    }
+
+    /// The choice testing every server: without an index, or when `min_serving` may admit
+    /// lagging replicas. The reference the index must agree with (see the tests).
+    #[inline(never)]
+    fn choose_scan(
+        &self,
+        max_lag_override: Option<u64>,
+        now_ms: u64,
+        seed: u64,
+        load: &impl Fn(usize, &ServerState) -> Load,
+    ) -> Choice {
+        // Never drain below min_serving because of lag alone: admit the least lagged (unknown
+        // lag last) up to this (lag, position) key, flagged over_lag.
+        let mut admit_up_to: Option<(u64, usize)> = None;
+        if max_lag_override.is_none() && self.min_serving > 0 {
+            let (mut lag_ok_count, mut lag_excluded) = (0usize, 0usize);
+            for (i, s) in self.servers.iter().enumerate() {
+                if self.is_replica(i) && self.base_ok(s, now_ms) {
+                    if lag_ok(s, None) {
+                        lag_ok_count += 1;
+                    } else {
+                        lag_excluded += 1;
                     }
                 }
-                let Some(key) = next else { break };
-                last_key = Some(key);
-                let s = &self.servers[key.1];
-                best.offer(key.1, s.location_rank, s.weight, load(key.1, s), true);
+            }
+            if lag_ok_count < self.min_serving && lag_excluded > 0 {
+                // The k-th least lagged, k = the shortfall, without allocating.
+                for _ in 0..(self.min_serving - lag_ok_count).min(lag_excluded) {
+                    let mut next: Option<(u64, usize)> = None;
+                    for (i, s) in self.servers.iter().enumerate() {
+                        if !self.is_replica(i) || !self.base_ok(s, now_ms) || lag_ok(s, None) {
+                            continue;
+                        }
+                        let key = lag_key(s, i);
+                        if admit_up_to.is_some_and(|l| key <= l) {
+                            continue;
+                        }
+                        if next.is_none_or(|n| key < n) {
+                            next = Some(key);
+                        }
+                    }
+                    let Some(key) = next else { break };
+                    admit_up_to = Some(key);
+                }
             }
         }
-        if best.server != Picker::NONE {
-            return Choice::Replica {
-                server: best.server,
-                over_lag: best.over_lag,
-            };
+        let mut any_replica = false;
+        for i in 0..self.servers.len() {
+            any_replica |= self.is_replica(i);
         }
+        let offers = || {
+            self.servers.iter().enumerate().filter_map(move |(i, s)| {
+                if !self.is_replica(i) || !self.base_ok(s, now_ms) {
+                    return None;
+                }
+                let over_lag = !lag_ok(s, max_lag_override);
+                if over_lag && admit_up_to.is_none_or(|up_to| lag_key(s, i) > up_to) {
+                    return None;
+                }
+                Some(pick::Offer {
+                    server: i,
+                    rank: s.location_rank,
+                    weight: s.weight.max(1),
+                    load: load(i, s),
+                    over_lag,
+                })
+            })
+        };
+        match pick::pick(seed, offers) {
+            Some((server, over_lag)) => Choice::Replica { server, over_lag },
+            None => self.fallback(any_replica, now_ms),
+        }
+    }
+
+    /// No replica qualifies: the primary or an error, by policy.
+    fn fallback(&self, any_replica: bool, now_ms: u64) -> Choice {
         let reason = if any_replica {
             FallbackReason::NoHealthyReplica
         } else {
@@ -389,12 +349,16 @@ impl TopologySnapshot {
             & s.breaker.allows(now_ms)
     }
 
-    /// Feeds a new lag measurement through the server's hysteresis gate.
+    /// Feeds a new lag measurement through the server's hysteresis gate (and refreshes the
+    /// index if it was built).
     pub fn update_lag(&mut self, server: usize, lag_ms: Option<u64>) {
         let recovery = self.lag_recovery_ms;
         if let Some(s) = self.servers.get_mut(server) {
             s.lag_ms = lag_ms;
             s.lag_gate.update(lag_ms, s.max_lag_ms, recovery);
+        }
+        if self.index.is_built() {
+            self.reindex();
         }
     }
 
@@ -433,11 +397,10 @@ fn lag_ok(s: &ServerState, max_lag_override: Option<u64>) -> bool {
     s.lag_ms.is_some() & gate_ok & (s.lag_ms.unwrap_or(u64::MAX) <= limit)
 }
 
-fn splitmix64(seed: u64) -> u64 {
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// Order in which `min_serving` admits lagging replicas: least lag first, unknown last.
+#[inline]
+fn lag_key(s: &ServerState, i: usize) -> (u64, usize) {
+    (s.lag_ms.unwrap_or(u64::MAX), i)
 }
 
 fn location_rank(own: Option<&str>, fallback: &[String], server: Option<&str>) -> u16 {

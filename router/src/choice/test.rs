@@ -37,7 +37,24 @@ fn topo(replicas: &[(u16, Option<u64>)]) -> TopologySnapshot {
         min_serving: 0,
         no_replica: NoReplicaPolicy::Primary,
         breaker: BreakerPolicy::default(),
+        index: ChoiceIndex::default(),
     }
+}
+
+/// Chooses both ways, by scanning every server and through the candidate index (the proxy's
+/// way), and checks that they agree exactly (same seed, same draw).
+fn choose(t: &TopologySnapshot, max_lag: Option<u64>, now: u64, seed: u64) -> Choice {
+    let mut scan = t.clone();
+    scan.index = ChoiceIndex::default();
+    let mut indexed = t.clone();
+    indexed.reindex();
+    let c = scan.choose_replica(max_lag, now, seed);
+    assert_eq!(
+        indexed.choose_replica(max_lag, now, seed),
+        c,
+        "index and scan disagree"
+    );
+    c
 }
 
 fn picked(c: Choice) -> Option<usize> {
@@ -50,22 +67,22 @@ fn picked(c: Choice) -> Option<usize> {
 #[test]
 fn prefers_local_then_fallback_order_then_primary() {
     let mut t = topo(&[(2, Some(0)), (0, Some(0)), (1, Some(0))]);
-    assert_eq!(picked(t.choose_replica(None, 0, 1)), Some(2));
+    assert_eq!(picked(choose(&t, None, 0, 1)), Some(2));
     t.servers[2].reachable = false;
     assert_eq!(
-        picked(t.choose_replica(None, 0, 1)),
+        picked(choose(&t, None, 0, 1)),
         Some(3),
         "first fallback location"
     );
     t.servers[3].replicating = false;
     assert_eq!(
-        picked(t.choose_replica(None, 0, 1)),
+        picked(choose(&t, None, 0, 1)),
         Some(1),
         "second fallback location"
     );
     t.servers[1].maintenance = true;
     assert_eq!(
-        t.choose_replica(None, 0, 1),
+        choose(&t, None, 0, 1),
         Choice::Primary {
             server: 0,
             reason: FallbackReason::NoHealthyReplica
@@ -73,7 +90,7 @@ fn prefers_local_then_fallback_order_then_primary() {
     );
     t.no_replica = NoReplicaPolicy::Error;
     assert_eq!(
-        t.choose_replica(None, 0, 1),
+        choose(&t, None, 0, 1),
         Choice::NoServer(NoServerReason::NoReplicaPolicyError)
     );
 }
@@ -81,17 +98,14 @@ fn prefers_local_then_fallback_order_then_primary() {
 #[test]
 fn unused_location_is_never_read_from() {
     let t = topo(&[(LOCATION_UNUSED, Some(0))]);
-    assert!(matches!(
-        t.choose_replica(None, 0, 1),
-        Choice::Primary { .. }
-    ));
+    assert!(matches!(choose(&t, None, 0, 1), Choice::Primary { .. }));
 }
 
 #[test]
 fn no_replicas_and_unavailable_primary() {
     let mut t = topo(&[]);
     assert_eq!(
-        t.choose_replica(None, 0, 1),
+        choose(&t, None, 0, 1),
         Choice::Primary {
             server: 0,
             reason: FallbackReason::NoReplicas
@@ -99,13 +113,13 @@ fn no_replicas_and_unavailable_primary() {
     );
     t.servers[0].reachable = false;
     assert_eq!(
-        t.choose_replica(None, 0, 1),
+        choose(&t, None, 0, 1),
         Choice::NoServer(NoServerReason::PrimaryUnavailable)
     );
     t.primary = None;
     t.servers[0].reachable = true;
     assert_eq!(
-        t.choose_replica(None, 0, 1),
+        choose(&t, None, 0, 1),
         Choice::NoServer(NoServerReason::PrimaryUnavailable),
         "split brain / unknown writer: no fallback"
     );
@@ -114,30 +128,27 @@ fn no_replicas_and_unavailable_primary() {
 #[test]
 fn lag_limit_unknown_lag_and_hysteresis() {
     let mut t = topo(&[(0, Some(1500)), (0, None)]);
-    assert!(matches!(
-        t.choose_replica(None, 0, 1),
-        Choice::Primary { .. }
-    ));
+    assert!(matches!(choose(&t, None, 0, 1), Choice::Primary { .. }));
     t.update_lag(1, Some(800));
     assert!(
-        matches!(t.choose_replica(None, 0, 1), Choice::Primary { .. }),
+        matches!(choose(&t, None, 0, 1), Choice::Primary { .. }),
         "came back under max but not under the recovery mark"
     );
     t.update_lag(1, Some(400));
-    assert_eq!(picked(t.choose_replica(None, 0, 1)), Some(1));
+    assert_eq!(picked(choose(&t, None, 0, 1)), Some(1));
     t.update_lag(1, Some(900));
     assert_eq!(
-        picked(t.choose_replica(None, 0, 1)),
+        picked(choose(&t, None, 0, 1)),
         Some(1),
         "stays until above max"
     );
     assert!(
-        matches!(t.choose_replica(Some(200), 0, 1), Choice::Primary { .. }),
+        matches!(choose(&t, Some(200), 0, 1), Choice::Primary { .. }),
         "a per-query limit tighter than the lag"
     );
     t.update_lag(1, Some(3000));
     assert_eq!(
-        picked(t.choose_replica(Some(5000), 0, 1)),
+        picked(choose(&t, Some(5000), 0, 1)),
         Some(1),
         "a looser per-query limit"
     );
@@ -146,14 +157,11 @@ fn lag_limit_unknown_lag_and_hysteresis() {
 #[test]
 fn min_serving_keeps_the_least_lagged_replicas_and_reports_it() {
     let mut t = topo(&[(0, Some(5000)), (0, Some(3000)), (0, None), (0, Some(9000))]);
-    assert!(matches!(
-        t.choose_replica(None, 0, 1),
-        Choice::Primary { .. }
-    ));
+    assert!(matches!(choose(&t, None, 0, 1), Choice::Primary { .. }));
     t.min_serving = 1;
     for seed in 0..50 {
         assert_eq!(
-            t.choose_replica(None, 0, seed),
+            choose(&t, None, 0, seed),
             Choice::Replica {
                 server: 2,
                 over_lag: true
@@ -163,7 +171,7 @@ fn min_serving_keeps_the_least_lagged_replicas_and_reports_it() {
     t.min_serving = 2;
     let mut seen = [false; 5];
     for seed in 0..200 {
-        if let Some(i) = picked(t.choose_replica(None, 0, seed)) {
+        if let Some(i) = picked(choose(&t, None, 0, seed)) {
             seen[i] = true;
         }
     }
@@ -173,7 +181,7 @@ fn min_serving_keeps_the_least_lagged_replicas_and_reports_it() {
         "the two least lagged"
     );
     assert!(
-        matches!(t.choose_replica(Some(100), 0, 1), Choice::Primary { .. }),
+        matches!(choose(&t, Some(100), 0, 1), Choice::Primary { .. }),
         "a per-query lag limit is never relaxed"
     );
 }
@@ -184,16 +192,10 @@ fn open_breaker_ejects_then_half_open_admits() {
     for _ in 0..3 {
         t.record_failure(1, 1000);
     }
-    assert!(matches!(
-        t.choose_replica(None, 1000, 1),
-        Choice::Primary { .. }
-    ));
-    assert!(matches!(
-        t.choose_replica(None, 5999, 1),
-        Choice::Primary { .. }
-    ));
+    assert!(matches!(choose(&t, None, 1000, 1), Choice::Primary { .. }));
+    assert!(matches!(choose(&t, None, 5999, 1), Choice::Primary { .. }));
     assert_eq!(
-        picked(t.choose_replica(None, 6000, 1)),
+        picked(choose(&t, None, 6000, 1)),
         Some(1),
         "half-open trial"
     );
@@ -207,13 +209,13 @@ fn least_outstanding_work_per_weight() {
     t.servers[1].in_flight = 4;
     t.servers[2].in_flight = 1;
     t.servers[3].in_flight = 3;
-    assert_eq!(picked(t.choose_replica(None, 0, 7)), Some(2));
+    assert_eq!(picked(choose(&t, None, 0, 7)), Some(2));
     t.servers[3].weight = 4; // 3/4 < 1/1
-    assert_eq!(picked(t.choose_replica(None, 0, 7)), Some(3));
+    assert_eq!(picked(choose(&t, None, 0, 7)), Some(3));
     t.servers[3].in_flight = 4; // 4/4 == 1/1: then connections decide
     t.servers[2].connections = 5;
     t.servers[3].connections = 8; // 8/4 < 5/1
-    assert_eq!(picked(t.choose_replica(None, 0, 7)), Some(3));
+    assert_eq!(picked(choose(&t, None, 0, 7)), Some(3));
 }
 
 #[test]
@@ -222,7 +224,7 @@ fn idle_replicas_share_by_weight() {
     t.servers[2].weight = 3;
     let mut counts = [0u32; 3];
     for seed in 0..40_000u64 {
-        counts[picked(t.choose_replica(None, 0, seed)).unwrap_or(0)] += 1;
+        counts[picked(choose(&t, None, 0, seed)).unwrap_or(0)] += 1;
     }
     let share = f64::from(counts[2]) / 40_000.0;
     assert!((0.72..0.78).contains(&share), "weight 3 of 4 got {share}");
@@ -235,7 +237,7 @@ fn consecutive_seeds_spread_evenly() {
     let base = 7_040_449_572_198_169_425u64;
     let mut counts = [0u32; 7];
     for k in 0..6000 {
-        counts[picked(t.choose_replica(None, 0, base.wrapping_add(k))).unwrap_or(0)] += 1;
+        counts[picked(choose(&t, None, 0, base.wrapping_add(k))).unwrap_or(0)] += 1;
     }
     assert!(
         counts[1..].iter().all(|c| (850..1150).contains(c)),
@@ -252,7 +254,7 @@ fn from_config_ranks_locations() {
     let ranks: Vec<u16> = t.servers.iter().map(|s| s.location_rank).collect();
     assert_eq!(ranks, [0, 0, 1]);
     assert!(
-        matches!(t.choose_replica(None, 0, 1), Choice::NoServer(_)),
+        matches!(choose(&t, None, 0, 1), Choice::NoServer(_)),
         "nothing is reachable before the monitor reports"
     );
     assert_eq!(
@@ -337,7 +339,7 @@ proptest! {
             .filter(|&i| eligible(&t, i, now, max_lag))
             .map(|i| t.servers[i].location_rank)
             .min();
-        match t.choose_replica(max_lag, now, seed) {
+        match choose(&t, max_lag, now, seed) {
             Choice::Replica { server, over_lag } => {
                 prop_assert!(!over_lag);
                 prop_assert!(eligible(&t, server, now, max_lag), "picked {:?}", t.servers[server]);
@@ -357,7 +359,7 @@ proptest! {
     fn min_serving_only_relaxes_lag(t in arb_topology(), min in 0usize..4, seed in any::<u64>()) {
         let mut t = t;
         t.min_serving = min;
-        if let Choice::Replica { server, over_lag } = t.choose_replica(None, 30_000, seed) {
+        if let Choice::Replica { server, over_lag } = choose(&t, None, 30_000, seed) {
             let s = &t.servers[server];
             prop_assert!(s.reachable && s.replicating && !s.maintenance);
             prop_assert!(s.breaker.allows(30_000) && s.location_rank != LOCATION_UNUSED);
@@ -373,7 +375,7 @@ proptest! {
         let draws = 6000u64;
         let mut counts = vec![0u64; n + 1];
         for k in 0..draws {
-            if let Some(i) = picked(t.choose_replica(None, 0, base.wrapping_add(k))) {
+            if let Some(i) = picked(choose(&t, None, 0, base.wrapping_add(k))) {
                 counts[i] += 1;
             }
         }
@@ -390,7 +392,7 @@ fn idle_ties_are_drawn_in_proportion_to_weight() {
     t.servers[2].weight = 3;
     let mut counts = [0u32; 3];
     for seed in 0..20_000 {
-        counts[picked(t.choose_replica(None, 0, seed)).unwrap()] += 1;
+        counts[picked(choose(&t, None, 0, seed)).unwrap()] += 1;
     }
     // Expect 5,000 : 15,000; allow a wide margin for a fixed-seed sample.
     assert!((4_400..5_600).contains(&counts[1]), "{counts:?}");
@@ -404,7 +406,7 @@ fn more_ties_than_the_tie_list_holds_still_spread_over_all() {
     let t = topo(&replicas);
     let mut counts = vec![0u32; 151];
     for seed in 0..150_000 {
-        counts[picked(t.choose_replica(None, 0, seed)).unwrap()] += 1;
+        counts[picked(choose(&t, None, 0, seed)).unwrap()] += 1;
     }
     assert_eq!(counts[0], 0, "never the primary");
     let (min, max) = (
@@ -418,4 +420,39 @@ fn more_ties_than_the_tie_list_holds_still_spread_over_all() {
         (60_000..68_000).contains(&first),
         "first 64 got {first} of 150,000 (expect 64,000)"
     );
+}
+
+#[test]
+fn many_ties_with_mixed_weights_are_drawn_in_proportion() {
+    // Contiguous ties of different weights (binary search on the weights before each), and
+    // ties with busier replicas between them (second scan); every call checks index = scan.
+    for busy_between in [false, true] {
+        let mut t = topo(&[(0, Some(0)); 12]);
+        for (i, s) in t.servers.iter_mut().enumerate().skip(1) {
+            s.weight = 1 + (i as u32 % 3);
+            if busy_between && i % 2 == 0 {
+                s.in_flight = 1;
+            }
+        }
+        let tied = |i: usize| !busy_between || i % 2 == 1;
+        let total: u32 = (1..13)
+            .filter(|&i| tied(i))
+            .map(|i| t.servers[i].weight)
+            .sum();
+        let mut counts = [0u32; 13];
+        let draws = 12_000;
+        for seed in 0..draws {
+            counts[picked(choose(&t, None, 0, seed)).unwrap()] += 1;
+        }
+        for i in 1..13 {
+            let expect =
+                f64::from(draws as u32) * f64::from(t.servers[i].weight) / f64::from(total);
+            let got = f64::from(counts[i]);
+            if tied(i) {
+                assert!((got - expect).abs() < expect * 0.2, "{i}: {counts:?}");
+            } else {
+                assert_eq!(counts[i], 0, "{i} is busier: {counts:?}");
+            }
+        }
+    }
 }
