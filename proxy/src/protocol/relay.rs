@@ -7,8 +7,11 @@
 use super::consts::{status, MAX_FRAME};
 use super::message::{self, is_eof, lenenc_int};
 use super::packet::{read_header, Header};
+use std::pin::Pin;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt,
+};
 
 /// How far a relay got: once `forwarded` is set a failure can no longer be retried elsewhere,
 /// and `last_seq` is what an ERR sent in place of the rest must follow.
@@ -73,9 +76,137 @@ enum Phase {
     Rows,
 }
 
+/// What one complete (non-continuation) packet means for the response.
+enum Step {
+    /// More packets follow.
+    More,
+    /// The response is complete.
+    Done(End),
+    /// A LOCAL INFILE request: the client uploads a file before the server answers.
+    Infile,
+}
+
+/// Where one response stands; fed each packet that starts a logical packet.
+struct Tracker {
+    shape: Shape,
+    deprecate_eof: bool,
+    phase: Phase,
+    last_insert_id: u64,
+}
+
+impl Tracker {
+    fn new(shape: Shape, deprecate_eof: bool) -> Tracker {
+        let phase = match shape {
+            Shape::Results | Shape::Single => Phase::First,
+            Shape::UntilEof => Phase::Rows,
+        };
+        Tracker {
+            shape,
+            deprecate_eof,
+            phase,
+            last_insert_id: 0,
+        }
+    }
+
+    /// `p` is the first frame's payload, `len` its length (as framed).
+    fn step(&mut self, p: &[u8], len: usize) -> Result<Step, RelayError> {
+        if self.shape == Shape::Single {
+            return Ok(Step::Done(match p.first() {
+                Some(0xff) => End::Err { code: err_code(p) },
+                Some(0x00) => {
+                    let ok = message::parse_ok(p).unwrap_or_default();
+                    End::Ok {
+                        status: ok.status,
+                        last_insert_id: ok.last_insert_id,
+                    }
+                }
+                Some(0xfe) if len < 9 => End::Ok {
+                    status: message::parse_eof_status(p).unwrap_or(0),
+                    last_insert_id: 0,
+                },
+                _ => End::Ok {
+                    status: 0,
+                    last_insert_id: 0,
+                },
+            }));
+        }
+        match self.phase {
+            Phase::First => match p.first() {
+                Some(0x00) => {
+                    let ok = message::parse_ok(p).ok_or(RelayError::Malformed)?;
+                    if ok.last_insert_id != 0 {
+                        self.last_insert_id = ok.last_insert_id;
+                    }
+                    if !message::more_results(ok.status) {
+                        return Ok(Step::Done(End::Ok {
+                            status: ok.status,
+                            last_insert_id: self.last_insert_id,
+                        }));
+                    }
+                }
+                Some(0xff) => return Ok(Step::Done(End::Err { code: err_code(p) })),
+                Some(0xfb) => return Ok(Step::Infile),
+                Some(_) => {
+                    let (n, _) = lenenc_int(p).ok_or(RelayError::Malformed)?;
+                    if n == 0 {
+                        return Err(RelayError::Malformed);
+                    }
+                    self.phase = Phase::Columns(n);
+                }
+                None => return Err(RelayError::Malformed),
+            },
+            Phase::Columns(n) => {
+                self.phase = if n > 1 {
+                    Phase::Columns(n - 1)
+                } else if self.deprecate_eof {
+                    Phase::Rows
+                } else {
+                    Phase::ColumnsEof
+                };
+            }
+            Phase::ColumnsEof => {
+                if p.first() != Some(&0xfe) {
+                    return Err(RelayError::Malformed);
+                }
+                let st = message::parse_eof_status(p).unwrap_or(0);
+                if st & status::CURSOR_EXISTS != 0 {
+                    // A cursor was opened: rows come later through COM_STMT_FETCH.
+                    return Ok(Step::Done(End::Ok {
+                        status: st,
+                        last_insert_id: self.last_insert_id,
+                    }));
+                }
+                self.phase = Phase::Rows;
+            }
+            Phase::Rows => {
+                if p.first() == Some(&0xff) {
+                    return Ok(Step::Done(End::Err { code: err_code(p) }));
+                }
+                if is_eof(p, len, self.deprecate_eof) {
+                    let st = end_packet_status(p);
+                    if message::more_results(st) && st & status::CURSOR_EXISTS == 0 {
+                        self.phase = Phase::First;
+                    } else {
+                        return Ok(Step::Done(End::Ok {
+                            status: st,
+                            last_insert_id: self.last_insert_id,
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(Step::More)
+    }
+}
+
 /// Relays one response. `buf` is a reusable frame buffer; `forwarded` becomes true as soon as
 /// any byte has been handed to the client writer (after that a failure cannot be retried
 /// elsewhere). The client writer is not flushed except before reading a LOCAL INFILE upload.
+///
+/// Whole frames already in the backend's read buffer go to the client in one write, straight
+/// from that buffer (a 100-row result usually arrives in one read and leaves in one write);
+/// a frame that is not wholly buffered, a continued packet and a LOCAL INFILE request take the
+/// frame-by-frame path.
 pub async fn relay<B, C>(
     backend: &mut B,
     client: &mut C,
@@ -86,16 +217,65 @@ pub async fn relay<B, C>(
     progress: &mut Progress,
 ) -> Result<End, RelayError>
 where
-    B: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncBufRead + AsyncWrite + Unpin,
     C: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut phase = match shape {
-        Shape::Results | Shape::Single => Phase::First,
-        Shape::UntilEof => Phase::Rows,
-    };
-    let mut last_insert_id = 0u64;
+    let mut tracker = Tracker::new(shape, deprecate_eof);
     let mut continuation = false;
     loop {
+        if !continuation {
+            let avail = match timeout {
+                Some(t) => tokio::time::timeout(t, backend.fill_buf())
+                    .await
+                    .map_err(|_| RelayError::Timeout(t))?,
+                None => backend.fill_buf().await,
+            }
+            .map_err(RelayError::Backend)?;
+            if avail.is_empty() {
+                return Err(RelayError::Backend(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ));
+            }
+            let mut off = 0;
+            let mut outcome = None;
+            while let Some(head) = avail.get(off..off + 4) {
+                let h = Header::parse([head[0], head[1], head[2], head[3]]);
+                let Some(p) = avail.get(off + 4..off + 4 + h.len) else {
+                    break;
+                };
+                if h.continues() || (tracker_first(&tracker) && p.first() == Some(&0xfb)) {
+                    break;
+                }
+                let step = tracker.step(p, h.len);
+                off += 4 + h.len;
+                progress.last_seq = h.seq;
+                match step {
+                    Ok(Step::More) => {}
+                    Ok(Step::Done(end)) => {
+                        outcome = Some(Ok(end));
+                        break;
+                    }
+                    // Excluded above: the frame-by-frame path handles the upload.
+                    Ok(Step::Infile) => {}
+                    Err(e) => {
+                        outcome = Some(Err(e));
+                        break;
+                    }
+                }
+            }
+            if off > 0 {
+                progress.forwarded = true;
+                client
+                    .write_all(&avail[..off])
+                    .await
+                    .map_err(RelayError::Client)?;
+                Pin::new(&mut *backend).consume(off);
+                match outcome {
+                    Some(o) => return o,
+                    None => continue,
+                }
+            }
+        }
         let h = match timeout {
             Some(t) => tokio::time::timeout(t, read_header(backend))
                 .await
@@ -118,98 +298,22 @@ where
             continue;
         }
         continuation = h.continues();
-        let p: &[u8] = buf;
-        if shape == Shape::Single {
-            return Ok(match p.first() {
-                Some(0xff) => End::Err { code: err_code(p) },
-                Some(0x00) => {
-                    let ok = message::parse_ok(p).unwrap_or_default();
-                    End::Ok {
-                        status: ok.status,
-                        last_insert_id: ok.last_insert_id,
-                    }
-                }
-                Some(0xfe) if h.len < 9 => End::Ok {
-                    status: message::parse_eof_status(p).unwrap_or(0),
-                    last_insert_id: 0,
-                },
-                _ => End::Ok {
-                    status: 0,
-                    last_insert_id: 0,
-                },
-            });
-        }
-        match phase {
-            Phase::First => match p.first() {
-                Some(0x00) => {
-                    let ok = message::parse_ok(p).ok_or(RelayError::Malformed)?;
-                    if ok.last_insert_id != 0 {
-                        last_insert_id = ok.last_insert_id;
-                    }
-                    if !message::more_results(ok.status) {
-                        return Ok(End::Ok {
-                            status: ok.status,
-                            last_insert_id,
-                        });
-                    }
-                }
-                Some(0xff) => return Ok(End::Err { code: err_code(p) }),
-                Some(0xfb) => {
-                    // LOCAL INFILE: the client uploads the file, then the server answers.
-                    client.flush().await.map_err(RelayError::Client)?;
-                    upload(client, backend, buf).await?;
-                    progress.last_seq = progress.last_seq.wrapping_add(1);
-                }
-                Some(_) => {
-                    let (n, _) = lenenc_int(p).ok_or(RelayError::Malformed)?;
-                    if n == 0 {
-                        return Err(RelayError::Malformed);
-                    }
-                    phase = Phase::Columns(n);
-                }
-                None => return Err(RelayError::Malformed),
-            },
-            Phase::Columns(n) => {
-                phase = if n > 1 {
-                    Phase::Columns(n - 1)
-                } else if deprecate_eof {
-                    Phase::Rows
-                } else {
-                    Phase::ColumnsEof
-                };
-            }
-            Phase::ColumnsEof => {
-                if p.first() != Some(&0xfe) {
-                    return Err(RelayError::Malformed);
-                }
-                let st = message::parse_eof_status(p).unwrap_or(0);
-                if st & status::CURSOR_EXISTS != 0 {
-                    // A cursor was opened: rows come later through COM_STMT_FETCH.
-                    return Ok(End::Ok {
-                        status: st,
-                        last_insert_id,
-                    });
-                }
-                phase = Phase::Rows;
-            }
-            Phase::Rows => {
-                if p.first() == Some(&0xff) {
-                    return Ok(End::Err { code: err_code(p) });
-                }
-                if is_eof(p, h.len, deprecate_eof) {
-                    let st = end_packet_status(p);
-                    if message::more_results(st) && st & status::CURSOR_EXISTS == 0 {
-                        phase = Phase::First;
-                    } else {
-                        return Ok(End::Ok {
-                            status: st,
-                            last_insert_id,
-                        });
-                    }
-                }
+        match tracker.step(buf, h.len)? {
+            Step::More => {}
+            Step::Done(end) => return Ok(end),
+            Step::Infile => {
+                // LOCAL INFILE: the client uploads the file, then the server answers.
+                client.flush().await.map_err(RelayError::Client)?;
+                upload(client, backend, buf).await?;
+                progress.last_seq = progress.last_seq.wrapping_add(1);
             }
         }
     }
+}
+
+/// True while the next packet is the first of a result (where 0xFB means LOCAL INFILE).
+fn tracker_first(t: &Tracker) -> bool {
+    t.shape == Shape::Results && matches!(t.phase, Phase::First)
 }
 
 /// Status flags of a packet ending rows: a classic EOF is exactly 5 bytes, anything longer is

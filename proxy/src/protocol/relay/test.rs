@@ -42,7 +42,19 @@ fn result_set(deprecate: bool, cols: usize, rows: &[Vec<u8>], end_status: u16) -
 }
 
 async fn run(wire: Vec<u8>, shape: Shape, deprecate: bool) -> (Result<End, RelayError>, Vec<u8>) {
-    let (mut b_near, mut b_far) = duplex(1 << 26);
+    run_buffered(wire, shape, deprecate, 16 * 1024).await
+}
+
+/// [`run`] with the backend read through a buffer of `capacity` bytes, so frames straddle
+/// buffer refills wherever the capacity puts the boundaries.
+async fn run_buffered(
+    wire: Vec<u8>,
+    shape: Shape,
+    deprecate: bool,
+    capacity: usize,
+) -> (Result<End, RelayError>, Vec<u8>) {
+    let (b_near, mut b_far) = duplex(1 << 26);
+    let mut b_near = tokio::io::BufStream::with_capacity(capacity, capacity, b_near);
     let (mut c_near, mut c_far) = duplex(1 << 26);
     b_far.write_all(&wire).await.unwrap();
     drop(b_far);
@@ -159,4 +171,64 @@ async fn field_list_and_single_packets() {
     let (r, out) = run(wire.clone(), Shape::Single, false).await;
     assert!(matches!(r.unwrap(), End::Ok { .. }));
     assert_eq!(out, wire);
+}
+
+#[tokio::test]
+async fn frames_straddling_buffer_refills_are_forwarded_verbatim() {
+    let rows: Vec<Vec<u8>> = (0..100)
+        .map(|i| row(&[&i.to_string(), &"x".repeat(i % 37)]))
+        .collect();
+    for deprecate in [false, true] {
+        let mut wire = result_set(
+            deprecate,
+            2,
+            &rows,
+            status::AUTOCOMMIT | status::MORE_RESULTS_EXISTS,
+        );
+        // A second result (an OK) follows the first, as a CALL's final status does.
+        frame_into(&mut wire, 1, &ok_payload(0, 0, status::AUTOCOMMIT, 0));
+        for capacity in [1, 3, 4, 5, 7, 64, 1000, 1 << 16] {
+            let (r, out) = run_buffered(wire.clone(), Shape::Results, deprecate, capacity).await;
+            assert!(
+                matches!(r, Ok(End::Ok { .. })),
+                "capacity {capacity}: {r:?}"
+            );
+            assert!(out == wire, "capacity {capacity}, deprecate {deprecate}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn bytes_after_the_response_stay_for_the_next_command() {
+    let mut wire = frame_into_vec(1, &ok_payload(1, 1, status::AUTOCOMMIT, 0));
+    let next = frame_into_vec(1, &ok_payload(1, 2, status::AUTOCOMMIT, 0));
+    wire.extend_from_slice(&next);
+    let (b_near, mut b_far) = duplex(1 << 16);
+    let mut backend = tokio::io::BufStream::new(b_near);
+    b_far.write_all(&wire).await.unwrap();
+    let (mut c_near, _c_far) = duplex(1 << 16);
+    let mut buf = Vec::new();
+    for want in [1, 2] {
+        let mut progress = Progress::default();
+        let r = relay(
+            &mut backend,
+            &mut c_near,
+            &mut buf,
+            Shape::Results,
+            true,
+            None,
+            &mut progress,
+        )
+        .await;
+        assert!(
+            matches!(r, Ok(End::Ok { last_insert_id, .. }) if last_insert_id == want),
+            "{r:?}"
+        );
+    }
+}
+
+fn frame_into_vec(seq: u8, payload: &[u8]) -> Vec<u8> {
+    let mut w = Vec::new();
+    frame_into(&mut w, seq, payload);
+    w
 }
