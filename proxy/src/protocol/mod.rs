@@ -5,6 +5,7 @@ pub mod consts;
 pub mod message;
 pub mod packet;
 pub mod relay;
+pub mod transport;
 
 /// What can go wrong reading or writing packets.
 #[derive(Debug, thiserror::Error)]

@@ -108,6 +108,11 @@ impl Tracker {
         }
     }
 
+    /// True while the next packet is the first of a result (where 0xFB means LOCAL INFILE).
+    fn at_first_packet(&self) -> bool {
+        self.shape == Shape::Results && matches!(self.phase, Phase::First)
+    }
+
     /// `p` is the first frame's payload, `len` its length (as framed).
     fn step(&mut self, p: &[u8], len: usize) -> Result<Step, RelayError> {
         if self.shape == Shape::Single {
@@ -243,7 +248,7 @@ where
                 let Some(p) = avail.get(off + 4..off + 4 + h.len) else {
                     break;
                 };
-                if h.continues() || (tracker_first(&tracker) && p.first() == Some(&0xfb)) {
+                if h.continues() || (tracker.at_first_packet() && p.first() == Some(&0xfb)) {
                     break;
                 }
                 let step = tracker.step(p, h.len);
@@ -309,11 +314,6 @@ where
             }
         }
     }
-}
-
-/// True while the next packet is the first of a result (where 0xFB means LOCAL INFILE).
-fn tracker_first(t: &Tracker) -> bool {
-    t.shape == Shape::Results && matches!(t.phase, Phase::First)
 }
 
 /// Status flags of a packet ending rows: a classic EOF is exactly 5 bytes, anything longer is
