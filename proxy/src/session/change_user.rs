@@ -74,7 +74,7 @@ impl Session {
             self.client.collation = c;
         }
         self.client.database = (!db.is_empty()).then_some(db);
-        self.reset_session();
+        self.reset_session().await;
         self.send_ok(seq).await
     }
 }

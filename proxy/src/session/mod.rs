@@ -5,6 +5,7 @@
 mod change_user;
 mod conns;
 mod exec;
+mod integrity;
 mod stmt;
 mod view;
 
@@ -15,7 +16,7 @@ use crate::metrics::route;
 use crate::protocol::consts::{code, com, status};
 use crate::protocol::message::{eof_payload, err_payload, ok_payload};
 use crate::protocol::packet::{read_packet, write_packet};
-use conns::Held;
+use conns::{ConnRef, Held};
 use prometheus::Histogram;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -55,8 +56,23 @@ pub struct Session {
     router: router::Session,
     view: view::View,
     held: Vec<Held>,
-    /// Name of the server that ran the previous statement.
-    previous: Option<Arc<str>>,
+    /// The connection that ran the previous statement (`SHOW WARNINGS`, `ROW_COUNT()`...).
+    previous: Option<ConnRef>,
+    /// The previous statement left warnings, an error or a `FOUND_ROWS()` count that only
+    /// its connection can answer: that connection is kept until the next statement.
+    diag_pin: bool,
+    /// `ROW_COUNT()` of the previous statement: affected rows, or -1 after a result set.
+    row_count: i64,
+    /// The connection the session's pinned state (transaction, locks, temporary tables...)
+    /// lives on; every statement that needs that state runs there or fails.
+    anchor: Option<ConnRef>,
+    /// Pins as of the last statement, to count the ones that start.
+    pins_seen: router::Pins,
+    /// The transaction's connection was lost: the transaction is rolled back, and statements
+    /// fail with this message until the client ends it.
+    aborted: Option<String>,
+    /// Pinned state outside a transaction was lost: the next statement fails with this.
+    lost_notice: Option<String>,
     /// The last insert id a write reported, restored on a new primary connection.
     last_insert_id: u64,
     /// COM_SET_OPTION value to apply on every backend connection, when the client set one.
@@ -70,14 +86,12 @@ pub struct Session {
     /// A rewritten command packet (statement id and types for one backend).
     out: Vec<u8>,
     timers: Timers,
-    read_timeout: Duration,
 }
 
 /// Runs the command loop for an authenticated client.
 pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Result<(), Error> {
     let cfg = ctx.proxy_config();
     let idle_timeout = Duration::from_secs(cfg.client_idle_timeout_s.max(1));
-    let read_timeout = Duration::from_millis(cfg.pool.read_timeout_ms.max(1));
     // Idle time after which the session gives back the backend connections its state does not
     // need (`proxy.pool.release_delay_ms`): short enough that idle clients hold nothing, long
     // enough that a busy client keeps its connections between statements (no reset and replay
@@ -106,6 +120,12 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
         router,
         held: Vec::new(),
         previous: None,
+        diag_pin: false,
+        row_count: -1,
+        anchor: None,
+        pins_seen: router::Pins::default(),
+        aborted: None,
+        lost_notice: None,
         last_insert_id: 0,
         set_option: None,
         stmts: HashMap::new(),
@@ -114,10 +134,11 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
         frame: Vec::new(),
         out: Vec::new(),
         timers,
-        read_timeout,
     };
     let r = s.serve(idle_timeout, release_delay).await;
-    s.release_all();
+    // Whatever ended the session (the client quit or vanished, an error, shutdown), its
+    // transaction and locks end now, as on a direct connection: see `release_all`.
+    s.release_all().await;
     r
 }
 
@@ -130,11 +151,16 @@ impl Session {
         let mut shutdown = self.ctx.shutdown_signal();
         let max_packet = self.client.max_packet.max(64 << 20);
         loop {
+            // A statement boundary: after SIGTERM, no new statement starts here unless it
+            // belongs to a transaction already open (which may finish, then the session ends).
+            if self.ctx.is_shutting_down() && !self.router.in_transaction() {
+                return Ok(());
+            }
             // Wait for the next command; give back unneeded connections while idle.
             let mut waited = Duration::ZERO;
             if release_delay.is_zero() && self.has_releasable() {
                 // No delay: give back at once rather than through a zero-length timed read.
-                self.release_idle();
+                self.release_idle().await;
             }
             let seq = loop {
                 let wait = if self.has_releasable() {
@@ -156,7 +182,7 @@ impl Session {
                         Err(_) => {
                             waited += wait;
                             if self.has_releasable() {
-                                self.release_idle();
+                                self.release_idle().await;
                             } else if waited >= idle_timeout {
                                 return Err(Error::IdleTimeout(idle_timeout));
                             }
@@ -195,7 +221,7 @@ impl Session {
                 com::STATISTICS => self.statistics().await?,
                 com::SET_OPTION => self.set_option().await?,
                 com::RESET_CONNECTION => {
-                    self.reset_session();
+                    self.reset_session().await;
                     self.send_ok(reply).await?;
                 }
                 com::CHANGE_USER => self.change_user(reply).await?,
@@ -215,9 +241,13 @@ impl Session {
         }
     }
 
-    /// Status flags for answers the proxy makes itself.
+    /// Status flags for answers the proxy makes itself (the router trusts them as a
+    /// server's, so they must say what the session's state is).
     fn status_flags(&self) -> u16 {
-        let mut s = status::AUTOCOMMIT;
+        let mut s = 0;
+        if self.router.autocommit() {
+            s |= status::AUTOCOMMIT;
+        }
         if self.router.in_transaction() {
             s |= status::IN_TRANS;
         }
@@ -244,16 +274,19 @@ impl Session {
         Ok(())
     }
 
-    /// COM_RESET_CONNECTION: a fresh session; held connections go back to the pool (which
-    /// resets them before their next use).
-    fn reset_session(&mut self) {
-        self.release_all();
+    /// COM_RESET_CONNECTION: a fresh session; held connections are reset (their transaction
+    /// rolled back, locks released) and go back to the pool.
+    async fn reset_session(&mut self) {
+        self.release_all().await;
         self.router.reset();
         if let Some(db) = self.client.database.clone() {
             self.router.on_init_db(db.as_bytes());
         }
-        self.previous = None;
         self.last_insert_id = 0;
+        self.row_count = -1;
+        self.pins_seen = router::Pins::default();
+        self.aborted = None;
+        self.lost_notice = None;
         self.stmts.clear();
     }
 }

@@ -49,6 +49,7 @@ impl Session {
             target,
             reason: class.class.reason,
             max_lag_ms: class.class.hint_max_lag_ms,
+            calc_found_rows: false,
         };
         let idx = match self.resolve_for_prepare(&d) {
             Ok(i) => i,
@@ -126,9 +127,12 @@ impl Session {
         }
         let class = st.class.clone();
         let d = self.router.route_execute(&class);
-        let out = self.run_with(d, Shape::Results, Some(id)).await?;
+        let out = match self.gate().await? {
+            Some(out) => out,
+            None => self.run_with(d, Shape::Results, Some(id)).await?,
+        };
         out.report(&mut self.router);
-        self.settle_generation();
+        self.settle();
         if let Some(st) = self.stmts.get_mut(&id) {
             st.long_data.clear();
         }
@@ -287,9 +291,9 @@ impl Session {
             target: Target::Previous,
             reason: router::Reason::PreparedStatement,
             max_lag_ms: None,
+            calc_found_rows: false,
         };
-        self.previous = Some(self.held[h].backend.name().into());
-        let _ = target;
+        self.previous = Some(super::conns::ConnRef::of(&self.held[h]));
         let out = self.run(d, Shape::UntilEof).await?;
         if let Outcome::Done(End::Ok { status: s, .. }) = out {
             if s & status::LAST_ROW_SENT != 0 || s & status::CURSOR_EXISTS == 0 {
