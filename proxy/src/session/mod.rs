@@ -31,6 +31,9 @@ pub enum Error {
     IdleTimeout(Duration),
     #[error("client: {0}")]
     Client(std::io::Error),
+    /// COM_CHANGE_USER failed (denied, timed out, broken): the session ends, as on a server.
+    #[error("COM_CHANGE_USER: {0}")]
+    ChangeUser(Box<crate::frontend::Error>),
 }
 
 impl From<std::io::Error> for Error {
