@@ -5,6 +5,7 @@
 mod change_user;
 mod conns;
 mod exec;
+mod limits;
 mod stmt;
 mod view;
 
@@ -74,6 +75,8 @@ pub struct Session {
     out: Vec<u8>,
     timers: Timers,
     read_timeout: Duration,
+    /// Packet, statement and long-data bounds (see `limits.rs`).
+    limits: limits::Limits,
 }
 
 /// Runs the command loop for an authenticated client.
@@ -86,6 +89,7 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
     // enough that a busy client keeps its connections between statements (no reset and replay
     // per statement). Read once per session, like the timeouts above.
     let release_delay = Duration::from_millis(cfg.pool.release_delay_ms);
+    let limits = limits::Limits::new(&cfg);
     drop(cfg);
     let config = ctx.config();
     let mut router = router::Session::new(router::SessionOptions {
@@ -118,6 +122,7 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
         out: Vec::new(),
         timers,
         read_timeout,
+        limits,
     };
     let r = s.serve(idle_timeout, release_delay).await;
     s.release_all();
@@ -131,7 +136,8 @@ impl Session {
         release_delay: Duration,
     ) -> Result<(), Error> {
         let mut shutdown = self.ctx.shutdown_signal();
-        let max_packet = self.client.max_packet.max(64 << 20);
+        // proxy.max_allowed_packet, never what the client declares (see limits.rs).
+        let max_packet = self.limits.max_packet;
         loop {
             // Wait for the next command; give back unneeded connections while idle.
             let mut waited = Duration::ZERO;
@@ -150,10 +156,7 @@ impl Session {
                         Ok(Ok(seq)) => break seq,
                         Ok(Err(crate::protocol::Error::Closed)) => return Ok(()),
                         Ok(Err(crate::protocol::Error::TooLarge(n))) => {
-                            let (c, st) = code::ER_NET_PACKET_TOO_LARGE;
-                            let msg = format!("Got a packet bigger than 'max_allowed_packet' bytes ({n} bytes)");
-                            let _ = self.send_err(1, c, st, &msg).await;
-                            return Err(crate::protocol::Error::TooLarge(n).into());
+                            return self.packet_too_large(n).await;
                         }
                         Ok(Err(e)) => return Err(e.into()),
                         Err(_) => {
@@ -215,6 +218,7 @@ impl Session {
                     self.send_err(reply, c, st, &msg).await?;
                 }
             }
+            self.shrink_buffers();
         }
     }
 
@@ -258,6 +262,7 @@ impl Session {
         self.previous = None;
         self.last_insert_id = 0;
         self.stmts.clear();
+        self.limits.long_data = 0;
     }
 }
 
