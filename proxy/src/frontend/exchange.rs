@@ -41,12 +41,21 @@ pub struct Offer<'a> {
 }
 
 /// A client that proved it knows the user's password.
-#[derive(Debug)]
 pub struct Verified {
     /// The password in clear, to log into the backends as the user. Never logged.
     pub password: String,
     /// The sequence id of the OK the caller sends to end the exchange.
     pub seq: u8,
+}
+
+/// Without the password, so that no log line or test failure can show it.
+impl std::fmt::Debug for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verified")
+            .field("password", &"<redacted>")
+            .field("seq", &self.seq)
+            .finish()
+    }
 }
 
 /// [`authenticate`] under [`HANDSHAKE_TIMEOUT`]: a client that stops answering in the middle

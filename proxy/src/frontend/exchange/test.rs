@@ -172,4 +172,9 @@ fn comparisons() {
     assert!(secret_eq(b"pw", b"pw"));
     assert!(!secret_eq(b"pw", b"pw2"));
     assert!(secret_eq(b"", b""));
+    let v = Verified {
+        password: PASSWORD.into(),
+        seq: 3,
+    };
+    assert!(!format!("{v:?}").contains(PASSWORD));
 }
