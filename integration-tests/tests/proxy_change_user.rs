@@ -183,21 +183,14 @@ async fn change_user_with_python_and_node_clients() {
     still_serves(&p).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_silent_in_the_middle_of_change_user_is_cut_off() {
-    let Some(c) = cluster("a_client_silent_in_the_middle_of_change_user_is_cut_off") else {
-        return;
-    };
-    let p = start_with(&c, &second_user(&c).await).await;
-    let mut bystander = p.conn().await;
-
-    let mut s = TcpStream::connect(("127.0.0.1", p.port)).await.unwrap();
+/// Logs in as app with raw packets (mysql_native_password); returns the stream after the OK.
+async fn raw_login(port: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let mut buf = Vec::new();
     read_packet(&mut s, &mut buf, 1 << 20).await.unwrap();
     let g = Greeting::parse(&buf).unwrap();
-    let caps = cap::PROXY_OFFERS & !cap::CONNECT_ATTRS;
     let login = Response {
-        capabilities: caps,
+        capabilities: cap::PROXY_OFFERS & !cap::CONNECT_ATTRS,
         max_packet: 1 << 24,
         collation: 45,
         user: integration_tests::APP_USER.into(),
@@ -215,8 +208,12 @@ async fn a_client_silent_in_the_middle_of_change_user_is_cut_off() {
     s.flush().await.unwrap();
     read_packet(&mut s, &mut buf, 1 << 20).await.unwrap();
     assert_eq!(buf.first(), Some(&0), "logged in");
+    s
+}
 
-    // COM_CHANGE_USER: user, auth data, database, collation, plugin.
+/// COM_CHANGE_USER to [`USER2`]: user, auth data (against no nonce the proxy sent), database,
+/// collation, the plugin named.
+fn change_user_packet(plugin: &str) -> Vec<u8> {
     let mut cu = vec![0x11];
     cu.extend_from_slice(USER2.as_bytes());
     cu.push(0);
@@ -224,8 +221,75 @@ async fn a_client_silent_in_the_middle_of_change_user_is_cut_off() {
     cu.extend_from_slice(&[7; 20]);
     cu.extend_from_slice(b"rwsplit_test\0");
     cu.extend_from_slice(&[45, 0]);
-    cu.extend_from_slice(b"mysql_native_password\0");
-    write_packet(&mut s, 0, &cu).await.unwrap();
+    cu.extend_from_slice(plugin.as_bytes());
+    cu.push(0);
+    cu
+}
+
+/// The switch is to the plugin the client names, and caching_sha2_password then takes its
+/// fast path (`0x01 0x03`) before the OK, as on a MySQL 8 server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_user_naming_caching_sha2_gets_its_fast_path() {
+    let Some(c) = cluster("change_user_naming_caching_sha2_gets_its_fast_path") else {
+        return;
+    };
+    let p = start_with(&c, &second_user(&c).await).await;
+    let mut s = raw_login(p.port).await;
+    let plugin = "caching_sha2_password";
+    write_packet(&mut s, 0, &change_user_packet(plugin))
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    let mut buf = Vec::new();
+    let seq = read_packet(&mut s, &mut buf, 1 << 20).await.unwrap();
+    assert_eq!(seq, 1);
+    let name_end = 1 + plugin.len();
+    assert_eq!(
+        (buf[0], &buf[1..name_end], buf[name_end]),
+        (0xfe, plugin.as_bytes(), 0),
+        "auth switch to {plugin}"
+    );
+    let nonce = buf[name_end + 1..].strip_suffix(&[0]).unwrap().to_vec();
+    assert_eq!(nonce.len(), 20);
+    let answer = scramble(plugin, &nonce, PASSWORD2).unwrap();
+    write_packet(&mut s, 2, &answer).await.unwrap();
+    s.flush().await.unwrap();
+    let seq = read_packet(&mut s, &mut buf, 1 << 20).await.unwrap();
+    assert_eq!((seq, buf.as_slice()), (3, &[0x01, 0x03][..]), "fast path");
+    let seq = read_packet(&mut s, &mut buf, 1 << 20).await.unwrap();
+    assert_eq!((seq, buf[0]), (4, 0), "OK");
+    // The session now runs as the new user.
+    write_packet(&mut s, 0, b"\x03SELECT CURRENT_USER()")
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    let mut packets = Vec::new();
+    loop {
+        read_packet(&mut s, &mut buf, 1 << 20).await.unwrap();
+        if buf[0] == 0xfe && buf.len() < 0xffffff {
+            break;
+        }
+        packets.push(buf.clone());
+    }
+    let row = packets.last().unwrap();
+    assert_eq!(&row[1..], b"app2@%", "{packets:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_silent_in_the_middle_of_change_user_is_cut_off() {
+    let Some(c) = cluster("a_client_silent_in_the_middle_of_change_user_is_cut_off") else {
+        return;
+    };
+    let p = start_with(&c, &second_user(&c).await).await;
+    let mut bystander = p.conn().await;
+
+    let mut s = raw_login(p.port).await;
+    let mut buf = Vec::new();
+
+    // COM_CHANGE_USER: user, auth data, database, collation, plugin.
+    write_packet(&mut s, 0, &change_user_packet("mysql_native_password"))
+        .await
+        .unwrap();
     s.flush().await.unwrap();
     read_packet(&mut s, &mut buf, 1 << 20).await.unwrap();
     assert_eq!(buf.first(), Some(&0xfe), "an auth switch request");
