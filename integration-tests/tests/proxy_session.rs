@@ -435,17 +435,31 @@ async fn pooled_connections_are_reused_without_leaking_state() {
         assert_eq!((tz.as_str(), mode.as_str()), ("+05:00", "ANSI_QUOTES"));
         seen.insert(thread);
     }
+    // The user variable pins A's primary connection; it goes back when A leaves.
+    let (secret, thread): (i64, u64) = a
+        .query_first("SELECT @secret, @@pseudo_thread_id")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(secret, 42);
+    seen.insert(thread);
     let _ = a.disconnect().await;
     let mut reused = false;
     for _ in 0..6 {
         let mut b = p.conn().await;
-        let (tz, mode, var, thread): (String, String, Option<i64>, u64) = b
-            .query_first("SELECT @@time_zone, @@sql_mode, @secret, @@pseudo_thread_id")
+        let (tz, mode, thread): (String, String, u64) = b
+            .query_first("SELECT @@time_zone, @@sql_mode, @@pseudo_thread_id")
             .await
             .unwrap()
             .unwrap();
         assert_ne!(tz, "+05:00", "time_zone leaked between clients");
         assert_ne!(mode, "ANSI_QUOTES", "sql_mode leaked between clients");
+        reused |= seen.contains(&thread);
+        let (var, thread): (Option<i64>, u64) = b
+            .query_first("SELECT @secret, @@pseudo_thread_id")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(var, None, "a user variable leaked between clients");
         reused |= seen.contains(&thread);
         let _ = b.disconnect().await;
@@ -524,4 +538,58 @@ async fn sigterm_lets_an_open_transaction_finish_and_starts_nothing_new() {
         .unwrap()
         .unwrap();
     assert_eq!(v, 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_and_frees_its_backend() {
+    let Some(c) = cluster("a_client_that_stops_reading_is_cut_off_and_frees_its_backend") else {
+        return;
+    };
+    let root = integration_tests::repo_root();
+    let installed = std::process::Command::new("bash")
+        .arg(root.join("integration-tests/clients/install.sh"))
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(installed, "the Python clients install");
+    let p = start_with(&c, "  client_write_timeout_ms: 1000\n").await;
+    let py = root.join(".scratch/venv-clients/bin/python");
+    let mut client = tokio::process::Command::new(py)
+        .arg(root.join("integration-tests/clients/stalled_reader.py"))
+        .arg(p.port.to_string())
+        .arg("6")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python runs");
+    let mut out = tokio::io::BufReader::new(client.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(20), out.read_line(&mut line))
+        .await
+        .expect("the client starts its read")
+        .unwrap();
+    assert!(line.contains("stalled"), "{line}");
+    let in_use = || -> i64 {
+        p.ctx
+            .backends()
+            .iter()
+            .map(|b| b.metrics().connections_in_use.get() + b.metrics().connections_pinned.get())
+            .sum()
+    };
+    assert!(in_use() >= 1, "the read holds a backend connection");
+    // Within the limit and some slack, the session is closed and its connection freed, while
+    // the client still sleeps.
+    let t = Instant::now();
+    while in_use() > 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "a client that stopped reading still holds a backend connection"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    line.clear();
+    out.read_line(&mut line).await.unwrap();
+    assert!(
+        line.contains("\"rest\": \"error"),
+        "the client sees its connection gone: {line}"
+    );
 }

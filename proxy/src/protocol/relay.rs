@@ -62,6 +62,9 @@ pub enum RelayError {
     /// The backend sent nothing for longer than the read timeout.
     #[error("backend sent nothing for {0:?}")]
     Timeout(Duration),
+    /// The health monitor found the backend hung while the statement waited on it.
+    #[error("the server stopped answering its health checks")]
+    Hung,
 }
 
 impl RelayError {

@@ -285,9 +285,13 @@ impl Session {
             }
             .await;
             let mut progress = Progress::default();
+            // A statement has no time limit, but a hung server is another matter: when the
+            // monitor finds this one not answering, the wait ends (and a read that has sent
+            // nothing yet is re-run elsewhere).
+            let mut hung = backend.hung_signal();
             let r = match sent {
                 Ok(()) => {
-                    relay::relay(
+                    let relayed = relay::relay(
                         &mut held.conn.stream,
                         &mut self.stream,
                         &mut self.frame,
@@ -297,8 +301,13 @@ impl Session {
                         // is not a failure (proxy.query_timeout_ms cancels one when set).
                         None,
                         &mut progress,
-                    )
-                    .await
+                    );
+                    tokio::pin!(relayed);
+                    tokio::select! {
+                        biased;
+                        r = &mut relayed => r,
+                        _ = hung.changed() => Err(RelayError::Hung),
+                    }
                 }
                 Err(e) => Err(RelayError::Backend(std::io::Error::other(e.to_string()))),
             };

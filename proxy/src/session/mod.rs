@@ -6,6 +6,7 @@ mod change_user;
 mod conns;
 mod exec;
 mod integrity;
+mod limits;
 mod stmt;
 mod view;
 
@@ -32,6 +33,9 @@ pub enum Error {
     IdleTimeout(Duration),
     #[error("client: {0}")]
     Client(std::io::Error),
+    /// COM_CHANGE_USER failed (denied, timed out, broken): the session ends, as on a server.
+    #[error("COM_CHANGE_USER: {0}")]
+    ChangeUser(Box<crate::frontend::Error>),
 }
 
 impl From<std::io::Error> for Error {
@@ -86,6 +90,8 @@ pub struct Session {
     /// A rewritten command packet (statement id and types for one backend).
     out: Vec<u8>,
     timers: Timers,
+    /// Packet, statement and long-data bounds (see `limits.rs`).
+    limits: limits::Limits,
 }
 
 /// Runs the command loop for an authenticated client.
@@ -97,7 +103,12 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
     // enough that a busy client keeps its connections between statements (no reset and replay
     // per statement). Read once per session, like the timeouts above.
     let release_delay = Duration::from_millis(cfg.pool.release_delay_ms);
+    let limits = limits::Limits::new(&cfg);
+    let write_timeout = (cfg.client_write_timeout_ms > 0)
+        .then(|| Duration::from_millis(cfg.client_write_timeout_ms));
     drop(cfg);
+    let mut stream = stream;
+    stream.set_write_timeout(write_timeout);
     let config = ctx.config();
     let mut router = router::Session::new(router::SessionOptions {
         read_only_transactions_on_replica: config.routing.read_only_transactions_on_replica,
@@ -134,6 +145,7 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
         frame: Vec::new(),
         out: Vec::new(),
         timers,
+        limits,
     };
     let r = s.serve(idle_timeout, release_delay).await;
     // Whatever ended the session (the client quit or vanished, an error, shutdown), its
@@ -149,7 +161,8 @@ impl Session {
         release_delay: Duration,
     ) -> Result<(), Error> {
         let mut shutdown = self.ctx.shutdown_signal();
-        let max_packet = self.client.max_packet.max(64 << 20);
+        // proxy.max_allowed_packet, never what the client declares (see limits.rs).
+        let max_packet = self.limits.max_packet;
         loop {
             // A statement boundary: after SIGTERM, no new statement starts here unless it
             // belongs to a transaction already open (which may finish, then the session ends).
@@ -162,23 +175,20 @@ impl Session {
                 // No delay: give back at once rather than through a zero-length timed read.
                 self.release_idle().await;
             }
-            let seq = loop {
+            // Wait for the first byte of the next command (a wait that is safe to cut short:
+            // nothing is consumed), then read the whole packet. Cutting a read in the middle of
+            // a packet would lose its bytes and put the stream out of step.
+            loop {
                 let wait = if self.has_releasable() {
                     release_delay
                 } else {
                     idle_timeout.saturating_sub(waited)
                 };
                 tokio::select! {
-                    r = tokio::time::timeout(wait, read_packet(&mut self.stream, &mut self.cmd, max_packet)) => match r {
-                        Ok(Ok(seq)) => break seq,
-                        Ok(Err(crate::protocol::Error::Closed)) => return Ok(()),
-                        Ok(Err(crate::protocol::Error::TooLarge(n))) => {
-                            let (c, st) = code::ER_NET_PACKET_TOO_LARGE;
-                            let msg = format!("Got a packet bigger than 'max_allowed_packet' bytes ({n} bytes)");
-                            let _ = self.send_err(1, c, st, &msg).await;
-                            return Err(crate::protocol::Error::TooLarge(n).into());
-                        }
-                        Ok(Err(e)) => return Err(e.into()),
+                    r = tokio::time::timeout(wait, self.stream.readable()) => match r {
+                        Ok(Ok(true)) => break,
+                        Ok(Ok(false)) => return Ok(()),
+                        Ok(Err(e)) => return Err(Error::Client(e)),
                         Err(_) => {
                             waited += wait;
                             if self.has_releasable() {
@@ -195,6 +205,17 @@ impl Session {
                         return Ok(());
                     }
                 }
+            }
+            // A client that stops in the middle of a packet is cut off like an idle one.
+            let read = read_packet(&mut self.stream, &mut self.cmd, max_packet);
+            let seq = match tokio::time::timeout(idle_timeout, read).await {
+                Ok(Ok(seq)) => seq,
+                Ok(Err(crate::protocol::Error::Closed)) => return Ok(()),
+                Ok(Err(crate::protocol::Error::TooLarge(n))) => {
+                    return self.packet_too_large(n).await;
+                }
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Err(Error::IdleTimeout(idle_timeout)),
             };
             let Some(&command) = self.cmd.first() else {
                 // An empty packet is not a command: the stream is out of step.
@@ -238,6 +259,7 @@ impl Session {
                     self.send_err(reply, c, st, &msg).await?;
                 }
             }
+            self.shrink_buffers();
         }
     }
 
@@ -288,6 +310,7 @@ impl Session {
         self.aborted = None;
         self.lost_notice = None;
         self.stmts.clear();
+        self.limits.long_data = 0;
     }
 }
 
