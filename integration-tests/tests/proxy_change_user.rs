@@ -8,14 +8,12 @@ mod proxy_support;
 use integration_tests::mysql_async::prelude::Queryable;
 use integration_tests::mysql_async::{ChangeUserOpts, Error as MyError};
 use integration_tests::Cluster;
-use proxy::backend::handshake::{scramble, Greeting, Response};
-use proxy::protocol::consts::cap;
+use proxy::backend::handshake::scramble;
 use proxy::protocol::packet::{read_packet, write_packet};
-use proxy_support::{cluster, run_ok, start_with, Proxy};
+use proxy_support::{cluster, python_clients, raw_login, run_ok, start_with, Proxy};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// A second application account, created on the servers by [`second_user`].
 const USER2: &str = "app2";
@@ -46,26 +44,6 @@ fn clients_dir() -> PathBuf {
 
 fn required() -> bool {
     std::env::var_os("CI").is_some() || std::env::var_os("RWSPLIT_REQUIRE_CLUSTER").is_some()
-}
-
-/// The client venv's python after `install.sh` (idempotent), or `None` (skip) outside CI.
-fn python_clients() -> Option<String> {
-    let ok = std::process::Command::new("bash")
-        .arg(clients_dir().join("install.sh"))
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(!required(), "integration-tests/clients/install.sh failed");
-        eprintln!("!!!!!!!! SKIPPED: client libraries could not be installed");
-        return None;
-    }
-    Some(
-        integration_tests::repo_root()
-            .join(".scratch/venv-clients/bin/python")
-            .to_string_lossy()
-            .into_owned(),
-    )
 }
 
 /// A client's JSON verdict without spaces, to match fields in either style.
@@ -181,34 +159,6 @@ async fn change_user_with_python_and_node_clients() {
         eprintln!("!!!!!!!! SKIPPED node mysql2: npm install did not run");
     }
     still_serves(&p).await;
-}
-
-/// Logs in as app with raw packets (mysql_native_password); returns the stream after the OK.
-async fn raw_login(port: u16) -> TcpStream {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let mut buf = Vec::new();
-    read_packet(&mut s, &mut buf, 1 << 20).await.unwrap();
-    let g = Greeting::parse(&buf).unwrap();
-    let login = Response {
-        capabilities: cap::PROXY_OFFERS & !cap::CONNECT_ATTRS,
-        max_packet: 1 << 24,
-        collation: 45,
-        user: integration_tests::APP_USER.into(),
-        auth: scramble(
-            "mysql_native_password",
-            &g.nonce,
-            integration_tests::APP_PASSWORD,
-        )
-        .unwrap(),
-        database: Some("rwsplit_test".into()),
-        auth_plugin: Some("mysql_native_password".into()),
-        attrs: Vec::new(),
-    };
-    write_packet(&mut s, 1, &login.build()).await.unwrap();
-    s.flush().await.unwrap();
-    read_packet(&mut s, &mut buf, 1 << 20).await.unwrap();
-    assert_eq!(buf.first(), Some(&0), "logged in");
-    s
 }
 
 /// COM_CHANGE_USER to [`USER2`]: user, auth data (against no nonce the proxy sent), database,

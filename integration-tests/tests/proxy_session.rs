@@ -9,7 +9,7 @@ mod proxy_support;
 use integration_tests::mysql_async::prelude::Queryable;
 use integration_tests::mysql_async::{self, Conn};
 use integration_tests::{Cluster, APP_PASSWORD, APP_USER, TEST_DB};
-use proxy_support::{cluster, start, start_with, Proxy};
+use proxy_support::{cluster, python_clients, start, start_with, Proxy};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -545,14 +545,11 @@ async fn a_client_that_stops_reading_is_cut_off_and_frees_its_backend() {
     let Some(c) = cluster("a_client_that_stops_reading_is_cut_off_and_frees_its_backend") else {
         return;
     };
+    let Some(py) = python_clients() else {
+        return;
+    };
     let root = integration_tests::repo_root();
-    let installed = std::process::Command::new("bash")
-        .arg(root.join("integration-tests/clients/install.sh"))
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(installed, "the Python clients install");
     let p = start_with(&c, "  client_write_timeout_ms: 1000\n").await;
-    let py = root.join(".scratch/venv-clients/bin/python");
     let mut client = tokio::process::Command::new(py)
         .arg(root.join("integration-tests/clients/stalled_reader.py"))
         .arg(p.port.to_string())

@@ -9,12 +9,9 @@ mod proxy_support;
 
 use integration_tests::mysql_async::prelude::Queryable;
 use integration_tests::mysql_async::{Error as MyError, Opts, OptsBuilder};
-use proxy::backend::handshake::{scramble, Greeting, Response};
-use proxy::protocol::consts::cap;
 use proxy::protocol::message::parse_err;
 use proxy::protocol::packet::{read_packet, write_packet};
-use proxy_support::{cluster, run_ok, start_with, Proxy};
-use std::path::PathBuf;
+use proxy_support::{cluster, python_clients, raw_login, run_ok, start_with, Proxy};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -106,34 +103,6 @@ async fn prepares_beyond_max_prepared_statements_get_1461() {
     let s = conn.prep("SELECT ? + 3").await.expect("room again");
     let v: i64 = conn.exec_first(&s, (10,)).await.unwrap().unwrap();
     assert_eq!(v, 13);
-}
-
-/// Logs in with raw packets (mysql_native_password); returns the stream after the OK.
-async fn raw_login(port: u16) -> TcpStream {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let mut buf = Vec::new();
-    read_packet(&mut s, &mut buf, 1 << 20).await.unwrap();
-    let g = Greeting::parse(&buf).unwrap();
-    let r = Response {
-        capabilities: cap::PROXY_OFFERS & !cap::CONNECT_ATTRS,
-        max_packet: 1 << 24,
-        collation: 45,
-        user: integration_tests::APP_USER.into(),
-        auth: scramble(
-            "mysql_native_password",
-            &g.nonce,
-            integration_tests::APP_PASSWORD,
-        )
-        .unwrap(),
-        database: Some("rwsplit_test".into()),
-        auth_plugin: Some("mysql_native_password".into()),
-        attrs: Vec::new(),
-    };
-    write_packet(&mut s, 1, &r.build()).await.unwrap();
-    s.flush().await.unwrap();
-    read_packet(&mut s, &mut buf, 1 << 20).await.unwrap();
-    assert_eq!(buf.first(), Some(&0), "logged in");
-    s
 }
 
 async fn send(s: &mut TcpStream, p: &[u8]) {
@@ -237,26 +206,14 @@ async fn python_clients_meet_the_same_limits() {
     let Some(c) = cluster("python_clients_meet_the_same_limits") else {
         return;
     };
-    let root = integration_tests::repo_root();
-    let ok = std::process::Command::new("bash")
-        .arg(root.join("integration-tests/clients/install.sh"))
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none()
-                && std::env::var_os("RWSPLIT_REQUIRE_CLUSTER").is_none(),
-            "client install failed"
-        );
-        eprintln!("!!!!!!!! SKIPPED: no python clients");
+    let Some(py) = python_clients() else {
         return;
-    }
-    let py: PathBuf = root.join(".scratch/venv-clients/bin/python");
+    };
+    let root = integration_tests::repo_root();
     let p = start_with(&c, &limits(16)).await;
     let script = root.join("integration-tests/clients/limits_check.py");
     let out = run_ok(
-        &py.to_string_lossy(),
+        &py,
         &[
             &script.to_string_lossy(),
             &p.port.to_string(),

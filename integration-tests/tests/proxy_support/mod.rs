@@ -161,3 +161,63 @@ pub async fn run_ok(program: &str, args: &[&str]) -> String {
     );
     stdout
 }
+
+fn required() -> bool {
+    std::env::var_os("CI").is_some() || std::env::var_os("RWSPLIT_REQUIRE_CLUSTER").is_some()
+}
+
+/// The client venv's python after `integration-tests/clients/install.sh` (idempotent), or
+/// `None` (skip) outside CI; under CI or `make test` a failed install fails the test.
+pub fn python_clients() -> Option<String> {
+    let root = integration_tests::repo_root();
+    let ok = std::process::Command::new("bash")
+        .arg(root.join("integration-tests/clients/install.sh"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(!required(), "integration-tests/clients/install.sh failed");
+        eprintln!("!!!!!!!! SKIPPED: client libraries could not be installed");
+        return None;
+    }
+    Some(
+        root.join(".scratch/venv-clients/bin/python")
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+/// Logs in as the application user with raw packets (mysql_native_password), for tests that
+/// send what no driver would; returns the stream after the OK.
+pub async fn raw_login(port: u16) -> tokio::net::TcpStream {
+    use proxy::backend::handshake::{scramble, Greeting, Response};
+    use proxy::protocol::consts::cap;
+    use proxy::protocol::packet::{read_packet, write_packet};
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let mut buf = Vec::new();
+    read_packet(&mut s, &mut buf, 1 << 20)
+        .await
+        .expect("greeting");
+    let g = Greeting::parse(&buf).expect("a greeting");
+    let login = Response {
+        capabilities: cap::PROXY_OFFERS & !cap::CONNECT_ATTRS,
+        max_packet: 1 << 24,
+        collation: 45,
+        user: APP_USER.into(),
+        auth: scramble("mysql_native_password", &g.nonce, APP_PASSWORD).expect("scramble"),
+        database: Some(TEST_DB.into()),
+        auth_plugin: Some("mysql_native_password".into()),
+        attrs: Vec::new(),
+    };
+    write_packet(&mut s, 1, &login.build())
+        .await
+        .expect("login");
+    s.flush().await.expect("flush");
+    read_packet(&mut s, &mut buf, 1 << 20)
+        .await
+        .expect("auth answer");
+    assert_eq!(buf.first(), Some(&0), "logged in");
+    s
+}
