@@ -220,6 +220,10 @@ pub struct UserConfig {
     pub name: String,
     #[serde(flatten)]
     pub secret: Secret,
+    /// May `KILL` the sessions of other users through the proxy (as `PROCESS`/`CONNECTION
+    /// ADMIN` allow on a server). Without it a user kills only its own sessions.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// Client-side TLS mode.
