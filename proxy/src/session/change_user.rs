@@ -74,6 +74,7 @@ impl Session {
             self.client.collation = c;
         }
         self.client.database = (!db.is_empty()).then_some(db);
+        self.registry_user_changed();
         self.reset_session();
         self.send_ok(seq).await
     }

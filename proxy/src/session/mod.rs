@@ -5,6 +5,8 @@
 mod change_user;
 mod conns;
 mod exec;
+mod kill;
+pub mod registry;
 mod stmt;
 mod view;
 
@@ -31,6 +33,9 @@ pub enum Error {
     IdleTimeout(Duration),
     #[error("client: {0}")]
     Client(std::io::Error),
+    /// `KILL CONNECTION` from a client (this session's or another's).
+    #[error("killed by KILL CONNECTION")]
+    Killed,
 }
 
 impl From<std::io::Error> for Error {
@@ -71,6 +76,8 @@ pub struct Session {
     out: Vec<u8>,
     timers: Timers,
     read_timeout: Duration,
+    /// This session in the registry `KILL` looks sessions up in (see `kill.rs`).
+    registration: registry::Registration,
 }
 
 /// Runs the command loop for an authenticated client.
@@ -100,6 +107,7 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
     let mut s = Session {
         pools: pools_for(&ctx),
         view: view::View::new(&ctx),
+        registration: kill::register(&ctx, &client),
         ctx,
         client,
         stream,
@@ -129,6 +137,7 @@ impl Session {
     ) -> Result<(), Error> {
         let mut shutdown = self.ctx.shutdown_signal();
         let max_packet = self.client.max_packet.max(64 << 20);
+        let registered = self.registry_entry();
         loop {
             // Wait for the next command; give back unneeded connections while idle.
             let mut waited = Duration::ZERO;
@@ -162,6 +171,8 @@ impl Session {
                             }
                         }
                     },
+                    // KILL CONNECTION from another session.
+                    _ = registered.close_requested() => return Ok(()),
                     _ = shutdown.changed() => {
                         if self.router.in_transaction() {
                             continue;
@@ -187,6 +198,7 @@ impl Session {
             match command {
                 com::QUIT => return Ok(()),
                 com::QUERY => self.query().await?,
+                com::PROCESS_KILL => self.process_kill().await?,
                 com::PING => {
                     self.send_ok(reply).await?;
                 }

@@ -38,6 +38,7 @@ impl Session {
     /// COM_STMT_PREPARE: prepared where its first execution would go, to answer the client with
     /// real metadata under the session's own statement id.
     pub(super) async fn stmt_prepare(&mut self) -> Result<(), Error> {
+        self.substitute_connection_id();
         let sql: Arc<[u8]> = Arc::from(&self.cmd[1..]);
         let class = self.router.on_prepare(&sql);
         let pinned = self.router.in_transaction() || self.router.needs_pinned_primary();

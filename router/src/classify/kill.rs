@@ -71,10 +71,16 @@ mod test {
         assert_eq!(kill(b"Kill Query 7"), thread(true, 7));
         assert_eq!(kill(b"KILL HARD QUERY 3"), thread(true, 3));
         assert_eq!(kill(b"KILL SOFT CONNECTION 3"), thread(false, 3));
-        assert_eq!(kill(b"  /* c */ KILL -- x\n QUERY /*q*/ 42 ;"), thread(true, 42));
+        assert_eq!(
+            kill(b"  /* c */ KILL -- x\n QUERY /*q*/ 42 ;"),
+            thread(true, 42)
+        );
         assert_eq!(kill(b"/* rwsplit:primary */ KILL 5;;"), thread(false, 5));
         assert_eq!(kill(b"/*!KILL QUERY 9 */"), thread(true, 9));
-        assert_eq!(kill(b"KILL 99999999999999999999999"), thread(false, u64::MAX));
+        assert_eq!(
+            kill(b"KILL 99999999999999999999999"),
+            thread(false, u64::MAX)
+        );
     }
 
     #[test]
