@@ -703,6 +703,18 @@ mod test {
     }
 
     #[test]
+    fn users_are_not_admins_unless_configured() {
+        let text = EXAMPLE.replace(
+            "      password: app-password\n",
+            "      password: app-password\n    - name: ops\n      password: x\n      admin: true\n",
+        );
+        let c = Config::from_yaml("c.yaml", &text).expect("parses");
+        let users = &c.proxy.as_ref().expect("proxy section").users;
+        let admin: Vec<(&str, bool)> = users.iter().map(|u| (u.name.as_str(), u.admin)).collect();
+        assert_eq!(admin, [("app", false), ("ops", true)]);
+    }
+
+    #[test]
     fn unknown_key_names_the_key_and_line() {
         let text = EXAMPLE.replace("max_lag_ms:", "max_lagg_ms:");
         let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();

@@ -160,3 +160,37 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn sessions_leave_the_registry_when_they_end() {
+        let registry = Arc::new(Registry::default());
+        let a = registry.register(next_id(), "app", "pw");
+        let b = registry.register(next_id(), "other", "pw2");
+        assert_ne!(a.entry.id, b.entry.id);
+        assert_eq!(registry.len(), 2);
+        let found = registry.get(u64::from(b.entry.id)).expect("registered");
+        assert_eq!(found.creds().user, "other");
+        assert!(registry.get(u64::from(u32::MAX) + 1).is_none());
+        drop(b);
+        assert!(registry.get(u64::from(found.id)).is_none());
+        assert_eq!(registry.len(), 1);
+        a.entry.set_creds("changed", "pw3");
+        assert_eq!(a.entry.creds().user, "changed");
+        assert!(!format!("{:?}", a.entry.creds()).contains("pw3"));
+    }
+
+    #[tokio::test]
+    async fn a_close_request_is_kept_until_the_session_looks() {
+        let registry = Arc::new(Registry::default());
+        let a = registry.register(next_id(), "app", "pw");
+        a.entry.request_close();
+        tokio::time::timeout(std::time::Duration::from_secs(1), a.entry.close_requested())
+            .await
+            .expect("the request was remembered");
+        assert!(a.entry.running().await.is_none());
+    }
+}

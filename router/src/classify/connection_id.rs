@@ -90,14 +90,15 @@ pub fn substitute_connection_id(sql: &[u8], id: u64, out: &mut Vec<u8>) -> bool 
     true
 }
 
-/// Whether `sql` may contain the name: a case-insensitive look around each `_`.
+/// Whether `sql` may contain the name: a case-insensitive look around each `_`, rejecting on
+/// the bytes next to it first (ORM SQL is full of `_`).
 fn mentions(sql: &[u8]) -> bool {
     memchr::memchr_iter(b'_', sql).any(|i| {
         i >= 10
+            && sql.get(i + 1).is_some_and(|b| b | 0x20 == b'i')
+            && sql[i - 1] | 0x20 == b'n'
             && sql[i - 10..i].eq_ignore_ascii_case(b"connection")
-            && sql
-                .get(i + 1..i + 3)
-                .is_some_and(|w| w.eq_ignore_ascii_case(b"id"))
+            && sql.get(i + 2).is_some_and(|b| b | 0x20 == b'd')
     })
 }
 
