@@ -102,6 +102,36 @@ async fn kill_query_cancels_that_statement_only() {
         took >= Duration::from_millis(2900),
         "bystander took {took:?}"
     );
+    // Inside a transaction KILL QUERY stops the statement, not the transaction (as on a server).
+    a.query_drop("CREATE TABLE IF NOT EXISTS kill_trx (v BIGINT)")
+        .await
+        .unwrap();
+    a.query_drop("BEGIN").await.unwrap();
+    a.query_drop(format!("INSERT INTO kill_trx VALUES ({a_id})"))
+        .await
+        .unwrap();
+    let sleeper = spawn_query(a, "SELECT SLEEP(10)");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.query_drop(format!("KILL QUERY {a_id}")).await.unwrap();
+    let (mut a, r, took) = sleeper.await.unwrap();
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(
+        matches!(&r, Err(e) if server_code(e) == Some(1317)),
+        "{r:?}"
+    );
+    let (in_trx, rows): (i64, i64) = a
+        .query_first(format!(
+            "SELECT @@in_transaction, COUNT(*) FROM kill_trx WHERE v = {a_id}"
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (in_trx, rows),
+        (1, 1),
+        "the transaction and its write survive"
+    );
+    a.query_drop("ROLLBACK").await.unwrap();
     // KILL QUERY of a session that runs nothing: OK, and its next statement is not hit.
     b.query_drop(format!("KILL QUERY {a_id}")).await.unwrap();
     let v: Option<i64> = a.query_first("SELECT 7").await.unwrap();
