@@ -109,7 +109,14 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.registry.lock().remove(&self.entry.id);
+        // Only our own entry: after 2^32 sessions an id may have been given out again.
+        let mut sessions = self.registry.lock();
+        if sessions
+            .get(&self.entry.id)
+            .is_some_and(|e| Arc::ptr_eq(e, &self.entry))
+        {
+            sessions.remove(&self.entry.id);
+        }
     }
 }
 
