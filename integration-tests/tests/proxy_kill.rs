@@ -319,6 +319,8 @@ async fn kill_needs_the_owner_or_an_admin() {
     );
     let e = app.query_drop("KILL USER app").await.unwrap_err();
     assert_eq!(server_code(&e), Some(1235), "{e}");
+    let e = app.prep("KILL QUERY ?").await.unwrap_err();
+    assert_eq!(server_code(&e), Some(1235), "{e}");
     // An admin user kills another user's statement (the proxy logs in as the owner to do it).
     let app_id = app.id();
     let sleeper = spawn_query(app, "SELECT SLEEP(10)");

@@ -106,6 +106,19 @@ impl Session {
         Ok(true)
     }
 
+    /// COM_STMT_PREPARE of a `KILL`: refused, since its id is a parameter the proxy would only
+    /// see at execution and the server would read as one of its own threads.
+    pub(super) async fn refuse_prepared_kill(&mut self) -> Result<bool, Error> {
+        if self.cmd.get(1..).and_then(router::classify::kill).is_none() {
+            return Ok(false);
+        }
+        let (c, st) = code::ER_NOT_SUPPORTED_YET;
+        let msg = "rwsplit: KILL cannot be a prepared statement through the proxy; send it as \
+                   a plain query (KILL [QUERY|CONNECTION] <session id>)";
+        self.send_err(1, c, st, msg).await?;
+        Ok(true)
+    }
+
     /// COM_PROCESS_KILL: the 4-byte id of the session to close.
     pub(super) async fn process_kill(&mut self) -> Result<(), Error> {
         let Some(b) = self.cmd.get(1..5) else {

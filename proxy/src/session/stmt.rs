@@ -39,6 +39,9 @@ impl Session {
     /// real metadata under the session's own statement id.
     pub(super) async fn stmt_prepare(&mut self) -> Result<(), Error> {
         self.substitute_connection_id();
+        if self.refuse_prepared_kill().await? {
+            return Ok(());
+        }
         let sql: Arc<[u8]> = Arc::from(&self.cmd[1..]);
         let class = self.router.on_prepare(&sql);
         let pinned = self.router.in_transaction() || self.router.needs_pinned_primary();
