@@ -5,7 +5,7 @@
 mod proxy_support;
 
 use integration_tests::mysql_async::prelude::Queryable;
-use proxy_support::{cluster, port_of, start};
+use proxy_support::{cluster, port_of, start, start_with};
 use std::collections::HashSet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,42 +140,6 @@ async fn design_pitfalls_give_the_right_answer_from_the_right_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_variables_follow_the_client_and_do_not_leak() {
-    let Some(c) = cluster("session_variables_follow_the_client_and_do_not_leak") else {
-        return;
-    };
-    let p = start(&c).await;
-    let replicas: HashSet<u16> = c.replica_ports().into_iter().collect();
-    let mut a = p.conn().await;
-    a.query_drop("SET time_zone = '+05:00', sql_mode = 'ANSI_QUOTES'")
-        .await
-        .unwrap();
-    for _ in 0..6 {
-        let (tz, mode, port): (String, String, u16) = a
-            .query_first("SELECT @@time_zone, @@sql_mode, @@port")
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(tz, "+05:00", "replayed on port {port}");
-        assert_eq!(mode, "ANSI_QUOTES");
-        assert!(replicas.contains(&port), "read went to {port}");
-    }
-    drop(a);
-    // Let the proxy give A's connections back to the pool, then read as B.
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-    for _ in 0..4 {
-        let mut b = p.conn().await;
-        let (tz, mode): (String, String) = b
-            .query_first("SELECT @@time_zone, @@sql_mode")
-            .await
-            .unwrap()
-            .unwrap();
-        assert_ne!(tz, "+05:00", "time_zone leaked between clients");
-        assert_ne!(mode, "ANSI_QUOTES", "sql_mode leaked between clients");
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_cli_through_the_proxy() {
     let Some(c) = cluster("mariadb_cli_through_the_proxy") else {
         return;
@@ -229,28 +193,44 @@ async fn default_database_does_not_leak_to_sessions_without_one() {
     let Some(c) = cluster("default_database_does_not_leak_to_sessions_without_one") else {
         return;
     };
-    let p = start(&c).await;
+    let p = start_with(&c, "  pool:\n    release_delay_ms: 0\n").await;
+    let mut seen = HashSet::new();
     for _ in 0..3 {
         let mut a = p.conn().await;
-        let db: Option<String> = a.query_first("SELECT DATABASE()").await.unwrap().unwrap();
+        let (db, thread): (Option<String>, u64) = a
+            .query_first("SELECT DATABASE(), @@pseudo_thread_id")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(db.as_deref(), Some("rwsplit_test"));
+        seen.insert(thread);
+        let _ = a.disconnect().await;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    // Through the proxy only: no switch to a server's Unix socket.
     let url = format!(
-        "mysql://{}:{}@127.0.0.1:{}",
+        "mysql://{}:{}@127.0.0.1:{}?prefer_socket=false",
         integration_tests::APP_USER,
         integration_tests::APP_PASSWORD,
         p.port
     );
+    let mut fresh = 0;
     for _ in 0..4 {
         let mut b = integration_tests::mysql_async::Conn::from_url(url.as_str())
             .await
             .unwrap();
-        let db: Option<Option<String>> = b.query_first("SELECT DATABASE()").await.unwrap();
+        let (db, thread): (Option<String>, u64) = b
+            .query_first("SELECT DATABASE(), @@pseudo_thread_id")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
-            db,
-            Some(None),
+            db, None,
             "a session without a database got one from the pool"
         );
+        fresh += usize::from(!seen.contains(&thread));
+        let _ = b.disconnect().await;
     }
+    // COM_RESET_CONNECTION keeps the schema, so such a connection must not serve a session
+    // without one: every B read ran on a connection no A session had.
+    assert_eq!(fresh, 4);
 }

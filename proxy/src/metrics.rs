@@ -21,6 +21,14 @@ pub mod reject {
     pub const HANDSHAKE: &str = "handshake";
 }
 
+/// `cause` label values of `rwsplit_session_state_lost_total`.
+pub mod lost {
+    /// The connection holding the session's pinned state failed (I/O error, server gone).
+    pub const CONNECTION: &str = "connection_lost";
+    /// The writer changed while the session's state lived on the old one.
+    pub const WRITER_CHANGED: &str = "writer_changed";
+}
+
 /// `route` label values for queries and latency.
 pub mod route {
     pub const PRIMARY: &str = "primary";
@@ -74,6 +82,14 @@ pub struct Metrics {
     pub replica_writable: IntGaugeVec,
     /// `rwsplit_monitor_check_duration_seconds{backend}`: how long one health check took.
     pub monitor_check_duration: HistogramVec,
+    /// `rwsplit_session_pins_total{reason}`: times a session began to hold a backend connection
+    /// for a reason (transaction, temp_tables, diagnostics...): why connections are pinned.
+    pub session_pins: IntCounterVec,
+    /// `rwsplit_session_state_lost_total{cause}`: sessions whose pinned state (transaction,
+    /// temporary tables, locks) was lost with its connection; the client got an error.
+    pub session_state_lost: IntCounterVec,
+    /// `rwsplit_query_timeouts_total`: statements cancelled by `proxy.query_timeout_ms`.
+    pub query_timeouts: IntCounter,
 }
 
 /// Buckets from 100 µs to 10 s: proxied point selects take well under a millisecond.
@@ -103,6 +119,9 @@ impl Metrics {
         "rwsplit_split_brain",
         "rwsplit_replica_misconfigured",
         "rwsplit_monitor_check_duration_seconds",
+        "rwsplit_session_pins_total",
+        "rwsplit_session_state_lost_total",
+        "rwsplit_query_timeouts_total",
     ];
 
     /// Builds and registers every metric.
@@ -146,7 +165,7 @@ impl Metrics {
             ),
             backend_connections: reg.gauge_vec(
                 "rwsplit_backend_connections",
-                "Backend connections held by the pools, by backend and state (idle, in_use).",
+                "Backend connections, by backend and state: idle in a pool, in_use by a session, or pinned (held for a session's transaction, locks, temporary tables or diagnostics).",
                 &["backend", "state"],
             ),
             backend_up: reg.gauge_vec(
@@ -201,6 +220,20 @@ impl Metrics {
                 &["backend"],
                 LATENCY_BUCKETS,
             ),
+            session_pins: reg.counter_vec(
+                "rwsplit_session_pins_total",
+                "Times a session began holding a backend connection, by reason.",
+                &["reason"],
+            ),
+            session_state_lost: reg.counter_vec(
+                "rwsplit_session_state_lost_total",
+                "Sessions whose transaction or other pinned state was lost with its backend connection, by cause.",
+                &["cause"],
+            ),
+            query_timeouts: reg.counter(
+                "rwsplit_query_timeouts_total",
+                "Statements cancelled on the server after proxy.query_timeout_ms.",
+            ),
             registry,
         };
         metrics.touch_known_series();
@@ -231,6 +264,13 @@ impl Metrics {
         }
         for result in ["ok", "error"] {
             self.config_reloads.with_label_values(&[result]);
+        }
+        for (reason, _) in router::Pins::default().reasons() {
+            self.session_pins.with_label_values(&[reason]);
+        }
+        self.session_pins.with_label_values(&[PIN_DIAGNOSTICS]);
+        for cause in [lost::CONNECTION, lost::WRITER_CHANGED] {
+            self.session_state_lost.with_label_values(&[cause]);
         }
     }
 
@@ -274,6 +314,9 @@ impl Metrics {
             connections_in_use: self
                 .backend_connections
                 .with_label_values(&[name, "in_use"]),
+            connections_pinned: self
+                .backend_connections
+                .with_label_values(&[name, "pinned"]),
             connect_errors: self.backend_connect_errors.with_label_values(&[name]),
             errors_connect: self.query_errors.with_label_values(&[name, "connect"]),
             errors_io: self.query_errors.with_label_values(&[name, "io"]),
@@ -302,7 +345,7 @@ impl Metrics {
                 let _ = self.queries.remove_label_values(&[route, name, reason]);
             }
         }
-        for state in ["idle", "in_use"] {
+        for state in ["idle", "in_use", "pinned"] {
             let _ = self.backend_connections.remove_label_values(&[name, state]);
         }
         let _ = self.backend_up.remove_label_values(&[name]);
@@ -321,6 +364,10 @@ impl Default for Metrics {
     }
 }
 
+/// `reason` of `rwsplit_session_pins_total` for a connection kept because its previous
+/// statement left warnings, an error or a `FOUND_ROWS()` count.
+pub const PIN_DIAGNOSTICS: &str = "diagnostics";
+
 /// `kind` values of `rwsplit_query_errors_total` created per backend.
 const QUERY_ERROR_KINDS: [&str; 4] = ["connect", "io", "timeout", "server"];
 
@@ -331,6 +378,8 @@ pub struct BackendMetrics {
     pub connections_idle: IntGauge,
     /// `rwsplit_backend_connections{state="in_use"}`.
     pub connections_in_use: IntGauge,
+    /// `rwsplit_backend_connections{state="pinned"}`: held by a session for its state.
+    pub connections_pinned: IntGauge,
     /// `rwsplit_backend_connect_errors_total`.
     pub connect_errors: IntCounter,
     /// `rwsplit_query_errors_total{kind="connect"}`.

@@ -257,6 +257,8 @@ pub struct PoolConfig {
     pub idle_timeout_s: u64,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// Longest wait for a backend's answer to what the proxy asks itself (reset, state replay,
+    /// lazy prepare). Client statements have no such limit: see `proxy.query_timeout_ms`.
     #[serde(default = "default_read_timeout_ms")]
     pub read_timeout_ms: u64,
     /// How long a session keeps a backend connection its state does not need after its last
@@ -345,6 +347,26 @@ pub struct ProxyConfig {
     /// How often the health monitor checks each server.
     #[serde(default = "default_monitor_interval_ms")]
     pub monitor_interval_ms: u64,
+    /// Largest packet a client may send, in bytes, as a server's `max_allowed_packet`: a
+    /// bigger one is answered with ER_NET_PACKET_TOO_LARGE and the session closed. Also bounds
+    /// the long data (`COM_STMT_SEND_LONG_DATA`) a session may buffer. A client's own declared
+    /// maximum does not raise it.
+    #[serde(default = "default_max_allowed_packet")]
+    pub max_allowed_packet: usize,
+    /// Prepared statements one session may hold at once (a server's `max_prepared_stmt_count`,
+    /// per session here): each keeps its text in the proxy for lazy preparation elsewhere.
+    #[serde(default = "default_max_prepared_statements")]
+    pub max_prepared_statements: usize,
+    /// Longest a client statement may run before the proxy cancels it on its server with
+    /// `KILL QUERY` and answers ER_STATEMENT_TIMEOUT (1969). 0 (the default, as on a server):
+    /// no limit.
+    #[serde(default)]
+    pub query_timeout_ms: u64,
+    /// Longest a write to a client may make no progress (a client that stops reading its
+    /// result) before the session is closed and its backend connection freed: a server's
+    /// `net_write_timeout`. 0: no limit.
+    #[serde(default = "default_client_write_timeout_ms")]
+    pub client_write_timeout_ms: u64,
     /// Threads that run client sessions: 0 = one per CPU. 1 runs everything on one thread
     /// with no cross-thread wake-ups, the cheapest per query when the proxy shares a small
     /// machine with the servers or clients it talks to.
@@ -367,6 +389,23 @@ fn default_client_idle_timeout_s() -> u64 {
 fn default_shutdown_timeout_s() -> u64 {
     30
 }
+/// A server's default `net_write_timeout` (60 s).
+fn default_client_write_timeout_ms() -> u64 {
+    60_000
+}
+/// MySQL 8's default `max_allowed_packet`.
+fn default_max_allowed_packet() -> usize {
+    64 << 20
+}
+/// `max_allowed_packet`'s range on a server: 1 KiB to 1 GiB.
+pub const MIN_MAX_ALLOWED_PACKET: usize = 1024;
+pub const MAX_MAX_ALLOWED_PACKET: usize = 1 << 30;
+/// MySQL's default `max_prepared_stmt_count`.
+fn default_max_prepared_statements() -> usize {
+    16_382
+}
+/// The largest `max_prepared_stmt_count` a MySQL server accepts.
+pub const MAX_PREPARED_STATEMENTS: usize = 1_048_576;
 /// More session threads than this is a typo, not a tuning.
 const MAX_WORKER_THREADS: usize = 1024;
 
@@ -551,6 +590,28 @@ impl Config {
                     format!(
                         "{} is more than {MAX_WORKER_THREADS}; use 0 for one per CPU",
                         proxy.worker_threads
+                    ),
+                ));
+            }
+            if !(MIN_MAX_ALLOWED_PACKET..=MAX_MAX_ALLOWED_PACKET)
+                .contains(&proxy.max_allowed_packet)
+            {
+                return Err(invalid(
+                    "proxy.max_allowed_packet".into(),
+                    "max_allowed_packet:",
+                    format!(
+                        "must be {MIN_MAX_ALLOWED_PACKET} (1 KiB) to {MAX_MAX_ALLOWED_PACKET} (1 GiB) bytes, got {}",
+                        proxy.max_allowed_packet
+                    ),
+                ));
+            }
+            if proxy.max_prepared_statements > MAX_PREPARED_STATEMENTS {
+                return Err(invalid(
+                    "proxy.max_prepared_statements".into(),
+                    "max_prepared_statements:",
+                    format!(
+                        "must be at most {MAX_PREPARED_STATEMENTS}, got {}",
+                        proxy.max_prepared_statements
                     ),
                 ));
             }
@@ -801,6 +862,33 @@ mod test {
             .map(|i| i + 1)
             .unwrap();
         assert!(err.starts_with(&format!("c.yaml:{line}:")), "{err}");
+    }
+
+    #[test]
+    fn session_limits_default_like_mysql_and_are_bounded() {
+        let c = Config::from_yaml("c.yaml", EXAMPLE).unwrap();
+        let p = c.proxy.as_ref().unwrap();
+        assert_eq!(p.max_allowed_packet, 64 << 20);
+        assert_eq!(p.max_prepared_statements, 16_382);
+        for (line, key) in [
+            ("max_allowed_packet: 1023", "proxy.max_allowed_packet"),
+            ("max_allowed_packet: 1073741825", "proxy.max_allowed_packet"),
+            (
+                "max_prepared_statements: 1048577",
+                "proxy.max_prepared_statements",
+            ),
+        ] {
+            let text = EXAMPLE.replace("\nproxy:\n", &format!("\nproxy:\n  {line}\n"));
+            let at = text.lines().position(|l| l.contains(line)).unwrap() + 1;
+            let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("c.yaml:{at}: `{key}`")), "{err}");
+        }
+        let text = EXAMPLE.replace(
+            "\nproxy:\n",
+            "\nproxy:\n  max_allowed_packet: 1024\n  max_prepared_statements: 0\n",
+        );
+        let c = Config::from_yaml("c.yaml", &text).expect("the bounds themselves are valid");
+        assert_eq!(c.proxy.map(|p| p.max_allowed_packet), Some(1024));
     }
 
     #[test]

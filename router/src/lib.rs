@@ -17,4 +17,4 @@ pub mod session;
 
 pub use choice::{Choice, FallbackReason, ServerState, TopologySnapshot};
 pub use classify::{classify, Classification, Effect, Reason, Target};
-pub use session::{Decision, Session, SessionOptions, StmtClass};
+pub use session::{Decision, Pins, Session, SessionOptions, StmtClass};

@@ -248,6 +248,19 @@ impl Conn {
         })
     }
 
+    /// A cheap check, without a round trip, that an idle connection is still open: a server
+    /// that closed it (restart, `wait_timeout`) has left an end of stream or an error packet
+    /// to read. Plain TCP only; a TLS connection is assumed alive (its first use tells).
+    pub fn looks_alive(&self) -> bool {
+        match self.stream.get_ref() {
+            Transport::Plain(tcp) => {
+                let mut probe = [0u8; 1];
+                matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+            Transport::Tls(_) => true,
+        }
+    }
+
     /// Whether responses on this connection end result sets with OK instead of EOF.
     pub fn deprecate_eof(&self) -> bool {
         self.caps & cap::DEPRECATE_EOF != 0

@@ -1,5 +1,7 @@
-//! Pools of idle backend connections per (server, user, capabilities), with a per-server limit,
-//! an idle timeout, and `COM_RESET_CONNECTION` before a connection serves another session.
+//! Pools of idle backend connections per (server, user, capabilities), with a per-server limit
+//! and an idle timeout. Connections come back clean: the session resets each one
+//! (`COM_RESET_CONNECTION`) before it gives it back, so a client's transaction and locks end
+//! when its session does, not when someone next takes the connection.
 //!
 //! The pools hold only idle connections; a session owns the connections it uses. The lock is
 //! taken once when a session takes a connection and once when it gives it back, never per
@@ -57,8 +59,8 @@ fn spawn_reaper(pools: Weak<Pools>, ctx: Arc<Context>) {
 }
 
 impl Pools {
-    /// Takes an idle connection for `key` (reset, so it carries no other session's state) or
-    /// opens a new one. `no_schema`: the session has no default database, so a connection
+    /// Takes an idle connection for `key` (reset at check-in, so it carries no other session's
+    /// state) or opens a new one. `no_schema`: the session has no default database, so a connection
     /// that may still have one (a reset keeps it) does not qualify.
     pub async fn acquire(
         &self,
@@ -81,22 +83,14 @@ impl Pools {
                         Some(v.remove(i))
                     })
                 };
-                let Some(mut idle) = candidate else { break };
+                let Some(idle) = candidate else { break };
                 backend.metrics().connections_idle.dec();
-                if idle.expires <= Instant::now() {
+                if idle.expires <= Instant::now() || !idle.conn.looks_alive() {
                     self.close(backend, idle.conn, false);
                     continue;
                 }
-                match idle.conn.reset().await {
-                    Ok(()) => {
-                        backend.metrics().connections_in_use.inc();
-                        return Ok(idle.conn);
-                    }
-                    Err(e) => {
-                        tracing::debug!(backend = backend.name(), error = %e, "pooled connection failed its reset; opening another");
-                        self.close(backend, idle.conn, false);
-                    }
-                }
+                backend.metrics().connections_in_use.inc();
+                return Ok(idle.conn);
             }
             if backend.connections() >= cfg.pool.max_per_server && !self.evict_one(backend) {
                 // Full: wait (up to the connect timeout) for a connection to come back or close.
@@ -151,7 +145,8 @@ impl Pools {
         }
     }
 
-    /// Gives a connection back: kept idle if healthy, closed otherwise.
+    /// Gives a connection back (already reset by the session): kept idle if healthy, closed
+    /// otherwise.
     pub fn release(&self, ctx: &Context, backend: &Backend, mut conn: Conn) {
         backend.metrics().connections_in_use.dec();
         if conn.broken {

@@ -27,6 +27,10 @@ struct BackendShared {
     breaker: Mutex<CircuitBreaker>,
     /// Mirror of "breaker open" for lock-free reads on the hot path.
     breaker_open: AtomicBool,
+    /// Bumped when a health check finds the server hung (no answer in time): statements
+    /// waiting on it give up their connection instead of waiting for a server that may never
+    /// answer.
+    hung: tokio::sync::watch::Sender<u64>,
     /// The server's `@@version` as the monitor last read it.
     version: Mutex<Option<Arc<str>>>,
 }
@@ -63,6 +67,18 @@ impl Backend {
                 *v = Some(Arc::from(version));
             }
         }
+    }
+
+    /// Changes when the health monitor finds the server hung; see [`Backend::mark_hung`].
+    pub fn hung_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.hung.subscribe()
+    }
+
+    /// The health monitor got no answer in time: a hung host must not hold sessions, so
+    /// statements in flight on it stop waiting (a read that has sent nothing to its client is
+    /// re-run elsewhere). A slow statement on a server that answers its checks is untouched.
+    pub fn mark_hung(&self) {
+        self.shared.hung.send_modify(|g| *g = g.wrapping_add(1));
     }
 
     /// Pooled connections to this backend (idle + in use).
@@ -182,6 +198,7 @@ pub(super) fn build_backends(
                     metrics: metrics.backend(&s.name),
                     breaker: Mutex::new(CircuitBreaker::new()),
                     breaker_open: AtomicBool::new(false),
+                    hung: tokio::sync::watch::Sender::new(0),
                     version: Mutex::new(None),
                 }),
             };

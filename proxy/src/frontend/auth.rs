@@ -1,13 +1,11 @@
-//! The client-facing handshake: greeting, optional TLS upgrade, authentication
-//! (`mysql_native_password`, `caching_sha2_password` fast path and full authentication over
-//! TLS or with the proxy's RSA key, auth-switch), all verified by the proxy itself against the
-//! configured users.
+//! The client-facing handshake: greeting, optional TLS upgrade, then the authentication
+//! exchange ([`super::exchange`], shared with COM_CHANGE_USER), verified by the proxy itself
+//! against the configured users.
 
-use super::rsa_key;
+use super::exchange::{self, Offer, Verified, NATIVE};
 use super::stream::{ClientStream, Tls};
-use super::users;
 use super::Error;
-use crate::backend::handshake::{scramble, Greeting, Response};
+use crate::backend::handshake::{Greeting, Response};
 use crate::context::Context;
 use crate::protocol::consts::{cap, code, status, DEFAULT_COLLATION};
 use crate::protocol::message::{err_payload, ok_payload};
@@ -18,10 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Largest handshake packet accepted from a client that has not authenticated yet.
-const HANDSHAKE_MAX: usize = 64 * 1024;
-
-const NATIVE: &str = "mysql_native_password";
-const SHA2: &str = "caching_sha2_password";
+const HANDSHAKE_MAX: usize = exchange::AUTH_MAX;
 
 /// Who the client is, once authenticated.
 #[derive(Debug, Clone)]
@@ -33,6 +28,8 @@ pub struct Client {
     pub caps: u32,
     pub collation: u8,
     pub database: Option<String>,
+    /// The largest packet the client says it accepts from the server. Not a limit on what it
+    /// sends: that is `proxy.max_allowed_packet`, which no client can raise.
     pub max_packet: usize,
     pub connection_id: u32,
     pub tls: bool,
@@ -111,71 +108,24 @@ pub async fn handshake(
         }
     };
     let host = peer.ip().to_string();
-    let using = if resp.auth.is_empty() { "NO" } else { "YES" };
-    let denied = format!(
-        "Access denied for user '{}'@'{}' (using password: {using})",
-        resp.user, host
-    );
     if tls_mode == TlsMode::Required && !on_tls {
         let (c, st) = code::ER_SECURE_TRANSPORT_REQUIRED;
         let msg = "Connections using insecure transport are prohibited while proxy.tls.mode is 'required'";
         send_err(&mut stream, seq.wrapping_add(1), c, st, msg).await?;
         return Err(Error::Handshake("TLS required".into()));
     }
-    let user = users::find(&cfg.users, &resp.user);
-    let password = user.and_then(|u| users::resolve(&u.secret));
-    let Some(password) = password else {
-        let (c, st) = code::ER_ACCESS_DENIED_ERROR;
-        send_err(&mut stream, seq.wrapping_add(1), c, st, &denied).await?;
-        return Err(Error::AccessDenied(resp.user.clone()));
+    drop(cfg);
+    let offer = Offer {
+        user: &resp.user,
+        plugin: resp.auth_plugin.as_deref(),
+        answer: &resp.auth,
+        ask_again: false,
+        nonce: &nonce,
+        host: &host,
+        on_tls,
     };
-
-    let mut seq = seq.wrapping_add(1);
-    let mut plugin = resp.auth_plugin.clone().unwrap_or_else(|| NATIVE.into());
-    let mut answer = resp.auth.clone();
-    if plugin != NATIVE && plugin != SHA2 {
-        // Auth switch to mysql_native_password with the same nonce.
-        let mut p = vec![0xfe];
-        p.extend_from_slice(NATIVE.as_bytes());
-        p.push(0);
-        p.extend_from_slice(&nonce);
-        p.push(0);
-        write_packet(&mut stream, seq, &p).await?;
-        stream.flush().await?;
-        let s = read_packet(&mut stream, &mut buf, HANDSHAKE_MAX).await?;
-        seq = s.wrapping_add(1);
-        plugin = NATIVE.into();
-        answer = buf.clone();
-    }
-    let expected = scramble(&plugin, &nonce, &password).unwrap_or_default();
-    let mut ok = constant_time_eq(&answer, &expected);
-    if plugin == SHA2 {
-        if ok && !password.is_empty() {
-            write_packet(&mut stream, seq, &[0x01, 0x03]).await?;
-            seq = seq.wrapping_add(1);
-        } else if !ok {
-            // Full authentication, as a MySQL server does when the fast-path scramble does not
-            // match its cache: over TLS the client sends the password in clear, otherwise
-            // RSA-encrypted with the proxy's public key (asking for it first with 0x02).
-            write_packet(&mut stream, seq, &[0x01, 0x04]).await?;
-            stream.flush().await?;
-            let s = read_packet(&mut stream, &mut buf, HANDSHAKE_MAX).await?;
-            seq = s.wrapping_add(1);
-            let clear = if on_tls {
-                Some(buf.strip_suffix(&[0]).unwrap_or(&buf).to_vec())
-            } else {
-                let (clear, s) = full_auth_rsa(&mut stream, &mut buf, seq, ctx, &nonce).await?;
-                seq = s;
-                clear
-            };
-            ok = clear.is_some_and(|c| constant_time_eq(&c, password.as_bytes()));
-        }
-    }
-    if !ok {
-        let (c, st) = code::ER_ACCESS_DENIED_ERROR;
-        send_err(&mut stream, seq, c, st, &denied).await?;
-        return Err(Error::AccessDenied(resp.user.clone()));
-    }
+    let Verified { password, seq } =
+        exchange::authenticate(&mut stream, ctx, seq.wrapping_add(1), offer).await?;
     write_packet(&mut stream, seq, &ok_payload(0, 0, status::AUTOCOMMIT, 0)).await?;
     stream.flush().await?;
     let caps = resp.capabilities & offered;
@@ -199,38 +149,6 @@ pub async fn handshake(
     ))
 }
 
-/// caching_sha2_password full authentication on a plain connection, after the client's first
-/// answer to `0x04` is in `buf`: `0x02` asks for the public key (sent as `0x01` + PEM), then
-/// the RSA-encrypted password follows; a client that has the key sends it at once. Returns the
-/// password the client sent (`None` when it does not decrypt) and the next sequence id.
-async fn full_auth_rsa(
-    stream: &mut ClientStream,
-    buf: &mut Vec<u8>,
-    mut seq: u8,
-    ctx: &Context,
-    nonce: &[u8],
-) -> Result<(Option<Vec<u8>>, u8), Error> {
-    let key = match rsa_key::key(ctx).await {
-        Ok(k) => k,
-        Err(e) => {
-            let (c, st) = code::ER_ACCESS_DENIED_ERROR;
-            let msg = format!("rwsplit: caching_sha2_password needs TLS here: {e}");
-            send_err(stream, seq, c, st, &msg).await?;
-            return Err(Error::Handshake(e.to_string()));
-        }
-    };
-    if buf.as_slice() == [0x02] {
-        let mut p = Vec::with_capacity(1 + key.public_pem().len());
-        p.push(0x01);
-        p.extend_from_slice(key.public_pem());
-        write_packet(stream, seq, &p).await?;
-        stream.flush().await?;
-        let s = read_packet(stream, buf, HANDSHAKE_MAX).await?;
-        seq = s.wrapping_add(1);
-    }
-    Ok((key.decrypt_password(buf, nonce), seq))
-}
-
 /// Sends an ERR packet and flushes.
 pub async fn send_err<W: AsyncWrite + AsyncRead + Unpin>(
     w: &mut W,
@@ -242,11 +160,4 @@ pub async fn send_err<W: AsyncWrite + AsyncRead + Unpin>(
     write_packet(w, seq, &err_payload(code, state, message)).await?;
     w.flush().await?;
     Ok(())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

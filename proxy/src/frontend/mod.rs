@@ -1,6 +1,7 @@
 //! Client side: the handshake, TLS, and the entry point the accept loop calls for each client.
 
 pub mod auth;
+pub mod exchange;
 pub mod rsa_key;
 pub mod stream;
 pub mod users;
@@ -14,8 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
-/// How long a client may take to complete the handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to complete the handshake, or the authentication exchange of a
+/// COM_CHANGE_USER.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a client session ended abnormally.
 #[derive(Debug, thiserror::Error)]

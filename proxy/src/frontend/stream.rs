@@ -1,6 +1,7 @@
 //! The client connection as the session sees it: plain TCP or TLS behind one buffered type.
 
 use super::Error;
+use crate::protocol::stall::WriteStall;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -97,26 +98,40 @@ impl Tls {
 }
 
 /// The buffered client connection.
-pub struct ClientStream(BufStream<Transport>);
+pub struct ClientStream {
+    io: BufStream<Transport>,
+    /// `proxy.client_write_timeout_ms`, set once the session starts.
+    stall: WriteStall,
+}
 
 impl ClientStream {
+    /// Waits until the client has sent something (true) or closed the connection (false),
+    /// consuming nothing, so the wait can be cut short at any point.
+    pub async fn readable(&mut self) -> std::io::Result<bool> {
+        Ok(!self.io.fill_buf().await?.is_empty())
+    }
+
+    /// Writes that make no progress for longer than `limit` fail (`None`: no limit).
+    pub fn set_write_timeout(&mut self, limit: Option<Duration>) {
+        self.stall = WriteStall::new(limit);
+    }
+
     pub fn plain(tcp: TcpStream) -> ClientStream {
-        ClientStream(BufStream::with_capacity(
-            READ_BUF,
-            WRITE_BUF,
-            Transport::Plain(tcp),
-        ))
+        ClientStream {
+            io: BufStream::with_capacity(READ_BUF, WRITE_BUF, Transport::Plain(tcp)),
+            stall: WriteStall::default(),
+        }
     }
 
     /// Switches to TLS after the client's SSL request.
     pub async fn upgrade(mut self, tls: &Tls) -> Result<ClientStream, Error> {
         // Bytes already buffered (never waits: a zero timeout polls once).
-        let early = match tokio::time::timeout(Duration::ZERO, self.0.fill_buf()).await {
+        let early = match tokio::time::timeout(Duration::ZERO, self.io.fill_buf()).await {
             Ok(Ok(b)) => b.to_vec(),
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => Vec::new(),
         };
-        let inner = self.0.into_inner();
+        let inner = self.io.into_inner();
         let Transport::Plain(tcp) = inner else {
             return Err(Error::Handshake("TLS requested twice".into()));
         };
@@ -125,11 +140,10 @@ impl ClientStream {
             .accept(Rewind { early, pos: 0, tcp })
             .await
             .map_err(|e| Error::Tls(format!("TLS handshake with client failed: {e}")))?;
-        Ok(ClientStream(BufStream::with_capacity(
-            READ_BUF,
-            WRITE_BUF,
-            Transport::Tls(Box::new(s)),
-        )))
+        Ok(ClientStream {
+            io: BufStream::with_capacity(READ_BUF, WRITE_BUF, Transport::Tls(Box::new(s))),
+            stall: self.stall,
+        })
     }
 }
 
@@ -139,22 +153,26 @@ impl AsyncRead for ClientStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for ClientStream {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        let me = self.get_mut();
+        let polled = Pin::new(&mut me.io).poll_write(cx, buf);
+        me.stall.check(cx, polled)
     }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        let polled = Pin::new(&mut me.io).poll_flush(cx);
+        me.stall.check(cx, polled)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

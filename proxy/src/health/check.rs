@@ -21,6 +21,12 @@ pub enum CheckError {
 }
 
 impl CheckError {
+    /// The server did not answer in time (frozen, partitioned, overloaded past the limit),
+    /// as opposed to refusing: work waiting on it may wait forever.
+    pub fn is_hang(&self) -> bool {
+        matches!(self, CheckError::Timeout(_) | CheckError::ConnectTimeout(_))
+    }
+
     /// Connect failures count in `rwsplit_backend_connect_errors_total`.
     pub fn is_connect(&self) -> bool {
         matches!(self, CheckError::Connect(_) | CheckError::ConnectTimeout(_))

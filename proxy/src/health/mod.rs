@@ -220,6 +220,9 @@ async fn check_loop(
                     if e.is_connect() {
                         b.metrics().connect_errors.inc();
                     }
+                    if e.is_hang() {
+                        b.mark_hung();
+                    }
                     ctx.report_failure(b);
                 }
             }

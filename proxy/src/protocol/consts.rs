@@ -114,6 +114,7 @@ pub mod code {
     pub const ER_NET_PACKET_TOO_LARGE: (u16, &str) = (1153, "08S01");
     pub const ER_NET_READ_ERROR: (u16, &str) = (1158, "08S01");
     pub const ER_UNKNOWN_STMT_HANDLER: (u16, &str) = (1243, "HY000");
+    pub const ER_MAX_PREPARED_STMT_COUNT_REACHED: (u16, &str) = (1461, "42000");
     pub const ER_OPTION_PREVENTS_STATEMENT: (u16, &str) = (1290, "HY000");
     pub const ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: (u16, &str) = (1792, "25006");
     pub const ER_SECURE_TRANSPORT_REQUIRED: (u16, &str) = (3159, "HY000");

@@ -5,6 +5,7 @@ pub mod consts;
 pub mod message;
 pub mod packet;
 pub mod relay;
+pub mod stall;
 pub mod transport;
 
 /// What can go wrong reading or writing packets.
@@ -15,9 +16,10 @@ pub enum Error {
     /// The peer closed the connection between packets.
     #[error("connection closed")]
     Closed,
-    /// A packet larger than the proxy accepts (`max_allowed_packet`).
+    /// A packet larger than the proxy accepts (`max_allowed_packet`); its unread rest can be
+    /// skipped with [`packet::skip_rest`].
     #[error("packet of {0} bytes exceeds the limit")]
-    TooLarge(usize),
+    TooLarge(packet::Oversize),
     /// A packet that does not parse as what the protocol requires here.
     #[error("malformed packet: {0}")]
     Malformed(&'static str),

@@ -61,9 +61,25 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok(h)
 }
 
+/// A packet refused for its size: how long it is known to be so far, and the frame whose body
+/// is still unread. Displays as its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Oversize {
+    /// Bytes of the packet up to the end of the refused frame (more frames may follow).
+    pub len: usize,
+    pending: Header,
+}
+
+impl std::fmt::Display for Oversize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.len.fmt(f)
+    }
+}
+
 /// Reads a whole logical packet into `buf`, joining continuation frames; returns the sequence
-/// id of the last frame. Packets above `max` bytes are refused (the stream is then out of step
-/// and must be closed).
+/// id of the last frame. Packets above `max` bytes are refused with [`Error::TooLarge`] as soon
+/// as a frame header says so, before its body is read: the stream is then out of step until
+/// [`skip_rest`] has read past the packet (or it is closed).
 pub async fn read_packet<R: AsyncRead + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
@@ -74,13 +90,45 @@ pub async fn read_packet<R: AsyncRead + Unpin>(
         let h = read_header(r).await?;
         let start = buf.len();
         if start + h.len > max {
-            return Err(Error::TooLarge(start + h.len));
+            return Err(Error::TooLarge(Oversize {
+                len: start + h.len,
+                pending: h,
+            }));
         }
         buf.resize(start + h.len, 0);
         r.read_exact(&mut buf[start..]).await?;
         if !h.continues() {
             return Ok(h.seq);
         }
+    }
+}
+
+/// Reads and discards the rest of a packet [`read_packet`] refused, without holding it: at most
+/// `budget` more bytes (a peer could send continuation frames for ever). Returns the sequence id
+/// of the packet's last frame, so that an answer can follow in step, or `None` when the budget
+/// ran out first.
+pub async fn skip_rest<R: AsyncRead + Unpin>(
+    r: &mut R,
+    o: Oversize,
+    mut budget: usize,
+) -> Result<Option<u8>, Error> {
+    let mut scratch = [0u8; 8 * 1024];
+    let mut h = o.pending;
+    loop {
+        if h.len > budget {
+            return Ok(None);
+        }
+        budget -= h.len;
+        let mut left = h.len;
+        while left > 0 {
+            let n = left.min(scratch.len());
+            r.read_exact(&mut scratch[..n]).await?;
+            left -= n;
+        }
+        if !h.continues() {
+            return Ok(Some(h.seq));
+        }
+        h = read_header(r).await?;
     }
 }
 
@@ -173,5 +221,29 @@ mod test {
             read_packet(&mut &[][..], &mut buf, 100).await,
             Err(Error::Closed)
         ));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_packet_is_skipped_and_the_stream_stays_in_step() {
+        let big: Vec<u8> = vec![7; MAX_FRAME + 100];
+        let mut wire = Vec::new();
+        let next = write_packet(&mut wire, 0, &big).await.unwrap();
+        write_packet(&mut wire, 0, b"after").await.unwrap();
+        let mut r = &wire[..];
+        let mut buf = Vec::new();
+        let Err(Error::TooLarge(o)) = read_packet(&mut r, &mut buf, 1000).await else {
+            panic!("refused");
+        };
+        assert_eq!(o.len, MAX_FRAME);
+        assert!(buf.capacity() < 1000, "nothing of the packet was buffered");
+        assert_eq!(skip_rest(&mut r, o, 1 << 30).await.unwrap(), Some(next - 1));
+        read_packet(&mut r, &mut buf, 1000).await.unwrap();
+        assert_eq!(buf, b"after");
+        // A budget smaller than the rest gives up.
+        let mut r = &wire[..];
+        let Err(Error::TooLarge(o)) = read_packet(&mut r, &mut buf, 1000).await else {
+            panic!("refused");
+        };
+        assert_eq!(skip_rest(&mut r, o, 1000).await.unwrap(), None);
     }
 }

@@ -36,9 +36,15 @@ pub enum Shape {
 /// How a response ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
-    /// Completed; the status flags of the last OK/EOF (0 if the end packet carried none) and
-    /// the last non-zero insert id an OK packet reported.
-    Ok { status: u16, last_insert_id: u64 },
+    /// Completed; the status flags of the last OK/EOF (0 if the end packet carried none), the
+    /// last non-zero insert id an OK packet reported, the last result's warning count, and its
+    /// affected rows (`None` when it was a result set: `ROW_COUNT()` is then -1).
+    Ok {
+        status: u16,
+        last_insert_id: u64,
+        warnings: u16,
+        affected_rows: Option<u64>,
+    },
     /// The backend answered with an ERR packet (which the client has received).
     Err { code: u16 },
 }
@@ -56,6 +62,9 @@ pub enum RelayError {
     /// The backend sent nothing for longer than the read timeout.
     #[error("backend sent nothing for {0:?}")]
     Timeout(Duration),
+    /// The health monitor found the backend hung while the statement waited on it.
+    #[error("the server stopped answering its health checks")]
+    Hung,
 }
 
 impl RelayError {
@@ -94,6 +103,27 @@ struct Tracker {
     last_insert_id: u64,
 }
 
+/// The end of a response from its final OK packet.
+fn ok_end(ok: &message::Ok, last_insert_id: u64) -> End {
+    End::Ok {
+        status: ok.status,
+        last_insert_id,
+        warnings: ok.warnings,
+        affected_rows: Some(ok.affected_rows),
+    }
+}
+
+/// The end of a response from the OK/EOF packet that closes a result set.
+fn rows_end(p: &[u8], last_insert_id: u64) -> End {
+    let (status, warnings) = end_packet_flags(p);
+    End::Ok {
+        status,
+        last_insert_id,
+        warnings,
+        affected_rows: None,
+    }
+}
+
 impl Tracker {
     fn new(shape: Shape, deprecate_eof: bool) -> Tracker {
         let phase = match shape {
@@ -120,18 +150,14 @@ impl Tracker {
                 Some(0xff) => End::Err { code: err_code(p) },
                 Some(0x00) => {
                     let ok = message::parse_ok(p).unwrap_or_default();
-                    End::Ok {
-                        status: ok.status,
-                        last_insert_id: ok.last_insert_id,
-                    }
+                    ok_end(&ok, ok.last_insert_id)
                 }
-                Some(0xfe) if len < 9 => End::Ok {
-                    status: message::parse_eof_status(p).unwrap_or(0),
-                    last_insert_id: 0,
-                },
+                Some(0xfe) if len < 9 => rows_end(p, 0),
                 _ => End::Ok {
                     status: 0,
                     last_insert_id: 0,
+                    warnings: 0,
+                    affected_rows: None,
                 },
             }));
         }
@@ -143,10 +169,7 @@ impl Tracker {
                         self.last_insert_id = ok.last_insert_id;
                     }
                     if !message::more_results(ok.status) {
-                        return Ok(Step::Done(End::Ok {
-                            status: ok.status,
-                            last_insert_id: self.last_insert_id,
-                        }));
+                        return Ok(Step::Done(ok_end(&ok, self.last_insert_id)));
                     }
                 }
                 Some(0xff) => return Ok(Step::Done(End::Err { code: err_code(p) })),
@@ -176,10 +199,7 @@ impl Tracker {
                 let st = message::parse_eof_status(p).unwrap_or(0);
                 if st & status::CURSOR_EXISTS != 0 {
                     // A cursor was opened: rows come later through COM_STMT_FETCH.
-                    return Ok(Step::Done(End::Ok {
-                        status: st,
-                        last_insert_id: self.last_insert_id,
-                    }));
+                    return Ok(Step::Done(rows_end(p, self.last_insert_id)));
                 }
                 self.phase = Phase::Rows;
             }
@@ -188,14 +208,11 @@ impl Tracker {
                     return Ok(Step::Done(End::Err { code: err_code(p) }));
                 }
                 if is_eof(p, len, self.deprecate_eof) {
-                    let st = end_packet_status(p);
+                    let (st, _) = end_packet_flags(p);
                     if message::more_results(st) && st & status::CURSOR_EXISTS == 0 {
                         self.phase = Phase::First;
                     } else {
-                        return Ok(Step::Done(End::Ok {
-                            status: st,
-                            last_insert_id: self.last_insert_id,
-                        }));
+                        return Ok(Step::Done(rows_end(p, self.last_insert_id)));
                     }
                 }
             }
@@ -316,13 +333,16 @@ where
     }
 }
 
-/// Status flags of a packet ending rows: a classic EOF is exactly 5 bytes, anything longer is
-/// an OK with header 0xFE (CLIENT_DEPRECATE_EOF).
-fn end_packet_status(p: &[u8]) -> u16 {
+/// Status flags and warning count of a packet ending rows: a classic EOF is exactly 5 bytes
+/// (0xFE, warnings, status), anything longer is an OK with header 0xFE (CLIENT_DEPRECATE_EOF).
+fn end_packet_flags(p: &[u8]) -> (u16, u16) {
     if p.len() == 5 {
-        message::parse_eof_status(p).unwrap_or(0)
+        let warnings = u16::from_le_bytes([p[1], p[2]]);
+        (message::parse_eof_status(p).unwrap_or(0), warnings)
     } else {
-        message::parse_ok(p).map(|o| o.status).unwrap_or(0)
+        message::parse_ok(p)
+            .map(|o| (o.status, o.warnings))
+            .unwrap_or((0, 0))
     }
 }
 

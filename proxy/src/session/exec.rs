@@ -2,6 +2,7 @@
 //! sending the packet, streaming the answer, retrying a read once elsewhere when it failed
 //! before any byte reached the client, and reporting the outcome.
 
+use super::conns::ConnRef;
 use super::{backend_err, Error, Session};
 use crate::metrics::route;
 use crate::protocol::consts::code;
@@ -40,18 +41,25 @@ enum Resolved {
         state: &'static str,
         msg: String,
     },
+    /// The session's pinned state lives on a server that is no longer the writer.
+    WriterChanged {
+        from: String,
+        to: String,
+    },
 }
 
 impl Session {
     fn resolve(&mut self, d: &Decision, exclude: Option<usize>) -> Resolved {
         self.view.refresh(&self.ctx);
         match d.target {
-            Target::Primary => self.primary(),
+            Target::Primary => self.primary_for_session(),
             Target::Previous => {
-                let prev = self
-                    .previous
-                    .as_ref()
-                    .and_then(|name| self.view.backends.iter().position(|b| b.name() == &**name));
+                let prev = self.previous.as_ref().and_then(|p| {
+                    self.view
+                        .backends
+                        .iter()
+                        .position(|b| b.name() == p.backend.name())
+                });
                 match prev {
                     Some(idx) if Some(idx) != exclude => Resolved::Server {
                         idx,
@@ -115,6 +123,43 @@ impl Session {
         match self.resolve(d, None) {
             Resolved::Server { idx, .. } => Ok(idx),
             Resolved::Refuse { code, state, msg } => Err((code, state, msg)),
+            Resolved::WriterChanged { from, to } => {
+                let (c, st) = code::ER_NET_READ_ERROR;
+                let why = format!("the writer changed from '{from}' to '{to}'");
+                self.lose_anchor(&why, crate::metrics::lost::WRITER_CHANGED);
+                let msg = self
+                    .take_loss_message()
+                    .unwrap_or_else(|| format!("rwsplit: {why}"));
+                Err((c, st, msg))
+            }
+        }
+    }
+
+    /// The writer, unless the session's pinned state lives on another server: then it stays
+    /// there or fails, it never continues on the new writer.
+    fn primary_for_session(&self) -> Resolved {
+        let r = self.primary();
+        if let (Resolved::Server { idx, .. }, Some(a)) = (&r, &self.anchor) {
+            let to = self.view.backends.get(*idx).map(|b| b.name());
+            let replica_transaction = self.router.in_replica_transaction();
+            if !replica_transaction && to != Some(a.backend.name()) {
+                return Resolved::WriterChanged {
+                    from: a.backend.name().to_string(),
+                    to: to.unwrap_or("?").to_string(),
+                };
+            }
+        }
+        r
+    }
+
+    /// Gives up the anchor (its server is no longer the writer): its connection is closed, so
+    /// that server rolls back the transaction and releases the locks, and the session records
+    /// the loss.
+    fn lose_anchor(&mut self, why: &str, cause: &'static str) {
+        let anchor = self.held.iter().position(|h| self.is_anchor(h));
+        self.lose_pinned_state(why, cause);
+        if let Some(i) = anchor {
+            self.discard(i);
         }
     }
 
@@ -161,6 +206,16 @@ impl Session {
                     self.send_err(1, code, state, &msg).await?;
                     return Ok(Outcome::Failed(code));
                 }
+                Resolved::WriterChanged { from, to } => {
+                    let why = format!("the writer changed from '{from}' to '{to}'");
+                    self.lose_anchor(&why, crate::metrics::lost::WRITER_CHANGED);
+                    // The statement is answered as in the aborted transaction it now is in
+                    // (or told what else was lost); a BEGIN starts afresh on the new writer.
+                    match self.gate().await? {
+                        Some(out) => return Ok(out),
+                        None => continue,
+                    }
+                }
             };
             let Some(backend) = self.view.backends.get(idx).cloned() else {
                 let (c, st) = code::ER_UNKNOWN_ERROR;
@@ -171,17 +226,27 @@ impl Session {
             let h = match self.conn_for(idx).await {
                 Ok(h) => h,
                 Err(e) => {
-                    let server_side = matches!(e, crate::backend::Error::Server { .. });
-                    if !server_side {
+                    // A server's refusal or a full pool says nothing about the server's
+                    // health: only connect and I/O failures feed its breaker or send a read
+                    // elsewhere.
+                    let healthy = matches!(
+                        e,
+                        crate::backend::Error::Server { .. }
+                            | crate::backend::Error::PoolExhausted { .. }
+                    );
+                    if !healthy {
                         self.ctx.report_failure(&backend);
                         backend.metrics().errors_connect.inc();
                     }
                     tracing::warn!(backend = backend.name(), error = %e, "backend connection failed");
-                    if retryable && attempt == 1 && !server_side {
+                    if retryable && attempt == 1 && !healthy {
                         exclude = Some(idx);
                         continue;
                     }
-                    let (c, st, msg) = backend_err(backend.name(), &e);
+                    let (c, st, mut msg) = backend_err(backend.name(), &e);
+                    if let Some(lost) = self.take_loss_message() {
+                        msg = format!("{msg}; {lost}");
+                    }
                     self.send_err(1, c, &st, &msg).await?;
                     return Ok(Outcome::Failed(c));
                 }
@@ -221,18 +286,29 @@ impl Session {
             }
             .await;
             let mut progress = Progress::default();
+            // A statement has no time limit, but a hung server is another matter: when the
+            // monitor finds this one not answering, the wait ends (and a read that has sent
+            // nothing yet is re-run elsewhere).
+            let mut hung = backend.hung_signal();
             let r = match sent {
                 Ok(()) => {
-                    relay::relay(
+                    let relayed = relay::relay(
                         &mut held.conn.stream,
                         &mut self.stream,
                         &mut self.frame,
                         shape,
                         deprecate,
-                        Some(self.read_timeout),
+                        // No limit on a statement's duration, as on a server: a slow statement
+                        // is not a failure (proxy.query_timeout_ms cancels one when set).
+                        None,
                         &mut progress,
-                    )
-                    .await
+                    );
+                    tokio::pin!(relayed);
+                    tokio::select! {
+                        biased;
+                        r = &mut relayed => r,
+                        _ = hung.changed() => Err(RelayError::Hung),
+                    }
                 }
                 Err(e) => Err(RelayError::Backend(std::io::Error::other(e.to_string()))),
             };
@@ -251,9 +327,13 @@ impl Session {
                         // Whatever the statement changed in the history, this connection has it.
                         self.held[h].conn.replayed = u64::MAX;
                     }
-                    if self.previous.as_deref() != Some(backend.name()) {
-                        self.previous = Some(backend.name().into());
-                    }
+                    let ran = ConnRef::of(&self.held[h]);
+                    self.note_diagnostics(
+                        ran,
+                        end,
+                        d.calc_found_rows,
+                        d.target == Target::Previous,
+                    );
                     match end {
                         End::Ok { last_insert_id, .. } if last_insert_id != 0 => {
                             self.last_insert_id = last_insert_id;
@@ -291,25 +371,18 @@ impl Session {
                         1
                     };
                     let (c, st) = code::ER_NET_READ_ERROR;
-                    let msg = format!(
+                    let mut msg = format!(
                         "rwsplit: lost backend '{}' ({}:{}) during the command: {e}",
                         backend.name(),
                         backend.config.host,
                         backend.config.port
                     );
+                    if let Some(lost) = self.take_loss_message() {
+                        msg = format!("{msg}; {lost}");
+                    }
                     self.send_err(seq, c, st, &msg).await?;
                     return Ok(Outcome::Failed(c));
                 }
-            }
-        }
-    }
-
-    /// After a command: connections that ran it are at the new history generation.
-    pub(super) fn settle_generation(&mut self) {
-        let generation = self.router.history_generation();
-        for h in self.held.iter_mut() {
-            if h.conn.replayed == u64::MAX {
-                h.conn.replayed = generation;
             }
         }
     }
@@ -321,9 +394,12 @@ impl Session {
             return Ok(());
         }
         let d = self.router.route_query(&self.cmd[1..]);
-        let out = self.run(d, Shape::Results).await?;
+        let out = match self.gate().await? {
+            Some(out) => out,
+            None => self.run(d, Shape::Results).await?,
+        };
         out.report(&mut self.router);
-        self.settle_generation();
+        self.settle();
         Ok(())
     }
 
@@ -334,13 +410,14 @@ impl Session {
             target: Target::Previous,
             reason: Reason::SessionState,
             max_lag_ms: None,
+            calc_found_rows: false,
         };
         let out = self.run(d, Shape::Single).await?;
         if let Outcome::Done(End::Ok { .. }) = out {
             let db = self.cmd[1..].to_vec();
             self.router.on_init_db(&db);
         }
-        self.settle_generation();
+        self.settle();
         Ok(())
     }
 
@@ -358,6 +435,7 @@ impl Session {
             target: Target::Previous,
             reason: Reason::ServerAdmin,
             max_lag_ms: None,
+            calc_found_rows: false,
         };
         self.run(d, Shape::Single).await?;
         Ok(())

@@ -5,7 +5,9 @@
 mod change_user;
 mod conns;
 mod exec;
+mod integrity;
 mod kill;
+mod limits;
 pub mod registry;
 mod stmt;
 mod view;
@@ -17,7 +19,7 @@ use crate::metrics::route;
 use crate::protocol::consts::{code, com, status};
 use crate::protocol::message::{eof_payload, err_payload, ok_payload};
 use crate::protocol::packet::{read_packet, write_packet};
-use conns::Held;
+use conns::{ConnRef, Held};
 use prometheus::Histogram;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +35,9 @@ pub enum Error {
     IdleTimeout(Duration),
     #[error("client: {0}")]
     Client(std::io::Error),
+    /// COM_CHANGE_USER failed (denied, timed out, broken): the session ends, as on a server.
+    #[error("COM_CHANGE_USER: {0}")]
+    ChangeUser(Box<crate::frontend::Error>),
     /// `KILL CONNECTION` from a client (this session's or another's).
     #[error("killed by KILL CONNECTION")]
     Killed,
@@ -60,8 +65,23 @@ pub struct Session {
     router: router::Session,
     view: view::View,
     held: Vec<Held>,
-    /// Name of the server that ran the previous statement.
-    previous: Option<Arc<str>>,
+    /// The connection that ran the previous statement (`SHOW WARNINGS`, `ROW_COUNT()`...).
+    previous: Option<ConnRef>,
+    /// The previous statement left warnings, an error or a `FOUND_ROWS()` count that only
+    /// its connection can answer: that connection is kept until the next statement.
+    diag_pin: bool,
+    /// `ROW_COUNT()` of the previous statement: affected rows, or -1 after a result set.
+    row_count: i64,
+    /// The connection the session's pinned state (transaction, locks, temporary tables...)
+    /// lives on; every statement that needs that state runs there or fails.
+    anchor: Option<ConnRef>,
+    /// Pins as of the last statement, to count the ones that start.
+    pins_seen: router::Pins,
+    /// The transaction's connection was lost: the transaction is rolled back, and statements
+    /// fail with this message until the client ends it.
+    aborted: Option<String>,
+    /// Pinned state outside a transaction was lost: the next statement fails with this.
+    lost_notice: Option<String>,
     /// The last insert id a write reported, restored on a new primary connection.
     last_insert_id: u64,
     /// COM_SET_OPTION value to apply on every backend connection, when the client set one.
@@ -75,7 +95,8 @@ pub struct Session {
     /// A rewritten command packet (statement id and types for one backend).
     out: Vec<u8>,
     timers: Timers,
-    read_timeout: Duration,
+    /// Packet, statement and long-data bounds (see `limits.rs`).
+    limits: limits::Limits,
     /// This session in the registry `KILL` looks sessions up in (see `kill.rs`).
     registration: registry::Registration,
 }
@@ -84,13 +105,17 @@ pub struct Session {
 pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Result<(), Error> {
     let cfg = ctx.proxy_config();
     let idle_timeout = Duration::from_secs(cfg.client_idle_timeout_s.max(1));
-    let read_timeout = Duration::from_millis(cfg.pool.read_timeout_ms.max(1));
     // Idle time after which the session gives back the backend connections its state does not
     // need (`proxy.pool.release_delay_ms`): short enough that idle clients hold nothing, long
     // enough that a busy client keeps its connections between statements (no reset and replay
     // per statement). Read once per session, like the timeouts above.
     let release_delay = Duration::from_millis(cfg.pool.release_delay_ms);
+    let limits = limits::Limits::new(&cfg);
+    let write_timeout = (cfg.client_write_timeout_ms > 0)
+        .then(|| Duration::from_millis(cfg.client_write_timeout_ms));
     drop(cfg);
+    let mut stream = stream;
+    stream.set_write_timeout(write_timeout);
     let config = ctx.config();
     let mut router = router::Session::new(router::SessionOptions {
         read_only_transactions_on_replica: config.routing.read_only_transactions_on_replica,
@@ -114,6 +139,12 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
         router,
         held: Vec::new(),
         previous: None,
+        diag_pin: false,
+        row_count: -1,
+        anchor: None,
+        pins_seen: router::Pins::default(),
+        aborted: None,
+        lost_notice: None,
         last_insert_id: 0,
         set_option: None,
         stmts: HashMap::new(),
@@ -122,10 +153,12 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
         frame: Vec::new(),
         out: Vec::new(),
         timers,
-        read_timeout,
+        limits,
     };
     let r = s.serve(idle_timeout, release_delay).await;
-    s.release_all();
+    // Whatever ended the session (the client quit or vanished, an error, shutdown), its
+    // transaction and locks end now, as on a direct connection: see `release_all`.
+    s.release_all().await;
     r
 }
 
@@ -136,36 +169,39 @@ impl Session {
         release_delay: Duration,
     ) -> Result<(), Error> {
         let mut shutdown = self.ctx.shutdown_signal();
-        let max_packet = self.client.max_packet.max(64 << 20);
+        // proxy.max_allowed_packet, never what the client declares (see limits.rs).
+        let max_packet = self.limits.max_packet;
         let registered = self.registry_entry();
         loop {
+            // A statement boundary: after SIGTERM, no new statement starts here unless it
+            // belongs to a transaction already open (which may finish, then the session ends).
+            if self.ctx.is_shutting_down() && !self.router.in_transaction() {
+                return Ok(());
+            }
             // Wait for the next command; give back unneeded connections while idle.
             let mut waited = Duration::ZERO;
             if release_delay.is_zero() && self.has_releasable() {
                 // No delay: give back at once rather than through a zero-length timed read.
-                self.release_idle();
+                self.release_idle().await;
             }
-            let seq = loop {
+            // Wait for the first byte of the next command (a wait that is safe to cut short:
+            // nothing is consumed), then read the whole packet. Cutting a read in the middle of
+            // a packet would lose its bytes and put the stream out of step.
+            loop {
                 let wait = if self.has_releasable() {
                     release_delay
                 } else {
                     idle_timeout.saturating_sub(waited)
                 };
                 tokio::select! {
-                    r = tokio::time::timeout(wait, read_packet(&mut self.stream, &mut self.cmd, max_packet)) => match r {
-                        Ok(Ok(seq)) => break seq,
-                        Ok(Err(crate::protocol::Error::Closed)) => return Ok(()),
-                        Ok(Err(crate::protocol::Error::TooLarge(n))) => {
-                            let (c, st) = code::ER_NET_PACKET_TOO_LARGE;
-                            let msg = format!("Got a packet bigger than 'max_allowed_packet' bytes ({n} bytes)");
-                            let _ = self.send_err(1, c, st, &msg).await;
-                            return Err(crate::protocol::Error::TooLarge(n).into());
-                        }
-                        Ok(Err(e)) => return Err(e.into()),
+                    r = tokio::time::timeout(wait, self.stream.readable()) => match r {
+                        Ok(Ok(true)) => break,
+                        Ok(Ok(false)) => return Ok(()),
+                        Ok(Err(e)) => return Err(Error::Client(e)),
                         Err(_) => {
                             waited += wait;
                             if self.has_releasable() {
-                                self.release_idle();
+                                self.release_idle().await;
                             } else if waited >= idle_timeout {
                                 return Err(Error::IdleTimeout(idle_timeout));
                             }
@@ -180,6 +216,17 @@ impl Session {
                         return Ok(());
                     }
                 }
+            }
+            // A client that stops in the middle of a packet is cut off like an idle one.
+            let read = read_packet(&mut self.stream, &mut self.cmd, max_packet);
+            let seq = match tokio::time::timeout(idle_timeout, read).await {
+                Ok(Ok(seq)) => seq,
+                Ok(Err(crate::protocol::Error::Closed)) => return Ok(()),
+                Ok(Err(crate::protocol::Error::TooLarge(n))) => {
+                    return self.packet_too_large(n).await;
+                }
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Err(Error::IdleTimeout(idle_timeout)),
             };
             let Some(&command) = self.cmd.first() else {
                 // An empty packet is not a command: the stream is out of step.
@@ -207,7 +254,7 @@ impl Session {
                 com::STATISTICS => self.statistics().await?,
                 com::SET_OPTION => self.set_option().await?,
                 com::RESET_CONNECTION => {
-                    self.reset_session();
+                    self.reset_session().await;
                     self.send_ok(reply).await?;
                 }
                 com::CHANGE_USER => self.change_user(reply).await?,
@@ -224,12 +271,17 @@ impl Session {
                     self.send_err(reply, c, st, &msg).await?;
                 }
             }
+            self.shrink_buffers();
         }
     }
 
-    /// Status flags for answers the proxy makes itself.
+    /// Status flags for answers the proxy makes itself (the router trusts them as a
+    /// server's, so they must say what the session's state is).
     fn status_flags(&self) -> u16 {
-        let mut s = status::AUTOCOMMIT;
+        let mut s = 0;
+        if self.router.autocommit() {
+            s |= status::AUTOCOMMIT;
+        }
         if self.router.in_transaction() {
             s |= status::IN_TRANS;
         }
@@ -256,17 +308,21 @@ impl Session {
         Ok(())
     }
 
-    /// COM_RESET_CONNECTION: a fresh session; held connections go back to the pool (which
-    /// resets them before their next use).
-    fn reset_session(&mut self) {
-        self.release_all();
+    /// COM_RESET_CONNECTION: a fresh session; held connections are reset (their transaction
+    /// rolled back, locks released) and go back to the pool.
+    async fn reset_session(&mut self) {
+        self.release_all().await;
         self.router.reset();
         if let Some(db) = self.client.database.clone() {
             self.router.on_init_db(db.as_bytes());
         }
-        self.previous = None;
         self.last_insert_id = 0;
+        self.row_count = -1;
+        self.pins_seen = router::Pins::default();
+        self.aborted = None;
+        self.lost_notice = None;
         self.stmts.clear();
+        self.limits.long_data = 0;
     }
 }
 

@@ -4,6 +4,7 @@
 //! does (DESIGN §2), never by where it was first prepared.
 
 use super::exec::Outcome;
+use super::limits::{self, Limits};
 use super::{backend_err, Error, Session};
 use crate::backend::{BackendStmt, Error as BackendError};
 use crate::protocol::consts::{code, com, status};
@@ -25,8 +26,27 @@ pub struct Stmt {
     types: Option<Vec<u8>>,
     /// COM_STMT_SEND_LONG_DATA packets waiting for the next execution.
     long_data: Vec<Vec<u8>>,
+    /// What `long_data` counts against the session's bound ([`Limits::long_data`]).
+    long_data_bytes: usize,
+    /// Long data went past the session's bound: executions fail, as on a server, until
+    /// COM_STMT_RESET; further long data is dropped.
+    long_data_refused: bool,
     /// Server holding an open cursor for this statement.
     cursor_on: Option<Arc<str>>,
+}
+
+impl Stmt {
+    /// Frees the buffered long data and gives its bytes back to the session's bound.
+    fn drop_long_data(&mut self, limits: &mut Limits) {
+        self.long_data = Vec::new();
+        limits.long_data = limits.long_data.saturating_sub(self.long_data_bytes);
+        self.long_data_bytes = 0;
+    }
+}
+
+/// What one buffered long-data packet costs: its bytes and its bookkeeping.
+fn long_data_cost(packet: &[u8]) -> usize {
+    packet.len() + std::mem::size_of::<Vec<u8>>()
 }
 
 fn stmt_id(p: &[u8]) -> Option<u32> {
@@ -42,6 +62,12 @@ impl Session {
         if self.refuse_prepared_kill().await? {
             return Ok(());
         }
+        if self.stmts.len() >= self.limits.max_stmts {
+            // Nothing is prepared anywhere (proxy.max_prepared_statements).
+            let (c, st) = code::ER_MAX_PREPARED_STMT_COUNT_REACHED;
+            let msg = limits::too_many_statements(self.limits.max_stmts);
+            return self.send_err(1, c, st, &msg).await;
+        }
         let sql: Arc<[u8]> = Arc::from(&self.cmd[1..]);
         let class = self.router.on_prepare(&sql);
         let pinned = self.router.in_transaction() || self.router.needs_pinned_primary();
@@ -53,6 +79,7 @@ impl Session {
             target,
             reason: class.class.reason,
             max_lag_ms: class.class.hint_max_lag_ms,
+            calc_found_rows: false,
         };
         let idx = match self.resolve_for_prepare(&d) {
             Ok(i) => i,
@@ -91,6 +118,8 @@ impl Session {
                         params,
                         types: None,
                         long_data: Vec::new(),
+                        long_data_bytes: 0,
+                        long_data_refused: false,
                         cursor_on: None,
                     },
                 );
@@ -118,6 +147,12 @@ impl Session {
         let Some(st) = self.stmts.get_mut(&id) else {
             return self.unknown_stmt(1).await;
         };
+        if st.long_data_refused {
+            let (c, state) = code::ER_UNKNOWN_ERROR;
+            return self
+                .send_err(1, c, state, limits::LONG_DATA_TOO_LARGE)
+                .await;
+        }
         // Remember parameter types when the client sends them (new_params_bound_flag = 1).
         if st.params > 0 {
             let off = 10 + usize::from(st.params).div_ceil(8);
@@ -130,11 +165,14 @@ impl Session {
         }
         let class = st.class.clone();
         let d = self.router.route_execute(&class);
-        let out = self.run_with(d, Shape::Results, Some(id)).await?;
+        let out = match self.gate().await? {
+            Some(out) => out,
+            None => self.run_with(d, Shape::Results, Some(id)).await?,
+        };
         out.report(&mut self.router);
-        self.settle_generation();
+        self.settle();
         if let Some(st) = self.stmts.get_mut(&id) {
-            st.long_data.clear();
+            st.drop_long_data(&mut self.limits);
         }
         Ok(())
     }
@@ -208,22 +246,37 @@ impl Session {
         }
     }
 
-    /// COM_STMT_SEND_LONG_DATA: kept until the execution, which may go to any backend.
+    /// COM_STMT_SEND_LONG_DATA: kept until the execution, which may go to any backend. The
+    /// session holds at most `proxy.max_allowed_packet` of it in all (a server bounds each
+    /// parameter so): past that the statement's long data is freed and its execution fails
+    /// with the server's error. No answer either way, as on a server.
     pub(super) fn stmt_long_data(&mut self) {
-        if let Some(id) = stmt_id(&self.cmd) {
-            if let Some(st) = self.stmts.get_mut(&id) {
-                st.long_data.push(self.cmd.clone());
-            }
+        let Some(id) = stmt_id(&self.cmd) else { return };
+        let Some(st) = self.stmts.get_mut(&id) else {
+            return;
+        };
+        if st.long_data_refused {
+            return;
         }
+        let cost = long_data_cost(&self.cmd);
+        if !self.limits.long_data_fits(cost) {
+            st.drop_long_data(&mut self.limits);
+            st.long_data_refused = true;
+            return;
+        }
+        self.limits.long_data += cost;
+        st.long_data_bytes += cost;
+        st.long_data.push(self.cmd.clone());
     }
 
     /// COM_STMT_CLOSE: closed on every backend that has it; no answer. The close is buffered
     /// and goes out with the next command on each connection.
     pub(super) async fn stmt_close(&mut self) {
         let Some(id) = stmt_id(&self.cmd) else { return };
-        if self.stmts.remove(&id).is_none() {
+        let Some(mut st) = self.stmts.remove(&id) else {
             return;
-        }
+        };
+        st.drop_long_data(&mut self.limits);
         for h in self.held.iter_mut() {
             if let Some(bs) = h.conn.stmts.remove(&id) {
                 let mut p = [com::STMT_CLOSE, 0, 0, 0, 0];
@@ -246,7 +299,8 @@ impl Session {
         let Some(st) = self.stmts.get_mut(&id) else {
             return self.unknown_stmt(reply).await;
         };
-        st.long_data.clear();
+        st.drop_long_data(&mut self.limits);
+        st.long_data_refused = false;
         let cursor = st.cursor_on.take();
         if let Some(name) = cursor {
             if let Some(h) = self.held.iter().position(|h| h.backend.name() == &*name) {
@@ -291,9 +345,9 @@ impl Session {
             target: Target::Previous,
             reason: router::Reason::PreparedStatement,
             max_lag_ms: None,
+            calc_found_rows: false,
         };
-        self.previous = Some(self.held[h].backend.name().into());
-        let _ = target;
+        self.previous = Some(super::conns::ConnRef::of(&self.held[h]));
         let out = self.run(d, Shape::UntilEof).await?;
         if let Outcome::Done(End::Ok { status: s, .. }) = out {
             if s & status::LAST_ROW_SENT != 0 || s & status::CURSOR_EXISTS == 0 {

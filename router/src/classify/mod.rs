@@ -219,6 +219,8 @@ pub struct Classification {
     /// From a leading `/* rwsplit:max_lag_ms=N */` hint: replicas further behind do not qualify.
     pub hint_max_lag_ms: Option<u64>,
     pub effect: Effect,
+    /// `SELECT SQL_CALC_FOUND_ROWS ...`: `FOUND_ROWS()` will ask the connection that ran it.
+    pub calc_found_rows: bool,
 }
 
 impl Classification {
@@ -228,6 +230,7 @@ impl Classification {
             reason,
             hint_max_lag_ms: None,
             effect,
+            calc_found_rows: false,
         }
     }
 

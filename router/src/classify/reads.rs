@@ -12,6 +12,7 @@ pub(super) fn scan_read(cur: &mut Cursor<'_>, with: bool) -> Classification {
     let sql = cur.sql;
     let mut found: Option<Classification> = None;
     let mut previous = false;
+    let mut calc_found_rows = false;
     let mut depth: i32 = 0;
     // True until the first top-level SELECT of a WITH statement: names followed by `(` are CTEs.
     let mut in_cte_list = with;
@@ -94,6 +95,7 @@ pub(super) fn scan_read(cur: &mut Cursor<'_>, with: bool) -> Classification {
                 }
                 match w {
                     b"SELECT" if depth == 0 => in_cte_list = false,
+                    b"SQL_CALC_FOUND_ROWS" => calc_found_rows = true,
                     b"FOR" => prev_word_for = true,
                     b"UPDATE" | b"SHARE" if was_for => {
                         set(&mut found, Reason::LockingRead, Effect::None)
@@ -128,11 +130,13 @@ pub(super) fn scan_read(cur: &mut Cursor<'_>, with: bool) -> Classification {
             _ => {}
         }
     }
-    match found {
+    let mut class = match found {
         Some(f) => f,
         None if previous => {
             Classification::new(Target::Previous, Reason::PreviousBackend, Effect::None)
         }
         None => Classification::new(Target::Replica, Reason::Read, Effect::None),
-    }
+    };
+    class.calc_found_rows = calc_found_rows;
+    class
 }

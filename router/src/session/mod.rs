@@ -34,6 +34,9 @@ pub struct Decision {
     pub reason: Reason,
     /// A per-statement lag limit from a hint; `None` means each server's configured limit.
     pub max_lag_ms: Option<u64>,
+    /// The statement is a `SELECT SQL_CALC_FOUND_ROWS`: a later `FOUND_ROWS()` asks the
+    /// connection that ran it, so the proxy keeps that connection until the next statement.
+    pub calc_found_rows: bool,
 }
 
 /// Session behaviour taken from the configuration.
@@ -73,19 +76,12 @@ pub struct Pins {
     pub user_variables: bool,
     /// Text-protocol prepared statements exist on the primary connection.
     pub prepared_text: bool,
-    /// The session wrote: `LAST_INSERT_ID()`/`ROW_COUNT()` live on that connection.
-    pub wrote: bool,
+    /// `SET TRANSACTION ...` (no scope) ran: its characteristics wait on that connection for
+    /// the next transaction only, so they cannot be replayed elsewhere.
+    pub next_transaction: bool,
 }
 
 impl Pins {
-    fn any_except_wrote(&self) -> bool {
-        Pins {
-            wrote: false,
-            ..*self
-        }
-        .any()
-    }
-
     /// Any pin at all.
     pub fn any(&self) -> bool {
         self.transaction
@@ -95,7 +91,21 @@ impl Pins {
             || self.named_locks
             || self.user_variables
             || self.prepared_text
-            || self.wrote
+            || self.next_transaction
+    }
+
+    /// The pins as `(reason label, set)` pairs, for metrics and logs.
+    pub fn reasons(&self) -> [(&'static str, bool); 8] {
+        [
+            ("transaction", self.transaction),
+            ("autocommit_off", self.autocommit_off),
+            ("temp_tables", self.temp_tables),
+            ("lock_tables", self.lock_tables),
+            ("named_locks", self.named_locks),
+            ("user_variables", self.user_variables),
+            ("prepared_text", self.prepared_text),
+            ("next_transaction", self.next_transaction),
+        ]
     }
 }
 
@@ -202,6 +212,7 @@ impl Session {
             target,
             reason,
             max_lag_ms,
+            calc_found_rows: c.calc_found_rows,
         };
         let st = &self.state;
         if st.in_trans && st.trx_on_replica {
@@ -210,7 +221,7 @@ impl Session {
         }
         if let Effect::Begin { read_only: true } = c.effect {
             if self.opts.read_only_transactions_on_replica
-                && !self.pins().any_except_wrote()
+                && !self.pins().any()
                 && !self.history.overflowed()
             {
                 return d(Target::Replica, Reason::ReadOnlyTransaction);
@@ -220,7 +231,7 @@ impl Session {
             Target::Primary => d(Target::Primary, c.reason),
             Target::Previous => d(Target::Previous, c.reason),
             Target::Replica => {
-                if st.in_trans || st.xa {
+                if st.in_trans || st.xa || st.next_trx {
                     d(Target::Primary, Reason::Transaction)
                 } else if !st.autocommit {
                     d(Target::Primary, Reason::AutocommitOff)
@@ -243,6 +254,9 @@ impl Session {
     /// (authoritative for transaction state and autocommit).
     pub fn on_ok(&mut self, status_flags: u16) {
         if let Some(p) = self.pending.take() {
+            if self.state.next_trx && consumes_next_transaction(&p.class) {
+                self.state.next_trx = false;
+            }
             let text = p.text.as_deref().unwrap_or(&[]);
             self.state
                 .apply(p.class.effect, text, &mut self.history, false);
@@ -324,13 +338,41 @@ impl Session {
             named_locks: st.named_locks > 0,
             user_variables: st.user_vars,
             prepared_text: !st.prepared_text.is_empty(),
-            wrote: st.wrote,
+            next_transaction: st.next_trx,
+        }
+    }
+
+    /// The backend connection that held this session's pinned state is gone (I/O error, its
+    /// server left, the writer changed): the server rolled back its transaction and dropped its
+    /// temporary tables, locks, user variables and prepared statements. Returns the pins that
+    /// were lost (what the client must be told); `autocommit` and the replay history stay,
+    /// since the proxy re-applies them on the next connection.
+    pub fn on_connection_lost(&mut self) -> Pins {
+        let lost = self.pins();
+        let st = &mut self.state;
+        st.in_trans = false;
+        st.trx_on_replica = false;
+        st.xa = false;
+        st.temp_tables.clear();
+        st.lock_tables = false;
+        st.named_locks = 0;
+        st.user_vars = false;
+        st.prepared_text.clear();
+        st.next_trx = false;
+        Pins {
+            autocommit_off: false,
+            ..lost
         }
     }
 
     /// True when the proxy must keep this session's primary connection between statements.
     pub fn needs_pinned_primary(&self) -> bool {
         self.pins().any()
+    }
+
+    /// The effect of the statement awaiting its reply (routed, not yet reported).
+    pub fn pending_effect(&self) -> Option<Effect> {
+        self.pending.as_ref().map(|p| p.class.effect)
     }
 
     /// True while a transaction is open (on the primary or, read-only, on a replica).
@@ -352,6 +394,15 @@ impl Session {
     pub fn temp_tables(&self) -> impl Iterator<Item = &[u8]> {
         self.state.temp_tables.iter().map(|t| &**t)
     }
+}
+
+/// Whether a statement runs in (and so uses up) the transaction `SET TRANSACTION` prepared:
+/// anything but more session set-up and diagnostics.
+fn consumes_next_transaction(c: &Classification) -> bool {
+    !matches!(
+        c.effect,
+        Effect::NextTransaction | Effect::Set | Effect::UseDb(_) | Effect::SetAutocommit(_)
+    ) && c.target != Target::Previous
 }
 
 /// MySQL's ER_LOCK_DEADLOCK: the server rolled the whole transaction back.

@@ -18,7 +18,8 @@ pub(super) struct State {
     pub named_locks: u32,
     pub user_vars: bool,
     pub prepared_text: Vec<Box<[u8]>>,
-    pub wrote: bool,
+    /// `SET TRANSACTION` characteristics wait for the next transaction.
+    pub next_trx: bool,
 }
 
 impl Default for State {
@@ -33,7 +34,7 @@ impl Default for State {
             named_locks: 0,
             user_vars: false,
             prepared_text: Vec::new(),
-            wrote: false,
+            next_trx: false,
         }
     }
 }
@@ -49,8 +50,8 @@ impl State {
         conservative: bool,
     ) {
         match effect {
-            Effect::None | Effect::NextTransaction => {}
-            Effect::Write => self.wrote = true,
+            Effect::None | Effect::Write => {}
+            Effect::NextTransaction => self.next_trx = true,
             Effect::Begin { .. } => {
                 if !conservative {
                     self.in_trans = true;

@@ -306,7 +306,10 @@ fn session_variables_are_recorded_for_replay_and_stay_bounded() {
         history(&s).iter().filter(|c| c.starts_with("USE")).count(),
         1
     );
-    // Reads still go to replicas: the proxy replays the history there first.
+    // The next transaction's characteristics live on the primary connection: the next read
+    // runs there and uses them up. Then reads go to replicas again: the proxy replays the
+    // history there first.
+    ok(&mut s, "SELECT 1", Primary, R::Transaction, AC);
     ok(&mut s, "SELECT 1", Replica, R::Read, AC);
     assert!(!s.needs_pinned_primary());
     s.reset();
@@ -409,7 +412,8 @@ fn insert_then_last_insert_id_stays_on_the_primary_connection() {
         R::Write,
         AC,
     );
-    assert!(s.pins().wrote && s.needs_pinned_primary());
+    // A write pins nothing: the proxy restores LAST_INSERT_ID() on the next primary connection.
+    assert!(!s.needs_pinned_primary());
     ok(
         &mut s,
         "SELECT LAST_INSERT_ID()",
@@ -572,4 +576,71 @@ fn reset_connection_forgets_everything() {
     s.reset();
     assert!(!s.needs_pinned_primary());
     ok(&mut s, "SELECT 1", Replica, R::Read, AC);
+}
+
+#[test]
+fn set_transaction_pins_until_the_next_transaction_uses_it() {
+    let mut s = session();
+    ok(
+        &mut s,
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        Primary,
+        R::Transaction,
+        AC,
+    );
+    assert!(s.pins().next_transaction && s.needs_pinned_primary());
+    // Session set-up in between does not use it up; a read must see it, on the primary.
+    ok(&mut s, "SET NAMES utf8mb4", Primary, R::SessionState, AC);
+    assert!(s.pins().next_transaction);
+    ok(&mut s, "SELECT * FROM t", Primary, R::Transaction, AC);
+    assert!(!s.pins().next_transaction && !s.needs_pinned_primary());
+    ok(&mut s, "SELECT * FROM t", Replica, R::Read, AC);
+
+    ok(
+        &mut s,
+        "SET TRANSACTION READ ONLY",
+        Primary,
+        R::Transaction,
+        AC,
+    );
+    ok(&mut s, "BEGIN", Primary, R::Transaction, AC | IT);
+    assert!(!s.pins().next_transaction && s.pins().transaction);
+    ok(&mut s, "COMMIT", Primary, R::Transaction, AC);
+    assert!(!s.needs_pinned_primary());
+}
+
+#[test]
+fn a_lost_connection_drops_the_pins_it_held_but_keeps_autocommit_and_history() {
+    let mut s = session();
+    ok(
+        &mut s,
+        "SET time_zone = '+01:00'",
+        Primary,
+        R::SessionState,
+        AC,
+    );
+    ok(&mut s, "SET autocommit = 0", Primary, R::Transaction, 0);
+    ok(&mut s, "UPDATE t SET v = 1", Primary, R::Write, IT);
+    ok(
+        &mut s,
+        "CREATE TEMPORARY TABLE tmp (id INT)",
+        Primary,
+        R::TempTable,
+        IT,
+    );
+    let lost = s.on_connection_lost();
+    assert!(lost.transaction && lost.temp_tables && !lost.autocommit_off);
+    assert!(!s.in_transaction() && !s.pins().temp_tables);
+    assert!(!s.autocommit(), "autocommit=0 stays the session's mode");
+    assert_eq!(history(&s), vec!["SET time_zone = '+01:00'"]);
+}
+
+#[test]
+fn sql_calc_found_rows_is_flagged_for_the_proxy() {
+    let mut s = session();
+    let d = s.route_query(b"SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1");
+    assert!(d.calc_found_rows && d.target == Replica);
+    s.on_ok(AC);
+    let d = s.route_query(b"SELECT * FROM t WHERE c = 'SQL_CALC_FOUND_ROWS'");
+    assert!(!d.calc_found_rows);
 }

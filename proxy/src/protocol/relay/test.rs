@@ -87,7 +87,9 @@ async fn result_sets_are_forwarded_verbatim_both_eof_styles() {
             r.unwrap(),
             End::Ok {
                 status: status::AUTOCOMMIT,
-                last_insert_id: 0
+                last_insert_id: 0,
+                warnings: 0,
+                affected_rows: None,
             }
         );
         assert_eq!(out, wire, "deprecate_eof={deprecate}");
@@ -114,7 +116,9 @@ async fn multi_results_continue_until_no_more_flag() {
             r.unwrap(),
             End::Ok {
                 status: status::IN_TRANS,
-                last_insert_id: 42
+                last_insert_id: 42,
+                warnings: 0,
+                affected_rows: Some(0),
             }
         );
         assert_eq!(out, wire);
