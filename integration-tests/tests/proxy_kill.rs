@@ -6,7 +6,7 @@
 mod proxy_support;
 
 use integration_tests::mysql_async::prelude::Queryable;
-use integration_tests::mysql_async::{Conn, Error as MyError, Opts, OptsBuilder};
+use integration_tests::mysql_async::{ChangeUserOpts, Conn, Error as MyError, Opts, OptsBuilder};
 use integration_tests::{APP_PASSWORD, APP_USER, TEST_DB};
 use proxy::session::registry::Registry;
 use proxy_support::{cluster, run_ok, start, start_with, Proxy};
@@ -340,6 +340,37 @@ async fn kill_needs_the_owner_or_an_admin() {
     );
     let v: Option<i64> = app.query_first("SELECT 3").await.unwrap();
     assert_eq!(v, Some(3));
+    // After COM_CHANGE_USER the session is the new user's: `app` may no longer kill it, and a
+    // kill of its statements logs into the backend as the new user.
+    let mut moved = p.conn().await;
+    let moved_id = moved.id();
+    moved
+        .change_user(
+            ChangeUserOpts::default()
+                .with_user(Some(OTHER_USER.into()))
+                .with_pass(Some(OTHER_PASSWORD.into()))
+                .with_db_name(Some(TEST_DB.into())),
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.id(), moved_id, "the same session");
+    let e = app
+        .query_drop(format!("KILL QUERY {moved_id}"))
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&e), Some(1095), "{e}");
+    let sleeper = spawn_query(moved, "SELECT SLEEP(10)");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    other
+        .query_drop(format!("KILL QUERY {moved_id}"))
+        .await
+        .unwrap();
+    let (_, r, took) = sleeper.await.unwrap();
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(
+        matches!(&r, Err(e) if server_code(e) == Some(1317)),
+        "{r:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
