@@ -84,6 +84,30 @@ async fn backend_connections_and_the_monitor_use_tls() {
         assert_eq!(port, c.port(0), "{tls}: in a transaction, the primary");
         assert!(!cipher.is_empty(), "{tls}: primary session without TLS");
         conn.query_drop("COMMIT").await.unwrap();
+        // KILL QUERY reaches the statement's backend over a control connection, which must use
+        // TLS as well: the account requires it.
+        let id = conn.id();
+        let mut killer = p.conn().await;
+        let sleeper = tokio::spawn(async move {
+            let r = conn.query_first::<i64, _>("SELECT SLEEP(10)").await;
+            (conn, r)
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let t = std::time::Instant::now();
+        killer
+            .query_drop(format!("KILL QUERY {id}"))
+            .await
+            .unwrap_or_else(|e| panic!("{tls}: KILL over a TLS control connection: {e}"));
+        let (conn, r) = sleeper.await.unwrap();
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "{tls}: {:?}",
+            t.elapsed()
+        );
+        assert!(
+            matches!(&r, Err(integration_tests::mysql_async::Error::Server(e)) if e.code == 1317),
+            "{tls}: {r:?}"
+        );
         if tls.contains("ca:") {
             // A reload whose CA file does not load is rejected; TLS to the backends goes on.
             let path = p.ctx.config_path().to_path_buf();

@@ -148,8 +148,9 @@ async fn backend_dying_mid_result_is_an_error_not_a_hang() {
     let p = start(&c).await;
     let mut conn = p.conn().await;
     conn.query_drop("BEGIN").await.unwrap();
+    // The backend thread (CONNECTION_ID() answers the proxy's session id).
     let id: u64 = conn
-        .query_first("SELECT CONNECTION_ID()")
+        .query_first("SELECT @@pseudo_thread_id")
         .await
         .unwrap()
         .unwrap();

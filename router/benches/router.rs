@@ -87,6 +87,46 @@ fn bench(c: &mut Criterion) {
     c.bench_function("classify/orm_select_2kb", |b| {
         b.iter(|| classify(black_box(orm.as_bytes())))
     });
+    // What every COM_QUERY pays for KILL and CONNECTION_ID() (issue 9): the KILL check lexes the
+    // first token; the CONNECTION_ID() pre-check scans for `_` (many in ORM SQL, none in 1 MB of
+    // INSERT values) and allocates nothing when the name is absent.
+    let mut out = Vec::with_capacity(256);
+    c.bench_function("session_id/kill_check_point_select", |b| {
+        b.iter(|| router::classify::kill(black_box(POINT_SELECT.as_bytes())))
+    });
+    c.bench_function("session_id/connection_id_check_point_select", |b| {
+        b.iter(|| {
+            router::classify::substitute_connection_id(
+                black_box(POINT_SELECT.as_bytes()),
+                7,
+                &mut out,
+            )
+        })
+    });
+    c.bench_function("session_id/connection_id_check_orm_select_2kb", |b| {
+        b.iter(|| {
+            router::classify::substitute_connection_id(black_box(orm.as_bytes()), 7, &mut out)
+        })
+    });
+    let big = format!(
+        "INSERT INTO t VALUES {}",
+        vec!["(1,'abcdefghij')"; 70_000].join(",")
+    );
+    c.bench_function("session_id/connection_id_check_insert_1mb", |b| {
+        b.iter(|| {
+            router::classify::substitute_connection_id(black_box(big.as_bytes()), 7, &mut out)
+        })
+    });
+    c.bench_function("session_id/connection_id_substitute", |b| {
+        b.iter(|| {
+            out.clear();
+            router::classify::substitute_connection_id(
+                black_box(b"SELECT CONNECTION_ID()".as_slice()),
+                7,
+                &mut out,
+            )
+        })
+    });
     // sysbench oltp_read_write's transaction shape through the session state machine.
     let trx: [&[u8]; 6] = [
         b"BEGIN",

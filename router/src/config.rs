@@ -220,6 +220,10 @@ pub struct UserConfig {
     pub name: String,
     #[serde(flatten)]
     pub secret: Secret,
+    /// May `KILL` the sessions of other users through the proxy (as `PROCESS`/`CONNECTION
+    /// ADMIN` allow on a server). Without it a user kills only its own sessions.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// Client-side TLS mode.
@@ -757,6 +761,18 @@ mod test {
             c.proxy.as_ref().map(|p| p.listen.as_str()),
             Some("127.0.0.1:6033")
         );
+    }
+
+    #[test]
+    fn users_are_not_admins_unless_configured() {
+        let text = EXAMPLE.replace(
+            "      password: app-password\n",
+            "      password: app-password\n    - name: ops\n      password: x\n      admin: true\n",
+        );
+        let c = Config::from_yaml("c.yaml", &text).expect("parses");
+        let users = &c.proxy.as_ref().expect("proxy section").users;
+        let admin: Vec<(&str, bool)> = users.iter().map(|u| (u.name.as_str(), u.admin)).collect();
+        assert_eq!(admin, [("app", false), ("ops", true)]);
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Backend side: authenticated connections to the database servers and their pools.
 
 pub mod conn;
+pub mod control;
 pub mod handshake;
 pub mod pool;
 pub mod tls;
 
 pub use conn::{BackendStmt, Conn, Key, Sink};
+pub use control::KillScope;
 pub use pool::{pools_for, Pools};
 
 /// What can go wrong talking to a backend.

@@ -11,7 +11,6 @@ pub use stream::{ClientStream, Tls};
 
 use crate::context::Context;
 use crate::metrics::reject;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -43,9 +42,6 @@ impl From<std::io::Error> for Error {
     }
 }
 
-/// Connection ids shown to clients (greeting, `CONNECTION_ID()` is the backend's own).
-static NEXT_CONNECTION_ID: AtomicU32 = AtomicU32::new(1);
-
 /// Serves one accepted client until it quits or fails: handshake, authentication, then the
 /// command loop. The caller holds the client's `max_connections` slot for the duration.
 pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>) -> Result<(), Error> {
@@ -54,7 +50,8 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>) -> Result<(), Er
         .peer_addr()
         .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
     let tls = tls_for(&ctx)?;
-    let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+    // The session id: the greeting's thread id, `CONNECTION_ID()`, and what `KILL` takes.
+    let id = crate::session::registry::next_id();
     let hs = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
         auth::handshake(stream, peer, &ctx, tls.as_ref(), id),

@@ -92,6 +92,7 @@ pub mod com {
     pub const FIELD_LIST: u8 = 0x04;
     pub const STATISTICS: u8 = 0x09;
     pub const PROCESS_INFO: u8 = 0x0a;
+    pub const PROCESS_KILL: u8 = 0x0c;
     pub const PING: u8 = 0x0e;
     pub const CHANGE_USER: u8 = 0x11;
     pub const STMT_PREPARE: u8 = 0x16;
@@ -120,6 +121,11 @@ pub mod code {
     pub const ER_UNKNOWN_ERROR: (u16, &str) = (1105, "HY000");
     pub const ER_NOT_SUPPORTED_AUTH_MODE: (u16, &str) = (1251, "08004");
     pub const ER_LOCK_WAIT_TIMEOUT_PROXY: (u16, &str) = (2013, "HY000");
+    pub const ER_NO_SUCH_THREAD: (u16, &str) = (1094, "HY000");
+    pub const ER_KILL_DENIED_ERROR: (u16, &str) = (1095, "HY000");
+    pub const ER_NOT_SUPPORTED_YET: (u16, &str) = (1235, "42000");
+    pub const ER_QUERY_INTERRUPTED: (u16, &str) = (1317, "70100");
+    pub const ER_CONNECTION_KILLED: (u16, &str) = (1927, "70100");
 }
 
 /// Character set / collation id sent in the handshake when nothing else is known

@@ -114,6 +114,7 @@ impl Session {
             self.client.collation = c;
         }
         self.client.database = req.database;
+        self.registry_user_changed();
         self.reset_session().await;
         self.send_ok(verified.seq).await
     }

@@ -276,6 +276,7 @@ impl Session {
             let _in_flight = backend.begin();
             backend.metrics().query(route_label, reason_label(d.reason));
             let deprecate = self.held[h].conn.deprecate_eof();
+            self.statement_started(&backend, h).await;
             let held = &mut self.held[h];
             let sent = async {
                 let packet: &[u8] = if use_out { &self.out } else { &self.cmd };
@@ -311,6 +312,7 @@ impl Session {
                 }
                 Err(e) => Err(RelayError::Backend(std::io::Error::other(e.to_string()))),
             };
+            self.statement_ended(h).await?;
             if self.frame.capacity() > 1 << 20 {
                 self.frame = Vec::new();
             }
@@ -387,6 +389,10 @@ impl Session {
 
     /// COM_QUERY.
     pub(super) async fn query(&mut self) -> Result<(), Error> {
+        self.substitute_connection_id();
+        if self.kill_statement().await? {
+            return Ok(());
+        }
         let d = self.router.route_query(&self.cmd[1..]);
         let out = match self.gate().await? {
             Some(out) => out,

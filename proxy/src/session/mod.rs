@@ -6,7 +6,9 @@ mod change_user;
 mod conns;
 mod exec;
 mod integrity;
+mod kill;
 mod limits;
+pub mod registry;
 mod stmt;
 mod view;
 
@@ -36,6 +38,9 @@ pub enum Error {
     /// COM_CHANGE_USER failed (denied, timed out, broken): the session ends, as on a server.
     #[error("COM_CHANGE_USER: {0}")]
     ChangeUser(Box<crate::frontend::Error>),
+    /// `KILL CONNECTION` from a client (this session's or another's).
+    #[error("killed by KILL CONNECTION")]
+    Killed,
 }
 
 impl From<std::io::Error> for Error {
@@ -92,6 +97,8 @@ pub struct Session {
     timers: Timers,
     /// Packet, statement and long-data bounds (see `limits.rs`).
     limits: limits::Limits,
+    /// This session in the registry `KILL` looks sessions up in (see `kill.rs`).
+    registration: registry::Registration,
 }
 
 /// Runs the command loop for an authenticated client.
@@ -125,6 +132,7 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
     let mut s = Session {
         pools: pools_for(&ctx),
         view: view::View::new(&ctx),
+        registration: kill::register(&ctx, &client),
         ctx,
         client,
         stream,
@@ -163,6 +171,7 @@ impl Session {
         let mut shutdown = self.ctx.shutdown_signal();
         // proxy.max_allowed_packet, never what the client declares (see limits.rs).
         let max_packet = self.limits.max_packet;
+        let registered = self.registry_entry();
         loop {
             // A statement boundary: after SIGTERM, no new statement starts here unless it
             // belongs to a transaction already open (which may finish, then the session ends).
@@ -198,6 +207,8 @@ impl Session {
                             }
                         }
                     },
+                    // KILL CONNECTION from another session.
+                    _ = registered.close_requested() => return Ok(()),
                     _ = shutdown.changed() => {
                         if self.router.in_transaction() {
                             continue;
@@ -234,6 +245,7 @@ impl Session {
             match command {
                 com::QUIT => return Ok(()),
                 com::QUERY => self.query().await?,
+                com::PROCESS_KILL => self.process_kill().await?,
                 com::PING => {
                     self.send_ok(reply).await?;
                 }

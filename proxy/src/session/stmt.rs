@@ -58,6 +58,10 @@ impl Session {
     /// COM_STMT_PREPARE: prepared where its first execution would go, to answer the client with
     /// real metadata under the session's own statement id.
     pub(super) async fn stmt_prepare(&mut self) -> Result<(), Error> {
+        self.substitute_connection_id();
+        if self.refuse_prepared_kill().await? {
+            return Ok(());
+        }
         if self.stmts.len() >= self.limits.max_stmts {
             // Nothing is prepared anywhere (proxy.max_prepared_statements).
             let (c, st) = code::ER_MAX_PREPARED_STMT_COUNT_REACHED;

@@ -6,12 +6,16 @@
 //! understands goes to the primary with [`Reason::Unparseable`]: classification never fails.
 
 mod builtins;
+mod connection_id;
+mod kill;
 mod lexer;
 mod parsed;
 mod reads;
 mod rules;
 pub(crate) mod set;
 
+pub use connection_id::substitute_connection_id;
+pub use kill::{kill, Kill};
 pub use lexer::{split_statements, Span};
 
 /// Where a statement may run.
