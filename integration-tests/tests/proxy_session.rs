@@ -590,3 +590,38 @@ async fn a_client_that_stops_reading_is_cut_off_and_frees_its_backend() {
         "the client sees its connection gone: {line}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_timeout_cancels_the_statement_on_its_server() {
+    let Some(c) = cluster("query_timeout_cancels_the_statement_on_its_server") else {
+        return;
+    };
+    let p = start_with(&c, "  query_timeout_ms: 1000\n").await;
+    let mut conn = p.conn().await;
+    let t = Instant::now();
+    let e = conn
+        .query_drop("/* rwsplit:primary */ SELECT SUM(CRC32(seq)) FROM seq_1_to_1000000000")
+        .await
+        .expect_err("cancelled");
+    assert_eq!(server_code(&e), Some(1317), "{e}");
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "cancelled after {:?}",
+        t.elapsed()
+    );
+    // Gone from the server, not left running.
+    let mut admin = c.admin(0).await.unwrap();
+    let running: u64 = admin
+        .query_first("SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE '%SUM(CRC32(seq)) FROM seq_1_to_1000000000'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(running, 0);
+    assert_eq!(p.ctx.metrics.query_timeouts.get(), 1);
+    // The session goes on; quick statements are untouched; nothing was ejected.
+    let v: u8 = conn.query_first("SELECT 1").await.unwrap().unwrap();
+    assert_eq!(v, 1);
+    for b in p.ctx.backends().iter() {
+        assert_eq!(b.breaker_state(), "closed");
+    }
+}

@@ -4,6 +4,7 @@
 
 use super::conns::ConnRef;
 use super::{backend_err, Error, Session};
+use crate::backend::{control, KillScope};
 use crate::metrics::route;
 use crate::protocol::consts::code;
 use crate::protocol::packet::write_packet;
@@ -304,10 +305,36 @@ impl Session {
                         &mut progress,
                     );
                     tokio::pin!(relayed);
-                    tokio::select! {
-                        biased;
-                        r = &mut relayed => r,
-                        _ = hung.changed() => Err(RelayError::Hung),
+                    // proxy.query_timeout_ms: once past it, the statement is cancelled on its
+                    // server (KILL QUERY from a control connection, awaited here so that the
+                    // connection cannot change hands meanwhile) and the relay goes on to
+                    // forward the server's own ERR 1317.
+                    let mut cancel_at = self
+                        .limits
+                        .query_timeout
+                        .map(|t| (tokio::time::Instant::now() + t, t));
+                    let thread = held.conn.connection_id;
+                    loop {
+                        let deadline = async {
+                            match cancel_at {
+                                Some((at, _)) => tokio::time::sleep_until(at).await,
+                                None => std::future::pending().await,
+                            }
+                        };
+                        tokio::select! {
+                            biased;
+                            r = &mut relayed => break r,
+                            _ = hung.changed() => break Err(RelayError::Hung),
+                            _ = deadline => {
+                                let Some((_, limit)) = cancel_at.take() else { continue };
+                                self.ctx.metrics.query_timeouts.inc();
+                                let creds = self.registration.entry.creds();
+                                tracing::info!(backend = backend.name(), thread, limit_ms = limit.as_millis() as u64, "statement past proxy.query_timeout_ms: cancelling it");
+                                if let Err(e) = control::kill(&self.ctx, &backend, &creds.user, &creds.password, thread, KillScope::Query).await {
+                                    tracing::warn!(backend = backend.name(), error = %e, "could not cancel a statement past proxy.query_timeout_ms");
+                                }
+                            }
+                        }
                     }
                 }
                 Err(e) => Err(RelayError::Backend(std::io::Error::other(e.to_string()))),
@@ -350,6 +377,24 @@ impl Session {
                     return Ok(Outcome::Done(end));
                 }
                 Err(RelayError::Client(e)) => {
+                    // The client left in the middle of the answer: the server may still be
+                    // running the statement (and holding its locks). The connection is closed
+                    // and never reused, so its thread id cannot reach anyone else.
+                    let thread = self.held[h].conn.connection_id;
+                    let creds = self.registration.entry.creds();
+                    let ctx = self.ctx.clone();
+                    let b = backend.clone();
+                    tokio::spawn(async move {
+                        let _ = control::kill(
+                            &ctx,
+                            &b,
+                            &creds.user,
+                            &creds.password,
+                            thread,
+                            KillScope::Connection,
+                        )
+                        .await;
+                    });
                     self.discard(h);
                     return Err(Error::Client(e));
                 }

@@ -27,6 +27,8 @@ pub(super) struct Limits {
     pub max_stmts: usize,
     /// Long-data bytes buffered across all statements, bounded by `max_packet`.
     pub long_data: usize,
+    /// `proxy.query_timeout_ms` (`None`: statements run as long as they take).
+    pub query_timeout: Option<std::time::Duration>,
 }
 
 impl Limits {
@@ -35,6 +37,8 @@ impl Limits {
             max_packet: cfg.max_allowed_packet,
             max_stmts: cfg.max_prepared_statements,
             long_data: 0,
+            query_timeout: (cfg.query_timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(cfg.query_timeout_ms)),
         }
     }
 
@@ -115,6 +119,7 @@ mod test {
             max_packet: 1000,
             max_stmts: 1,
             long_data: 0,
+            query_timeout: None,
         };
         assert!(l.long_data_fits(1000));
         l.long_data = 600;
