@@ -326,6 +326,25 @@ async fn diagnostics_answer_after_a_pause_longer_than_the_release_delay() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     let w: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").await.unwrap();
     assert!(w.is_empty(), "{w:?}");
+
+    // ROW_COUNT() of a write, after its connection went back to the pool.
+    setup_table(&c, "row_count_t").await;
+    conn.query_drop("UPDATE row_count_t SET v = v + 1")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let n: i64 = conn
+        .query_first("SELECT ROW_COUNT()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 2, "the UPDATE changed two rows");
+    let n: i64 = conn
+        .query_first("SELECT ROW_COUNT()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, -1, "after a SELECT, as on a server");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

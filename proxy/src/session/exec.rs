@@ -439,6 +439,9 @@ impl Session {
             return Ok(());
         }
         let d = self.router.route_query(&self.cmd[1..]);
+        if d.target == Target::Previous {
+            self.substitute_row_count();
+        }
         let out = match self.gate().await? {
             Some(out) => out,
             None => self.run(d, Shape::Results).await?,
@@ -446,6 +449,27 @@ impl Session {
         out.report(&mut self.router);
         self.settle();
         Ok(())
+    }
+
+    /// `ROW_COUNT()` when the previous statement's connection went back to the pool (its count
+    /// left no warning to keep it for): a fresh connection would answer -1, so the count
+    /// recorded from the statement's OK packet is put in its place.
+    fn substitute_row_count(&mut self) {
+        let held = self
+            .previous
+            .as_ref()
+            .is_some_and(|p| self.held.iter().any(|h| p.is(h)));
+        if held {
+            return;
+        }
+        let Some(sql) = self.cmd.get(1..) else { return };
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        out.push(self.cmd[0]);
+        if router::classify::substitute_row_count(sql, self.row_count, &mut out) {
+            std::mem::swap(&mut self.cmd, &mut out);
+        }
+        self.out = out;
     }
 
     /// COM_INIT_DB: runs where the previous statement ran (or the primary) and is recorded for

@@ -14,7 +14,7 @@ mod reads;
 mod rules;
 pub(crate) mod set;
 
-pub use connection_id::substitute_connection_id;
+pub use connection_id::{substitute_connection_id, substitute_row_count};
 pub use kill::{kill, Kill};
 pub use lexer::{split_statements, Span};
 
