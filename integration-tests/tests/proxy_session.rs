@@ -389,9 +389,13 @@ async fn sessions_that_wrote_once_give_their_primary_connection_back() {
         .await
         .unwrap();
     let p = start_with(&c, "  pool:\n    release_delay_ms: 200\n").await;
-    const SESSIONS: usize = 1000;
-    let mut sessions = Vec::with_capacity(SESSIONS);
-    for chunk in 0..SESSIONS / 50 {
+    // 1,000 in `make test`; RWSPLIT_WRITE_ONCE_SESSIONS=5000 for the full figure.
+    let sessions_wanted: usize = std::env::var("RWSPLIT_WRITE_ONCE_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let mut sessions = Vec::with_capacity(sessions_wanted);
+    for chunk in 0..sessions_wanted / 50 {
         let mut batch = Vec::new();
         for _ in 0..50 {
             // No switch to the server's Unix socket: every session goes through the proxy.
@@ -407,13 +411,14 @@ async fn sessions_that_wrote_once_give_their_primary_connection_back() {
         for t in batch {
             sessions.push(t.await.expect("session task"));
         }
-        assert!(chunk < SESSIONS / 50);
+        assert!(chunk < sessions_wanted / 50);
     }
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let held = held_by_sessions(&p, "primary");
+    eprintln!("{sessions_wanted} idle write-once sessions hold {held} primary connections");
     assert!(
-        held <= 8,
-        "{SESSIONS} idle sessions that each wrote once hold {held} primary connections"
+        held <= 8.max(sessions_wanted as i64 / 100),
+        "{sessions_wanted} idle sessions that each wrote once hold {held} primary connections"
     );
     // Each session still sees its own LAST_INSERT_ID().
     let mut ids = std::collections::HashSet::new();
