@@ -10,6 +10,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "installing test dependencies"
 scripts/install-deps.sh
 
+step "the repository is self-contained (no test, bench or script reads outside it)"
+python3 scripts/check_self_contained.py
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
