@@ -183,7 +183,7 @@ impl Metrics {
             ),
             config_reloads: reg.counter_vec(
                 "rwsplit_config_reloads_total",
-                "Configuration reloads (SIGHUP), by result (ok, error).",
+                "Configuration reloads (SIGHUP or a changed file), by result (ok, error).",
                 &["result"],
             ),
             split_brain: reg.gauge(
