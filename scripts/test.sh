@@ -36,11 +36,8 @@ cargo test --workspace --locked
 step "dashboards and alert rules"
 scripts/check-dashboards.sh
 
-step "docker compose file"
-if [ -f docker/docker-compose.yml ]; then
-  docker-compose -f docker/docker-compose.yml config --quiet
-  echo "docker/docker-compose.yml: valid"
-fi
+step "deployment: compose files, image recipe, Kubernetes manifests"
+scripts/check-deploy.sh
 
 echo
 echo "make test: all checks passed"
