@@ -33,6 +33,9 @@ export RWSPLIT_TEST_BASE_PORT=3310
 step "cargo test (unit and integration tests against the real topology)"
 cargo test --workspace --locked
 
+step "Debian packages: install, start from the units against the topology, /healthz, purge"
+scripts/test-package.sh
+
 step "dashboards and alert rules"
 scripts/check-dashboards.sh
 
