@@ -19,8 +19,6 @@ if [ "${1:-}" != "--demo" ]; then
   command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
   # `kubectl kustomize` builds the Kubernetes overlays (any kubectl will do; Debian's is enough).
   command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
-  # dpkg-deb builds the .deb packages (scripts/package.sh); present on any Debian.
-  command -v dpkg-deb >/dev/null 2>&1 || need_apt+=(dpkg-dev)
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
