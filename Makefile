@@ -1,7 +1,7 @@
 # rwsplit: the two commands a newcomer needs are `make demo` and `make test`.
 SHELL := /bin/bash
 
-.PHONY: demo test cluster-up cluster-down cluster-status build bench check-config
+.PHONY: demo test cluster-up cluster-down cluster-status build bench check-config package
 
 ## make demo: build, start a local primary + 2 replicas, the sidecar and the proxy, run a sample
 ## workload, show where queries went and each replica's lag; Ctrl-C stops everything.
@@ -22,6 +22,11 @@ cluster-status:
 
 build:
 	cargo build --workspace --release
+
+## make package: .deb packages (rwsplit-proxy, rwsplit-binlog-reader, rwsplit-common) with
+## hardened systemd units, in dist/ (scripts/package.sh; tested by scripts/test-package.sh).
+package:
+	scripts/package.sh
 
 check-config:
 	cargo run -q --release --bin rwsplit-proxy -- --config examples/local-cluster.yaml --check-config

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine, skipping what is there:
 # MariaDB server and client, sysbench, the openssl CLI, Prometheus (promtool checks the alert rules),
-# docker-compose (checks the compose file; no engine needed), the Rust fmt/clippy components,
+# docker-compose (checks the compose files; no engine needed), kubectl (builds the Kubernetes
+# overlays) and kubernetes-validate (in a venv), the Rust fmt/clippy components,
 # and the real client drivers the end-to-end tests drive (integration-tests/clients/install.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,6 +17,8 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ "${1:-}" != "--demo" ]; then
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
   command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
+  # `kubectl kustomize` builds the Kubernetes overlays (any kubectl will do; Debian's is enough).
+  command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -43,5 +46,8 @@ fi
 
 if [ "${1:-}" != "--demo" ] && [ -x "$ROOT/integration-tests/clients/install.sh" ]; then
   "$ROOT/integration-tests/clients/install.sh"
+fi
+if [ "${1:-}" != "--demo" ]; then
+  "$ROOT/scripts/install-deploy-tools.sh" # kubernetes-validate in .scratch/venv-deploy
 fi
 echo "install-deps: ok"

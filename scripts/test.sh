@@ -10,6 +10,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "installing test dependencies"
 scripts/install-deps.sh
 
+step "the repository is self-contained (no test, bench or script reads outside it)"
+python3 scripts/check_self_contained.py
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -30,14 +33,14 @@ export RWSPLIT_TEST_BASE_PORT=3310
 step "cargo test (unit and integration tests against the real topology)"
 cargo test --workspace --locked
 
+step "Debian packages: install, start from the units against the topology, /healthz, purge"
+scripts/test-package.sh
+
 step "dashboards and alert rules"
 scripts/check-dashboards.sh
 
-step "docker compose file"
-if [ -f docker/docker-compose.yml ]; then
-  docker-compose -f docker/docker-compose.yml config --quiet
-  echo "docker/docker-compose.yml: valid"
-fi
+step "deployment: compose files, image recipe, Kubernetes manifests"
+scripts/check-deploy.sh
 
 echo
 echo "make test: all checks passed"

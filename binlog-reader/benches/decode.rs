@@ -1,5 +1,5 @@
 //! Offline parse throughput: framing, CRC32 verification and decoding of real binlog files
-//! (../shared/testdata/binlogs), in events per second of one core.
+//! (binlog-reader/testdata/binlogs), in events per second of one core.
 //!
 //!     cargo bench -p binlog-reader --bench decode
 
@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 fn testdata(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/binlogs")
+        .join("testdata/binlogs")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

@@ -19,6 +19,8 @@ pub mod snapshot;
 pub mod start;
 pub mod state;
 pub mod stream;
+#[cfg(test)]
+mod testdata;
 pub mod timeline;
 pub mod tls;
 

@@ -87,21 +87,50 @@ fn exported(page: &str) -> BTreeSet<String> {
     names
 }
 
+/// Where the proxy gets replica lag: the sidecar's `/lag`, or its own embedded reader.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum LagMode {
+    Sidecar,
+    Embedded,
+}
+
 #[tokio::test]
-async fn every_dashboard_and_alert_metric_is_exported() {
-    let Some(cluster) = Cluster::shared_or_skip("every_dashboard_and_alert_metric_is_exported")
-    else {
+async fn every_dashboard_and_alert_metric_is_exported_with_the_sidecar() {
+    every_dashboard_and_alert_metric_is_exported(LagMode::Sidecar).await;
+}
+
+/// With `lag_source: embedded` there is no sidecar: the proxy alone must export every metric
+/// the dashboard and the rules use (the reader's included), or panels stay empty and the lag
+/// alerts can never fire.
+#[tokio::test]
+async fn every_dashboard_and_alert_metric_is_exported_by_an_embedded_mode_proxy() {
+    every_dashboard_and_alert_metric_is_exported(LagMode::Embedded).await;
+}
+
+async fn every_dashboard_and_alert_metric_is_exported(mode: LagMode) {
+    let test = format!("every_dashboard_and_alert_metric_is_exported ({mode:?})");
+    let Some(cluster) = Cluster::shared_or_skip(&test) else {
         return;
     };
     let (proxy_port, proxy_http, sidecar_http) = (free_port(), free_port(), free_port());
-    let dir = repo_root().join(".scratch/dashboards-test");
+    let dir = repo_root().join(format!(".scratch/dashboards-test-{mode:?}"));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("rwsplit.yaml");
-    std::fs::write(
-        &config,
-        cluster.config_yaml(proxy_port, proxy_http, sidecar_http),
-    )
-    .unwrap();
+    let mut yaml = cluster.config_yaml(proxy_port, proxy_http, sidecar_http);
+    if mode == LagMode::Embedded {
+        let sidecar_source = format!(
+            "  lag_source:\n    sidecar:\n      url: http://127.0.0.1:{sidecar_http}/lag\n"
+        );
+        assert!(yaml.contains(&sidecar_source), "{yaml}");
+        yaml = yaml.replace(&sidecar_source, "  lag_source: embedded\n");
+        // Its own server id: the sidecar test's reader streams from the same primary.
+        let id = 4000 + u32::from(cluster.base_port());
+        yaml = yaml.replace(
+            &format!("server_id: {id}"),
+            &format!("server_id: {}", id + 500),
+        );
+    }
+    std::fs::write(&config, yaml).unwrap();
 
     let spawn = |name: &str, log: &str| {
         let log = std::fs::File::create(dir.join(log)).unwrap();
@@ -115,9 +144,12 @@ async fn every_dashboard_and_alert_metric_is_exported() {
                 .unwrap_or_else(|e| panic!("starting {name}: {e}")),
         )
     };
-    let _sidecar = spawn("rwsplit-binlog-reader", "sidecar.log");
+    let _sidecar =
+        (mode == LagMode::Sidecar).then(|| spawn("rwsplit-binlog-reader", "sidecar.log"));
     let _proxy = spawn("rwsplit-proxy", "proxy.log");
-    wait_http(sidecar_http, "/metrics", "the sidecar");
+    if mode == LagMode::Sidecar {
+        wait_http(sidecar_http, "/metrics", "the sidecar");
+    }
     wait_http(proxy_http, "/metrics", "the proxy");
 
     // Real traffic so that per-route and per-backend series exist.
@@ -151,11 +183,21 @@ async fn every_dashboard_and_alert_metric_is_exported() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let mut have = exported(&wait_http(proxy_http, "/metrics", "the proxy"));
-    have.extend(exported(&wait_http(
-        sidecar_http,
-        "/metrics",
-        "the sidecar",
-    )));
+    match mode {
+        LagMode::Sidecar => have.extend(exported(&wait_http(
+            sidecar_http,
+            "/metrics",
+            "the sidecar",
+        ))),
+        LagMode::Embedded => {
+            // The embedded reader starts once the monitor has found the primary.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while !have.contains("rwsplit_binlog_stream_connected") && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                have = exported(&wait_http(proxy_http, "/metrics", "the proxy"));
+            }
+        }
+    }
 
     let mut used = BTreeSet::new();
     for entry in std::fs::read_dir(repo_root().join("dashboards")).unwrap() {
@@ -172,6 +214,6 @@ async fn every_dashboard_and_alert_metric_is_exported() {
     let missing: Vec<&String> = used.iter().filter(|n| !have.contains(*n)).collect();
     assert!(
         missing.is_empty(),
-        "dashboards/ use metrics that neither the proxy nor the sidecar exports: {missing:?}\nexported: {have:?}"
+        "{mode:?} mode: dashboards/ use metrics that nothing exports: {missing:?}\nexported: {have:?}"
     );
 }

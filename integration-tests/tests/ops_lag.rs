@@ -72,10 +72,25 @@ async fn embedded_lag_source_measures_a_delayed_replica() {
     assert!(
         ops_support::metric(
             &metrics,
+            "rwsplit_proxy_replica_lag_seconds{replica=\"replica1\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+    // The embedded reader's own metrics are on the proxy's /metrics, as on a sidecar's.
+    assert!(
+        ops_support::metric(
+            &metrics,
             "rwsplit_replica_lag_seconds{replica=\"replica1\"}"
         ) >= 1.0,
         "{metrics}"
     );
+    for family in [
+        "rwsplit_replica_lag_known{replica=\"replica2\"} 1",
+        "rwsplit_binlog_stream_connected 1",
+        "rwsplit_binlog_events_total{",
+    ] {
+        assert!(metrics.contains(family), "no {family} in:\n{metrics}");
+    }
 }
 
 /// Kills the sidecar when the test ends, however it ends.
@@ -142,7 +157,7 @@ async fn sidecar_lag_source_follows_the_sidecar_and_goes_unknown_without_it() {
     assert_eq!(status, 200, "writes do not depend on lag: {body}");
     let (_, metrics) = proxy.get("/metrics").await;
     assert!(
-        !metrics.contains("rwsplit_replica_lag_seconds{replica=\"replica1\"}"),
+        !metrics.contains("rwsplit_proxy_replica_lag_seconds{replica=\"replica1\"}"),
         "unknown lag is absent, not 0:\n{metrics}"
     );
 }

@@ -67,7 +67,9 @@ pub struct Metrics {
     pub backend_up: IntGaugeVec,
     /// `rwsplit_backend_connect_errors_total{backend}`: failed connects (monitor and pools).
     pub backend_connect_errors: IntCounterVec,
-    /// `rwsplit_replica_lag_seconds{replica}`: absent (not 0) while lag is unknown.
+    /// `rwsplit_proxy_replica_lag_seconds{replica}`: the lag the router uses, from the
+    /// configured `lag_source`; absent (not 0) while unknown. The binlog reader's own
+    /// measurement is `rwsplit_replica_lag_seconds` (one name per meaning).
     pub replica_lag_seconds: prometheus::GaugeVec,
     /// `rwsplit_backend_role{backend,role}`: 1 for the role the monitor observes now
     /// (`primary`, `replica`, `unknown`), 0 for the others.
@@ -112,7 +114,7 @@ impl Metrics {
         "rwsplit_backend_connections",
         "rwsplit_backend_up",
         "rwsplit_backend_connect_errors_total",
-        "rwsplit_replica_lag_seconds",
+        "rwsplit_proxy_replica_lag_seconds",
         "rwsplit_backend_role",
         "rwsplit_circuit_breaker_open",
         "rwsplit_config_reloads_total",
@@ -181,8 +183,8 @@ impl Metrics {
             replica_lag_seconds: {
                 let g = prometheus::GaugeVec::new(
                     Opts::new(
-                        "rwsplit_replica_lag_seconds",
-                        "Replica lag behind the primary; absent while unknown.",
+                        "rwsplit_proxy_replica_lag_seconds",
+                        "Replica lag the proxy routes on, from its lag_source; absent while unknown.",
                     ),
                     &["replica"],
                 )
@@ -202,7 +204,7 @@ impl Metrics {
             ),
             config_reloads: reg.counter_vec(
                 "rwsplit_config_reloads_total",
-                "Configuration reloads (SIGHUP), by result (ok, error).",
+                "Configuration reloads (SIGHUP or a changed file), by result (ok, error).",
                 &["result"],
             ),
             split_brain: reg.gauge(

@@ -69,21 +69,25 @@ pub fn handshake_err_packet(code: u16, message: &str) -> Vec<u8> {
 }
 
 /// Runs everything: the health monitor, the admin endpoint, the signal handlers (SIGHUP
-/// reloads, SIGTERM/SIGINT shut down) and the accept loop. Returns once sessions are done.
+/// reloads, SIGTERM/SIGINT shut down), the configuration file watcher (a changed file
+/// reloads as SIGHUP does) and the accept loop. Returns once sessions are done.
 pub async fn serve_all(ctx: Arc<Context>, listener: TcpListener, admin: TcpListener) {
     let monitor = crate::health::spawn(ctx.clone());
     crate::frontend::rsa_key::warm(&ctx);
     let admin = tokio::spawn(crate::admin::serve(admin, ctx.clone()));
-    let signals = tokio::spawn(handle_signals(ctx.clone()));
+    let reloader = crate::config_watch::Reloader::new(ctx.clone());
+    let signals = tokio::spawn(handle_signals(ctx.clone(), reloader.clone()));
+    let watcher = tokio::spawn(crate::config_watch::watch(reloader));
     run(ctx, listener).await;
     monitor.abort();
     admin.abort();
     signals.abort();
+    watcher.abort();
 }
 
 /// SIGHUP: reload the configuration (a bad file is rejected and the old one stays).
 /// SIGTERM / SIGINT: begin a graceful shutdown; a second one is not needed (the deadline holds).
-async fn handle_signals(ctx: Arc<Context>) {
+async fn handle_signals(ctx: Arc<Context>, reloader: Arc<crate::config_watch::Reloader>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (mut hup, mut term, mut int) = match (
         signal(SignalKind::hangup()),
@@ -98,17 +102,11 @@ async fn handle_signals(ctx: Arc<Context>) {
     };
     loop {
         tokio::select! {
-            _ = hup.recv() => match ctx.reload() {
-                Ok(()) => {
-                    let c = ctx.config();
-                    tracing::info!(
-                        servers = c.servers.len(),
-                        users = c.proxy.as_ref().map(|p| p.users.len()).unwrap_or(0),
-                        "configuration reloaded"
-                    );
-                }
-                Err(e) => tracing::error!("configuration reload rejected, keeping the running one: {e}"),
-            },
+            _ = hup.recv() => {
+                let r = reloader.clone();
+                // Reading files blocks: keep it off the runtime's workers.
+                let _ = tokio::task::spawn_blocking(move || r.reload("SIGHUP")).await;
+            }
             _ = term.recv() => stop(&ctx, "SIGTERM"),
             _ = int.recv() => stop(&ctx, "SIGINT"),
         }

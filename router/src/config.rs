@@ -460,6 +460,13 @@ pub struct Config {
     /// This proxy's location; reads prefer replicas here.
     #[serde(default)]
     pub location: Option<String>,
+    /// The name of an environment variable that holds this proxy's location, instead of
+    /// `location`: one file then serves proxies in every zone (on Kubernetes the variable comes
+    /// from the node's `topology.kubernetes.io/zone` label). Read at start and on every reload;
+    /// unset or empty is an error. Entries of `routing.location_fallback` equal to the value
+    /// are skipped, so the same fallback list can name every zone.
+    #[serde(default)]
+    pub location_env: Option<String>,
     pub servers: Vec<ServerConfig>,
     #[serde(default)]
     pub routing: RoutingConfig,
@@ -471,14 +478,64 @@ pub struct Config {
 }
 
 impl Config {
-    /// Parses and validates a document; `file` names it in errors.
+    /// Parses and validates a document; `file` names it in errors. `location_env` is read
+    /// from the process environment.
     pub fn from_yaml(file: &str, text: &str) -> Result<Config, ConfigError> {
-        let config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
+        Self::from_yaml_with_env(file, text, |name| std::env::var(name).ok())
+    }
+
+    /// [`Config::from_yaml`] with the environment given as a lookup function (tests, tools).
+    pub fn from_yaml_with_env(
+        file: &str,
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
             file: file.to_string(),
             message: e.to_string(),
         })?;
+        config.resolve_location_env(file, text, env)?;
         config.validate(file, text)?;
         Ok(config)
+    }
+
+    /// Replaces `location_env` by the location it names, before validation.
+    fn resolve_location_env(
+        &mut self,
+        file: &str,
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let Some(var) = self.location_env.as_deref() else {
+            return Ok(());
+        };
+        let invalid = |message: String| ConfigError::Invalid {
+            file: file.to_string(),
+            line: find_line(text, "location_env:"),
+            key: "location_env".into(),
+            message,
+        };
+        if self.location.is_some() {
+            return Err(invalid(
+                "give only one of `location` and `location_env`".into(),
+            ));
+        }
+        if var.is_empty() {
+            return Err(invalid("must name an environment variable".into()));
+        }
+        let value = env(var)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "environment variable {var} is not set or empty: set it to this proxy's \
+                     location (on Kubernetes, from the node's topology.kubernetes.io/zone \
+                     label), or give `location` instead"
+                ))
+            })?;
+        self.routing.location_fallback.retain(|l| *l != value);
+        self.location = Some(value);
+        Ok(())
     }
 
     /// The server configured as primary.
@@ -912,6 +969,54 @@ mod test {
             "    port: 3311\n    tls: {mode: sometimes, ca: x}\n",
         );
         assert!(Config::from_yaml("c.yaml", &text).is_err());
+    }
+
+    #[test]
+    fn location_can_come_from_an_environment_variable() {
+        let text = EXAMPLE
+            .replace("\nlocation: zone-a\n", "\nlocation_env: RWSPLIT_LOCATION\n")
+            .replace(
+                "location_fallback: [zone-b]",
+                "location_fallback: [zone-a, zone-b, zone-c]",
+            );
+        let env = |zone: &'static str| {
+            move |name: &str| (name == "RWSPLIT_LOCATION").then(|| zone.to_string())
+        };
+        let c = Config::from_yaml_with_env("c.yaml", &text, env("zone-b")).expect("valid");
+        assert_eq!(c.location.as_deref(), Some("zone-b"));
+        // The same file serves every zone: its own is dropped from the fallback order.
+        assert_eq!(c.routing.location_fallback, ["zone-a", "zone-c"]);
+        let c = Config::from_yaml_with_env("c.yaml", &text, env(" zone-a\n")).expect("valid");
+        assert_eq!(c.location.as_deref(), Some("zone-a"));
+        assert_eq!(c.routing.location_fallback, ["zone-b", "zone-c"]);
+
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("location_env:"))
+            .map(|i| i + 1)
+            .expect("present");
+        for missing in [None, Some(""), Some("  ")] {
+            let err = Config::from_yaml_with_env("c.yaml", &text, |_| missing.map(String::from))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("c.yaml:{line}: `location_env`")),
+                "{err}"
+            );
+            assert!(err.contains("RWSPLIT_LOCATION is not set"), "{err}");
+        }
+
+        let both = EXAMPLE.replace(
+            "\nlocation: zone-a\n",
+            "\nlocation: zone-a\nlocation_env: RWSPLIT_LOCATION\n",
+        );
+        let err = Config::from_yaml_with_env("c.yaml", &both, env("zone-a"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("only one of `location` and `location_env`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,19 +3,10 @@
 
 use super::*;
 use crate::state::Settings;
-use std::path::PathBuf;
 use std::time::Duration;
 
 fn replay(name: &str, mariadb: bool, caught_up: bool) -> Vec<Transaction> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/binlogs")
-        .join(name);
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "test data {} is missing ({e}): shared/ must sit beside the repository",
-            path.display()
-        )
-    });
+    let bytes = crate::testdata::binlog(name);
     let events = crate::file::read_file(&bytes).expect("file parses");
     let settings = Settings {
         poll_interval: Duration::from_millis(100),

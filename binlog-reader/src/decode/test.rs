@@ -1,19 +1,9 @@
-//! Decoding the real MySQL and MariaDB binlog files in shared/testdata/binlogs.
+//! Decoding the real MySQL and MariaDB binlog files in binlog-reader/testdata/binlogs
+//! (where each comes from: testdata/README.md).
 
 use super::*;
 use crate::file::read_file;
-use std::path::PathBuf;
-
-fn testdata(name: &str) -> Vec<u8> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/binlogs");
-    let path = dir.join(name);
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "test data {} is missing ({e}): the shared/ folder must sit beside the repository",
-            path.display()
-        )
-    })
-}
+use crate::testdata::binlog as testdata;
 
 fn kinds(name: &str) -> Vec<EventKind> {
     read_file(&testdata(name))

@@ -128,6 +128,11 @@ impl ProxyProcess {
     pub fn start(yaml: &str, ports: Ports) -> ProxyProcess {
         let config = scratch_file("proxy.yaml");
         std::fs::write(&config, yaml).expect("write config");
+        Self::start_at(config, ports)
+    }
+
+    /// Starts `rwsplit-proxy --config` on an existing file (or symlink) at `config`.
+    pub fn start_at(config: PathBuf, ports: Ports) -> ProxyProcess {
         let log = config.with_extension("log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(proxy_binary())

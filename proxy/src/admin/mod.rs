@@ -25,14 +25,22 @@ fn route(ctx: &Context, method: &str, path: &str) -> Reply {
     }
     match path {
         "/healthz" => healthz(ctx),
-        "/metrics" => Reply::ok(
-            "text/plain; version=0.0.4; charset=utf-8",
-            ctx.metrics.render(),
-        ),
+        "/metrics" => Reply::ok("text/plain; version=0.0.4; charset=utf-8", metrics(ctx)),
         "/servers" => Reply::ok("application/json", servers::json(ctx).to_string() + "\n"),
         "/" => Reply::text(200, "rwsplit-proxy: /healthz /metrics /servers\n"),
         _ => Reply::text(404, "not found: try /healthz, /metrics or /servers\n"),
     }
+}
+
+/// The proxy's metrics, followed with `lag_source: embedded` by the embedded binlog reader's
+/// (`rwsplit_binlog_*`, `rwsplit_replica_*`: the same families the sidecar exports), so the
+/// dashboard and the lag alerts work in every mode. The two sets share no family name.
+pub fn metrics(ctx: &Context) -> String {
+    let mut text = ctx.metrics.render();
+    if let Some(reader) = ctx.lag_reader() {
+        text.push_str(&reader.metrics_text());
+    }
+    text
 }
 
 /// 200 when the proxy can serve writes now; 503 with the reason otherwise (shutting down,
