@@ -215,7 +215,7 @@ impl Context {
             if let Some(b) = backends.get(s.idx) {
                 s.in_flight = u32::try_from(b.in_flight()).unwrap_or(u32::MAX);
                 s.connections = u32::try_from(b.connections()).unwrap_or(u32::MAX);
-                s.breaker = b.breaker();
+                s.breaker = b.breaker_for_choice();
             }
         }
         let choice = buf.choose_replica(max_lag_override, now_ms(), seed);

@@ -142,6 +142,17 @@ impl Backend {
         }
     }
 
+    /// The breaker as the replica chooser needs it, without a lock while it is closed (the
+    /// common case: the chooser only asks whether it lets traffic through, and a closed
+    /// breaker always does, whatever failures it has counted).
+    pub fn breaker_for_choice(&self) -> CircuitBreaker {
+        if self.shared.breaker_open.load(Ordering::Relaxed) {
+            self.breaker()
+        } else {
+            CircuitBreaker::new()
+        }
+    }
+
     /// `closed`, `open` or `half_open`, for `/servers`.
     pub fn breaker_state(&self) -> &'static str {
         match self.breaker().state(now_ms()) {
