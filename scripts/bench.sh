@@ -7,7 +7,8 @@
 #       direct to replica1 | HAProxy (round robin over both replicas) | rwsplit
 #   web pool: oltp_point_select with 1,000 and 5,000 client connections at a fixed total rate
 #       (sysbench --rate, default 4,000 statements/s)
-#       direct to replica1 | rwsplit
+#       direct to replica1 | rwsplit | rwsplit with `proxy.pool.release_delay_ms: 0` (gives its
+#       connection back after each statement, so a full pool's queue moves)
 #
 # It starts what it needs (a release build, the local topology on its own ports, the proxy,
 # HAProxy, installing Debian's haproxy if missing), prints a table (q/s, ratio to direct and to
@@ -19,10 +20,14 @@
 #   BENCH_SECONDS      length of each sysbench run                     (default 20)
 #   BENCH_ROUNDS       times the whole alternation is repeated          (default 1)
 #   BENCH_BASE_PORT    primary port of the topology; replicas +1, +2,
-#                      HAProxy +7, rwsplit +8, its HTTP port +9          (default 3450)
+#                      HAProxy +7, rwsplit +8 (HTTP +9), rwsplit with
+#                      release_delay_ms 0 +10 (HTTP +11)                 (default 3450)
 #   BENCH_RATE         total statements/s of the web-pool scenario      (default 4000)
 #   BENCH_WEB_CLIENTS  client connections of the web-pool runs          (default "1000 5000")
 #   BENCH_RECORD       0: print only, do not append to docs/BENCHMARKS.md (default 1)
+#   BENCH_SCENARIOS    which to run, of: point_select_8t read_only_8t point_select_1t web
+#                                                                       (default all)
+# sysbench's output of each run stays in .scratch/bench-$BENCH_BASE_PORT/ (the last run's).
 #   CARGO_TARGET_DIR   where the release build goes                     (default target/)
 set -euo pipefail
 
@@ -33,9 +38,12 @@ BASE=${BENCH_BASE_PORT:-3450}
 RATE=${BENCH_RATE:-4000}
 WEB_CLIENTS=${BENCH_WEB_CLIENTS:-1000 5000}
 RECORD=${BENCH_RECORD:-1}
+SCENARIOS=${BENCH_SCENARIOS:-point_select_8t read_only_8t point_select_1t web}
+OUTDIR=$ROOT/.scratch/bench-$BASE
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 REPLICA1=$((BASE + 1)) REPLICA2=$((BASE + 2))
 RELAY_PORT=$((BASE + 7)) PROXY_PORT=$((BASE + 8)) HTTP_PORT=$((BASE + 9))
+PROXY0_PORT=$((BASE + 10)) HTTP0_PORT=$((BASE + 11))
 ADMIN=(-h127.0.0.1 -uadmin -padmin-password --batch --skip-column-names)
 COMMON=(--mysql-host=127.0.0.1 --mysql-user=app --mysql-password=app-password
         --mysql-db=rwsplit_test --tables=4 --table-size=10000)
@@ -47,13 +55,13 @@ say() { echo "bench: $*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
 
 WORK=$(mktemp -d)
-proxy_pid="" relay_pid="" sampler_pid="" started_cluster=0
+proxy_pid="" proxy0_pid="" relay_pid="" sampler_pid="" started_cluster=0
 cleanup() {
   trap - EXIT INT TERM
-  for pid in $sampler_pid $proxy_pid $relay_pid; do
+  for pid in $sampler_pid $proxy_pid $proxy0_pid $relay_pid; do
     kill "$pid" 2>/dev/null || true
   done
-  for pid in $sampler_pid $proxy_pid $relay_pid; do
+  for pid in $sampler_pid $proxy_pid $proxy0_pid $relay_pid; do
     wait "$pid" 2>/dev/null || true
   done
   if [[ $started_cluster == 1 ]]; then
@@ -94,7 +102,8 @@ else
   started_cluster=1
 fi
 for port in $BASE $REPLICA1 $REPLICA2; do
-  mysql "${ADMIN[@]}" -P"$port" -e "SET GLOBAL max_connections = $MAX_CONN"
+  # sysbench prepares 4 statements per connection: 5,000 clients need more than the default.
+  mysql "${ADMIN[@]}" -P"$port" -e "SET GLOBAL max_connections = $MAX_CONN; SET GLOBAL max_prepared_stmt_count = 1048576"
 done
 
 cat >"$WORK/proxy.yaml" <<EOF
@@ -118,11 +127,16 @@ proxy:
 EOF
 "$TARGET/release/rwsplit-proxy" -c "$WORK/proxy.yaml" >"$WORK/proxy.log" 2>&1 &
 proxy_pid=$!
+sed -e "s/127.0.0.1:$PROXY_PORT/127.0.0.1:$PROXY0_PORT/" -e "s/127.0.0.1:$HTTP_PORT/127.0.0.1:$HTTP0_PORT/" \
+  "$WORK/proxy.yaml" >"$WORK/proxy0.yaml"
+printf '  pool:\n    release_delay_ms: 0\n' >>"$WORK/proxy0.yaml"
+"$TARGET/release/rwsplit-proxy" -c "$WORK/proxy0.yaml" >"$WORK/proxy0.log" 2>&1 &
+proxy0_pid=$!
 
 cat >"$WORK/haproxy.cfg" <<EOF
 global
   nbthread 1
-  maxconn $((MAX_CONN * 2))
+  maxconn $MAX_CONN
 defaults
   mode tcp
   timeout connect 2s
@@ -144,6 +158,7 @@ for _ in $(seq 100); do
   kill -0 "$proxy_pid" 2>/dev/null || die "the proxy exited: $(tail -5 "$WORK/proxy.log")"
   sleep 0.2
 done
+sleep 0.5
 kill -0 "$relay_pid" 2>/dev/null || die "haproxy exited: $(tail -5 "$WORK/haproxy.log")"
 
 say "preparing 4 tables x 10,000 rows..."
@@ -154,19 +169,19 @@ sleep 3 # the replicas apply the tables; the proxy's monitor sees them caught up
 # --- one run --------------------------------------------------------------------------------------
 
 cpu() {
-  if [[ -n $1 ]]; then awk '{print $14 + $15}' "/proc/$1/stat"; else echo 0; fi
+  if [[ -n $1 ]] && [[ -r /proc/$1/stat ]]; then awk '{print $14 + $15}' "/proc/$1/stat"; else echo 0; fi
 }
 
-# The most connections of the benchmark user the servers held at once (sampled every 0.5 s).
+# The most TCP connections to the three servers that processes matching $2 (`pid=N,` or a
+# process name as `ss -p` prints it) held at once, sampled every 0.2 s: what this path costs the
+# servers, not counting what another path left open.
 sample_connections() {
   local most=0 n
+  local filter="( dport = :$BASE or dport = :$REPLICA1 or dport = :$REPLICA2 )"
   while :; do
-    n=0
-    for port in $BASE $REPLICA1 $REPLICA2; do
-      n=$((n + $(mysql "${ADMIN[@]}" -P"$port" -e "SELECT COUNT(*) FROM information_schema.processlist WHERE user = 'app'" 2>/dev/null || echo 0)))
-    done
-    (( n > most )) && most=$n && echo "$most" >"$1"
-    sleep 0.5
+    n=$(ss -tnpH state established "$filter" 2>/dev/null | grep -c -- "$2" || true)
+    if (( n > most )); then most=$n; echo "$most" >"$1"; fi
+    sleep 0.2
   done
 }
 
@@ -176,7 +191,9 @@ run() {
   local extra=()
   (( rate > 0 )) && extra=(--rate="$rate" --mysql-ignore-errors=all)
   echo 0 >"$WORK/conns"
-  sample_connections "$WORK/conns" &
+  local match='"sysbench"'
+  [[ -n $pid ]] && match="pid=$pid,"
+  sample_connections "$WORK/conns" "$match" &
   sampler_pid=$!
   c0=$(cpu "$pid")
   out=$(sysbench "$test" "${COMMON[@]}" --mysql-port="$port" --threads="$threads" --time="$SECS" \
@@ -184,12 +201,13 @@ run() {
   c1=$(cpu "$pid")
   kill "$sampler_pid" 2>/dev/null; wait "$sampler_pid" 2>/dev/null || true
   sampler_pid=""
-  echo "$out" >"$WORK/$scenario-$path.out"
+  echo "$out" >"$OUTDIR/$scenario-$path.out"
   awk -v s="$scenario" -v p="$path" -v dc="$((c1 - c0))" -v hz="$TICK" -v pid="$pid" \
       -v conns="$(cat "$WORK/conns")" '
     /^ +queries:/ { q = $2; gsub(/\(/, "", $3); qps = $3 }
     /ignored errors:/ { errs = $3 }
-    /^FATAL/ { fatal = 1 }
+    /FATAL: MySQL error/ && !fatal { fatal = $0; sub(/.*FATAL: MySQL error: */, "", fatal); gsub(/\|/, "/", fatal) }
+    /FATAL/ && !anyfatal { anyfatal = $0; sub(/.*FATAL: */, "", anyfatal); gsub(/\|/, "/", anyfatal) }
     /^ +[0-9.]+ +\|.* [0-9]+$/ { n++; v[n] = $1; c[n] = $NF; total += $NF }
     END {
       split("50 95 99", ps, " ")
@@ -198,25 +216,31 @@ run() {
         for (i = 1; i <= n; i++) { acc += c[i]; if (acc >= want) { lat[k] = v[i]; break } }
       }
       cpu = (pid != "" && q > 0) ? sprintf("%.1f", (dc / hz) * 1e6 / q) : "-"
-      if (fatal) errs = errs " (aborted)"
+      if (!fatal) fatal = anyfatal
+      if (fatal) errs = errs " (aborted: " substr(fatal, 1, 120) ")"
       printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s, p, (qps == "" ? 0 : qps), lat[1], lat[2], lat[3], cpu, (errs == "" ? 0 : errs), conns
     }' <<<"$out" >>"$WORK/rows"
   say "$(tail -1 "$WORK/rows" | tr '\t' ' ')"
 }
 
 : >"$WORK/rows"
+mkdir -p "$OUTDIR"
+wanted() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq "$ROUNDS"); do
   say "round $round of $ROUNDS (${SECS}s per run)"
   for spec in "point_select_8t oltp_point_select 8" "read_only_8t oltp_read_only 8" "point_select_1t oltp_point_select 1"; do
     read -r scenario test threads <<<"$spec"
+    wanted "$scenario" || continue
     run "$scenario" direct "$REPLICA1" "" "$test" "$threads"
     run "$scenario" haproxy "$RELAY_PORT" "$relay_pid" "$test" "$threads"
     run "$scenario" rwsplit "$PROXY_PORT" "$proxy_pid" "$test" "$threads"
   done
+  wanted web || continue
   for clients in $WEB_CLIENTS; do
     run "web_${clients}c" direct "$REPLICA1" "" oltp_point_select "$clients" "$RATE"
     run "web_${clients}c" rwsplit "$PROXY_PORT" "$proxy_pid" oltp_point_select "$clients" "$RATE"
+    run "web_${clients}c" rwsplit_release0 "$PROXY0_PORT" "$proxy0_pid" oltp_point_select "$clients" "$RATE"
   done
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -250,14 +274,16 @@ if [[ $RECORD == 1 ]]; then
     echo
     echo "### \`make bench\`, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
-    echo "Command: \`BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS BENCH_RATE=$RATE BENCH_WEB_CLIENTS=\"$WEB_CLIENTS\" make bench\`"
+    echo "Command: \`BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS BENCH_RATE=$RATE BENCH_WEB_CLIENTS=\"$WEB_CLIENTS\" BENCH_SCENARIOS=\"$SCENARIOS\" make bench\`"
     echo "(commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)). Machine: $(nproc) CPUs shared by sysbench, the three"
     echo "servers, HAProxy and the proxy; load average $load_before before, $load_after after."
     echo "Direct runs go to replica1; HAProxy (one thread, TCP mode) balances connections over both"
-    echo "replicas; rwsplit uses its defaults (reads over both replicas). Web-pool runs use"
+    echo "replicas; rwsplit uses its defaults (reads over both replicas); rwsplit_release0 is the same"
+    echo "with \`proxy.pool.release_delay_ms: 0\`. Web-pool runs use"
     echo "\`--rate=$RATE\` and \`--mysql-ignore-errors=all\` (errors counted, not fatal). Latency from"
     echo "sysbench's histogram; CPU from /proc/PID/stat of the proxy or the relay around each run;"
-    echo "server conns: most connections of the benchmark user on all three servers, sampled every 0.5 s."
+    echo "server conns: most TCP connections to the three servers held by the path's process (sysbench"
+    echo "direct, HAProxy, the proxy incl. its 3 monitor connections), from \`ss -tnp\` every 0.2 s."
     echo
     echo "$table"
   } >>"$ROOT/docs/BENCHMARKS.md"
