@@ -55,13 +55,13 @@ say() { echo "bench: $*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
 
 WORK=$(mktemp -d)
-proxy_pid="" proxy0_pid="" relay_pid="" sampler_pid="" started_cluster=0
+bench_pid="" proxy_pid="" proxy0_pid="" relay_pid="" sampler_pid="" started_cluster=0
 cleanup() {
   trap - EXIT INT TERM
-  for pid in $sampler_pid $proxy_pid $proxy0_pid $relay_pid; do
+  for pid in $bench_pid $sampler_pid $proxy_pid $proxy0_pid $relay_pid; do
     kill "$pid" 2>/dev/null || true
   done
-  for pid in $sampler_pid $proxy_pid $proxy0_pid $relay_pid; do
+  for pid in $bench_pid $sampler_pid $proxy_pid $proxy0_pid $relay_pid; do
     wait "$pid" 2>/dev/null || true
   done
   if [[ $started_cluster == 1 ]]; then
@@ -196,12 +196,17 @@ run() {
   sample_connections "$WORK/conns" "$match" &
   sampler_pid=$!
   c0=$(cpu "$pid")
-  out=$(sysbench "$test" "${COMMON[@]}" --mysql-port="$port" --threads="$threads" --time="$SECS" \
-    --report-interval=0 --histogram=on "${extra[@]}" run 2>&1) || true
+  # In the background with `wait`: a Ctrl-C then reaches the trap at once (bash defers SIGINT
+  # while a foreground child that survives it, as sysbench does, is running).
+  sysbench "$test" "${COMMON[@]}" --mysql-port="$port" --threads="$threads" --time="$SECS" \
+    --report-interval=0 --histogram=on "${extra[@]}" run >"$OUTDIR/$scenario-$path.out" 2>&1 &
+  bench_pid=$!
+  wait "$bench_pid" || true
+  bench_pid=""
+  out=$(cat "$OUTDIR/$scenario-$path.out")
   c1=$(cpu "$pid")
   kill "$sampler_pid" 2>/dev/null; wait "$sampler_pid" 2>/dev/null || true
   sampler_pid=""
-  echo "$out" >"$OUTDIR/$scenario-$path.out"
   awk -v s="$scenario" -v p="$path" -v dc="$((c1 - c0))" -v hz="$TICK" -v pid="$pid" \
       -v conns="$(cat "$WORK/conns")" '
     /^ +queries:/ { q = $2; gsub(/\(/, "", $3); qps = $3 }
