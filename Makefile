@@ -28,5 +28,10 @@ build:
 package:
 	scripts/package.sh
 
+## make bench: direct vs HAProxy vs rwsplit (sysbench), and the web-pool scenario; starts and
+## stops what it needs, appends the table to docs/BENCHMARKS.md. BENCH_SECONDS=5 for a quick look.
+bench:
+	scripts/bench.sh
+
 check-config:
 	cargo run -q --release --bin rwsplit-proxy -- --config examples/local-cluster.yaml --check-config

@@ -9,6 +9,7 @@
 #   REPLICAS     number of replicas                                      (default 2)
 #   CLUSTER_DIR  scratch folder                                          (default .scratch/cluster-$BASE_PORT)
 #   SERVER_PATH  where to look for mariadbd/mysqld                       (default $PATH:/usr/sbin:/usr/local/sbin)
+#   MAX_CONNECTIONS  each server's max_connections (default 4000; `make bench` raises it for 5,000 clients)
 #   TLS          1: servers accept TLS with a certificate for 127.0.0.1 signed by a CA made at
 #                first `up` in $CLUSTER_DIR/tls (ca.pem for clients' `servers[].tls.ca`) (default 0)
 #
@@ -115,7 +116,7 @@ write_cnf() {
     echo "binlog_format=ROW"
     echo "max_allowed_packet=1G"
     echo "local_infile=ON"
-    echo "max_connections=4000"
+    echo "max_connections=${MAX_CONNECTIONS:-4000}"
     echo "skip-name-resolve"
     echo "character-set-server=utf8mb4"
     echo "innodb_buffer_pool_size=128M"

@@ -9,7 +9,7 @@
 mod backend;
 mod topology;
 
-pub use backend::{now_ms, Backend, InFlight};
+pub use backend::{now_ms, Backend, InFlight, Slot};
 pub use topology::{ObservedRole, ServerHealth, Topology};
 
 use crate::metrics::Metrics;

@@ -92,6 +92,10 @@ pub struct Metrics {
     pub session_state_lost: IntCounterVec,
     /// `rwsplit_query_timeouts_total`: statements cancelled by `proxy.query_timeout_ms`.
     pub query_timeouts: IntCounter,
+    /// `rwsplit_pool_queue_length{backend}`: sessions waiting for a connection to a full server.
+    pub pool_queue_length: IntGaugeVec,
+    /// `rwsplit_pool_wait_seconds{backend}`: how long sessions that had to queue waited.
+    pub pool_wait_seconds: HistogramVec,
 }
 
 /// Buckets from 100 µs to 10 s: proxied point selects take well under a millisecond.
@@ -124,6 +128,8 @@ impl Metrics {
         "rwsplit_session_pins_total",
         "rwsplit_session_state_lost_total",
         "rwsplit_query_timeouts_total",
+        "rwsplit_pool_queue_length",
+        "rwsplit_pool_wait_seconds",
     ];
 
     /// Builds and registers every metric.
@@ -236,6 +242,17 @@ impl Metrics {
                 "rwsplit_query_timeouts_total",
                 "Statements cancelled on the server after proxy.query_timeout_ms.",
             ),
+            pool_queue_length: reg.gauge_vec(
+                "rwsplit_pool_queue_length",
+                "Sessions waiting for a connection to a backend whose pool is full (proxy.pool.max_per_server).",
+                &["backend"],
+            ),
+            pool_wait_seconds: reg.histogram_vec(
+                "rwsplit_pool_wait_seconds",
+                "Time sessions waited for a connection to a backend whose pool was full (only checkouts that had to wait).",
+                &["backend"],
+                LATENCY_BUCKETS,
+            ),
             registry,
         };
         metrics.touch_known_series();
@@ -327,6 +344,8 @@ impl Metrics {
             up: self.backend_up.with_label_values(&[name]),
             breaker_open: self.circuit_breaker_open.with_label_values(&[name]),
             check_duration: self.monitor_check_duration.with_label_values(&[name]),
+            pool_queue: self.pool_queue_length.with_label_values(&[name]),
+            pool_wait: self.pool_wait_seconds.with_label_values(&[name]),
             name: Arc::from(name),
             queries: self.queries.clone(),
             query_cache: Arc::new(RwLock::new(HashMap::new())),
@@ -342,6 +361,8 @@ impl Metrics {
         }
         let _ = self.backend_connect_errors.remove_label_values(&[name]);
         let _ = self.monitor_check_duration.remove_label_values(&[name]);
+        let _ = self.pool_queue_length.remove_label_values(&[name]);
+        let _ = self.pool_wait_seconds.remove_label_values(&[name]);
         if let Some(cache) = backend.and_then(|b| b.query_cache.read().ok()) {
             for (route, reason) in cache.keys() {
                 let _ = self.queries.remove_label_values(&[route, name, reason]);
@@ -398,6 +419,10 @@ pub struct BackendMetrics {
     pub breaker_open: IntGauge,
     /// `rwsplit_monitor_check_duration_seconds`.
     pub check_duration: Histogram,
+    /// `rwsplit_pool_queue_length`.
+    pub pool_queue: IntGauge,
+    /// `rwsplit_pool_wait_seconds`.
+    pub pool_wait: Histogram,
     name: Arc<str>,
     queries: IntCounterVec,
     /// (route, reason) → resolved `rwsplit_queries_total` series for this backend.

@@ -265,6 +265,11 @@ pub struct PoolConfig {
     /// statement before giving it back to the pool. 0 gives it back as soon as a statement ends.
     #[serde(default = "default_release_delay_ms")]
     pub release_delay_ms: u64,
+    /// How long a session waits, in a first-come-first-served queue, for a connection to a
+    /// server whose pool is full before its statement fails with ERR 1040. A full pool means
+    /// the server is busy, not down: waiting briefly beats failing a web request.
+    #[serde(default = "default_queue_timeout_ms")]
+    pub queue_timeout_ms: u64,
 }
 
 fn default_pool_max() -> usize {
@@ -282,6 +287,13 @@ fn default_read_timeout_ms() -> u64 {
 fn default_release_delay_ms() -> u64 {
     500
 }
+fn default_queue_timeout_ms() -> u64 {
+    5000
+}
+
+/// Above this a client would wait longer than any application timeout for a pool place;
+/// failing is more useful.
+pub const MAX_QUEUE_TIMEOUT_MS: u64 = 600_000;
 
 /// Above this, idle sessions would hold backend connections long enough to defeat pooling.
 pub const MAX_RELEASE_DELAY_MS: u64 = 60_000;
@@ -294,6 +306,7 @@ impl Default for PoolConfig {
             connect_timeout_ms: default_connect_timeout_ms(),
             read_timeout_ms: default_read_timeout_ms(),
             release_delay_ms: default_release_delay_ms(),
+            queue_timeout_ms: default_queue_timeout_ms(),
         }
     }
 }
@@ -691,6 +704,23 @@ impl Config {
                     ),
                 ));
             }
+            if proxy.pool.queue_timeout_ms > MAX_QUEUE_TIMEOUT_MS {
+                return Err(invalid(
+                    "proxy.pool.queue_timeout_ms".into(),
+                    "queue_timeout_ms:",
+                    format!(
+                        "must be at most {MAX_QUEUE_TIMEOUT_MS} (10 minutes), got {}",
+                        proxy.pool.queue_timeout_ms
+                    ),
+                ));
+            }
+            if proxy.pool.max_per_server == 0 {
+                return Err(invalid(
+                    "proxy.pool.max_per_server".into(),
+                    "max_per_server:",
+                    "must be at least 1 (every statement would wait for a connection that can never open)".into(),
+                ));
+            }
             let mut users = HashSet::new();
             for (i, u) in proxy.users.iter().enumerate() {
                 if !users.insert(u.name.as_str()) {
@@ -898,6 +928,37 @@ mod test {
         let ok = EXAMPLE.replace("\nproxy:\n", "\nproxy:\n  worker_threads: 1\n");
         let c = Config::from_yaml("c.yaml", &ok).expect("one thread is valid");
         assert_eq!(c.proxy.map(|p| p.worker_threads), Some(1));
+    }
+
+    #[test]
+    fn queue_timeout_defaults_and_is_bounded_naming_file_line_and_key() {
+        let c = Config::from_yaml("c.yaml", EXAMPLE).unwrap();
+        assert_eq!(
+            c.proxy.as_ref().map(|p| p.pool.queue_timeout_ms),
+            Some(5000)
+        );
+        let text = EXAMPLE.replace("  users:\n", "  pool:\n    queue_timeout_ms: 0\n  users:\n");
+        let c = Config::from_yaml("c.yaml", &text).unwrap();
+        assert_eq!(c.proxy.as_ref().map(|p| p.pool.queue_timeout_ms), Some(0));
+        let text = EXAMPLE.replace(
+            "  users:\n",
+            "  pool:\n    queue_timeout_ms: 3600000\n  users:\n",
+        );
+        let line = text
+            .lines()
+            .position(|l| l.contains("queue_timeout_ms: 3600000"))
+            .map(|i| i + 1)
+            .expect("inserted");
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("proxy.pool.queue_timeout_ms"), "{err}");
+        assert!(err.contains(&format!("c.yaml:{line}")), "{err}");
+    }
+
+    #[test]
+    fn a_pool_limit_of_zero_is_refused() {
+        let text = EXAMPLE.replace("  users:\n", "  pool:\n    max_per_server: 0\n  users:\n");
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("proxy.pool.max_per_server"), "{err}");
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub struct Conn {
     scratch: Vec<u8>,
     /// Longest wait for the next packet of a response (`proxy.pool.read_timeout_ms`).
     pub read_timeout: Duration,
+    /// The connection's place under `proxy.pool.max_per_server` (set by the pools). Last, so
+    /// the socket is closed before the place goes to a waiting session.
+    pub(crate) slot: Option<crate::context::Slot>,
 }
 
 impl Conn {
@@ -245,7 +248,29 @@ impl Conn {
             has_schema: database.is_some(),
             scratch: Vec::new(),
             read_timeout: Duration::from_secs(30),
+            slot: None,
         })
+    }
+
+    /// A connection over `tcp` that skipped the handshake, for the pools' unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(tcp: TcpStream, key: Key, connection_id: u32) -> Conn {
+        Conn {
+            stream: BufStream::new(Transport::Plain(tcp)),
+            tls: false,
+            key,
+            connection_id,
+            caps: 0,
+            schema: None,
+            replayed: 0,
+            stmts: HashMap::new(),
+            last_used: Instant::now(),
+            broken: false,
+            has_schema: false,
+            scratch: Vec::new(),
+            read_timeout: Duration::from_secs(30),
+            slot: None,
+        }
     }
 
     /// A cheap check, without a round trip, that an idle connection is still open: a server

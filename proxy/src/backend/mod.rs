@@ -33,8 +33,14 @@ pub enum Error {
     Tls(String),
     #[error("unsupported authentication: {0}")]
     UnsupportedAuth(String),
-    #[error("pool for server '{server}' is full ({max} connections, proxy.pool.max_per_server)")]
-    PoolExhausted { server: String, max: usize },
+    /// The server's pool stayed full for `proxy.pool.queue_timeout_ms`: the session waited its
+    /// turn and none came. Says nothing about the server's health.
+    #[error("pool for server '{server}' is full ({max} connections, proxy.pool.max_per_server) and no connection came free within {waited_ms} ms (proxy.pool.queue_timeout_ms)")]
+    PoolExhausted {
+        server: String,
+        max: usize,
+        waited_ms: u64,
+    },
     #[error(transparent)]
     Protocol(#[from] crate::protocol::Error),
     #[error(transparent)]

@@ -1,5 +1,6 @@
 //! The runtime side of each configured server: in-flight and connection counters, the
-//! circuit breaker shared by the monitor and the sessions, and pre-resolved metric handles.
+//! per-server connection limit, the circuit breaker shared by the monitor and the sessions,
+//! and pre-resolved metric handles.
 
 use crate::metrics::{BackendMetrics, Metrics};
 use router::choice::{BreakerPolicy, BreakerState, CircuitBreaker};
@@ -7,6 +8,7 @@ use router::config::{Config, ServerConfig};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The runtime side of one configured server: counters the sessions and pools update, and its
 /// circuit breaker. The counters survive reloads while the server's name and address stay.
@@ -21,8 +23,10 @@ pub struct Backend {
 struct BackendShared {
     /// Statements running on this backend now (sessions hold an [`InFlight`] guard).
     in_flight: AtomicUsize,
-    /// Pooled backend connections (idle + in use), maintained by the pools.
+    /// Pooled backend connections (idle + in use + being opened): one per live [`Slot`].
     connections: AtomicUsize,
+    /// `proxy.pool.max_per_server`, exact under concurrency.
+    limit: Limit,
     metrics: BackendMetrics,
     breaker: Mutex<CircuitBreaker>,
     /// Mirror of "breaker open" for lock-free reads on the hot path.
@@ -81,24 +85,59 @@ impl Backend {
         self.shared.hung.send_modify(|g| *g = g.wrapping_add(1));
     }
 
-    /// Pooled connections to this backend (idle + in use).
+    /// Pooled connections to this backend (idle + in use + being opened).
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::Relaxed)
     }
 
-    /// The pools call this when they open a backend connection...
-    pub fn connection_opened(&self) {
-        self.shared.connections.fetch_add(1, Ordering::Relaxed);
+    /// Brings the connection limit to `max` (`proxy.pool.max_per_server` of the snapshot the
+    /// caller uses). One atomic load when unchanged; a reload that raises the limit wakes that
+    /// many waiters, one that lowers it takes permits back as connections close.
+    pub fn set_pool_limit(&self, max: usize) {
+        let l = &self.shared.limit;
+        if l.max.load(Ordering::Acquire) == max {
+            return;
+        }
+        let _guard = match l.resize.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let old = l.max.load(Ordering::Acquire);
+        if old == max {
+            return;
+        }
+        if max > old {
+            let mut more = max - old;
+            // Cancel debt first: those permits are still out and will come back.
+            let _ = l
+                .debt
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
+                    let paid = d.min(more);
+                    more -= paid;
+                    Some(d - paid)
+                });
+            l.sem.add_permits(more);
+        } else {
+            let fewer = old - max;
+            let forgotten = l.sem.forget_permits(fewer);
+            l.debt.fetch_add(fewer - forgotten, Ordering::AcqRel);
+        }
+        l.max.store(max, Ordering::Release);
     }
 
-    /// ...and this when they close one.
-    pub fn connection_closed(&self) {
-        let _ = self
-            .shared
-            .connections
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(1))
-            });
+    /// A slot for one more connection now, if the server is under its limit. Never takes a
+    /// permit a queued waiter is owed: the semaphore hands returned permits to its waiters
+    /// first, in arrival order.
+    pub fn try_slot(&self) -> Option<Slot> {
+        let permit = self.shared.limit.sem.clone().try_acquire_owned().ok()?;
+        Some(Slot::new(&self.shared, permit))
+    }
+
+    /// Waits, first come first served, for a slot to come free (a connection to this server
+    /// closes). `None` only if the limit were closed, which the proxy never does.
+    pub async fn slot(&self) -> Option<Slot> {
+        let permit = self.shared.limit.sem.clone().acquire_owned().await.ok()?;
+        Some(Slot::new(&self.shared, permit))
     }
 
     /// A connect or I/O failure on this backend (from the monitor or a session), counted
@@ -175,6 +214,75 @@ pub fn now_ms() -> u64 {
     u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// `proxy.pool.max_per_server` as permits: one per open pooled connection, held by its
+/// [`Slot`], so the limit holds however many sessions open connections at once.
+struct Limit {
+    sem: Arc<Semaphore>,
+    /// The limit the permits add up to (0 until the first checkout applies the config).
+    max: AtomicUsize,
+    /// Permits to drop instead of returning as connections close: a reload lowered the limit
+    /// below the number open.
+    debt: AtomicUsize,
+    /// Serialises resizes (reloads), never taken by a checkout whose limit is unchanged.
+    resize: Mutex<()>,
+}
+
+impl Limit {
+    fn new() -> Limit {
+        Limit {
+            sem: Arc::new(Semaphore::new(0)),
+            max: AtomicUsize::new(0),
+            debt: AtomicUsize::new(0),
+            resize: Mutex::new(()),
+        }
+    }
+}
+
+/// The right to one open connection to a server. A pooled connection carries its slot for its
+/// whole life; dropping it (with the connection, wherever that happens) gives the place to
+/// the next session waiting for this server.
+pub struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    shared: Arc<BackendShared>,
+}
+
+impl Slot {
+    fn new(shared: &Arc<BackendShared>, permit: OwnedSemaphorePermit) -> Slot {
+        shared.connections.fetch_add(1, Ordering::Relaxed);
+        Slot {
+            permit: Some(permit),
+            shared: shared.clone(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let s = &self.shared;
+        let _ = s
+            .connections
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
+        let in_debt = s
+            .limit
+            .debt
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+            .is_ok();
+        if let Some(p) = self.permit.take() {
+            if in_debt {
+                p.forget();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Slot")
+    }
+}
+
 /// Decrements the backend's in-flight count when dropped.
 pub struct InFlight(Arc<BackendShared>);
 
@@ -206,6 +314,7 @@ pub(super) fn build_backends(
                 None => Arc::new(BackendShared {
                     in_flight: AtomicUsize::new(0),
                     connections: AtomicUsize::new(0),
+                    limit: Limit::new(),
                     metrics: metrics.backend(&s.name),
                     breaker: Mutex::new(CircuitBreaker::new()),
                     breaker_open: AtomicBool::new(false),
