@@ -78,6 +78,9 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// `rwsplit_split_brain`: 1 while two writable servers replicate from no one (writes refused).
     pub split_brain: IntGauge,
+    /// `rwsplit_primary_down`: 1 while the primary is unreachable and no other server is the
+    /// writer: writes are refused, reads continue on replicas that applied all it sent.
+    pub primary_down: IntGauge,
     /// `rwsplit_replica_misconfigured{backend}`: 1 for a replicating server with read_only=0.
     pub replica_writable: IntGaugeVec,
     /// `rwsplit_monitor_check_duration_seconds{backend}`: how long one health check took.
@@ -117,6 +120,7 @@ impl Metrics {
         "rwsplit_circuit_breaker_open",
         "rwsplit_config_reloads_total",
         "rwsplit_split_brain",
+        "rwsplit_primary_down",
         "rwsplit_replica_misconfigured",
         "rwsplit_monitor_check_duration_seconds",
         "rwsplit_session_pins_total",
@@ -208,6 +212,10 @@ impl Metrics {
             split_brain: reg.gauge(
                 "rwsplit_split_brain",
                 "1 while two or more writable servers replicate from no one; writes are refused.",
+            ),
+            primary_down: reg.gauge(
+                "rwsplit_primary_down",
+                "1 while the primary is unreachable and no other server is writable; writes are refused, reads continue on replicas.",
             ),
             replica_writable: reg.gauge_vec(
                 "rwsplit_replica_misconfigured",

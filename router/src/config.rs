@@ -146,6 +146,10 @@ pub struct RoutingConfig {
     /// How long an ejected backend rests before a trial request (half-open).
     #[serde(default = "default_breaker_cooldown_ms")]
     pub breaker_cooldown_ms: u64,
+    /// How long replicas keep serving reads after the primary went down (DESIGN §3.1: a
+    /// replica that applied all the primary sent stays in rotation); `None` = without limit.
+    #[serde(default)]
+    pub primary_down_read_ms: Option<u64>,
 }
 
 fn default_max_lag_ms() -> u64 {
@@ -178,6 +182,7 @@ impl Default for RoutingConfig {
             read_only_transactions_on_replica: false,
             breaker_failures: default_breaker_failures(),
             breaker_cooldown_ms: default_breaker_cooldown_ms(),
+            primary_down_read_ms: None,
         }
     }
 }

@@ -97,6 +97,7 @@ pub fn json(ctx: &Context) -> Value {
         "primary": primary,
         "write_block": topology.write_block,
         "split_brain": topology.split_brain,
+        "primary_down_ms": topology.primary_down.map(|d| d.since.elapsed().as_millis() as u64),
         "topology_generation": topology.generation,
         "servers": servers,
     })

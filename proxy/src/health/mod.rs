@@ -305,11 +305,16 @@ fn fill_lag(
                 .filter(|(_, at)| at.elapsed() < Duration::from_secs(5))
                 .and_then(|(m, _)| m.get(&server.name).copied().flatten()),
             LagSource::Embedded => embedded.and_then(|snap| snap.lag_ms(&server.name)),
-            LagSource::SecondsBehindMaster => observed
-                .replication
-                .as_ref()
-                .and_then(|r| r.seconds_behind)
-                .map(|s| s.saturating_mul(1000)),
+            LagSource::SecondsBehindMaster => observed.replication.as_ref().and_then(|r| {
+                match r.seconds_behind {
+                    Some(s) => Some(s.saturating_mul(1000)),
+                    // NULL with the SQL thread running and the IO thread stopped: the relay
+                    // log is applied to its end. That counts only while the primary is down
+                    // (topology::derive): the replica then holds all the primary sent.
+                    None if r.sql_running && !r.io_running => Some(0),
+                    None => None,
+                }
+            }),
         };
     }
 }
@@ -376,6 +381,43 @@ fn report(ctx: &Context, config: &Config, previous: &Topology, next: &Topology) 
             to = name(next.primary()),
             "writes now go to a different primary"
         );
+    }
+    match (&previous.primary_down, &next.primary_down) {
+        (None, Some(d)) => {
+            let serving: Vec<&str> = config
+                .servers
+                .iter()
+                .zip(&next.router.servers)
+                .filter(|(_, s)| s.replicating && s.lag_ms.is_some())
+                .map(|(c, _)| c.name.as_str())
+                .collect();
+            tracing::error!(
+                primary = config.servers.get(d.server).map(|s| s.name.as_str()).unwrap_or("?"),
+                serving = %serving.join(", "),
+                read_limit_ms = ?config.routing.primary_down_read_ms,
+                "primary is down: writes are refused; replicas that applied all it sent keep \
+                 serving reads"
+            );
+        }
+        (Some(d), None) => tracing::warn!(
+            down_for = ?d.since.elapsed(),
+            primary = next
+                .primary()
+                .and_then(|i| config.servers.get(i))
+                .map(|s| s.name.as_str())
+                .unwrap_or("none"),
+            "primary down no more"
+        ),
+        (Some(before), Some(d)) => {
+            if before.reads && !d.reads {
+                tracing::error!(
+                    limit_ms = ?config.routing.primary_down_read_ms,
+                    "primary down longer than routing.primary_down_read_ms: replicas leave \
+                     the read rotation"
+                );
+            }
+        }
+        (None, None) => {}
     }
     if next.split_brain && !previous.split_brain {
         tracing::error!(

@@ -3,10 +3,10 @@
 //! router's snapshot with lag fed through its hysteresis gates. Pure, so every case is a test.
 
 use super::check::{CheckError, Observed};
-use crate::context::{ObservedRole, ServerHealth, Topology};
+use crate::context::{ObservedRole, PrimaryDown, ServerHealth, Topology};
 use router::choice::TopologySnapshot;
 use router::config::{Config, Role};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The last check of one server, with the lag the configured lag source reports for it.
 #[derive(Debug, Clone)]
@@ -56,13 +56,36 @@ pub fn derive(config: &Config, samples: &[Option<Sample>], previous: &Topology) 
     let mut split_brain = false;
     let mut suspected_at = None;
     let mut write_block = None;
+    let mut primary_down = None;
     let primary = match writable_roots.as_slice() {
         [one] => Some(*one),
         [] => {
-            let previous_primary = previous.router.primary.filter(|&p| p < servers.len());
-            match previous_primary {
-                // The writer went silent (down, hung, or not checked yet): keep sending writes
-                // there so clients get the server's own connect error, not a guess.
+            // The last known writer: the primary of the previous round, or the one already
+            // known to be down.
+            let known = previous
+                .router
+                .primary
+                .or(previous.primary_down.map(|d| d.server))
+                .filter(|&p| p < servers.len());
+            match known {
+                // It stopped answering (killed, hung, partitioned) and nothing else is
+                // writable: the primary is down. Writes fail at once with a reason that says
+                // so; reads go on where a replica holds all it sent (below).
+                Some(p) if !servers[p].reachable && servers[p].checked_at.is_some() => {
+                    let down = previous
+                        .primary_down
+                        .filter(|d| d.server == p)
+                        .unwrap_or_else(|| PrimaryDown {
+                            server: p,
+                            since: Instant::now(),
+                            since_wall: SystemTime::now(),
+                            reads: true,
+                        });
+                    primary_down = Some(down);
+                    write_block = Some(down_reason(&config.servers[p].name, &down, &servers[p]));
+                    None
+                }
+                // Not checked yet (just started): trust the configuration meanwhile.
                 Some(p) if !servers[p].reachable => Some(p),
                 _ => {
                     write_block = Some(format!(
@@ -112,9 +135,44 @@ pub fn derive(config: &Config, samples: &[Option<Sample>], previous: &Topology) 
         }
     }
 
-    for (i, (state, health)) in router.servers.iter_mut().zip(&servers).enumerate() {
+    // With the primary down, a replica whose IO thread stopped (it cannot reach the primary
+    // either) but whose SQL thread runs holds all it received: it keeps serving, on the lag
+    // its source measures against the last position the primary sent (DESIGN §3.1), for at
+    // most `routing.primary_down_read_ms`.
+    if let Some(d) = primary_down.as_mut() {
+        d.reads = config
+            .routing
+            .primary_down_read_ms
+            .is_none_or(|ms| d.since.elapsed() < Duration::from_millis(ms));
+    }
+    let reads_without_primary = primary_down.is_some_and(|d| d.reads);
+    for (i, (state, health)) in router
+        .servers
+        .iter_mut()
+        .zip(servers.iter_mut())
+        .enumerate()
+    {
+        let eligible = health.threads_running
+            || (reads_without_primary && health.sql_running && health.replicating == Some(true));
+        if health.last_lag.is_none() && same_list {
+            health.last_lag = previous.servers[i].last_lag;
+        }
+        if !eligible {
+            health.lag_ms = None;
+        } else if health.lag_ms.is_none() && reads_without_primary {
+            // The lag source has not caught up with the outage yet (its stream just broke):
+            // lag grows at most as fast as the clock, so a measurement taken around the
+            // outage plus the time since is an upper bound, never a guess in the replica's
+            // favour.
+            let around_outage =
+                |at: Instant| primary_down.is_some_and(|d| at + Duration::from_secs(2) >= d.since);
+            if let Some((ms, at)) = health.last_lag.filter(|&(_, at)| around_outage(at)) {
+                let since = u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX);
+                health.lag_ms = Some(ms.saturating_add(since));
+            }
+        }
         state.reachable = health.reachable;
-        state.replicating = health.threads_running;
+        state.replicating = eligible;
         state.role = if Some(i) == primary {
             Role::Primary
         } else {
@@ -140,7 +198,24 @@ pub fn derive(config: &Config, samples: &[Option<Sample>], previous: &Topology) 
         write_block,
         split_brain,
         split_suspected_at: suspected_at,
+        primary_down,
     }
+}
+
+/// What a write is refused with while the primary is down.
+fn down_reason(name: &str, down: &PrimaryDown, health: &ServerHealth) -> String {
+    let secs = down
+        .since_wall
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!(
+        "no writable primary (primary down since {h:02}:{m:02}:{s:02} UTC, {:.1} s ago: \
+         '{name}' {})",
+        down.since.elapsed().as_secs_f64(),
+        health.last_error.as_deref().unwrap_or("does not answer")
+    )
 }
 
 /// What one sample says about a server (role is decided afterwards, across all servers).
@@ -159,8 +234,11 @@ fn observe(sample: &Sample) -> ServerHealth {
                 .replication
                 .as_ref()
                 .is_some_and(|r| r.io_running && r.sql_running);
-            if health.threads_running {
+            health.sql_running = o.replication.as_ref().is_some_and(|r| r.sql_running);
+            // Whether the lag counts is decided across servers (primary down or not).
+            if health.sql_running {
                 health.lag_ms = sample.lag_ms;
+                health.last_lag = sample.lag_ms.map(|l| (l, sample.at));
             }
         }
     }
