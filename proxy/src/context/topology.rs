@@ -51,6 +51,11 @@ pub struct ServerHealth {
     pub last_error: Option<String>,
     /// When the last check finished (monotonic).
     pub checked_at: Option<Instant>,
+    /// When the last successful check began: a server answering a check begun after an
+    /// event was alive after it.
+    pub answered_from: Option<Instant>,
+    /// When the replica was first seen with its IO thread stopped (this spell), if it is.
+    pub io_stopped_at: Option<Instant>,
 }
 
 impl Default for ServerHealth {
@@ -66,6 +71,8 @@ impl Default for ServerHealth {
             role: ObservedRole::Unknown,
             last_error: None,
             checked_at: None,
+            answered_from: None,
+            io_stopped_at: None,
         }
     }
 }

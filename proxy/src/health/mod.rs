@@ -230,6 +230,7 @@ async fn check_loop(
         let sample = Sample {
             result,
             lag_ms: None,
+            started,
             at: Instant::now(),
         };
         let was_ok = match slots.lock() {

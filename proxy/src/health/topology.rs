@@ -14,6 +14,8 @@ pub struct Sample {
     pub result: Result<Observed, CheckError>,
     /// Replica lag in ms; `None` = unknown.
     pub lag_ms: Option<u64>,
+    /// When the check began and when it ended.
+    pub started: Instant,
     pub at: Instant,
 }
 
@@ -146,30 +148,56 @@ pub fn derive(config: &Config, samples: &[Option<Sample>], previous: &Topology) 
             .is_none_or(|ms| d.since.elapsed() < Duration::from_millis(ms));
     }
     let reads_without_primary = primary_down.is_some_and(|d| d.reads);
+    // A replica that just lost its IO thread while the primary has not been checked since:
+    // the primary may be down, and its own check will tell within a round. Meanwhile the
+    // replica keeps serving on an upper bound of its lag (below), so reads do not bounce to a
+    // primary that may be gone.
+    let primary_answered_from = primary
+        .and_then(|p| servers.get(p))
+        .and_then(|h| h.answered_from);
     for (i, (state, health)) in router
         .servers
         .iter_mut()
         .zip(servers.iter_mut())
         .enumerate()
     {
-        let eligible = health.threads_running
-            || (reads_without_primary && health.sql_running && health.replicating == Some(true));
-        if health.last_lag.is_none() && same_list {
+        if let (Some(_), Some(before)) = (
+            health.io_stopped_at,
+            same_list
+                .then(|| previous.servers[i].io_stopped_at)
+                .flatten(),
+        ) {
+            health.io_stopped_at = Some(before);
+        }
+        let orphan = health.sql_running && health.replicating == Some(true);
+        let pending = orphan
+            && primary.is_some_and(|p| p != i)
+            && health
+                .io_stopped_at
+                .is_some_and(|stopped| primary_answered_from.is_none_or(|a| a <= stopped));
+        let eligible = health.threads_running || (reads_without_primary && orphan) || pending;
+        if same_list {
             health.last_lag = previous.servers[i].last_lag;
         }
         if !eligible {
             health.lag_ms = None;
-        } else if health.lag_ms.is_none() && reads_without_primary {
-            // The lag source has not caught up with the outage yet (its stream just broke):
-            // lag grows at most as fast as the clock, so a measurement taken around the
-            // outage plus the time since is an upper bound, never a guess in the replica's
-            // favour.
+        } else if let (Some(ms), false) = (health.lag_ms, pending) {
+            health.last_lag = Some((ms, health.checked_at.unwrap_or_else(Instant::now)));
+        } else {
+            // Pending (the source's figure assumes the primary is down), or the source has
+            // not caught up with the outage yet (its stream just broke): lag grows at most as
+            // fast as the clock, so a measurement taken around the outage plus the time since
+            // is an upper bound, never a guess in the replica's favour.
+            let outage = primary_down.map(|d| d.since).or(health.io_stopped_at);
             let around_outage =
-                |at: Instant| primary_down.is_some_and(|d| at + Duration::from_secs(2) >= d.since);
-            if let Some((ms, at)) = health.last_lag.filter(|&(_, at)| around_outage(at)) {
-                let since = u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX);
-                health.lag_ms = Some(ms.saturating_add(since));
-            }
+                |at: Instant| outage.is_some_and(|o| at + Duration::from_secs(2) >= o);
+            health.lag_ms = health
+                .last_lag
+                .filter(|&(_, at)| around_outage(at))
+                .map(|(ms, at)| {
+                    let since = u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    ms.saturating_add(since)
+                });
         }
         state.reachable = health.reachable;
         state.replicating = eligible;
@@ -228,6 +256,10 @@ fn observe(sample: &Sample) -> ServerHealth {
         Err(e) => health.last_error = Some(e.to_string()),
         Ok(o) => {
             health.reachable = true;
+            health.answered_from = Some(sample.started);
+            if o.replication.as_ref().is_some_and(|r| !r.io_running) {
+                health.io_stopped_at = Some(sample.at);
+            }
             health.read_only = Some(o.read_only);
             health.replicating = Some(o.replication.is_some());
             health.threads_running = o
@@ -238,7 +270,6 @@ fn observe(sample: &Sample) -> ServerHealth {
             // Whether the lag counts is decided across servers (primary down or not).
             if health.sql_running {
                 health.lag_ms = sample.lag_ms;
-                health.last_lag = sample.lag_ms.map(|l| (l, sample.at));
             }
         }
     }

@@ -23,6 +23,7 @@ fn primary(read_only: bool) -> Option<Sample> {
             replication: None,
         }),
         lag_ms: None,
+        started: Instant::now(),
         at: Instant::now(),
     })
 }
@@ -39,6 +40,7 @@ fn replica(read_only: bool, sql_running: bool, lag_ms: Option<u64>) -> Option<Sa
             }),
         }),
         lag_ms,
+        started: Instant::now(),
         at: Instant::now(),
     })
 }
@@ -47,6 +49,7 @@ fn down() -> Option<Sample> {
     Some(Sample {
         result: Err(CheckError::Connect("refused".into())),
         lag_ms: None,
+        started: Instant::now(),
         at: Instant::now(),
     })
 }
@@ -244,19 +247,36 @@ fn primary_down_refuses_writes_with_the_reason_and_replicas_keep_serving() {
 #[test]
 fn stopped_io_thread_with_the_primary_up_leaves_rotation() {
     let c = config();
-    let t = derive(
+    let mut before = healthy(&c);
+    before.servers[1].last_lag = Some((5, Instant::now()));
+    // The replica lost its IO thread after the primary's last check began: the primary may
+    // be down; until its next check the replica serves on a growing bound of its lag.
+    let r1 = orphan(true, Some(0));
+    let r2 = replica(true, true, Some(0));
+    let pending = derive(
         &c,
-        &[
-            primary(false),
-            orphan(true, Some(0)),
-            replica(true, true, Some(0)),
-        ],
-        &healthy(&c),
+        &[before_now(primary(false)), r1.clone(), r2.clone()],
+        &before,
     );
+    assert!(pending.router.servers[1].replicating);
+    assert!(
+        pending.servers[1].lag_ms.is_some_and(|l| l >= 5),
+        "the bound, not the source's 0"
+    );
+    // A check of the primary begun after that answers: it is up, the replica leaves.
+    std::thread::sleep(Duration::from_millis(2));
+    let t = derive(&c, &[primary(false), r1, r2], &pending);
     assert_eq!(t.primary(), Some(0));
     assert!(t.primary_down.is_none());
     assert!(!t.router.servers[1].replicating);
     assert_eq!(t.servers[1].lag_ms, None);
+}
+
+/// `sample` as if its check had begun a moment ago.
+fn before_now(sample: Option<Sample>) -> Option<Sample> {
+    let mut s = sample?;
+    s.started -= Duration::from_millis(50);
+    Some(s)
 }
 
 #[test]
