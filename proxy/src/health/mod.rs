@@ -195,10 +195,12 @@ async fn check_loop(
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut down = false;
     loop {
         tick.tick().await;
         let started = Instant::now();
         let result = checker.check(timeout).await;
+        let was_down = std::mem::replace(&mut down, result.is_err());
         {
             let b = &backend;
             b.metrics().up.set(i64::from(result.is_ok()));
@@ -211,8 +213,10 @@ async fn check_loop(
                         b.set_version(v);
                     }
                     // Respect the cool-down of a breaker the data path opened: only a closed
-                    // or half-open breaker is reset by a good check.
-                    if b.breaker_allows() {
+                    // or half-open breaker is reset by a good check. But the first good check
+                    // after failed ones ends an outage the monitor itself saw (a primary
+                    // restarted): the server takes work again at once, not a cool-down later.
+                    if b.breaker_allows() || was_down {
                         b.report_success();
                     }
                 }

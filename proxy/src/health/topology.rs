@@ -8,6 +8,10 @@ use router::choice::TopologySnapshot;
 use router::config::{Config, Role};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// How long a replica's last measured lag (plus the time since, an upper bound) stands in for
+/// a lag source that went blind, before the lag counts as unknown.
+const BLIND_GRACE: Duration = Duration::from_secs(1);
+
 /// The last check of one server, with the lag the configured lag source reports for it.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -184,16 +188,20 @@ pub fn derive(config: &Config, samples: &[Option<Sample>], previous: &Topology) 
         } else if let (Some(ms), false) = (health.lag_ms, pending) {
             health.last_lag = Some((ms, health.checked_at.unwrap_or_else(Instant::now)));
         } else {
-            // Pending (the source's figure assumes the primary is down), or the source has
-            // not caught up with the outage yet (its stream just broke): lag grows at most as
-            // fast as the clock, so a measurement taken around the outage plus the time since
-            // is an upper bound, never a guess in the replica's favour.
+            // Pending (the source's figure assumes the primary is down), or the lag source is
+            // briefly blind (its stream broke with the primary, a sidecar answer was missed):
+            // lag grows at most as fast as the clock, so a recent measurement plus the time
+            // since is an upper bound, never a guess in the replica's favour. Recent: within
+            // BLIND_GRACE, or taken around the outage while the primary is down.
             let outage = primary_down.map(|d| d.since).or(health.io_stopped_at);
-            let around_outage =
-                |at: Instant| outage.is_some_and(|o| at + Duration::from_secs(2) >= o);
+            let usable = |at: Instant| {
+                at.elapsed() <= BLIND_GRACE
+                    || ((reads_without_primary || pending)
+                        && outage.is_some_and(|o| at + BLIND_GRACE >= o))
+            };
             health.lag_ms = health
                 .last_lag
-                .filter(|&(_, at)| around_outage(at))
+                .filter(|&(_, at)| usable(at))
                 .map(|(ms, at)| {
                     let since = u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX);
                     ms.saturating_add(since)

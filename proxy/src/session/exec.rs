@@ -52,7 +52,20 @@ impl Session {
     fn resolve(&mut self, d: &Decision, exclude: Option<usize>) -> Resolved {
         self.view.refresh(&self.ctx);
         match d.target {
-            Target::Primary => self.primary_for_session(),
+            Target::Primary => {
+                let r = self.primary_for_session();
+                // --- issue 11 (availability), owned by the avail branch: session set-up while
+                // the primary is down runs on a replica instead of being refused.
+                if matches!(r, Resolved::Refuse { .. }) && self.setup_without_writer() {
+                    let read = Decision {
+                        target: Target::Replica,
+                        ..*d
+                    };
+                    return self.resolve(&read, exclude);
+                }
+                // --- end issue 11
+                r
+            }
             Target::Previous => {
                 let prev = self.previous.as_ref().and_then(|p| {
                     self.view
@@ -114,6 +127,21 @@ impl Session {
             }
         }
     }
+
+    // --- issue 11 (availability), owned by the avail branch.
+    /// While the primary is down, a statement that only sets up the session (`SET NAMES`,
+    /// `SET autocommit`, `USE`: see `router::session::Session::pending_is_session_setup`) may
+    /// run on a replica, so that clients can connect and start reading. Only when the session
+    /// holds nothing on the lost writer (its state there would diverge) and pins nothing.
+    fn setup_without_writer(&self) -> bool {
+        let Some(down) = self.ctx.topology().primary_down else {
+            return false;
+        };
+        self.anchor.is_none()
+            && self.router.pending_is_session_setup()
+            && self.held.iter().all(|h| h.backend.index != down.server)
+    }
+    // --- end issue 11
 
     /// The server for `d`, or the ERR to send instead.
     pub(super) fn resolve_public(
