@@ -233,6 +233,34 @@ impl Shared {
         }
     }
 
+    /// Takes over where `old` (the reader of the previous primary) stopped: its GTID position,
+    /// timeline and recent transactions, so that a stream opened on the new primary resumes
+    /// after the last transaction `old` read. Without a GTID position (file/position streams)
+    /// there is nothing that holds across servers: nothing is taken.
+    pub fn continue_from(&self, old: &Shared) {
+        let (gtid_state, gtid_seq) = {
+            let p = lock(&old.primary);
+            (p.gtid_state.clone(), p.gtid_seq.clone())
+        };
+        if gtid_state.is_empty() {
+            return;
+        }
+        self.settings
+            .start_from_replicas
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut p = lock(&self.primary);
+        p.gtid_state = gtid_state;
+        p.gtid_seq = gtid_seq;
+        // Lock order: primary before timeline (the old reader's locks are its own).
+        let mut old_timeline = lock(&old.timeline);
+        let capacity = old_timeline.capacity();
+        *lock(&self.timeline) = std::mem::replace(&mut *old_timeline, Timeline::new(capacity));
+        drop(old_timeline);
+        drop(p);
+        let recent = std::mem::take(&mut *lock(&old.recent));
+        *lock(&self.recent) = recent;
+    }
+
     /// Drops timeline entries every replica has applied (using last known positions, even
     /// stale ones: a replica that is down keeps what it still needs, up to the capacity).
     pub fn prune(&self) {

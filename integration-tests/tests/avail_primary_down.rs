@@ -305,3 +305,147 @@ async fn primary_killed_under_load_embedded_reader() {
     let p = start_edited(&c, &timeouts(), edit).await;
     primary_killed_under_load(c, p).await;
 }
+
+/// An external failover by hand while the load runs: writes follow the new writer within a
+/// second and every acknowledged write is on it; the embedded reader's timeline continues on
+/// the new primary with no GTID lost or repeated; lag stays measured for the other replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn external_failover_under_load_writes_and_reader_follow() {
+    let Some(c) = Cluster::private_or_skip("external_failover_under_load_writes_and_reader_follow")
+    else {
+        return;
+    };
+    let edit = embedded(&c);
+    let p = start_edited(&c, &timeouts(), edit).await;
+    let mut setup = p.conn().await;
+    setup
+        .query_drop(
+            "CREATE TABLE IF NOT EXISTS avail_t (id INT AUTO_INCREMENT PRIMARY KEY, session INT)",
+        )
+        .await
+        .expect("create table");
+    drop(setup);
+    c.wait_replicas_caught_up(Duration::from_secs(10))
+        .await
+        .expect("caught up");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ops, tasks) = start_load(&p, stop.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The failover: demote, let replica2 apply everything, promote it, repoint the others.
+    c.admin_exec(0, "SET GLOBAL read_only = 1")
+        .await
+        .expect("demote the old primary");
+    c.wait_replicas_caught_up(Duration::from_secs(10))
+        .await
+        .expect("replicas caught up");
+    c.admin_exec(2, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0")
+        .await
+        .expect("promote replica2");
+    let writable_at = Instant::now();
+    let repoint = |use_gtid: &str| {
+        format!(
+            "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, \
+             MASTER_USER='{}', MASTER_PASSWORD='{}', MASTER_USE_GTID={use_gtid}, \
+             MASTER_CONNECT_RETRY=1; START SLAVE",
+            c.port(2),
+            integration_tests::MONITOR_USER,
+            integration_tests::MONITOR_PASSWORD
+        )
+    };
+    c.admin_exec(1, &repoint("slave_pos"))
+        .await
+        .expect("repoint replica1");
+    c.admin_exec(0, &repoint("current_pos"))
+        .await
+        .expect("repoint the old primary");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("load session");
+    }
+    let ops = ops.lock().unwrap().clone();
+
+    let first_ok = ops
+        .iter()
+        .filter(|o| o.write && o.error.is_none() && o.at >= writable_at)
+        .map(|o| o.at + o.took)
+        .min()
+        .expect("writes work after the failover");
+    let follow = first_ok.duration_since(writable_at);
+    let late_errors: Vec<&Op> = ops
+        .iter()
+        .filter(|o| o.error.is_some() && o.at > writable_at + Duration::from_secs(1))
+        .collect();
+    let acked = ops.iter().filter(|o| o.write && o.error.is_none()).count();
+    let read_errors = ops.iter().filter(|o| !o.write && o.error.is_some()).count();
+    let mut admin = c.admin(2).await.expect("new primary");
+    let rows: Option<u64> = admin
+        .query_first("SELECT COUNT(*) FROM rwsplit_test.avail_t")
+        .await
+        .expect("count");
+    eprintln!(
+        "writes followed {follow:?} after replica2 became writable; {acked} writes acknowledged, \
+         {rows:?} rows on the new primary; {read_errors} read errors; errors 1 s after: {}",
+        late_errors.len()
+    );
+    assert!(
+        follow <= Duration::from_secs(1),
+        "writes followed after {follow:?}"
+    );
+    assert!(
+        late_errors.is_empty(),
+        "errors after the writer moved: {:?}",
+        late_errors.iter().take(3).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        rows,
+        Some(acked as u64),
+        "every acknowledged write, and nothing else, is on the new primary"
+    );
+    assert_eq!(read_errors, 0, "reads are not disturbed");
+
+    // The embedded reader moved to replica2 and its timeline runs on without a gap.
+    let reader = p.ctx.lag_reader().expect("embedded reader");
+    assert_eq!(reader.primary_name(), "replica2");
+    let old_id = format!("-{}-", 1);
+    let gtids: Vec<(u32, u64)> = reader
+        .recent_transactions()
+        .iter()
+        .filter_map(|t| t.gtid.clone())
+        .filter_map(|g| {
+            let mut it = g.split('-');
+            let (_domain, server, seq) = (it.next()?, it.next()?, it.next()?);
+            Some((server.parse().ok()?, seq.parse().ok()?))
+        })
+        .collect();
+    let servers: std::collections::BTreeSet<u32> = gtids.iter().map(|g| g.0).collect();
+    assert!(
+        servers.len() >= 2,
+        "the timeline holds transactions of both primaries: {servers:?} ({old_id})"
+    );
+    for w in gtids.windows(2) {
+        assert_eq!(
+            w[1].1,
+            w[0].1 + 1,
+            "no gap or repeat in the timeline: {w:?}"
+        );
+    }
+    // Lag stays measured for replica1, now replicating from replica2.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let t = p.ctx.topology();
+        if t.primary() == Some(2)
+            && t.servers[1].lag_ms.is_some()
+            && t.router.servers[1].replicating
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica1 lag not measured after the failover: {:?}",
+            t.servers[1]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

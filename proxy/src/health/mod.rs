@@ -161,9 +161,11 @@ fn start_embedded_reader(ctx: &Context, config: &Config, observed: Option<&Topol
             keep[i - 1]
         });
     }
-    // Drop the old reader first: only one binlog dump per server id at a time.
+    // Drop the old reader first: only one binlog dump per server id at a time. On a writer
+    // change the new stream continues from the GTID the old one reached, with its timeline.
+    let previous = observed.and_then(|_| ctx.lag_reader());
     ctx.set_lag_reader(None);
-    match binlog_reader::LagReader::spawn(&config) {
+    match binlog_reader::LagReader::spawn_following(&config, previous.as_ref()) {
         Ok(handle) => {
             if let Some(p) = config.primary() {
                 tracing::info!(primary = %p.name, "embedded binlog reader started");
