@@ -219,7 +219,8 @@ impl LagHandle {
     }
 
     /// The sidecar's routes: `/metrics`, `/lag` (see [`crate::snapshot`] for the format),
-    /// `/healthz` (200 while the binlog stream is open, else 503), `/transactions`.
+    /// `/healthz` (200 while the binlog stream is open, else 503; the body names the primary
+    /// streamed from), `/transactions`.
     pub fn routes(&self) -> Routes {
         let h = self.clone();
         Arc::new(move |method: &str, path: &str| {
@@ -235,11 +236,12 @@ impl LagHandle {
                 "/transactions" => Reply::ok("text/plain; charset=utf-8", h.transactions_text()),
                 "/healthz" => {
                     let s = h.snapshot();
+                    let from = &s.primary.name;
                     if s.primary.connected {
-                        Reply::text(200, "ok\n")
+                        Reply::text(200, format!("ok: streaming from {from}\n"))
                     } else {
                         let why = s.primary.error.unwrap_or_else(|| "connecting".into());
-                        Reply::text(503, format!("binlog stream down: {why}\n"))
+                        Reply::text(503, format!("binlog stream from {from} down: {why}\n"))
                     }
                 }
                 _ => Reply::not_found(),
