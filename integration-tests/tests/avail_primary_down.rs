@@ -40,18 +40,6 @@ struct Op {
     error: Option<String>,
 }
 
-async fn connect(p: &Proxy) -> Conn {
-    let opts = OptsBuilder::from_opts(Opts::from_url(&p.url()).expect("url")).prefer_socket(false);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match Conn::new(opts.clone()).await {
-            Ok(c) => return c,
-            Err(e) if Instant::now() > deadline => panic!("cannot connect through the proxy: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-}
-
 /// 8 sessions, each 70 % `SELECT` / 30 % `INSERT`, until `stop` is set; every operation logged.
 fn start_load(
     p: &Proxy,
