@@ -81,6 +81,9 @@ pub struct Metrics {
     /// `rwsplit_primary_down`: 1 while the primary is unreachable and no other server is the
     /// writer: writes are refused, reads continue on replicas that applied all it sent.
     pub primary_down: IntGauge,
+    /// `rwsplit_lag_source_fallback`: 1 while every sidecar of `lag_source.sidecar.urls` is
+    /// unavailable and lag comes from the monitor's Seconds_Behind_Master.
+    pub lag_source_fallback: IntGauge,
     /// `rwsplit_replica_misconfigured{backend}`: 1 for a replicating server with read_only=0.
     pub replica_writable: IntGaugeVec,
     /// `rwsplit_monitor_check_duration_seconds{backend}`: how long one health check took.
@@ -121,6 +124,7 @@ impl Metrics {
         "rwsplit_config_reloads_total",
         "rwsplit_split_brain",
         "rwsplit_primary_down",
+        "rwsplit_lag_source_fallback",
         "rwsplit_replica_misconfigured",
         "rwsplit_monitor_check_duration_seconds",
         "rwsplit_session_pins_total",
@@ -216,6 +220,10 @@ impl Metrics {
             primary_down: reg.gauge(
                 "rwsplit_primary_down",
                 "1 while the primary is unreachable and no other server is writable; writes are refused, reads continue on replicas.",
+            ),
+            lag_source_fallback: reg.gauge(
+                "rwsplit_lag_source_fallback",
+                "1 while every lag sidecar is unavailable and lag comes from the monitor's Seconds_Behind_Master.",
             ),
             replica_writable: reg.gauge_vec(
                 "rwsplit_replica_misconfigured",

@@ -35,8 +35,9 @@ pub fn spawn(ctx: Arc<Context>) -> tokio::task::JoinHandle<()> {
 
 /// The latest sample of each server, shared by its checker task and the coordinator.
 type Slots = Arc<Mutex<Vec<Option<Sample>>>>;
-/// The latest sidecar answer and when it arrived.
-type SidecarSlot = Arc<Mutex<Option<(lag::LagMap, Instant)>>>;
+/// The latest answer of one sidecar (lags, when it took them in ms since the epoch) and when
+/// it arrived.
+type SidecarSlot = Arc<Mutex<Option<((lag::LagMap, u64), Instant)>>>;
 
 async fn run_generation(ctx: &Arc<Context>) {
     let generation = ctx.config_generation();
@@ -74,16 +75,17 @@ async fn run_generation(ctx: &Arc<Context>) {
             (slots.clone(), changed.clone()),
         ));
     }
-    let sidecar: SidecarSlot = Arc::new(Mutex::new(None));
     let lag_source = ctx.proxy_config().lag_source.clone();
+    let urls = lag_source.sidecar_urls();
+    let sidecars: Vec<SidecarSlot> = urls.iter().map(|_| Arc::new(Mutex::new(None))).collect();
+    // With a list of sidecars, losing them all falls back to the monitor's own view.
+    let fallback = matches!(&lag_source, LagSource::Sidecar { urls, .. } if !urls.is_empty());
+    let mut fell_back = false;
     match &lag_source {
-        LagSource::Sidecar { url } => {
-            tasks.spawn(sidecar_loop(
-                url.clone(),
-                interval,
-                timeout,
-                sidecar.clone(),
-            ));
+        LagSource::Sidecar { .. } => {
+            for (url, slot) in urls.iter().zip(&sidecars) {
+                tasks.spawn(sidecar_loop(url.clone(), interval, timeout, slot.clone()));
+            }
         }
         LagSource::Embedded => start_embedded_reader(ctx, &config, None),
         LagSource::SecondsBehindMaster => {}
@@ -108,13 +110,26 @@ async fn run_generation(ctx: &Arc<Context>) {
             Err(_) => continue,
         };
         let embedded = ctx.lag_reader().map(|h| h.snapshot());
-        fill_lag(
-            &config,
-            &lag_source,
-            &sidecar,
-            embedded.as_ref(),
-            &mut samples,
-        );
+        let answers = sidecar_answers(&sidecars);
+        let source = if fallback && answers.is_empty() {
+            if !fell_back {
+                tracing::error!(
+                    sidecars = %urls.join(", "),
+                    "every lag sidecar is unavailable: lag now comes from the monitor's \
+                     Seconds_Behind_Master (whole seconds)"
+                );
+                fell_back = true;
+            }
+            LagSource::SecondsBehindMaster
+        } else {
+            if fell_back {
+                tracing::info!("a lag sidecar answers again: lag comes from the sidecars");
+                fell_back = false;
+            }
+            lag_source.clone()
+        };
+        ctx.metrics.lag_source_fallback.set(i64::from(fell_back));
+        fill_lag(&config, &source, &answers, embedded.as_ref(), &mut samples);
         let previous = ctx.topology();
         let next = topology::derive(&config, &samples, &previous);
         // Refused only if a reload happened in between: the next round uses the new config.
@@ -289,28 +304,32 @@ async fn sidecar_loop(url: String, interval: Duration, timeout: Duration, slot: 
     }
 }
 
+/// The sidecars' answers younger than 5 s.
+fn sidecar_answers(slots: &[SidecarSlot]) -> Vec<(lag::LagMap, u64)> {
+    slots
+        .iter()
+        .filter_map(|s| s.lock().ok().and_then(|s| s.clone()))
+        .filter(|(_, at)| at.elapsed() < Duration::from_secs(5))
+        .map(|(answer, _)| answer)
+        .collect()
+}
+
 /// Sets each sample's lag from the configured source.
 fn fill_lag(
     config: &Config,
     source: &LagSource,
-    sidecar: &SidecarSlot,
+    sidecars: &[(lag::LagMap, u64)],
     embedded: Option<&binlog_reader::LagSnapshot>,
     samples: &mut [Option<Sample>],
 ) {
-    let sidecar_map = match source {
-        LagSource::Sidecar { .. } => sidecar.lock().ok().and_then(|s| s.clone()),
-        _ => None,
-    };
+    let now = lag::now_ms();
     for (server, sample) in config.servers.iter().zip(samples.iter_mut()) {
         let Some(sample) = sample else { continue };
         let Ok(observed) = &sample.result else {
             continue;
         };
         sample.lag_ms = match source {
-            LagSource::Sidecar { .. } => sidecar_map
-                .as_ref()
-                .filter(|(_, at)| at.elapsed() < Duration::from_secs(5))
-                .and_then(|(m, _)| m.get(&server.name).copied().flatten()),
+            LagSource::Sidecar { .. } => lag::freshest(sidecars.iter(), &server.name, now),
             LagSource::Embedded => embedded.and_then(|snap| snap.lag_ms(&server.name)),
             LagSource::SecondsBehindMaster => observed.replication.as_ref().and_then(|r| {
                 match r.seconds_behind {
