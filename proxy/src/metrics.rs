@@ -84,6 +84,9 @@ pub struct Metrics {
     /// `rwsplit_lag_source_fallback`: 1 while every sidecar of `lag_source.sidecar.urls` is
     /// unavailable and lag comes from the monitor's Seconds_Behind_Master.
     pub lag_source_fallback: IntGauge,
+    /// `rwsplit_writer_fenced{backend}`: 1 for a writable server that replicates from no one
+    /// but returned from an outage after another became the writer (never written to).
+    pub writer_fenced: IntGaugeVec,
     /// `rwsplit_replica_misconfigured{backend}`: 1 for a replicating server with read_only=0.
     pub replica_writable: IntGaugeVec,
     /// `rwsplit_monitor_check_duration_seconds{backend}`: how long one health check took.
@@ -125,6 +128,7 @@ impl Metrics {
         "rwsplit_split_brain",
         "rwsplit_primary_down",
         "rwsplit_lag_source_fallback",
+        "rwsplit_writer_fenced",
         "rwsplit_replica_misconfigured",
         "rwsplit_monitor_check_duration_seconds",
         "rwsplit_session_pins_total",
@@ -224,6 +228,11 @@ impl Metrics {
             lag_source_fallback: reg.gauge(
                 "rwsplit_lag_source_fallback",
                 "1 while every lag sidecar is unavailable and lag comes from the monitor's Seconds_Behind_Master.",
+            ),
+            writer_fenced: reg.gauge_vec(
+                "rwsplit_writer_fenced",
+                "1 for a writable server that replicates from no one but came back after another became the writer; never written to.",
+                &["backend"],
             ),
             replica_writable: reg.gauge_vec(
                 "rwsplit_replica_misconfigured",

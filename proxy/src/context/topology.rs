@@ -103,6 +103,9 @@ pub struct Topology {
     /// server is writable. Writes are refused (`write_block`); replicas that applied all it
     /// sent keep serving reads, for at most `routing.primary_down_read_ms`.
     pub primary_down: Option<PrimaryDown>,
+    /// Writable servers that replicate from no one but came back from an outage while another
+    /// was the writer (an old primary restarted after a failover): fenced, never written to.
+    pub fenced: Vec<usize>,
 }
 
 /// Which server was the primary before it went down, and since when.
@@ -135,6 +138,7 @@ impl Topology {
             split_brain: false,
             split_suspected_at: None,
             primary_down: None,
+            fenced: Vec::new(),
         }
     }
 

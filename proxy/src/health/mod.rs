@@ -370,6 +370,17 @@ fn report(ctx: &Context, config: &Config, previous: &Topology, next: &Topology) 
                 let _ = m.replica_lag_seconds.remove_label_values(&[name]);
             }
         }
+        let fenced = next.fenced.contains(&i);
+        m.writer_fenced
+            .with_label_values(&[name])
+            .set(i64::from(fenced));
+        if fenced && !(same_list && previous.fenced.contains(&i)) {
+            tracing::error!(
+                server = name,
+                "server came back writable and replicating from no one after another became \
+                 the writer: fenced (no writes); set read_only=1 on it and point it at the writer"
+            );
+        }
         let writable_replica = health.replicating == Some(true) && health.read_only == Some(false);
         m.replica_writable
             .with_label_values(&[name])

@@ -63,6 +63,31 @@ pub fn derive(config: &Config, samples: &[Option<Sample>], previous: &Topology) 
     let mut suspected_at = None;
     let mut write_block = None;
     let mut primary_down = None;
+    // A server that comes back writable from an outage while another has been the writer
+    // since (an old primary restarted after a failover, read_only lost with the restart) is
+    // fenced: never written to, alerted on, while the writer stays writable. Only a server
+    // seen down before: two writable roots that were both up (a switchover half done, a real
+    // split brain) are not told apart here.
+    let mut fenced = Vec::new();
+    let writer_before = previous.router.primary.filter(|&w| {
+        writable_roots.contains(&w)
+            && same_list
+            && previous.servers[w].role == ObservedRole::Primary
+    });
+    if let Some(w) = writer_before {
+        for &r in &writable_roots {
+            let before = &previous.servers[r];
+            let returning =
+                previous.fenced.contains(&r) || (!before.reachable && before.checked_at.is_some());
+            if r != w && returning {
+                fenced.push(r);
+            }
+        }
+        writable_roots.retain(|r| !fenced.contains(r));
+        for &r in &fenced {
+            servers[r].role = ObservedRole::Unknown;
+        }
+    }
     let primary = match writable_roots.as_slice() {
         [one] => Some(*one),
         [] => {
@@ -235,6 +260,7 @@ pub fn derive(config: &Config, samples: &[Option<Sample>], previous: &Topology) 
         split_brain,
         split_suspected_at: suspected_at,
         primary_down,
+        fenced,
     }
 }
 

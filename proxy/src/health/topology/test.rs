@@ -34,6 +34,7 @@ fn replica(read_only: bool, sql_running: bool, lag_ms: Option<u64>) -> Option<Sa
             read_only,
             replication: Some(Replication {
                 source_host: "127.0.0.1".into(),
+                source_port: Some(3340),
                 io_running: true,
                 sql_running,
                 seconds_behind: Some(0),
@@ -392,4 +393,67 @@ fn unchecked_servers_keep_the_configured_primary() {
     let t = derive(&c, &[None, None, None], &Topology::initial(&c));
     assert_eq!(t.primary(), Some(0));
     assert!(t.servers.iter().all(|s| !s.reachable && s.lag_ms.is_none()));
+}
+
+#[test]
+fn old_primary_back_writable_after_a_failover_is_fenced_not_split_brain() {
+    let c = config();
+    let down_t = derive(
+        &c,
+        &[down(), orphan(true, Some(0)), orphan(true, Some(0))],
+        &healthy(&c),
+    );
+    // r2 promoted by hand while the primary is down.
+    let moved = derive(
+        &c,
+        &[down(), replica(true, true, Some(0)), primary(false)],
+        &down_t,
+    );
+    assert_eq!(moved.primary(), Some(2));
+    // The old primary restarts writable and replicating from no one.
+    let back = derive(
+        &c,
+        &[primary(false), replica(true, true, Some(0)), primary(false)],
+        &moved,
+    );
+    assert_eq!(back.primary(), Some(2), "writes stay with the new writer");
+    assert_eq!(back.fenced, vec![0]);
+    assert!(!back.split_brain && back.write_block.is_none());
+    assert!(
+        !back.router.servers[0].replicating,
+        "no reads from it either"
+    );
+    // It stays fenced on later rounds, until it is read-only or replicates.
+    let again = derive(
+        &c,
+        &[primary(false), replica(true, true, Some(0)), primary(false)],
+        &back,
+    );
+    assert_eq!((again.primary(), again.fenced.clone()), (Some(2), vec![0]));
+    let fixed = derive(
+        &c,
+        &[
+            replica(true, true, Some(0)),
+            replica(true, true, Some(0)),
+            primary(false),
+        ],
+        &again,
+    );
+    assert!(fixed.fenced.is_empty());
+    assert_eq!(fixed.primary(), Some(2));
+}
+
+#[test]
+fn two_writable_roots_both_up_are_still_split_brain() {
+    let c = config();
+    let t = healthy(&c);
+    // r2 made writable by hand while the primary stays up and writable: not told apart.
+    let both = derive(
+        &c,
+        &[primary(false), replica(true, true, Some(0)), primary(false)],
+        &t,
+    );
+    assert!(both.fenced.is_empty());
+    assert_eq!(both.primary(), None);
+    assert!(both.write_block.is_some());
 }
