@@ -437,3 +437,62 @@ async fn external_failover_under_load_writes_and_reader_follow() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A session inside a transaction on the primary when it dies gets an error at its next
+/// statement (never a continuation elsewhere), fast; the same session then reads from a
+/// replica, and its writes are refused with the documented reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_on_the_lost_primary_errors_then_the_session_reads_on() {
+    let Some(c) = Cluster::private_or_skip("transaction_on_the_lost_primary") else {
+        return;
+    };
+    let p = start_edited(&c, &timeouts(), |y| y).await;
+    let mut conn = p.conn().await;
+    conn.query_drop(
+        "CREATE TABLE IF NOT EXISTS avail_t (id INT AUTO_INCREMENT PRIMARY KEY, session INT)",
+    )
+    .await
+    .expect("create");
+    conn.query_drop("BEGIN").await.expect("begin");
+    conn.query_drop("INSERT INTO avail_t (session) VALUES (7)")
+        .await
+        .expect("insert in the transaction");
+    c.kill_server(0).expect("kill the primary");
+    let t = Instant::now();
+    let next = conn
+        .query_drop("INSERT INTO avail_t (session) VALUES (8)")
+        .await;
+    let took = t.elapsed();
+    assert!(next.is_err(), "the transaction cannot continue elsewhere");
+    assert!(
+        took <= Duration::from_millis(CONNECT_TIMEOUT_MS),
+        "the error took {took:?}"
+    );
+    // The application ends the failed transaction, as it would after any error in one; the
+    // rollback of a transaction the server lost is answered (not refused for want of a writer).
+    let rollback = conn.query_drop("ROLLBACK").await;
+    eprintln!("after the loss: {next:?}; ROLLBACK: {rollback:?}");
+    // Reads go on in the same session.
+    conn.ping().await.expect("the client connection stays open");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let port = loop {
+        match conn.query_first::<u16, _>("SELECT @@port").await {
+            Ok(Some(port)) => break port,
+            other => assert!(Instant::now() < deadline, "read failed: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_ne!(port, c.port(0));
+    let err = loop {
+        let e = conn
+            .query_drop("INSERT INTO avail_t (session) VALUES (9)")
+            .await
+            .expect_err("no writable primary");
+        if e.to_string().contains(DOWN_ERROR) || Instant::now() > deadline {
+            break e.to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(err.contains(DOWN_ERROR), "{err}");
+    assert!(err.contains("1290"), "ER_OPTION_PREVENTS_STATEMENT: {err}");
+}

@@ -27,6 +27,8 @@ pub mod lost {
     pub const CONNECTION: &str = "connection_lost";
     /// The writer changed while the session's state lived on the old one.
     pub const WRITER_CHANGED: &str = "writer_changed";
+    /// The server holding the state went down and no writer replaced it (issue 11).
+    pub const PRIMARY_DOWN: &str = "primary_down";
 }
 
 /// `route` label values for queries and latency.

@@ -56,6 +56,31 @@ impl Session {
                 let r = self.primary_for_session();
                 // --- issue 11 (availability), owned by the avail branch: session set-up while
                 // the primary is down runs on a replica instead of being refused.
+                if matches!(r, Resolved::Refuse { .. }) {
+                    // The transaction (or other pinned state) lived on the primary that went
+                    // down: it is lost. Say so once; until the client ends the transaction its
+                    // statements fail, then the session reads on (DESIGN §5b).
+                    if let Some(down) = self.ctx.topology().primary_down {
+                        if self
+                            .anchor
+                            .as_ref()
+                            .is_some_and(|a| a.backend.index == down.server)
+                        {
+                            self.lose_anchor(
+                                "the primary is down",
+                                crate::metrics::lost::PRIMARY_DOWN,
+                            );
+                            if let Some(msg) = self.take_loss_message() {
+                                let (c, st) = code::ER_NET_READ_ERROR;
+                                return Resolved::Refuse {
+                                    code: c,
+                                    state: st,
+                                    msg,
+                                };
+                            }
+                        }
+                    }
+                }
                 if matches!(r, Resolved::Refuse { .. }) && self.setup_without_writer() {
                     let read = Decision {
                         target: Target::Replica,
