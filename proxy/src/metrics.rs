@@ -379,6 +379,7 @@ impl Metrics {
         let _ = self.circuit_breaker_open.remove_label_values(&[name]);
         let _ = self.replica_lag_seconds.remove_label_values(&[name]);
         let _ = self.replica_writable.remove_label_values(&[name]);
+        let _ = self.writer_fenced.remove_label_values(&[name]);
         for role in ["primary", "replica", "unknown"] {
             let _ = self.backend_role.remove_label_values(&[name, role]);
         }
@@ -510,6 +511,7 @@ mod test {
         m.backend_role.with_label_values(&["r1", "replica"]).set(1);
         m.config_reloads.with_label_values(&["ok"]).inc();
         m.replica_writable.with_label_values(&["r1"]).set(0);
+        m.writer_fenced.with_label_values(&["r1"]).set(0);
         m.monitor_check_duration
             .with_label_values(&["r1"])
             .observe(0.01);
