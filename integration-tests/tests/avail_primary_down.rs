@@ -321,32 +321,7 @@ async fn external_failover_under_load_writes_and_reader_follow() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The failover: demote, let replica2 apply everything, promote it, repoint the others.
-    c.admin_exec(0, "SET GLOBAL read_only = 1")
-        .await
-        .expect("demote the old primary");
-    c.wait_replicas_caught_up(Duration::from_secs(10))
-        .await
-        .expect("replicas caught up");
-    c.admin_exec(2, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0")
-        .await
-        .expect("promote replica2");
-    let writable_at = Instant::now();
-    let repoint = |use_gtid: &str| {
-        format!(
-            "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, \
-             MASTER_USER='{}', MASTER_PASSWORD='{}', MASTER_USE_GTID={use_gtid}, \
-             MASTER_CONNECT_RETRY=1; START SLAVE",
-            c.port(2),
-            integration_tests::MONITOR_USER,
-            integration_tests::MONITOR_PASSWORD
-        )
-    };
-    c.admin_exec(1, &repoint("slave_pos"))
-        .await
-        .expect("repoint replica1");
-    c.admin_exec(0, &repoint("current_pos"))
-        .await
-        .expect("repoint the old primary");
+    let writable_at = c.promote(0, 2).await.expect("failover by hand");
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for t in tasks {

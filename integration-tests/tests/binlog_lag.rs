@@ -655,33 +655,7 @@ async fn binlog_sidecar_follows_an_external_failover_and_reloads_on_sighup() {
     stop_writer(run, task).await;
     let mut written: Vec<u64> = commits.lock().unwrap().iter().map(|c| c.0).collect();
 
-    cluster
-        .admin_exec(0, "SET GLOBAL read_only = 1")
-        .await
-        .unwrap();
-    cluster
-        .wait_replicas_caught_up(Duration::from_secs(10))
-        .await
-        .unwrap();
-    cluster
-        .admin_exec(2, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0")
-        .await
-        .unwrap();
-    let repoint = |use_gtid: &str| {
-        format!(
-            "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, \
-             MASTER_USER='{}', MASTER_PASSWORD='{}', MASTER_USE_GTID={use_gtid}, \
-             MASTER_CONNECT_RETRY=1; START SLAVE",
-            cluster.port(2),
-            integration_tests::MONITOR_USER,
-            integration_tests::MONITOR_PASSWORD
-        )
-    };
-    cluster.admin_exec(1, &repoint("slave_pos")).await.unwrap();
-    cluster
-        .admin_exec(0, &repoint("current_pos"))
-        .await
-        .unwrap();
+    cluster.promote(0, 2).await.expect("failover by hand");
     // Writes on the new primary (the harness writer writes to server 0: write by hand).
     let mut new_primary = cluster.admin(2).await.unwrap();
     for _ in 0..20 {
