@@ -9,6 +9,7 @@ mod apply;
 pub mod config_file;
 pub mod decode;
 pub mod file;
+pub mod follow;
 pub mod http;
 pub mod metrics;
 pub mod poll;

@@ -1,9 +1,16 @@
 //! `rwsplit-binlog-reader`: the lag sidecar. Tails the primary's binlog, polls the replicas and
-//! serves `/lag`, `/metrics` and `/healthz` on `sidecar.http_listen`.
+//! serves `/lag`, `/metrics` and `/healthz` on `sidecar.http_listen`. It follows the writer
+//! (an external failover moves the stream to the new primary, continuing from the GTID
+//! reached) and reloads its configuration on SIGHUP.
 
-use binlog_reader::{config_file, http, LagReader};
+use binlog_reader::follow::{self, Finder};
+use binlog_reader::stream::Target;
+use binlog_reader::{config_file, http, LagHandle, LagReader};
 use clap::Parser;
+use router::config::Config;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Measures every replica's lag from the primary's binlog, to the millisecond.
 #[derive(Parser, Debug)]
@@ -74,9 +81,18 @@ fn main() -> ExitCode {
             }
         };
         tracing::info!(%listen, "serving /lag, /metrics, /healthz");
-        let server = http::serve(listener, handle.routes());
+        let current = Arc::new(Mutex::new(handle));
+        let routes: http::Routes = {
+            let current = current.clone();
+            Arc::new(move |method: &str, path: &str| {
+                let h = lock(&current).clone();
+                (h.routes())(method, path)
+            })
+        };
+        let server = http::serve(listener, routes);
         tokio::select! {
             _ = server => ExitCode::FAILURE,
+            _ = follow_writer(config, args.config.clone(), current) => ExitCode::FAILURE,
             _ = shutdown_signal() => {
                 tracing::info!("shutting down");
                 ExitCode::SUCCESS
@@ -100,4 +116,101 @@ async fn shutdown_signal() {
         }
     }
     let _ = ctrl_c.await;
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Monitor connections to every configured server, to find the writer.
+fn finder(config: &Config) -> Finder {
+    let password = binlog_reader::secret::resolve(&config.monitor.secret).unwrap_or_default();
+    Finder::new(
+        config
+            .servers
+            .iter()
+            .map(|s| Target {
+                host: s.host.clone(),
+                port: s.port,
+                user: config.monitor.user.clone(),
+                password: password.clone(),
+                tls: s.tls.clone(),
+            })
+            .collect(),
+    )
+}
+
+/// Replaces the running reader by one for `config`, continuing from where it stopped.
+fn restart(config: &Config, current: &Mutex<LagHandle>) {
+    let previous = lock(current).clone();
+    match LagReader::spawn_following(config, Some(&previous)) {
+        Ok(next) => *lock(current) = next,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot restart the binlog reader; keeping the old one")
+        }
+    }
+}
+
+/// Follows the writer (checked every second) and reloads the configuration on SIGHUP.
+/// Returns only if signals cannot be had.
+async fn follow_writer(mut config: Config, path: String, current: Arc<Mutex<LagHandle>>) {
+    #[cfg(unix)]
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP");
+            return;
+        }
+    };
+    let mut finder = finder(&config);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let reload = tokio::select! {
+            _ = tick.tick() => false,
+            _ = hup.recv() => true,
+        };
+        #[cfg(not(unix))]
+        let reload = {
+            tick.tick().await;
+            false
+        };
+        let streaming = lock(&current).primary_name().to_string();
+        if reload {
+            match config_file::load(&path) {
+                Ok(next) => {
+                    // Keep following the writer found, if the new list still has it.
+                    let followed = next
+                        .servers
+                        .iter()
+                        .position(|s| s.name == streaming)
+                        .map(|i| follow::with_primary(&next, i))
+                        .unwrap_or_else(|| next.clone());
+                    tracing::info!(path = %path, "configuration reloaded (SIGHUP)");
+                    restart(&followed, &current);
+                    finder = self::finder(&next);
+                    config = next;
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    tracing::error!(
+                        error = msg.lines().next().unwrap_or(""),
+                        "configuration not reloaded; keeping the running one"
+                    );
+                }
+            }
+            continue;
+        }
+        let seen = finder.round(Duration::from_secs(1)).await;
+        if let Some(w) = follow::writer(&seen) {
+            let Some(name) = config.servers.get(w).map(|s| s.name.clone()) else {
+                continue;
+            };
+            if name != streaming {
+                tracing::warn!(from = %streaming, to = %name, "the writer changed: the binlog stream follows it");
+                restart(&follow::with_primary(&config, w), &current);
+            }
+        }
+    }
 }

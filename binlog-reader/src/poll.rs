@@ -107,10 +107,16 @@ async fn poll_loop(shared: &Shared, index: usize, mut conn: Conn) -> String {
         };
         // Also right after the stream caught up: IO positions read before it are not usable.
         // (One lock at a time: the stream takes primary → timeline, snapshots timeline → replica.)
-        let caught_up_index = lock(&shared.primary).caught_up_index;
+        let (caught_up_index, stream_down) = {
+            let p = lock(&shared.primary);
+            (p.caught_up_index, !p.connected)
+        };
         let io_stale = lock(slot).io_cutoff < caught_up_index;
+        // While the stream is down, whether the replica still receives decides whether it can
+        // be measured at all (primary down, DESIGN §3.1): ask at every poll, not every 500 ms.
         let need_status = text.trim().is_empty()
             || io_stale
+            || stream_down
             || last_status.is_none_or(|t| t.elapsed() >= STATUS_EVERY);
         let mut status = None;
         if need_status {

@@ -32,6 +32,27 @@ impl LagReader {
     /// Returns at once; lag is unknown until the stream has caught up and the first polls
     /// answered (typically well under a second). The tasks stop when the last handle is dropped.
     pub fn spawn(config: &Config) -> Result<LagHandle, StartError> {
+        Self::spawn_following(config, None)
+    }
+
+    /// Like [`LagReader::spawn`], for a writer change (an external failover): with `previous`
+    /// (the reader of the old primary), the new stream continues from the last GTID it read
+    /// (MariaDB `@slave_connect_state`), and the timeline and recent transactions carry over,
+    /// so nothing is lost or repeated across the move. Without GTIDs (file/position only:
+    /// positions differ between servers) it starts afresh, as `spawn` does.
+    pub fn spawn_following(
+        config: &Config,
+        previous: Option<&LagHandle>,
+    ) -> Result<LagHandle, StartError> {
+        let handle = Self::spawn_inner(config)?;
+        if let Some(prev) = previous {
+            handle.inner.shared.continue_from(&prev.inner.shared);
+        }
+        handle.start();
+        Ok(handle)
+    }
+
+    fn spawn_inner(config: &Config) -> Result<LagHandle, StartError> {
         let rt = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
         let primary = config.primary().ok_or(StartError::NoPrimary)?;
         let password = secret::resolve(&config.monitor.secret)?;
@@ -61,32 +82,45 @@ impl LagReader {
             replicas.iter().map(|s| s.name.clone()).collect(),
             config.sidecar.timeline_capacity,
         ));
-        let mut tasks = vec![rt.spawn(crate::stream::run(shared.clone(), target(primary)))];
-        for (i, s) in replicas.iter().enumerate() {
-            tasks.push(rt.spawn(crate::poll::run(shared.clone(), i, target(s))));
-        }
-        let pruner = shared.clone();
-        tasks.push(rt.spawn(async move {
-            let mut tick = tokio::time::interval(pruner.settings.poll_interval);
-            loop {
-                tick.tick().await;
-                pruner.prune();
+        let primary_target = target(primary);
+        let replica_targets: Vec<Target> = replicas.iter().map(|s| target(s)).collect();
+        let start = Box::new(move |shared: &Arc<Shared>| {
+            let mut tasks = vec![rt.spawn(crate::stream::run(shared.clone(), primary_target))];
+            for (i, t) in replica_targets.into_iter().enumerate() {
+                tasks.push(rt.spawn(crate::poll::run(shared.clone(), i, t)));
             }
-        }));
+            let pruner = shared.clone();
+            tasks.push(rt.spawn(async move {
+                let mut tick = tokio::time::interval(pruner.settings.poll_interval);
+                loop {
+                    tick.tick().await;
+                    pruner.prune();
+                }
+            }));
+            tasks
+        });
         Ok(LagHandle {
-            inner: Arc::new(Inner { shared, tasks }),
+            inner: Arc::new(Inner {
+                shared,
+                tasks: std::sync::Mutex::new(Vec::new()),
+                start: std::sync::Mutex::new(Some(start)),
+            }),
         })
     }
 }
 
+/// Starts the reader's tasks on its shared state (once).
+type Starter = Box<dyn FnOnce(&Arc<Shared>) -> Vec<JoinHandle<()>> + Send>;
+
 struct Inner {
     shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    start: std::sync::Mutex<Option<Starter>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in lock(&self.tasks).iter() {
             t.abort();
         }
     }
@@ -99,6 +133,18 @@ pub struct LagHandle {
 }
 
 impl LagHandle {
+    /// Starts the tasks (after any carry-over from a previous reader).
+    fn start(&self) {
+        if let Some(start) = lock(&self.inner.start).take() {
+            *lock(&self.inner.tasks) = start(&self.inner.shared);
+        }
+    }
+
+    /// The name of the primary this reader streams from.
+    pub fn primary_name(&self) -> &str {
+        &self.inner.shared.primary_name
+    }
+
     /// Every replica's lag and state as of now.
     pub fn snapshot(&self) -> LagSnapshot {
         self.inner.shared.snapshot()
@@ -173,7 +219,8 @@ impl LagHandle {
     }
 
     /// The sidecar's routes: `/metrics`, `/lag` (see [`crate::snapshot`] for the format),
-    /// `/healthz` (200 while the binlog stream is open, else 503), `/transactions`.
+    /// `/healthz` (200 while the binlog stream is open, else 503; the body names the primary
+    /// streamed from), `/transactions`.
     pub fn routes(&self) -> Routes {
         let h = self.clone();
         Arc::new(move |method: &str, path: &str| {
@@ -189,11 +236,12 @@ impl LagHandle {
                 "/transactions" => Reply::ok("text/plain; charset=utf-8", h.transactions_text()),
                 "/healthz" => {
                     let s = h.snapshot();
+                    let from = &s.primary.name;
                     if s.primary.connected {
-                        Reply::text(200, "ok\n")
+                        Reply::text(200, format!("ok: streaming from {from}\n"))
                     } else {
                         let why = s.primary.error.unwrap_or_else(|| "connecting".into());
-                        Reply::text(503, format!("binlog stream down: {why}\n"))
+                        Reply::text(503, format!("binlog stream from {from} down: {why}\n"))
                     }
                 }
                 _ => Reply::not_found(),

@@ -29,6 +29,11 @@
 //! where the timeline starts. `io_lag_ms` is the same measure for what the IO thread has
 //! received (MariaDB `Gtid_IO_Pos`, MySQL `Retrieved_Gtid_Set`), refreshed at a slower cadence.
 //! `truncated` says `lag_ms` is a lower bound because the timeline hit `timeline_capacity`.
+//!
+//! While the primary is down (`primary.down_since_ms` set: the stream ended caught up and the
+//! primary refuses or ignores connections since), a replica whose IO thread is stopped is still
+//! measured, against the last transaction the primary sent: 0 when it applied it, else growing
+//! with time from the commit of the oldest one it lacks (DESIGN §3.1).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -59,6 +64,11 @@ pub struct PrimaryStatus {
     pub gtid_seq: BTreeMap<String, u64>,
     pub last_event_age_ms: Option<u64>,
     pub error: Option<String>,
+    /// Set while the primary is down (the stream ended caught up and the primary cannot be
+    /// reached since): when it went down, ms since the Unix epoch. Replicas whose IO thread is
+    /// stopped are then measured against the last transaction the primary sent.
+    #[serde(default)]
+    pub down_since_ms: Option<u64>,
 }
 
 /// One replica's lag and replication state.

@@ -59,6 +59,12 @@ pub struct PrimaryState {
     pub resume_pos: u64,
     pub last_event_at: Option<Instant>,
     pub error: Option<String>,
+    /// The last session ended caught up: the timeline holds everything the primary sent
+    /// until the stream dropped. Cleared when a new session opens.
+    pub complete_at_loss: bool,
+    /// Since when (wall clock, ms since the epoch) the primary refuses or ignores connections,
+    /// after a session that ended caught up. Cleared when a session opens.
+    pub unreachable_since_ms: Option<u64>,
 }
 
 /// One replica's last poll results.
@@ -136,11 +142,19 @@ impl Shared {
                 .is_some_and(|t| t.elapsed() < self.settings.heartbeat * 3)
     }
 
+    /// The primary is down (DESIGN §3.1): the stream ended caught up and the primary cannot
+    /// be reached since. Its binlog then ends where the timeline ends, so a replica that is
+    /// not receiving either (IO thread stopped) is measured against the timeline as it is.
+    fn primary_down(&self, p: &PrimaryState) -> bool {
+        !p.connected && p.complete_at_loss && p.unreachable_since_ms.is_some()
+    }
+
     /// Computes every replica's lag as of now.
     pub fn snapshot(&self) -> LagSnapshot {
         let now = now_us();
         let p = lock(&self.primary);
         let live = self.stream_live(&p);
+        let down = self.primary_down(&p);
         let caught_up_index = p.caught_up_index;
         let primary = PrimaryStatus {
             name: self.primary_name.clone(),
@@ -153,6 +167,7 @@ impl Shared {
             gtid_seq: p.gtid_seq.clone(),
             last_event_age_ms: p.last_event_at.map(|t| t.elapsed().as_millis() as u64),
             error: p.error.clone(),
+            down_since_ms: p.unreachable_since_ms.filter(|_| down),
         };
         drop(p);
         let fresh_within = self.settings.poll_timeout + self.settings.poll_interval * 3;
@@ -171,7 +186,11 @@ impl Shared {
                 error: r.error.clone(),
                 ..ReplicaLag::default()
             };
-            if live && fresh && r.cutoff >= caught_up_index {
+            // With the primary down, only a replica that cannot receive either (IO thread not
+            // running) is measured: one still receiving from a primary we cannot see may hold
+            // transactions the timeline lacks.
+            let measurable = live || (down && r.io_running == Some(false));
+            if measurable && fresh && r.cutoff >= caught_up_index {
                 if let Some(applied) = &r.applied {
                     if let Ok(oldest) = timeline.oldest_unapplied(applied, r.cutoff) {
                         let interval_us = self.settings.poll_interval.as_micros() as u64;
@@ -212,6 +231,34 @@ impl Shared {
             primary,
             replicas,
         }
+    }
+
+    /// Takes over where `old` (the reader of the previous primary) stopped: its GTID position,
+    /// timeline and recent transactions, so that a stream opened on the new primary resumes
+    /// after the last transaction `old` read. Without a GTID position (file/position streams)
+    /// there is nothing that holds across servers: nothing is taken.
+    pub fn continue_from(&self, old: &Shared) {
+        let (gtid_state, gtid_seq) = {
+            let p = lock(&old.primary);
+            (p.gtid_state.clone(), p.gtid_seq.clone())
+        };
+        if gtid_state.is_empty() {
+            return;
+        }
+        self.settings
+            .start_from_replicas
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut p = lock(&self.primary);
+        p.gtid_state = gtid_state;
+        p.gtid_seq = gtid_seq;
+        // Lock order: primary before timeline (the old reader's locks are its own).
+        let mut old_timeline = lock(&old.timeline);
+        let capacity = old_timeline.capacity();
+        *lock(&self.timeline) = std::mem::replace(&mut *old_timeline, Timeline::new(capacity));
+        drop(old_timeline);
+        drop(p);
+        let recent = std::mem::take(&mut *lock(&old.recent));
+        *lock(&self.recent) = recent;
     }
 
     /// Drops timeline entries every replica has applied (using last known positions, even

@@ -46,6 +46,17 @@ pub enum StreamError {
     NoBinlog,
 }
 
+impl StreamError {
+    /// The primary refused or ignored the connection (down, hung, partitioned), as opposed
+    /// to a stream that broke while the primary stays reachable.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            StreamError::Connect { .. } | StreamError::ConnectTimeout(_)
+        )
+    }
+}
+
 /// Where and how to connect to the primary.
 #[derive(Clone)]
 pub struct Target {
@@ -109,10 +120,17 @@ pub async fn run(shared: Arc<Shared>, target: Target) {
         let was_connected = {
             let mut p = lock(&shared.primary);
             let was = p.connected;
+            if p.connected {
+                // Whether the timeline holds all the primary sent, should it be gone for good.
+                p.complete_at_loss = p.caught_up;
+            }
             p.connected = false;
             p.caught_up = false;
             if let Err(e) = &result {
                 p.error = Some(e.to_string());
+                if e.is_unreachable() && p.complete_at_loss && p.unreachable_since_ms.is_none() {
+                    p.unreachable_since_ms = Some(crate::state::now_us() / 1000);
+                }
             }
             was
         };
@@ -341,6 +359,8 @@ async fn session(shared: Arc<Shared>, target: Target) -> Result<(), StreamError>
     {
         let mut p = lock(&shared.primary);
         p.connected = true;
+        p.complete_at_loss = false;
+        p.unreachable_since_ms = None;
         if caught_up_now {
             mark_caught_up(&shared, &mut p);
         }

@@ -238,6 +238,34 @@ impl Cluster {
         Ok(())
     }
 
+    /// An external failover by hand, as an operator (or Orchestrator) does it: `old` set
+    /// read-only, `new` promoted once it has applied everything (`STOP SLAVE; RESET SLAVE ALL;
+    /// read_only=0`), then every other server, `old` included, pointed at `new` by GTID.
+    /// Returns the moment `new` became writable.
+    pub async fn promote(&self, old: usize, new: usize) -> Result<Instant> {
+        self.admin_exec(old, "SET GLOBAL read_only = 1").await?;
+        self.wait_replicas_caught_up(Duration::from_secs(10))
+            .await?;
+        self.admin_exec(new, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0")
+            .await?;
+        let writable_at = Instant::now();
+        for i in (0..=self.replicas).filter(|&i| i != new) {
+            // The old primary has no replica position of its own: it starts from its binlog.
+            let use_gtid = if i == old { "current_pos" } else { "slave_pos" };
+            self.admin_exec(
+                i,
+                &format!(
+                    "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, \
+                     MASTER_USER='{MONITOR_USER}', MASTER_PASSWORD='{MONITOR_PASSWORD}', \
+                     MASTER_USE_GTID={use_gtid}, MASTER_CONNECT_RETRY=1; START SLAVE",
+                    self.port(new)
+                ),
+            )
+            .await?;
+        }
+        Ok(writable_at)
+    }
+
     /// Stops a replica's SQL (apply) thread; its IO thread keeps receiving.
     pub async fn stop_sql_thread(&self, index: usize) -> Result<()> {
         self.admin_exec(index, "STOP SLAVE SQL_THREAD").await

@@ -252,3 +252,98 @@ async fn embedded_reader_follows_the_writer_after_a_switchover() {
         "{log}"
     );
 }
+
+/// Issue 11, sidecar HA: with `lag_source.sidecar.urls`, one sidecar killed changes nothing
+/// (the other's answers are used); with both gone the proxy measures lag on its own
+/// (Seconds_Behind_Master from its monitor) instead of sending every read to the primary,
+/// and says so in `rwsplit_lag_source_fallback`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sidecars_one_killed_keeps_lag_and_both_gone_falls_back_to_the_monitor() {
+    let Some(cluster) = shared_cluster("two_sidecars_one_killed") else {
+        return;
+    };
+    let ports = Ports::free();
+    let (a, b) = (
+        integration_tests::free_port(),
+        integration_tests::free_port(),
+    );
+    let id = 5100 + u32::from(cluster.base_port());
+    let yaml = config_with_lag(
+        &cluster,
+        ports,
+        &format!(
+            "{{sidecar: {{urls: [\"http://127.0.0.1:{a}/lag\", \"http://127.0.0.1:{b}/lag\"]}}}}"
+        ),
+        "",
+        &format!("sidecar:\n  http_listen: 127.0.0.1:{a}\n  server_id: {id}\n"),
+    );
+    let proxy = ProxyProcess::start(&yaml, ports);
+    // The second sidecar: its own port and server id (one binlog dump per id).
+    let second = proxy.config.with_extension("second.yaml");
+    std::fs::write(
+        &second,
+        yaml.replace(&format!("127.0.0.1:{a}\n"), &format!("127.0.0.1:{b}\n"))
+            .replace(
+                &format!("server_id: {id}"),
+                &format!("server_id: {}", id + 1),
+            ),
+    )
+    .expect("second sidecar config");
+    let spawn = |config: &std::path::Path| {
+        Sidecar(
+            Command::new(sidecar_binary())
+                .arg("--config")
+                .arg(config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("sidecar starts"),
+        )
+    };
+    let sidecar_a = spawn(&proxy.config);
+    let sidecar_b = spawn(&second);
+    proxy.wait_healthy(Duration::from_secs(10)).await;
+    let serving = |d: &Json| {
+        ["replica1", "replica2"]
+            .iter()
+            .all(|r| server(d, r)["lag_ms"].is_u64() && server(d, r)["in_rotation"] == true)
+    };
+    proxy
+        .wait_servers(Duration::from_secs(10), "lag from the sidecars", serving)
+        .await;
+
+    drop(sidecar_a);
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < until {
+        let doc = proxy.servers().await;
+        assert!(serving(&doc), "one sidecar gone: {doc:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, metrics) = proxy.get("/metrics").await;
+    assert_eq!(
+        ops_support::metric(&metrics, "rwsplit_lag_source_fallback"),
+        0.0
+    );
+
+    drop(sidecar_b);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = proxy.get("/metrics").await;
+        if ops_support::metric(&metrics, "rwsplit_lag_source_fallback") == 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no fallback: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy
+        .wait_servers(
+            Duration::from_secs(3),
+            "lag from the monitor with both sidecars gone",
+            serving,
+        )
+        .await;
+    let _ = std::fs::remove_file(&second);
+}

@@ -10,7 +10,7 @@ mod backend;
 mod topology;
 
 pub use backend::{now_ms, Backend, InFlight, Slot};
-pub use topology::{ObservedRole, ServerHealth, Topology};
+pub use topology::{ObservedRole, PrimaryDown, ServerHealth, Topology};
 
 use crate::metrics::Metrics;
 use arc_swap::ArcSwap;
@@ -179,6 +179,9 @@ impl Context {
         self.metrics
             .split_brain
             .set(i64::from(topology.split_brain));
+        self.metrics
+            .primary_down
+            .set(i64::from(topology.primary_down.is_some()));
         self.topology.store(Arc::new(topology));
     }
 
@@ -350,12 +353,18 @@ impl Context {
             if old_topology.router.primary == Some(j) {
                 primary = Some(i);
             }
+            if let Some(d) = old_topology.primary_down.filter(|d| d.server == j) {
+                topology.primary_down = Some(crate::context::PrimaryDown { server: i, ..d });
+            }
         }
         if old_topology.generation > 0 {
             topology.router.primary = primary;
             topology.split_brain = old_topology.split_brain;
             topology.write_block = old_topology.write_block.clone();
-            if primary.is_none() && topology.write_block.is_none() {
+            if primary.is_none()
+                && topology.write_block.is_none()
+                && topology.primary_down.is_none()
+            {
                 topology.write_block =
                     Some("the primary was removed from the configuration".to_string());
             }

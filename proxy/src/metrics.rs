@@ -27,6 +27,8 @@ pub mod lost {
     pub const CONNECTION: &str = "connection_lost";
     /// The writer changed while the session's state lived on the old one.
     pub const WRITER_CHANGED: &str = "writer_changed";
+    /// The server holding the state went down and no writer replaced it (issue 11).
+    pub const PRIMARY_DOWN: &str = "primary_down";
 }
 
 /// `route` label values for queries and latency.
@@ -80,6 +82,15 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// `rwsplit_split_brain`: 1 while two writable servers replicate from no one (writes refused).
     pub split_brain: IntGauge,
+    /// `rwsplit_primary_down`: 1 while the primary is unreachable and no other server is the
+    /// writer: writes are refused, reads continue on replicas that applied all it sent.
+    pub primary_down: IntGauge,
+    /// `rwsplit_lag_source_fallback`: 1 while every sidecar of `lag_source.sidecar.urls` is
+    /// unavailable and lag comes from the monitor's Seconds_Behind_Master.
+    pub lag_source_fallback: IntGauge,
+    /// `rwsplit_writer_fenced{backend}`: 1 for a writable server that replicates from no one
+    /// but returned from an outage after another became the writer (never written to).
+    pub writer_fenced: IntGaugeVec,
     /// `rwsplit_replica_misconfigured{backend}`: 1 for a replicating server with read_only=0.
     pub replica_writable: IntGaugeVec,
     /// `rwsplit_monitor_check_duration_seconds{backend}`: how long one health check took.
@@ -123,6 +134,9 @@ impl Metrics {
         "rwsplit_circuit_breaker_open",
         "rwsplit_config_reloads_total",
         "rwsplit_split_brain",
+        "rwsplit_primary_down",
+        "rwsplit_lag_source_fallback",
+        "rwsplit_writer_fenced",
         "rwsplit_replica_misconfigured",
         "rwsplit_monitor_check_duration_seconds",
         "rwsplit_session_pins_total",
@@ -216,6 +230,19 @@ impl Metrics {
             split_brain: reg.gauge(
                 "rwsplit_split_brain",
                 "1 while two or more writable servers replicate from no one; writes are refused.",
+            ),
+            primary_down: reg.gauge(
+                "rwsplit_primary_down",
+                "1 while the primary is unreachable and no other server is writable; writes are refused, reads continue on replicas.",
+            ),
+            lag_source_fallback: reg.gauge(
+                "rwsplit_lag_source_fallback",
+                "1 while every lag sidecar is unavailable and lag comes from the monitor's Seconds_Behind_Master.",
+            ),
+            writer_fenced: reg.gauge_vec(
+                "rwsplit_writer_fenced",
+                "1 for a writable server that replicates from no one but came back after another became the writer; never written to.",
+                &["backend"],
             ),
             replica_writable: reg.gauge_vec(
                 "rwsplit_replica_misconfigured",
@@ -375,6 +402,7 @@ impl Metrics {
         let _ = self.circuit_breaker_open.remove_label_values(&[name]);
         let _ = self.replica_lag_seconds.remove_label_values(&[name]);
         let _ = self.replica_writable.remove_label_values(&[name]);
+        let _ = self.writer_fenced.remove_label_values(&[name]);
         for role in ["primary", "replica", "unknown"] {
             let _ = self.backend_role.remove_label_values(&[name, role]);
         }
@@ -510,6 +538,7 @@ mod test {
         m.backend_role.with_label_values(&["r1", "replica"]).set(1);
         m.config_reloads.with_label_values(&["ok"]).inc();
         m.replica_writable.with_label_values(&["r1"]).set(0);
+        m.writer_fenced.with_label_values(&["r1"]).set(0);
         m.monitor_check_duration
             .with_label_values(&["r1"])
             .observe(0.01);

@@ -146,6 +146,10 @@ pub struct RoutingConfig {
     /// How long an ejected backend rests before a trial request (half-open).
     #[serde(default = "default_breaker_cooldown_ms")]
     pub breaker_cooldown_ms: u64,
+    /// How long replicas keep serving reads after the primary went down (DESIGN §3.1: a
+    /// replica that applied all the primary sent stays in rotation); `None` = without limit.
+    #[serde(default)]
+    pub primary_down_read_ms: Option<u64>,
 }
 
 fn default_max_lag_ms() -> u64 {
@@ -178,6 +182,7 @@ impl Default for RoutingConfig {
             read_only_transactions_on_replica: false,
             breaker_failures: default_breaker_failures(),
             breaker_cooldown_ms: default_breaker_cooldown_ms(),
+            primary_down_read_ms: None,
         }
     }
 }
@@ -318,8 +323,15 @@ pub enum LagSource {
     /// Run the binlog reader inside the proxy (default for a single proxy).
     #[default]
     Embedded,
-    /// Follow a sidecar's `/lag` endpoint, e.g. `http://127.0.0.1:9034/lag`.
-    Sidecar { url: String },
+    /// Follow a sidecar's `/lag` endpoint, e.g. `http://127.0.0.1:9034/lag` (`url`), or several
+    /// (`urls`: for each replica the freshest known answer counts; with all of them gone the
+    /// proxy uses its own monitor's Seconds_Behind_Master). Exactly one of the two.
+    Sidecar {
+        #[serde(default)]
+        url: Option<String>,
+        #[serde(default)]
+        urls: Vec<String>,
+    },
     /// Seconds_Behind_Master from `SHOW SLAVE STATUS` (whole seconds; a fallback).
     SecondsBehindMaster,
 }
@@ -734,10 +746,29 @@ impl Config {
                     .map_err(|m| invalid(format!("proxy.users[{i}]"), &u.name, m))?;
             }
         }
+        if let Some(LagSource::Sidecar { url, urls }) = self.proxy.as_ref().map(|p| &p.lag_source) {
+            if url.is_some() != urls.is_empty() {
+                return Err(invalid(
+                    "proxy.lag_source.sidecar".into(),
+                    "sidecar:",
+                    "give either `url` or `urls` (a list of at least one)".into(),
+                ));
+            }
+        }
         check_addr(&self.sidecar.http_listen)
             .map_err(|m| invalid("sidecar.http_listen".into(), "http_listen:", m))?;
         check_secret(&self.monitor.secret).map_err(|m| invalid("monitor".into(), "monitor:", m))?;
         Ok(())
+    }
+}
+
+impl LagSource {
+    /// The sidecar `/lag` URLs to follow (empty for other sources).
+    pub fn sidecar_urls(&self) -> Vec<String> {
+        match self {
+            LagSource::Sidecar { url, urls } => url.iter().chain(urls).cloned().collect(),
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -860,6 +891,34 @@ mod test {
         let users = &c.proxy.as_ref().expect("proxy section").users;
         let admin: Vec<(&str, bool)> = users.iter().map(|u| (u.name.as_str(), u.admin)).collect();
         assert_eq!(admin, [("app", false), ("ops", true)]);
+    }
+
+    #[test]
+    fn sidecar_lag_source_takes_url_or_urls_and_primary_down_read_ms() {
+        let base = "servers:\n  - {name: p, host: h, port: 1, role: primary}\nmonitor: {user: m}\n";
+        let with = |extra: &str| Config::from_yaml("c.yaml", &format!("{base}{extra}"));
+        let c =
+            with("proxy:\n  lag_source: {sidecar: {urls: [\"http://a/lag\", \"http://b/lag\"]}}\n")
+                .expect("urls");
+        let urls = c
+            .proxy
+            .map(|p| p.lag_source.sidecar_urls())
+            .unwrap_or_default();
+        assert_eq!(urls, ["http://a/lag", "http://b/lag"]);
+        let err = with("proxy:\n  lag_source:\n    sidecar: {url: \"http://a/lag\", urls: [\"http://b/lag\"]}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("c.yaml") && err.contains("proxy.lag_source.sidecar"),
+            "{err}"
+        );
+        assert!(err.starts_with("c.yaml:6:"), "names the line: {err}");
+        let c = with("routing: {primary_down_read_ms: 3000}\n").expect("bound");
+        assert_eq!(c.routing.primary_down_read_ms, Some(3000));
+        assert_eq!(
+            with("").expect("default").routing.primary_down_read_ms,
+            None
+        );
     }
 
     #[test]

@@ -124,3 +124,68 @@ fn behind_the_start_of_the_timeline_is_unknown() {
     poll(&s, 5, now_us());
     assert_eq!(lag(&s), None);
 }
+
+/// The stream ended caught up and the primary refuses connections since.
+fn primary_down(s: &Shared) {
+    let mut p = lock(&s.primary);
+    p.connected = false;
+    p.caught_up = false;
+    p.complete_at_loss = true;
+    p.unreachable_since_ms = Some(now_us() / 1000);
+}
+
+fn io_running(s: &Shared, running: bool) {
+    lock(&s.replicas[0].1).io_running = Some(running);
+}
+
+#[test]
+fn primary_down_replica_that_applied_everything_is_fresh() {
+    let s = shared();
+    live(&s);
+    lock(&s.timeline).set_base("0", 10);
+    lock(&s.timeline).push("0", 11, now_us() - 5_000 * MS);
+    primary_down(&s);
+    io_running(&s, false);
+    poll(&s, 11, now_us());
+    assert_eq!(lag(&s), Some(0));
+    assert!(s.snapshot().primary.down_since_ms.is_some());
+}
+
+#[test]
+fn primary_down_replica_already_behind_keeps_growing_lag() {
+    let s = shared();
+    live(&s);
+    let commit = now_us() - 700 * MS;
+    lock(&s.timeline).set_base("0", 10);
+    lock(&s.timeline).push("0", 11, commit);
+    primary_down(&s);
+    io_running(&s, false);
+    poll(&s, 10, now_us());
+    let first = lag(&s).expect("measured against the last transaction seen");
+    assert!((700..800).contains(&first), "{first}");
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(lag(&s).unwrap() >= first + 30);
+}
+
+#[test]
+fn blind_without_proof_the_primary_is_down_stays_unknown() {
+    let s = shared();
+    live(&s);
+    lock(&s.timeline).set_base("0", 10);
+    primary_down(&s);
+    poll(&s, 10, now_us());
+    // The replica still receives (IO thread running) from a primary we cannot see.
+    io_running(&s, true);
+    assert_eq!(lag(&s), None);
+    // The stream had not caught up when it dropped: the timeline may lack transactions.
+    io_running(&s, false);
+    lock(&s.primary).complete_at_loss = false;
+    assert_eq!(lag(&s), None);
+    // The stream broke but the primary still answers: not down.
+    let mut p = lock(&s.primary);
+    p.complete_at_loss = true;
+    p.unreachable_since_ms = None;
+    drop(p);
+    assert_eq!(lag(&s), None);
+    assert_eq!(s.snapshot().primary.down_since_ms, None);
+}

@@ -97,6 +97,12 @@ pub fn json(ctx: &Context) -> Value {
         "primary": primary,
         "write_block": topology.write_block,
         "split_brain": topology.split_brain,
+        "primary_down_ms": topology.primary_down.map(|d| d.since.elapsed().as_millis() as u64),
+        "fenced": topology
+            .fenced
+            .iter()
+            .filter_map(|&i| config.servers.get(i).map(|s| s.name.clone()))
+            .collect::<Vec<_>>(),
         "topology_generation": topology.generation,
         "servers": servers,
     })

@@ -37,13 +37,25 @@ pub struct ServerHealth {
     pub replicating: Option<bool>,
     /// Replica IO and SQL threads both running (false when not replicating).
     pub threads_running: bool,
+    /// Replica SQL (apply) thread running; with the IO thread stopped because the primary is
+    /// down, the replica holds all it received and may still serve reads (DESIGN §3.1).
+    pub sql_running: bool,
     /// Lag behind the primary in milliseconds; `None` = unknown (never treated as 0).
     pub lag_ms: Option<u64>,
+    /// The last lag the source measured and when (kept across rounds without a measurement):
+    /// carried forward as an upper bound while the primary is down and the source is briefly
+    /// blind.
+    pub last_lag: Option<(u64, Instant)>,
     pub role: ObservedRole,
     /// The last check's error, for `/servers` and logs.
     pub last_error: Option<String>,
     /// When the last check finished (monotonic).
     pub checked_at: Option<Instant>,
+    /// When the last successful check began: a server answering a check begun after an
+    /// event was alive after it.
+    pub answered_from: Option<Instant>,
+    /// When the replica was first seen with its IO thread stopped (this spell), if it is.
+    pub io_stopped_at: Option<Instant>,
 }
 
 impl Default for ServerHealth {
@@ -53,10 +65,14 @@ impl Default for ServerHealth {
             read_only: None,
             replicating: None,
             threads_running: false,
+            sql_running: false,
             lag_ms: None,
+            last_lag: None,
             role: ObservedRole::Unknown,
             last_error: None,
             checked_at: None,
+            answered_from: None,
+            io_stopped_at: None,
         }
     }
 }
@@ -83,6 +99,25 @@ pub struct Topology {
     /// writable) can look like split brain for one round; it is declared only once every
     /// writable root has been checked again since. Writes are refused meanwhile.
     pub split_suspected_at: Option<Instant>,
+    /// The primary is down: the last known writer stopped answering its checks and no other
+    /// server is writable. Writes are refused (`write_block`); replicas that applied all it
+    /// sent keep serving reads, for at most `routing.primary_down_read_ms`.
+    pub primary_down: Option<PrimaryDown>,
+    /// Writable servers that replicate from no one but came back from an outage while another
+    /// was the writer (an old primary restarted after a failover): fenced, never written to.
+    pub fenced: Vec<usize>,
+}
+
+/// Which server was the primary before it went down, and since when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrimaryDown {
+    /// Index of the lost writer in `config.servers`.
+    pub server: usize,
+    pub since: Instant,
+    /// The same moment on the wall clock, for messages.
+    pub since_wall: std::time::SystemTime,
+    /// Replicas may still serve reads (within `routing.primary_down_read_ms`).
+    pub reads: bool,
 }
 
 impl Topology {
@@ -102,6 +137,8 @@ impl Topology {
             write_block: None,
             split_brain: false,
             split_suspected_at: None,
+            primary_down: None,
+            fenced: Vec::new(),
         }
     }
 

@@ -37,6 +37,8 @@ impl CheckError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replication {
     pub source_host: String,
+    /// `Source_Port` / `Master_Port`, when reported.
+    pub source_port: Option<u16>,
     pub io_running: bool,
     pub sql_running: bool,
     /// `Seconds_Behind_Master` / `Seconds_Behind_Source`; NULL while the threads are stopped.
@@ -164,6 +166,7 @@ pub fn parse_replica_status(row: &Row) -> Option<Replication> {
     let yes = |v: Option<String>| v.is_some_and(|s| s.eq_ignore_ascii_case("yes"));
     Some(Replication {
         source_host,
+        source_port: get(&["Source_Port", "Master_Port"]).and_then(|p| p.parse().ok()),
         io_running: yes(get(&["Replica_IO_Running", "Slave_IO_Running"])),
         sql_running: yes(get(&["Replica_SQL_Running", "Slave_SQL_Running"])),
         seconds_behind: get(&["Seconds_Behind_Source", "Seconds_Behind_Master"])
@@ -213,6 +216,7 @@ mod test {
             parse_replica_status(&r),
             Some(Replication {
                 source_host: "10.0.0.1".into(),
+                source_port: None,
                 io_running: true,
                 sql_running: false,
                 seconds_behind: None,

@@ -34,17 +34,38 @@ pub type LagMap = HashMap<String, Option<u64>>;
 
 /// Fetches and parses the sidecar's `/lag` (see binlog-reader's `snapshot` module for the
 /// format: `{"taken_at_ms": .., "replicas": {"name": {"lag_ms": 12 | null, ..}}}`).
-pub async fn fetch_sidecar(url: &str, timeout: Duration) -> Result<LagMap, SidecarError> {
+/// Returns the lags and when the sidecar took them (ms since the epoch).
+pub async fn fetch_sidecar(url: &str, timeout: Duration) -> Result<(LagMap, u64), SidecarError> {
     let body = tokio::time::timeout(timeout, http_get(url))
         .await
         .map_err(|_| SidecarError::Timeout(url.to_string()))??;
-    parse_lag_json(&body, now_ms()).map_err(|message| SidecarError::Http {
+    let now = now_ms();
+    let lags = parse_lag_json(&body, now).map_err(|message| SidecarError::Http {
         url: url.to_string(),
         message,
-    })
+    })?;
+    let taken_at = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("taken_at_ms").and_then(|t| t.as_u64()))
+        .unwrap_or(now);
+    Ok((lags, taken_at))
 }
 
-fn now_ms() -> u64 {
+/// One replica's lag from several sidecars' answers `(lags, taken_at_ms)`: the freshest
+/// answer that knows it, plus that answer's age (lag grows at most with the clock, so the
+/// sum is an upper bound). `None` when no answer knows it.
+pub fn freshest<'a>(
+    answers: impl Iterator<Item = &'a (LagMap, u64)>,
+    replica: &str,
+    now_ms: u64,
+) -> Option<u64> {
+    answers
+        .filter_map(|(m, taken)| Some((m.get(replica).copied().flatten()?, *taken)))
+        .max_by_key(|&(_, taken)| taken)
+        .map(|(lag, taken)| lag.saturating_add(now_ms.saturating_sub(taken)))
+}
+
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -164,6 +185,21 @@ mod test {
     }
 
     #[test]
+    fn freshest_known_answer_wins_and_ages_into_the_lag() {
+        let a: LagMap = [("r1".to_string(), Some(10)), ("r2".to_string(), None)].into();
+        let b: LagMap = [("r1".to_string(), Some(50)), ("r2".to_string(), Some(7))].into();
+        let answers = [(a, 1_000), (b, 900)];
+        assert_eq!(freshest(answers.iter(), "r1", 1_000), Some(10));
+        assert_eq!(
+            freshest(answers.iter(), "r2", 1_000),
+            Some(107),
+            "only the older answer knows r2: its lag plus its age"
+        );
+        assert_eq!(freshest(answers.iter(), "r3", 1_000), None);
+        assert_eq!(freshest([].iter(), "r1", 1_000), None);
+    }
+
+    #[test]
     fn stale_sidecar_answer_is_unknown_not_zero() {
         let body = br#"{"taken_at_ms": 1000, "replicas": {"r1": {"lag_ms": 0}}}"#;
         let m = parse_lag_json(body, 1000 + SIDECAR_MAX_AGE_MS + 1).expect("parses");
@@ -202,7 +238,7 @@ mod test {
                 let _ = s.write_all(resp.as_bytes()).await;
             }
         });
-        let m = fetch_sidecar(&format!("http://{addr}/lag"), Duration::from_secs(2))
+        let (m, _) = fetch_sidecar(&format!("http://{addr}/lag"), Duration::from_secs(2))
             .await
             .expect("fetch");
         assert_eq!(m.get("r1"), Some(&Some(7)));

@@ -35,8 +35,9 @@ pub fn spawn(ctx: Arc<Context>) -> tokio::task::JoinHandle<()> {
 
 /// The latest sample of each server, shared by its checker task and the coordinator.
 type Slots = Arc<Mutex<Vec<Option<Sample>>>>;
-/// The latest sidecar answer and when it arrived.
-type SidecarSlot = Arc<Mutex<Option<(lag::LagMap, Instant)>>>;
+/// The latest answer of one sidecar (lags, when it took them in ms since the epoch) and when
+/// it arrived.
+type SidecarSlot = Arc<Mutex<Option<((lag::LagMap, u64), Instant)>>>;
 
 async fn run_generation(ctx: &Arc<Context>) {
     let generation = ctx.config_generation();
@@ -74,16 +75,17 @@ async fn run_generation(ctx: &Arc<Context>) {
             (slots.clone(), changed.clone()),
         ));
     }
-    let sidecar: SidecarSlot = Arc::new(Mutex::new(None));
     let lag_source = ctx.proxy_config().lag_source.clone();
+    let urls = lag_source.sidecar_urls();
+    let sidecars: Vec<SidecarSlot> = urls.iter().map(|_| Arc::new(Mutex::new(None))).collect();
+    // With a list of sidecars, losing them all falls back to the monitor's own view.
+    let fallback = matches!(&lag_source, LagSource::Sidecar { urls, .. } if !urls.is_empty());
+    let mut fell_back = false;
     match &lag_source {
-        LagSource::Sidecar { url } => {
-            tasks.spawn(sidecar_loop(
-                url.clone(),
-                interval,
-                timeout,
-                sidecar.clone(),
-            ));
+        LagSource::Sidecar { .. } => {
+            for (url, slot) in urls.iter().zip(&sidecars) {
+                tasks.spawn(sidecar_loop(url.clone(), interval, timeout, slot.clone()));
+            }
         }
         LagSource::Embedded => start_embedded_reader(ctx, &config, None),
         LagSource::SecondsBehindMaster => {}
@@ -108,13 +110,26 @@ async fn run_generation(ctx: &Arc<Context>) {
             Err(_) => continue,
         };
         let embedded = ctx.lag_reader().map(|h| h.snapshot());
-        fill_lag(
-            &config,
-            &lag_source,
-            &sidecar,
-            embedded.as_ref(),
-            &mut samples,
-        );
+        let answers = sidecar_answers(&sidecars);
+        let source = if fallback && answers.is_empty() {
+            if !fell_back {
+                tracing::error!(
+                    sidecars = %urls.join(", "),
+                    "every lag sidecar is unavailable: lag now comes from the monitor's \
+                     Seconds_Behind_Master (whole seconds)"
+                );
+                fell_back = true;
+            }
+            LagSource::SecondsBehindMaster
+        } else {
+            if fell_back {
+                tracing::info!("a lag sidecar answers again: lag comes from the sidecars");
+                fell_back = false;
+            }
+            lag_source.clone()
+        };
+        ctx.metrics.lag_source_fallback.set(i64::from(fell_back));
+        fill_lag(&config, &source, &answers, embedded.as_ref(), &mut samples);
         let previous = ctx.topology();
         let next = topology::derive(&config, &samples, &previous);
         // Refused only if a reload happened in between: the next round uses the new config.
@@ -161,9 +176,11 @@ fn start_embedded_reader(ctx: &Context, config: &Config, observed: Option<&Topol
             keep[i - 1]
         });
     }
-    // Drop the old reader first: only one binlog dump per server id at a time.
+    // Drop the old reader first: only one binlog dump per server id at a time. On a writer
+    // change the new stream continues from the GTID the old one reached, with its timeline.
+    let previous = observed.and_then(|_| ctx.lag_reader());
     ctx.set_lag_reader(None);
-    match binlog_reader::LagReader::spawn(&config) {
+    match binlog_reader::LagReader::spawn_following(&config, previous.as_ref()) {
         Ok(handle) => {
             if let Some(p) = config.primary() {
                 tracing::info!(primary = %p.name, "embedded binlog reader started");
@@ -195,10 +212,12 @@ async fn check_loop(
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut down = false;
     loop {
         tick.tick().await;
         let started = Instant::now();
         let result = checker.check(timeout).await;
+        let was_down = std::mem::replace(&mut down, result.is_err());
         {
             let b = &backend;
             b.metrics().up.set(i64::from(result.is_ok()));
@@ -211,8 +230,10 @@ async fn check_loop(
                         b.set_version(v);
                     }
                     // Respect the cool-down of a breaker the data path opened: only a closed
-                    // or half-open breaker is reset by a good check.
-                    if b.breaker_allows() {
+                    // or half-open breaker is reset by a good check. But the first good check
+                    // after failed ones ends an outage the monitor itself saw (a primary
+                    // restarted): the server takes work again at once, not a cool-down later.
+                    if b.breaker_allows() || was_down {
                         b.report_success();
                     }
                 }
@@ -230,6 +251,7 @@ async fn check_loop(
         let sample = Sample {
             result,
             lag_ms: None,
+            started,
             at: Instant::now(),
         };
         let was_ok = match slots.lock() {
@@ -282,34 +304,43 @@ async fn sidecar_loop(url: String, interval: Duration, timeout: Duration, slot: 
     }
 }
 
+/// The sidecars' answers younger than 5 s.
+fn sidecar_answers(slots: &[SidecarSlot]) -> Vec<(lag::LagMap, u64)> {
+    slots
+        .iter()
+        .filter_map(|s| s.lock().ok().and_then(|s| s.clone()))
+        .filter(|(_, at)| at.elapsed() < Duration::from_secs(5))
+        .map(|(answer, _)| answer)
+        .collect()
+}
+
 /// Sets each sample's lag from the configured source.
 fn fill_lag(
     config: &Config,
     source: &LagSource,
-    sidecar: &SidecarSlot,
+    sidecars: &[(lag::LagMap, u64)],
     embedded: Option<&binlog_reader::LagSnapshot>,
     samples: &mut [Option<Sample>],
 ) {
-    let sidecar_map = match source {
-        LagSource::Sidecar { .. } => sidecar.lock().ok().and_then(|s| s.clone()),
-        _ => None,
-    };
+    let now = lag::now_ms();
     for (server, sample) in config.servers.iter().zip(samples.iter_mut()) {
         let Some(sample) = sample else { continue };
         let Ok(observed) = &sample.result else {
             continue;
         };
         sample.lag_ms = match source {
-            LagSource::Sidecar { .. } => sidecar_map
-                .as_ref()
-                .filter(|(_, at)| at.elapsed() < Duration::from_secs(5))
-                .and_then(|(m, _)| m.get(&server.name).copied().flatten()),
+            LagSource::Sidecar { .. } => lag::freshest(sidecars.iter(), &server.name, now),
             LagSource::Embedded => embedded.and_then(|snap| snap.lag_ms(&server.name)),
-            LagSource::SecondsBehindMaster => observed
-                .replication
-                .as_ref()
-                .and_then(|r| r.seconds_behind)
-                .map(|s| s.saturating_mul(1000)),
+            LagSource::SecondsBehindMaster => observed.replication.as_ref().and_then(|r| {
+                match r.seconds_behind {
+                    Some(s) => Some(s.saturating_mul(1000)),
+                    // NULL with the SQL thread running and the IO thread stopped: the relay
+                    // log is applied to its end. That counts only while the primary is down
+                    // (topology::derive): the replica then holds all the primary sent.
+                    None if r.sql_running && !r.io_running => Some(0),
+                    None => None,
+                }
+            }),
         };
     }
 }
@@ -338,6 +369,17 @@ fn report(ctx: &Context, config: &Config, previous: &Topology, next: &Topology) 
             _ => {
                 let _ = m.replica_lag_seconds.remove_label_values(&[name]);
             }
+        }
+        let fenced = next.fenced.contains(&i);
+        m.writer_fenced
+            .with_label_values(&[name])
+            .set(i64::from(fenced));
+        if fenced && !(same_list && previous.fenced.contains(&i)) {
+            tracing::error!(
+                server = name,
+                "server came back writable and replicating from no one after another became \
+                 the writer: fenced (no writes); set read_only=1 on it and point it at the writer"
+            );
         }
         let writable_replica = health.replicating == Some(true) && health.read_only == Some(false);
         m.replica_writable
@@ -376,6 +418,43 @@ fn report(ctx: &Context, config: &Config, previous: &Topology, next: &Topology) 
             to = name(next.primary()),
             "writes now go to a different primary"
         );
+    }
+    match (&previous.primary_down, &next.primary_down) {
+        (None, Some(d)) => {
+            let serving: Vec<&str> = config
+                .servers
+                .iter()
+                .zip(&next.router.servers)
+                .filter(|(_, s)| s.replicating && s.lag_ms.is_some())
+                .map(|(c, _)| c.name.as_str())
+                .collect();
+            tracing::error!(
+                primary = config.servers.get(d.server).map(|s| s.name.as_str()).unwrap_or("?"),
+                serving = %serving.join(", "),
+                read_limit_ms = ?config.routing.primary_down_read_ms,
+                "primary is down: writes are refused; replicas that applied all it sent keep \
+                 serving reads"
+            );
+        }
+        (Some(d), None) => tracing::warn!(
+            down_for = ?d.since.elapsed(),
+            primary = next
+                .primary()
+                .and_then(|i| config.servers.get(i))
+                .map(|s| s.name.as_str())
+                .unwrap_or("none"),
+            "primary down no more"
+        ),
+        (Some(before), Some(d)) => {
+            if before.reads && !d.reads {
+                tracing::error!(
+                    limit_ms = ?config.routing.primary_down_read_ms,
+                    "primary down longer than routing.primary_down_read_ms: replicas leave \
+                     the read rotation"
+                );
+            }
+        }
+        (None, None) => {}
     }
     if next.split_brain && !previous.split_brain {
         tracing::error!(

@@ -3,10 +3,14 @@
 //! router's snapshot with lag fed through its hysteresis gates. Pure, so every case is a test.
 
 use super::check::{CheckError, Observed};
-use crate::context::{ObservedRole, ServerHealth, Topology};
+use crate::context::{ObservedRole, PrimaryDown, ServerHealth, Topology};
 use router::choice::TopologySnapshot;
 use router::config::{Config, Role};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long a replica's last measured lag (plus the time since, an upper bound) stands in for
+/// a lag source that went blind, before the lag counts as unknown.
+const BLIND_GRACE: Duration = Duration::from_secs(1);
 
 /// The last check of one server, with the lag the configured lag source reports for it.
 #[derive(Debug, Clone)]
@@ -14,6 +18,8 @@ pub struct Sample {
     pub result: Result<Observed, CheckError>,
     /// Replica lag in ms; `None` = unknown.
     pub lag_ms: Option<u64>,
+    /// When the check began and when it ended.
+    pub started: Instant,
     pub at: Instant,
 }
 
@@ -56,13 +62,61 @@ pub fn derive(config: &Config, samples: &[Option<Sample>], previous: &Topology) 
     let mut split_brain = false;
     let mut suspected_at = None;
     let mut write_block = None;
+    let mut primary_down = None;
+    // A server that comes back writable from an outage while another has been the writer
+    // since (an old primary restarted after a failover, read_only lost with the restart) is
+    // fenced: never written to, alerted on, while the writer stays writable. Only a server
+    // seen down before: two writable roots that were both up (a switchover half done, a real
+    // split brain) are not told apart here.
+    let mut fenced = Vec::new();
+    let writer_before = previous.router.primary.filter(|&w| {
+        writable_roots.contains(&w)
+            && same_list
+            && previous.servers[w].role == ObservedRole::Primary
+    });
+    if let Some(w) = writer_before {
+        for &r in &writable_roots {
+            let before = &previous.servers[r];
+            let returning =
+                previous.fenced.contains(&r) || (!before.reachable && before.checked_at.is_some());
+            if r != w && returning {
+                fenced.push(r);
+            }
+        }
+        writable_roots.retain(|r| !fenced.contains(r));
+        for &r in &fenced {
+            servers[r].role = ObservedRole::Unknown;
+        }
+    }
     let primary = match writable_roots.as_slice() {
         [one] => Some(*one),
         [] => {
-            let previous_primary = previous.router.primary.filter(|&p| p < servers.len());
-            match previous_primary {
-                // The writer went silent (down, hung, or not checked yet): keep sending writes
-                // there so clients get the server's own connect error, not a guess.
+            // The last known writer: the primary of the previous round, or the one already
+            // known to be down.
+            let known = previous
+                .router
+                .primary
+                .or(previous.primary_down.map(|d| d.server))
+                .filter(|&p| p < servers.len());
+            match known {
+                // It stopped answering (killed, hung, partitioned) and nothing else is
+                // writable: the primary is down. Writes fail at once with a reason that says
+                // so; reads go on where a replica holds all it sent (below).
+                Some(p) if !servers[p].reachable && servers[p].checked_at.is_some() => {
+                    let down = previous
+                        .primary_down
+                        .filter(|d| d.server == p)
+                        .unwrap_or_else(|| PrimaryDown {
+                            server: p,
+                            since: Instant::now(),
+                            since_wall: SystemTime::now(),
+                            reads: true,
+                        });
+                    primary_down = Some(down);
+                    write_block = Some(down_reason(&config.servers[p].name, &down, &servers[p]));
+                    None
+                }
+                // Not checked yet (just started): trust the configuration meanwhile.
                 Some(p) if !servers[p].reachable => Some(p),
                 _ => {
                     write_block = Some(format!(
@@ -112,9 +166,74 @@ pub fn derive(config: &Config, samples: &[Option<Sample>], previous: &Topology) 
         }
     }
 
-    for (i, (state, health)) in router.servers.iter_mut().zip(&servers).enumerate() {
+    // With the primary down, a replica whose IO thread stopped (it cannot reach the primary
+    // either) but whose SQL thread runs holds all it received: it keeps serving, on the lag
+    // its source measures against the last position the primary sent (DESIGN §3.1), for at
+    // most `routing.primary_down_read_ms`.
+    if let Some(d) = primary_down.as_mut() {
+        d.reads = config
+            .routing
+            .primary_down_read_ms
+            .is_none_or(|ms| d.since.elapsed() < Duration::from_millis(ms));
+    }
+    let reads_without_primary = primary_down.is_some_and(|d| d.reads);
+    // A replica that just lost its IO thread while the primary has not been checked since:
+    // the primary may be down, and its own check will tell within a round. Meanwhile the
+    // replica keeps serving on an upper bound of its lag (below), so reads do not bounce to a
+    // primary that may be gone.
+    let primary_answered_from = primary
+        .and_then(|p| servers.get(p))
+        .and_then(|h| h.answered_from);
+    for (i, (state, health)) in router
+        .servers
+        .iter_mut()
+        .zip(servers.iter_mut())
+        .enumerate()
+    {
+        if let (Some(_), Some(before)) = (
+            health.io_stopped_at,
+            same_list
+                .then(|| previous.servers[i].io_stopped_at)
+                .flatten(),
+        ) {
+            health.io_stopped_at = Some(before);
+        }
+        let orphan = health.sql_running && health.replicating == Some(true);
+        let pending = orphan
+            && primary.is_some_and(|p| p != i)
+            && health
+                .io_stopped_at
+                .is_some_and(|stopped| primary_answered_from.is_none_or(|a| a <= stopped));
+        let eligible = health.threads_running || (reads_without_primary && orphan) || pending;
+        if same_list {
+            health.last_lag = previous.servers[i].last_lag;
+        }
+        if !eligible {
+            health.lag_ms = None;
+        } else if let (Some(ms), false) = (health.lag_ms, pending) {
+            health.last_lag = Some((ms, health.checked_at.unwrap_or_else(Instant::now)));
+        } else {
+            // Pending (the source's figure assumes the primary is down), or the lag source is
+            // briefly blind (its stream broke with the primary, a sidecar answer was missed):
+            // lag grows at most as fast as the clock, so a recent measurement plus the time
+            // since is an upper bound, never a guess in the replica's favour. Recent: within
+            // BLIND_GRACE, or taken around the outage while the primary is down.
+            let outage = primary_down.map(|d| d.since).or(health.io_stopped_at);
+            let usable = |at: Instant| {
+                at.elapsed() <= BLIND_GRACE
+                    || ((reads_without_primary || pending)
+                        && outage.is_some_and(|o| at + BLIND_GRACE >= o))
+            };
+            health.lag_ms = health
+                .last_lag
+                .filter(|&(_, at)| usable(at))
+                .map(|(ms, at)| {
+                    let since = u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    ms.saturating_add(since)
+                });
+        }
         state.reachable = health.reachable;
-        state.replicating = health.threads_running;
+        state.replicating = eligible;
         state.role = if Some(i) == primary {
             Role::Primary
         } else {
@@ -140,7 +259,25 @@ pub fn derive(config: &Config, samples: &[Option<Sample>], previous: &Topology) 
         write_block,
         split_brain,
         split_suspected_at: suspected_at,
+        primary_down,
+        fenced,
     }
+}
+
+/// What a write is refused with while the primary is down.
+fn down_reason(name: &str, down: &PrimaryDown, health: &ServerHealth) -> String {
+    let secs = down
+        .since_wall
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!(
+        "no writable primary (primary down since {h:02}:{m:02}:{s:02} UTC, {:.1} s ago: \
+         '{name}' {})",
+        down.since.elapsed().as_secs_f64(),
+        health.last_error.as_deref().unwrap_or("does not answer")
+    )
 }
 
 /// What one sample says about a server (role is decided afterwards, across all servers).
@@ -153,13 +290,19 @@ fn observe(sample: &Sample) -> ServerHealth {
         Err(e) => health.last_error = Some(e.to_string()),
         Ok(o) => {
             health.reachable = true;
+            health.answered_from = Some(sample.started);
+            if o.replication.as_ref().is_some_and(|r| !r.io_running) {
+                health.io_stopped_at = Some(sample.at);
+            }
             health.read_only = Some(o.read_only);
             health.replicating = Some(o.replication.is_some());
             health.threads_running = o
                 .replication
                 .as_ref()
                 .is_some_and(|r| r.io_running && r.sql_running);
-            if health.threads_running {
+            health.sql_running = o.replication.as_ref().is_some_and(|r| r.sql_running);
+            // Whether the lag counts is decided across servers (primary down or not).
+            if health.sql_running {
                 health.lag_ms = sample.lag_ms;
             }
         }

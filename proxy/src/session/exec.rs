@@ -53,7 +53,45 @@ impl Session {
     fn resolve(&mut self, d: &Decision, exclude: Option<usize>) -> Resolved {
         self.view.refresh(&self.ctx);
         match d.target {
-            Target::Primary => self.primary_for_session(),
+            Target::Primary => {
+                let r = self.primary_for_session();
+                // --- issue 11 (availability), owned by the avail branch: session set-up while
+                // the primary is down runs on a replica instead of being refused.
+                if matches!(r, Resolved::Refuse { .. }) {
+                    // The transaction (or other pinned state) lived on the primary that went
+                    // down: it is lost. Say so once; until the client ends the transaction its
+                    // statements fail, then the session reads on (DESIGN §5b).
+                    if let Some(down) = self.ctx.topology().primary_down {
+                        if self
+                            .anchor
+                            .as_ref()
+                            .is_some_and(|a| a.backend.index == down.server)
+                        {
+                            self.lose_anchor(
+                                "the primary is down",
+                                crate::metrics::lost::PRIMARY_DOWN,
+                            );
+                            if let Some(msg) = self.take_loss_message() {
+                                let (c, st) = code::ER_NET_READ_ERROR;
+                                return Resolved::Refuse {
+                                    code: c,
+                                    state: st,
+                                    msg,
+                                };
+                            }
+                        }
+                    }
+                }
+                if matches!(r, Resolved::Refuse { .. }) && self.setup_without_writer() {
+                    let read = Decision {
+                        target: Target::Replica,
+                        ..*d
+                    };
+                    return self.resolve(&read, exclude);
+                }
+                // --- end issue 11
+                r
+            }
             Target::Previous => {
                 let prev = self.previous.as_ref().and_then(|p| {
                     self.view
@@ -115,6 +153,21 @@ impl Session {
             }
         }
     }
+
+    // --- issue 11 (availability), owned by the avail branch.
+    /// While the primary is down, a statement that only sets up the session (`SET NAMES`,
+    /// `SET autocommit`, `USE`: see `router::session::Session::pending_is_session_setup`) may
+    /// run on a replica, so that clients can connect and start reading. Only when the session
+    /// holds nothing on the lost writer (its state there would diverge) and pins nothing.
+    fn setup_without_writer(&self) -> bool {
+        let Some(down) = self.ctx.topology().primary_down else {
+            return false;
+        };
+        self.anchor.is_none()
+            && self.router.pending_is_session_setup()
+            && self.held.iter().all(|h| h.backend.index != down.server)
+    }
+    // --- end issue 11
 
     /// The server for `d`, or the ERR to send instead.
     pub(super) fn resolve_public(

@@ -182,6 +182,32 @@ impl Session {
         decision
     }
 
+    /// Whether the statement awaiting its reply only sets up the session (`SET NAMES`, session
+    /// variables set to plain values, `USE`, `SET autocommit`) outside any transaction, so
+    /// that it may run on a replica while no writer exists (issue 11: new connections never
+    /// need the primary). It changes no data, and the history replays it on the writer's
+    /// connection later. A value with a parenthesis (a subquery or function call, which could
+    /// write) or a user variable keeps the statement on the writer.
+    pub fn pending_is_session_setup(&self) -> bool {
+        let Some(p) = &self.pending else {
+            return false;
+        };
+        let st = &self.state;
+        if st.in_trans || st.xa || st.next_trx || st.lock_tables || self.history.overflowed() {
+            return false;
+        }
+        match p.class.effect {
+            Effect::SetAutocommit(_) | Effect::UseDb(_) => true,
+            Effect::Set => {
+                p.class.reason == Reason::SessionState
+                    && p.text
+                        .as_deref()
+                        .is_some_and(|t| !t.iter().any(|&b| b == b'(' || b == b';'))
+            }
+            _ => false,
+        }
+    }
+
     /// Classifies a `COM_STMT_PREPARE` text. The proxy stores the class with the statement id and
     /// prepares the statement lazily on whichever backend each execution goes to. The prepare
     /// itself may run anywhere (it changes no session state the router tracks).

@@ -644,3 +644,47 @@ fn sql_calc_found_rows_is_flagged_for_the_proxy() {
     let d = s.route_query(b"SELECT * FROM t WHERE c = 'SQL_CALC_FOUND_ROWS'");
     assert!(!d.calc_found_rows);
 }
+
+#[test]
+fn session_setup_may_run_without_a_writer_and_nothing_else() {
+    let setup = |s: &mut Session, sql: &str| {
+        s.route_query(sql.as_bytes());
+        s.pending_is_session_setup()
+    };
+    let mut s = session();
+    for sql in [
+        "SET NAMES utf8mb4",
+        "SET NAMES utf8mb4 COLLATE utf8mb4_general_ci",
+        "SET AUTOCOMMIT = 0",
+        "SET autocommit=1",
+        "USE rwsplit_test",
+        "SET sql_mode='ANSI', time_zone='+00:00'",
+        "SET @@session.wait_timeout = 600",
+        "SET character_set_results = NULL",
+    ] {
+        assert!(setup(&mut s, sql), "{sql}");
+        s.on_err(1290);
+    }
+    for sql in [
+        "INSERT INTO t VALUES (1)",
+        "SET @x = 1",
+        "SET sql_mode = (SELECT f())",
+        "SET GLOBAL read_only = 0",
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        "SET PASSWORD = 'x'",
+        "SELECT 1",
+        "SET NAMES utf8mb4; DELETE FROM t",
+    ] {
+        assert!(!setup(&mut s, sql), "{sql}");
+        s.on_err(1290);
+    }
+    // Inside a transaction even `SET autocommit=1` (it commits) stays with the writer.
+    ok(
+        &mut s,
+        "BEGIN",
+        Target::Primary,
+        Reason::Transaction,
+        AC | IT,
+    );
+    assert!(!setup(&mut s, "SET autocommit=1"));
+}

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::health::check::Replication;
+use std::time::Duration;
 
 const YAML: &str = "servers:
   - {name: p, host: 127.0.0.1, port: 3340, role: primary}
@@ -22,6 +23,7 @@ fn primary(read_only: bool) -> Option<Sample> {
             replication: None,
         }),
         lag_ms: None,
+        started: Instant::now(),
         at: Instant::now(),
     })
 }
@@ -32,12 +34,14 @@ fn replica(read_only: bool, sql_running: bool, lag_ms: Option<u64>) -> Option<Sa
             read_only,
             replication: Some(Replication {
                 source_host: "127.0.0.1".into(),
+                source_port: Some(3340),
                 io_running: true,
                 sql_running,
                 seconds_behind: Some(0),
             }),
         }),
         lag_ms,
+        started: Instant::now(),
         at: Instant::now(),
     })
 }
@@ -46,6 +50,7 @@ fn down() -> Option<Sample> {
     Some(Sample {
         result: Err(CheckError::Connect("refused".into())),
         lag_ms: None,
+        started: Instant::now(),
         at: Instant::now(),
     })
 }
@@ -154,24 +159,196 @@ fn a_switchover_seen_mid_way_is_not_split_brain() {
 }
 
 #[test]
-fn unreachable_primary_stays_the_write_target() {
+fn unchecked_primary_stays_the_write_target_until_checked() {
     let c = config();
     let t = derive(
         &c,
         &[
-            down(),
+            None,
             replica(true, true, Some(0)),
             replica(true, true, Some(0)),
         ],
         &Topology::initial(&c),
     );
     assert_eq!(t.primary(), Some(0));
-    assert!(!t.servers[0].reachable);
-    assert!(t.servers[0]
-        .last_error
-        .as_deref()
-        .unwrap_or("")
-        .contains("refused"));
+    assert!(t.primary_down.is_none());
+}
+
+/// A replica whose IO thread stopped (the primary is gone) and whose SQL thread runs.
+fn orphan(sql_running: bool, lag_ms: Option<u64>) -> Option<Sample> {
+    let mut s = replica(true, sql_running, lag_ms)?;
+    if let Ok(o) = &mut s.result {
+        if let Some(r) = &mut o.replication {
+            r.io_running = false;
+            r.seconds_behind = None;
+        }
+    }
+    Some(s)
+}
+
+fn healthy(c: &Config) -> Topology {
+    derive(
+        c,
+        &[
+            primary(false),
+            replica(true, true, Some(0)),
+            replica(true, true, Some(0)),
+        ],
+        &Topology::initial(c),
+    )
+}
+
+#[test]
+fn primary_down_refuses_writes_with_the_reason_and_replicas_keep_serving() {
+    let c = config();
+    let before = healthy(&c);
+    let t = derive(
+        &c,
+        &[down(), orphan(true, Some(0)), orphan(true, Some(250))],
+        &before,
+    );
+    assert_eq!(t.primary(), None);
+    let d = t.primary_down.expect("primary down");
+    assert_eq!((d.server, d.reads), (0, true));
+    let why = t.write_block.as_deref().expect("writes refused");
+    assert!(
+        why.starts_with("no writable primary (primary down since "),
+        "{why}"
+    );
+    assert!(why.contains("refused"), "names the check's error: {why}");
+    for i in [1, 2] {
+        assert!(
+            t.router.servers[i].replicating,
+            "{i}: {:?}",
+            t.router.servers[i]
+        );
+        assert!(t.router.servers[i].lag_gate.serving(), "{i}");
+    }
+    assert_eq!(
+        t.servers[2].lag_ms,
+        Some(250),
+        "a replica behind keeps its lag"
+    );
+    // The next round keeps the moment it went down.
+    let again = derive(
+        &c,
+        &[down(), orphan(true, Some(0)), orphan(true, Some(0))],
+        &t,
+    );
+    assert_eq!(again.primary_down.map(|d| d.since), Some(d.since));
+    // A replica that stopped applying, or whose lag is unknown, is out.
+    let t = derive(
+        &c,
+        &[down(), orphan(false, Some(0)), orphan(true, None)],
+        &before,
+    );
+    assert!(!t.router.servers[1].replicating);
+}
+
+#[test]
+fn stopped_io_thread_with_the_primary_up_leaves_rotation() {
+    let c = config();
+    let mut before = healthy(&c);
+    before.servers[1].last_lag = Some((5, Instant::now()));
+    // The replica lost its IO thread after the primary's last check began: the primary may
+    // be down; until its next check the replica serves on a growing bound of its lag.
+    let r1 = orphan(true, Some(0));
+    let r2 = replica(true, true, Some(0));
+    let pending = derive(
+        &c,
+        &[before_now(primary(false)), r1.clone(), r2.clone()],
+        &before,
+    );
+    assert!(pending.router.servers[1].replicating);
+    assert!(
+        pending.servers[1].lag_ms.is_some_and(|l| l >= 5),
+        "the bound, not the source's 0"
+    );
+    // A check of the primary begun after that answers: it is up, the replica leaves.
+    std::thread::sleep(Duration::from_millis(2));
+    let t = derive(&c, &[primary(false), r1, r2], &pending);
+    assert_eq!(t.primary(), Some(0));
+    assert!(t.primary_down.is_none());
+    assert!(!t.router.servers[1].replicating);
+    assert_eq!(t.servers[1].lag_ms, None);
+}
+
+/// `sample` as if its check had begun a moment ago.
+fn before_now(sample: Option<Sample>) -> Option<Sample> {
+    let mut s = sample?;
+    s.started -= Duration::from_millis(50);
+    Some(s)
+}
+
+#[test]
+fn blind_lag_source_right_after_the_outage_carries_a_growing_upper_bound() {
+    let c = config();
+    let mut before = healthy(&c);
+    // Measured 40 ms before this round.
+    let at = Instant::now() - Duration::from_millis(40);
+    before.servers[1].last_lag = Some((5, at));
+    let t = derive(
+        &c,
+        &[down(), orphan(true, None), orphan(true, Some(0))],
+        &before,
+    );
+    let lag = t.servers[1].lag_ms.expect("bounded, not unknown");
+    assert!(lag >= 45, "last lag plus the time since: {lag}");
+    assert!(t.router.servers[1].replicating);
+}
+
+#[test]
+fn primary_down_read_ms_bounds_reads_without_a_primary() {
+    let yaml = YAML.replace("proxy: {}", "proxy: {}\nrouting: {primary_down_read_ms: 0}");
+    let c = Config::from_yaml("t.yaml", &yaml).expect("valid");
+    let t = derive(
+        &c,
+        &[down(), orphan(true, Some(0)), orphan(true, Some(0))],
+        &healthy(&c),
+    );
+    assert_eq!(t.primary_down.map(|d| d.reads), Some(false));
+    assert!(!t.router.servers[1].replicating && !t.router.servers[2].replicating);
+}
+
+#[test]
+fn writes_come_back_with_the_primary_or_follow_a_new_writer() {
+    let c = config();
+    let down_t = derive(
+        &c,
+        &[down(), orphan(true, Some(0)), orphan(true, Some(0))],
+        &healthy(&c),
+    );
+    let back = derive(
+        &c,
+        &[
+            primary(false),
+            replica(true, true, Some(0)),
+            replica(true, true, Some(0)),
+        ],
+        &down_t,
+    );
+    assert_eq!(back.primary(), Some(0));
+    assert!(back.primary_down.is_none() && back.write_block.is_none());
+    // Promoted by hand while the old primary is down: r2 writable and replicating from no one.
+    let moved = derive(
+        &c,
+        &[down(), replica(true, true, Some(0)), primary(false)],
+        &down_t,
+    );
+    assert_eq!(moved.primary(), Some(2));
+    assert!(moved.primary_down.is_none() && moved.write_block.is_none());
+    // The old primary returns writable but replicating from the new one: fenced.
+    let returned = derive(
+        &c,
+        &[
+            replica(false, true, Some(0)),
+            replica(true, true, Some(0)),
+            primary(false),
+        ],
+        &moved,
+    );
+    assert_eq!(returned.primary(), Some(2));
+    assert_eq!(returned.router.servers[0].role, Role::Replica);
 }
 
 #[test]
@@ -216,4 +393,67 @@ fn unchecked_servers_keep_the_configured_primary() {
     let t = derive(&c, &[None, None, None], &Topology::initial(&c));
     assert_eq!(t.primary(), Some(0));
     assert!(t.servers.iter().all(|s| !s.reachable && s.lag_ms.is_none()));
+}
+
+#[test]
+fn old_primary_back_writable_after_a_failover_is_fenced_not_split_brain() {
+    let c = config();
+    let down_t = derive(
+        &c,
+        &[down(), orphan(true, Some(0)), orphan(true, Some(0))],
+        &healthy(&c),
+    );
+    // r2 promoted by hand while the primary is down.
+    let moved = derive(
+        &c,
+        &[down(), replica(true, true, Some(0)), primary(false)],
+        &down_t,
+    );
+    assert_eq!(moved.primary(), Some(2));
+    // The old primary restarts writable and replicating from no one.
+    let back = derive(
+        &c,
+        &[primary(false), replica(true, true, Some(0)), primary(false)],
+        &moved,
+    );
+    assert_eq!(back.primary(), Some(2), "writes stay with the new writer");
+    assert_eq!(back.fenced, vec![0]);
+    assert!(!back.split_brain && back.write_block.is_none());
+    assert!(
+        !back.router.servers[0].replicating,
+        "no reads from it either"
+    );
+    // It stays fenced on later rounds, until it is read-only or replicates.
+    let again = derive(
+        &c,
+        &[primary(false), replica(true, true, Some(0)), primary(false)],
+        &back,
+    );
+    assert_eq!((again.primary(), again.fenced.clone()), (Some(2), vec![0]));
+    let fixed = derive(
+        &c,
+        &[
+            replica(true, true, Some(0)),
+            replica(true, true, Some(0)),
+            primary(false),
+        ],
+        &again,
+    );
+    assert!(fixed.fenced.is_empty());
+    assert_eq!(fixed.primary(), Some(2));
+}
+
+#[test]
+fn two_writable_roots_both_up_are_still_split_brain() {
+    let c = config();
+    let t = healthy(&c);
+    // r2 made writable by hand while the primary stays up and writable: not told apart.
+    let both = derive(
+        &c,
+        &[primary(false), replica(true, true, Some(0)), primary(false)],
+        &t,
+    );
+    assert!(both.fenced.is_empty());
+    assert_eq!(both.primary(), None);
+    assert!(both.write_block.is_some());
 }

@@ -1,0 +1,473 @@
+//! Availability with the primary gone (issue 11, DESIGN §3.1), on private topologies under a
+//! 70 % read / 30 % write load from 8 sessions: reads keep their rate with no error, writes
+//! fail fast with "no writable primary (primary down since …)" and work again within a second
+//! of the primary's return; a fresh PyMySQL client can connect and read meanwhile.
+
+mod proxy_support;
+
+use integration_tests::mysql_async::prelude::Queryable;
+use integration_tests::mysql_async::{Conn, Opts, OptsBuilder};
+use integration_tests::Cluster;
+use proxy_support::{start_edited, Proxy};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CONNECT_TIMEOUT_MS: u64 = 500;
+const SESSIONS: usize = 8;
+const DOWN_ERROR: &str = "no writable primary (primary down since ";
+
+fn timeouts() -> String {
+    format!("  pool:\n    connect_timeout_ms: {CONNECT_TIMEOUT_MS}\n    read_timeout_ms: 3000\n")
+}
+
+/// The proxy's YAML with lag from the embedded binlog reader instead of Seconds_Behind_Master.
+fn embedded(c: &Cluster) -> impl FnOnce(String) -> String {
+    let server_id = 6000 + u32::from(c.base_port());
+    move |yaml: String| {
+        format!(
+            "{}sidecar:\n  server_id: {server_id}\n  poll_interval_ms: 100\n",
+            yaml.replace("lag_source: seconds_behind_master", "lag_source: embedded")
+        )
+    }
+}
+
+/// One operation of the load.
+#[derive(Debug, Clone)]
+struct Op {
+    at: Instant,
+    write: bool,
+    took: Duration,
+    error: Option<String>,
+}
+
+/// 8 sessions, each 70 % `SELECT` / 30 % `INSERT`, until `stop` is set; every operation logged.
+fn start_load(
+    p: &Proxy,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (Arc<Mutex<Vec<Op>>>, Vec<tokio::task::JoinHandle<()>>) {
+    let ops = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for s in 0..SESSIONS {
+        let ops = ops.clone();
+        let stop = stop.clone();
+        let url = p.url();
+        tasks.push(tokio::spawn(async move {
+            let opts =
+                OptsBuilder::from_opts(Opts::from_url(&url).expect("url")).prefer_socket(false);
+            let mut conn = Conn::new(opts.clone())
+                .await
+                .expect("load session connects");
+            let mut n = s as u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n = n
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let write = (n >> 33) % 10 < 3;
+                let at = Instant::now();
+                let result = if write {
+                    conn.query_drop("INSERT INTO avail_t (session) VALUES (1)")
+                        .await
+                } else {
+                    conn.query_drop("SELECT @@port").await
+                };
+                let took = at.elapsed();
+                let error = result.err().map(|e| e.to_string());
+                let broken = error.is_some() && conn.ping().await.is_err();
+                ops.lock().unwrap().push(Op {
+                    at,
+                    write,
+                    took,
+                    error,
+                });
+                if broken {
+                    // A session whose connection broke reconnects, as an application would.
+                    match Conn::new(opts.clone()).await {
+                        Ok(c) => conn = c,
+                        Err(e) => {
+                            ops.lock().unwrap().push(Op {
+                                at: Instant::now(),
+                                write: false,
+                                took: Duration::ZERO,
+                                error: Some(format!("reconnect: {e}")),
+                            });
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    (ops, tasks)
+}
+
+fn reads_ok(ops: &[Op], from: Instant, to: Instant) -> usize {
+    ops.iter()
+        .filter(|o| !o.write && o.error.is_none() && o.at >= from && o.at < to)
+        .count()
+}
+
+async fn primary_killed_under_load(c: Cluster, p: Proxy) {
+    let mut setup = p.conn().await;
+    setup
+        .query_drop(
+            "CREATE TABLE IF NOT EXISTS avail_t (id INT AUTO_INCREMENT PRIMARY KEY, session INT)",
+        )
+        .await
+        .expect("create table");
+    c.wait_replicas_caught_up(Duration::from_secs(10))
+        .await
+        .expect("replicas caught up");
+    drop(setup);
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ops, tasks) = start_load(&p, stop.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let baseline_from = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let killed_at = Instant::now();
+    c.kill_server(0).expect("kill the primary");
+
+    // A fresh PyMySQL client connects and reads while the primary is down.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let py = tokio::spawn(pymysql_connect_and_read(p.port));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let py = py.await.expect("pymysql check");
+    // Four seconds into the outage the lag source itself measures the replicas (a carried
+    // bound would be past 4 s by now), and the proxy says the primary is down.
+    let topo = p.ctx.topology();
+    let lags: Vec<Option<u64>> = topo.servers.iter().skip(1).map(|s| s.lag_ms).collect();
+    assert!(
+        lags.iter().all(|l| l.is_some_and(|l| l < 1000)),
+        "replica lag while the primary is down: {lags:?}"
+    );
+    assert!(topo.primary_down.is_some() && topo.primary().is_none());
+    let metrics = p.ctx.metrics.render();
+    assert!(metrics.contains("rwsplit_primary_down 1"), "{metrics}");
+    let restart_at = Instant::now();
+    let cluster = Arc::new(c);
+    let restarter = {
+        let c = cluster.clone();
+        tokio::task::spawn_blocking(move || c.start_servers())
+    };
+    // When the primary accepts connections and is writable again.
+    let up_at = loop {
+        if let Ok(mut a) = cluster.admin(0).await {
+            let ro: Option<i64> = a.query_first("SELECT @@read_only").await.ok().flatten();
+            if ro == Some(0) {
+                break Instant::now();
+            }
+        }
+        assert!(
+            restart_at.elapsed() < Duration::from_secs(60),
+            "the primary did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    restarter
+        .await
+        .expect("join")
+        .expect("cluster.sh up after the kill");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("load session");
+    }
+    let ops = ops.lock().unwrap().clone();
+
+    let baseline = reads_ok(&ops, baseline_from, killed_at) as f64 / 3.0;
+    let down_secs = restart_at.duration_since(killed_at).as_secs_f64();
+    let down = reads_ok(&ops, killed_at, restart_at) as f64 / down_secs;
+    let read_errors: Vec<&Op> = ops
+        .iter()
+        .filter(|o| !o.write && o.error.is_some())
+        .collect();
+    let writes_down: Vec<&Op> = ops
+        .iter()
+        .filter(|o| o.write && o.at >= killed_at && o.at < up_at)
+        .collect();
+    let write_errors: Vec<&&Op> = writes_down.iter().filter(|o| o.error.is_some()).collect();
+    let slowest_write_error = write_errors
+        .iter()
+        .map(|o| o.took)
+        .max()
+        .unwrap_or_default();
+    // Past the first monitor rounds, every refused write names the cause.
+    let undocumented: Vec<&String> = write_errors
+        .iter()
+        .filter(|o| o.at > killed_at + Duration::from_millis(500))
+        .filter_map(|o| o.error.as_ref())
+        .filter(|e| !e.contains(DOWN_ERROR))
+        .collect();
+    let first_write_back = ops
+        .iter()
+        .filter(|o| o.write && o.error.is_none() && o.at >= up_at)
+        .map(|o| o.at + o.took)
+        .min();
+    eprintln!(
+        "reads/s baseline {baseline:.0}, primary down {down:.0} ({:.0} %); read errors {}; \
+         writes while down {} ({} refused, slowest refusal {slowest_write_error:?}); \
+         first write after the primary's return {:?} later; pymysql: {py}",
+        100.0 * down / baseline,
+        read_errors.len(),
+        writes_down.len(),
+        write_errors.len(),
+        first_write_back.map(|t| t.duration_since(up_at)),
+    );
+    let rel = |t: Instant| {
+        t.saturating_duration_since(killed_at).as_millis() as i64
+            - killed_at.saturating_duration_since(t).as_millis() as i64
+    };
+    if let (Some(a), Some(b)) = (read_errors.first(), read_errors.last()) {
+        eprintln!(
+            "read errors from {} ms to {} ms after the kill; restart at {} ms, primary up at {} ms",
+            rel(a.at),
+            rel(b.at),
+            rel(restart_at),
+            rel(up_at)
+        );
+    }
+    assert!(
+        read_errors.is_empty(),
+        "reads failed: {:?}",
+        read_errors.iter().take(5).collect::<Vec<_>>()
+    );
+    assert!(
+        down >= 0.8 * baseline,
+        "reads fell to {down:.0}/s from {baseline:.0}/s"
+    );
+    assert!(!write_errors.is_empty(), "writes while down must fail");
+    assert!(
+        slowest_write_error <= Duration::from_millis(CONNECT_TIMEOUT_MS),
+        "a refused write took {slowest_write_error:?}"
+    );
+    assert!(
+        undocumented.is_empty(),
+        "writes refused without the documented reason: {:?}",
+        undocumented.iter().take(3).collect::<Vec<_>>()
+    );
+    let back = first_write_back
+        .expect("writes work again")
+        .duration_since(up_at);
+    assert!(
+        back <= Duration::from_secs(1),
+        "writes came back {back:?} after the primary"
+    );
+    assert!(py.contains("\"ok\": true"), "PyMySQL while down: {py}");
+}
+
+/// Connects with PyMySQL's defaults (autocommit off: it sends `SET AUTOCOMMIT = 0`), with
+/// `autocommit=True`, with a charset and a `USE`, and reads; prints JSON.
+async fn pymysql_connect_and_read(port: u16) -> String {
+    let py = integration_tests::repo_root().join(".scratch/venv-clients/bin/python");
+    let script =
+        integration_tests::repo_root().join("integration-tests/clients/primary_down_check.py");
+    let out = tokio::process::Command::new(&py)
+        .arg(&script)
+        .arg(port.to_string())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{} could not run: {e}", py.display()));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn primary_killed_under_load_seconds_behind_master() {
+    let Some(c) = Cluster::private_or_skip("primary_killed_under_load_seconds_behind_master")
+    else {
+        return;
+    };
+    let p = start_edited(&c, &timeouts(), |y| y).await;
+    primary_killed_under_load(c, p).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn primary_killed_under_load_embedded_reader() {
+    let Some(c) = Cluster::private_or_skip("primary_killed_under_load_embedded_reader") else {
+        return;
+    };
+    let edit = embedded(&c);
+    let p = start_edited(&c, &timeouts(), edit).await;
+    primary_killed_under_load(c, p).await;
+}
+
+/// An external failover by hand while the load runs: writes follow the new writer within a
+/// second and every acknowledged write is on it; the embedded reader's timeline continues on
+/// the new primary with no GTID lost or repeated; lag stays measured for the other replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn external_failover_under_load_writes_and_reader_follow() {
+    let Some(c) = Cluster::private_or_skip("external_failover_under_load_writes_and_reader_follow")
+    else {
+        return;
+    };
+    let edit = embedded(&c);
+    let p = start_edited(&c, &timeouts(), edit).await;
+    let mut setup = p.conn().await;
+    setup
+        .query_drop(
+            "CREATE TABLE IF NOT EXISTS avail_t (id INT AUTO_INCREMENT PRIMARY KEY, session INT)",
+        )
+        .await
+        .expect("create table");
+    drop(setup);
+    c.wait_replicas_caught_up(Duration::from_secs(10))
+        .await
+        .expect("caught up");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ops, tasks) = start_load(&p, stop.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The failover: demote, let replica2 apply everything, promote it, repoint the others.
+    let writable_at = c.promote(0, 2).await.expect("failover by hand");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("load session");
+    }
+    let ops = ops.lock().unwrap().clone();
+
+    let first_ok = ops
+        .iter()
+        .filter(|o| o.write && o.error.is_none() && o.at >= writable_at)
+        .map(|o| o.at + o.took)
+        .min()
+        .expect("writes work after the failover");
+    let follow = first_ok.duration_since(writable_at);
+    let late_errors: Vec<&Op> = ops
+        .iter()
+        .filter(|o| o.error.is_some() && o.at > writable_at + Duration::from_secs(1))
+        .collect();
+    let acked = ops.iter().filter(|o| o.write && o.error.is_none()).count();
+    let read_errors = ops.iter().filter(|o| !o.write && o.error.is_some()).count();
+    let mut admin = c.admin(2).await.expect("new primary");
+    let rows: Option<u64> = admin
+        .query_first("SELECT COUNT(*) FROM rwsplit_test.avail_t")
+        .await
+        .expect("count");
+    eprintln!(
+        "writes followed {follow:?} after replica2 became writable; {acked} writes acknowledged, \
+         {rows:?} rows on the new primary; {read_errors} read errors; errors 1 s after: {}",
+        late_errors.len()
+    );
+    assert!(
+        follow <= Duration::from_secs(1),
+        "writes followed after {follow:?}"
+    );
+    assert!(
+        late_errors.is_empty(),
+        "errors after the writer moved: {:?}",
+        late_errors.iter().take(3).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        rows,
+        Some(acked as u64),
+        "every acknowledged write, and nothing else, is on the new primary"
+    );
+    assert_eq!(read_errors, 0, "reads are not disturbed");
+
+    // The embedded reader moved to replica2 and its timeline runs on without a gap.
+    let reader = p.ctx.lag_reader().expect("embedded reader");
+    assert_eq!(reader.primary_name(), "replica2");
+    let old_id = format!("-{}-", 1);
+    let gtids: Vec<(u32, u64)> = reader
+        .recent_transactions()
+        .iter()
+        .filter_map(|t| t.gtid.clone())
+        .filter_map(|g| {
+            let mut it = g.split('-');
+            let (_domain, server, seq) = (it.next()?, it.next()?, it.next()?);
+            Some((server.parse().ok()?, seq.parse().ok()?))
+        })
+        .collect();
+    let servers: std::collections::BTreeSet<u32> = gtids.iter().map(|g| g.0).collect();
+    assert!(
+        servers.len() >= 2,
+        "the timeline holds transactions of both primaries: {servers:?} ({old_id})"
+    );
+    for w in gtids.windows(2) {
+        assert_eq!(
+            w[1].1,
+            w[0].1 + 1,
+            "no gap or repeat in the timeline: {w:?}"
+        );
+    }
+    // Lag stays measured for replica1, now replicating from replica2.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let t = p.ctx.topology();
+        if t.primary() == Some(2)
+            && t.servers[1].lag_ms.is_some()
+            && t.router.servers[1].replicating
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica1 lag not measured after the failover: {:?}",
+            t.servers[1]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A session inside a transaction on the primary when it dies gets an error at its next
+/// statement (never a continuation elsewhere), fast; the same session then reads from a
+/// replica, and its writes are refused with the documented reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_on_the_lost_primary_errors_then_the_session_reads_on() {
+    let Some(c) = Cluster::private_or_skip("transaction_on_the_lost_primary") else {
+        return;
+    };
+    let p = start_edited(&c, &timeouts(), |y| y).await;
+    let mut conn = p.conn().await;
+    conn.query_drop(
+        "CREATE TABLE IF NOT EXISTS avail_t (id INT AUTO_INCREMENT PRIMARY KEY, session INT)",
+    )
+    .await
+    .expect("create");
+    conn.query_drop("BEGIN").await.expect("begin");
+    conn.query_drop("INSERT INTO avail_t (session) VALUES (7)")
+        .await
+        .expect("insert in the transaction");
+    c.kill_server(0).expect("kill the primary");
+    let t = Instant::now();
+    let next = conn
+        .query_drop("INSERT INTO avail_t (session) VALUES (8)")
+        .await;
+    let took = t.elapsed();
+    assert!(next.is_err(), "the transaction cannot continue elsewhere");
+    assert!(
+        took <= Duration::from_millis(CONNECT_TIMEOUT_MS),
+        "the error took {took:?}"
+    );
+    // The application ends the failed transaction, as it would after any error in one; the
+    // rollback of a transaction the server lost is answered (not refused for want of a writer).
+    let rollback = conn.query_drop("ROLLBACK").await;
+    eprintln!("after the loss: {next:?}; ROLLBACK: {rollback:?}");
+    // Reads go on in the same session.
+    conn.ping().await.expect("the client connection stays open");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let port = loop {
+        match conn.query_first::<u16, _>("SELECT @@port").await {
+            Ok(Some(port)) => break port,
+            other => assert!(Instant::now() < deadline, "read failed: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_ne!(port, c.port(0));
+    let err = loop {
+        let e = conn
+            .query_drop("INSERT INTO avail_t (session) VALUES (9)")
+            .await
+            .expect_err("no writable primary");
+        if e.to_string().contains(DOWN_ERROR) || Instant::now() > deadline {
+            break e.to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(err.contains(DOWN_ERROR), "{err}");
+    assert!(err.contains("1290"), "ER_OPTION_PREVENTS_STATEMENT: {err}");
+}
