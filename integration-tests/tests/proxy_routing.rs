@@ -197,13 +197,14 @@ async fn default_database_does_not_leak_to_sessions_without_one() {
     let mut seen = HashSet::new();
     for _ in 0..3 {
         let mut a = p.conn().await;
-        let (db, thread): (Option<String>, u64) = a
-            .query_first("SELECT DATABASE(), @@pseudo_thread_id")
+        // Thread ids are per server: a connection is (port, thread).
+        let (db, port, thread): (Option<String>, u16, u64) = a
+            .query_first("SELECT DATABASE(), @@port, @@pseudo_thread_id")
             .await
             .unwrap()
             .unwrap();
         assert_eq!(db.as_deref(), Some("rwsplit_test"));
-        seen.insert(thread);
+        seen.insert((port, thread));
         let _ = a.disconnect().await;
     }
     // Through the proxy only: no switch to a server's Unix socket.
@@ -218,8 +219,8 @@ async fn default_database_does_not_leak_to_sessions_without_one() {
         let mut b = integration_tests::mysql_async::Conn::from_url(url.as_str())
             .await
             .unwrap();
-        let (db, thread): (Option<String>, u64) = b
-            .query_first("SELECT DATABASE(), @@pseudo_thread_id")
+        let (db, port, thread): (Option<String>, u16, u64) = b
+            .query_first("SELECT DATABASE(), @@port, @@pseudo_thread_id")
             .await
             .unwrap()
             .unwrap();
@@ -227,7 +228,7 @@ async fn default_database_does_not_leak_to_sessions_without_one() {
             db, None,
             "a session without a database got one from the pool"
         );
-        fresh += usize::from(!seen.contains(&thread));
+        fresh += usize::from(!seen.contains(&(port, thread)));
         let _ = b.disconnect().await;
     }
     // COM_RESET_CONNECTION keeps the schema, so such a connection must not serve a session

@@ -451,41 +451,42 @@ async fn pooled_connections_are_reused_without_leaking_state() {
     a.query_drop("SET @secret = 42").await.unwrap();
     let mut seen = std::collections::HashSet::new();
     for _ in 0..6 {
-        let (tz, mode, thread): (String, String, u64) = a
-            .query_first("SELECT @@time_zone, @@sql_mode, @@pseudo_thread_id")
+        // Thread ids are per server: a connection is (port, thread).
+        let (tz, mode, port, thread): (String, String, u16, u64) = a
+            .query_first("SELECT @@time_zone, @@sql_mode, @@port, @@pseudo_thread_id")
             .await
             .unwrap()
             .unwrap();
         assert_eq!((tz.as_str(), mode.as_str()), ("+05:00", "ANSI_QUOTES"));
-        seen.insert(thread);
+        seen.insert((port, thread));
     }
     // The user variable pins A's primary connection; it goes back when A leaves.
-    let (secret, thread): (i64, u64) = a
-        .query_first("SELECT @secret, @@pseudo_thread_id")
+    let (secret, port, thread): (i64, u16, u64) = a
+        .query_first("SELECT @secret, @@port, @@pseudo_thread_id")
         .await
         .unwrap()
         .unwrap();
     assert_eq!(secret, 42);
-    seen.insert(thread);
+    seen.insert((port, thread));
     let _ = a.disconnect().await;
     let mut reused = false;
     for _ in 0..6 {
         let mut b = p.conn().await;
-        let (tz, mode, thread): (String, String, u64) = b
-            .query_first("SELECT @@time_zone, @@sql_mode, @@pseudo_thread_id")
+        let (tz, mode, port, thread): (String, String, u16, u64) = b
+            .query_first("SELECT @@time_zone, @@sql_mode, @@port, @@pseudo_thread_id")
             .await
             .unwrap()
             .unwrap();
         assert_ne!(tz, "+05:00", "time_zone leaked between clients");
         assert_ne!(mode, "ANSI_QUOTES", "sql_mode leaked between clients");
-        reused |= seen.contains(&thread);
-        let (var, thread): (Option<i64>, u64) = b
-            .query_first("SELECT @secret, @@pseudo_thread_id")
+        reused |= seen.contains(&(port, thread));
+        let (var, port, thread): (Option<i64>, u16, u64) = b
+            .query_first("SELECT @secret, @@port, @@pseudo_thread_id")
             .await
             .unwrap()
             .unwrap();
         assert_eq!(var, None, "a user variable leaked between clients");
-        reused |= seen.contains(&thread);
+        reused |= seen.contains(&(port, thread));
         let _ = b.disconnect().await;
     }
     assert!(
