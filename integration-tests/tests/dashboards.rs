@@ -153,7 +153,13 @@ async fn every_dashboard_and_alert_metric_is_exported(mode: LagMode) {
     wait_http(proxy_http, "/metrics", "the proxy");
 
     // Real traffic so that per-route and per-backend series exist.
-    let url = integration_tests::url(APP_USER, APP_PASSWORD, proxy_port);
+    // prefer_socket=false: otherwise mysql_async asks for @@socket and reconnects to the unix
+    // socket of whichever server answered, bypassing the proxy (and writing to a read-only
+    // replica when a replica answered).
+    let url = format!(
+        "{}?prefer_socket=false",
+        integration_tests::url(APP_USER, APP_PASSWORD, proxy_port)
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut conn = loop {
         match mysql_async::Conn::from_url(url.as_str()).await {
