@@ -272,7 +272,7 @@ async fn every_panel_has_data(mode: LagMode, prometheus: &Prometheus, load: &Loa
             if MOVES_UNDER_LOAD.contains(&panel.as_str()) {
                 promql = format!("({promql}) > 0");
             }
-            match prometheus.series(&promql).await {
+            match prometheus.series(&promql) {
                 Ok(0) => empty.push(format!("{panel:?}: {promql}")),
                 Ok(_) => {}
                 Err(e) => panic!("{mode:?} mode: panel {panel:?}: query {promql} failed: {e}"),
@@ -495,7 +495,7 @@ impl Prometheus {
     /// Waits until Prometheus has scraped every target successfully.
     async fn wait_targets_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while self.series("up == 1").await != Ok(self.targets) {
+        while self.series("up == 1") != Ok(self.targets) {
             assert!(
                 Instant::now() < deadline,
                 "prometheus on port {} did not scrape all {} targets: {:?}",
@@ -508,7 +508,7 @@ impl Prometheus {
     }
 
     /// How many series an instant query returns now (1 for a scalar), or Prometheus' error.
-    async fn series(&self, promql: &str) -> Result<usize, String> {
+    fn series(&self, promql: &str) -> Result<usize, String> {
         let body = self.get(&format!("/api/v1/query?query={}", percent_encode(promql)))?;
         let answer: serde_json::Value =
             serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
