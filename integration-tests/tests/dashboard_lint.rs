@@ -2,9 +2,10 @@
 //! so what a render would show wrong is checked on the JSON. Every panel takes its data source
 //! from the dashboard's data source variable (a hard-coded uid breaks on every other Grafana),
 //! has a unit that fits its queries (seconds for latency and lag, a per-second unit for rates,
-//! bytes for sizes, none/short for counts and states), a unique title, and uses only variables
-//! the dashboard defines; the document has what Grafana needs to import it (uid, title,
-//! schemaVersion, templating). The lint's own tests break a copy of the dashboard each way.
+//! bytes for sizes, none/short for counts and states), a unique title, a refId per query, and
+//! uses only variables the dashboard defines; the document has what Grafana needs to import it
+//! (uid, title, schemaVersion, templating). The lint's own tests break a copy of the dashboard
+//! each way.
 
 use integration_tests::repo_root;
 use serde_json::{json, Value};
@@ -181,10 +182,15 @@ fn lint(dashboard: &Value) -> Vec<String> {
             problems.push(format!("{name} has no queries"));
         }
         let default_unit = panel["fieldConfig"]["defaults"]["unit"].as_str();
+        let mut ref_ids = BTreeSet::new();
         for target in targets {
             let ref_id = target["refId"].as_str().unwrap_or("");
             let expr = target["expr"].as_str().unwrap_or("");
             let query = format!("{name}, query {ref_id:?} ({expr})");
+            // Overrides and legends find a query by its refId.
+            if ref_id.is_empty() || !ref_ids.insert(ref_id) {
+                problems.push(format!("{query} needs a refId of its own in the panel"));
+            }
             if expr.trim().is_empty() {
                 problems.push(format!("{query} has no expr"));
                 continue;
@@ -332,6 +338,16 @@ fn a_missing_or_unfitting_unit_is_flagged() {
 fn a_duplicate_title_is_flagged() {
     let broken = with_panel("Routing reasons", |p| p["title"] = json!("Errors"));
     assert_flags(&broken, &["\"Errors\"", "used by another panel"]);
+}
+
+#[test]
+fn a_missing_or_repeated_ref_id_is_flagged() {
+    let broken = with_panel("Errors", |p| p["targets"][2]["refId"] = json!("A"));
+    assert_flags(&broken, &["\"Errors\"", "needs a refId"]);
+    let broken = with_panel("Errors", |p| {
+        p["targets"][0].as_object_mut().unwrap().remove("refId");
+    });
+    assert_flags(&broken, &["\"Errors\"", "needs a refId"]);
 }
 
 #[test]
