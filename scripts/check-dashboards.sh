@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checks the shipped alert/recording rules with promtool, and that every metric a dashboard panel
 # or rule uses is one the code defines (a renamed metric must not leave a panel silently empty).
-# The end-to-end version of this check, against live /metrics, is integration-tests/tests/dashboards.rs.
+# The end-to-end version of this check, against live /metrics and a real Prometheus that must return
+# data for every panel's query, is integration-tests/tests/dashboards.rs; the dashboard JSON's lint
+# (data source variable, units, titles) is integration-tests/tests/dashboard_lint.rs.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"

@@ -1,6 +1,7 @@
 //! Every metric a Grafana panel or a Prometheus rule in `dashboards/` uses is exported by a
 //! running proxy or sidecar (DESIGN.md §6: a renamed metric must fail a test, not leave a panel
-//! empty or an alert silent). Scrapes the real binaries after real traffic.
+//! empty or an alert silent), and every panel's query returns data from a real Prometheus that
+//! scrapes the real binaries under load, in both lag modes.
 
 use integration_tests::mysql_async::prelude::Queryable;
 use integration_tests::{
@@ -9,7 +10,10 @@ use integration_tests::{
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Kills the child on drop so a failing assertion leaves no process behind.
@@ -94,7 +98,8 @@ enum LagMode {
     Embedded,
 }
 
-#[tokio::test]
+// Multi-threaded: the Prometheus queries block a thread while the load keeps running on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_and_alert_metric_is_exported_with_the_sidecar() {
     every_dashboard_and_alert_metric_is_exported(LagMode::Sidecar).await;
 }
@@ -102,7 +107,7 @@ async fn every_dashboard_and_alert_metric_is_exported_with_the_sidecar() {
 /// With `lag_source: embedded` there is no sidecar: the proxy alone must export every metric
 /// the dashboard and the rules use (the reader's included), or panels stay empty and the lag
 /// alerts can never fire.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_and_alert_metric_is_exported_by_an_embedded_mode_proxy() {
     every_dashboard_and_alert_metric_is_exported(LagMode::Embedded).await;
 }
@@ -151,9 +156,20 @@ async fn every_dashboard_and_alert_metric_is_exported(mode: LagMode) {
         wait_http(sidecar_http, "/metrics", "the sidecar");
     }
     wait_http(proxy_http, "/metrics", "the proxy");
+    let mut targets = vec![("rwsplit-proxy", proxy_http)];
+    if mode == LagMode::Sidecar {
+        targets.push(("rwsplit-binlog-reader", sidecar_http));
+    }
+    let prometheus = Prometheus::start(&dir, &targets);
 
     // Real traffic so that per-route and per-backend series exist.
-    let url = integration_tests::url(APP_USER, APP_PASSWORD, proxy_port);
+    // prefer_socket=false: otherwise mysql_async asks for @@socket and reconnects to the unix
+    // socket of whichever server answered, bypassing the proxy (and writing to a read-only
+    // replica when a replica answered).
+    let url = format!(
+        "{}?prefer_socket=false",
+        integration_tests::url(APP_USER, APP_PASSWORD, proxy_port)
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut conn = loop {
         match mysql_async::Conn::from_url(url.as_str()).await {
@@ -180,6 +196,8 @@ async fn every_dashboard_and_alert_metric_is_exported(mode: LagMode) {
             .unwrap();
     }
     conn.disconnect().await.ok();
+    // Load for the rest of the test, so that rates have samples when Prometheus is asked.
+    let load = Load::start(&url, 2);
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let mut have = exported(&wait_http(proxy_http, "/metrics", "the proxy"));
@@ -216,4 +234,307 @@ async fn every_dashboard_and_alert_metric_is_exported(mode: LagMode) {
         missing.is_empty(),
         "{mode:?} mode: dashboards/ use metrics that nothing exports: {missing:?}\nexported: {have:?}"
     );
+
+    every_panel_has_data(mode, &prometheus, &load).await;
+    load.stop().await;
+}
+
+/// Every query of every dashboard panel, and every recording rule, returns at least one series
+/// from Prometheus. Rates need two scrapes under load, so empty answers are retried until a
+/// deadline; a query Prometheus rejects fails at once.
+async fn every_panel_has_data(mode: LagMode, prometheus: &Prometheus, load: &Load) {
+    prometheus.wait_targets_up().await;
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("dashboards/rwsplit-overview.json")).unwrap(),
+    )
+    .expect("dashboards/rwsplit-overview.json is JSON");
+    let mut queries = Vec::new();
+    panel_queries(&dashboard["panels"], &mut queries);
+    assert!(
+        queries.len() >= 10,
+        "expected panel queries, found {queries:?}"
+    );
+    let rules = std::fs::read_to_string(repo_root().join("dashboards/rwsplit.rules.yml")).unwrap();
+    for line in rules.lines() {
+        if let Some(name) = line.trim().strip_prefix("- record:") {
+            queries.push((
+                format!("recording rule {}", name.trim()),
+                name.trim().to_string(),
+            ));
+        }
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut empty = Vec::new();
+        for (panel, expr) in &queries {
+            let mut promql = grafana_variables(expr);
+            if MOVES_UNDER_LOAD.contains(&panel.as_str()) {
+                promql = format!("({promql}) > 0");
+            }
+            match prometheus.series(&promql) {
+                Ok(0) => empty.push(format!("{panel:?}: {promql}")),
+                Ok(_) => {}
+                Err(e) => panic!("{mode:?} mode: panel {panel:?}: query {promql} failed: {e}"),
+            }
+        }
+        if empty.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{mode:?} mode: {} dashboard queries return no series from Prometheus after {} \
+             statements of load (a panel would show \"No data\", or 0 under load):\n  {}",
+            empty.len(),
+            load.statements(),
+            empty.join("\n  ")
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Panels whose every query must be above 0 under the test's load, not merely answer: a rate
+/// stuck at 0 there means the load never reached the proxy, or the binlog reader saw none of it.
+const MOVES_UNDER_LOAD: &[&str] = &[
+    "Queries / s",
+    "Queries by route and backend",
+    "Routing reasons",
+    "Binlog events by type",
+];
+
+/// `(panel title, expr)` of every target of every panel, rows' nested panels included.
+fn panel_queries(panels: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    for panel in panels.as_array().into_iter().flatten() {
+        let title = panel["title"].as_str().unwrap_or("(untitled)");
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            if let Some(expr) = target["expr"].as_str() {
+                out.push((title.to_string(), expr.to_string()));
+            }
+        }
+        panel_queries(&panel["panels"], out);
+    }
+}
+
+/// The query Grafana would send: its interval variables as they come out with a 1 s scrape
+/// interval on a short time range, and any dashboard variable (`$backend`, `${replica}`) as
+/// the "All" regex. An unknown `$name` stays, so Prometheus rejects the query by name.
+fn grafana_variables(expr: &str) -> String {
+    let mut out = String::with_capacity(expr.len());
+    let mut rest = expr;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let (name, len) = match after.strip_prefix('{') {
+            Some(braced) => match braced.find('}') {
+                Some(end) => (&braced[..end], end + 2),
+                None => ("", 0),
+            },
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], end)
+            }
+        };
+        let value = match name {
+            "" => None,
+            "__rate_interval" | "__range" => Some("1m"),
+            "__interval" => Some("15s"),
+            "__interval_ms" => Some("15000"),
+            "__range_s" => Some("60"),
+            "__range_ms" => Some("60000"),
+            "datasource" => None,
+            _ if !name.starts_with("__") => Some(".*"),
+            _ => None,
+        };
+        match value {
+            Some(value) => {
+                out.push_str(value);
+                rest = &after[len..];
+            }
+            None => {
+                out.push('$');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Statements through the proxy from a few sessions until stopped: autocommit writes, reads
+/// (replica traffic), and a transaction (primary reads, pins).
+struct Load {
+    stop: Arc<AtomicBool>,
+    statements: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<Result<(), String>>>,
+}
+
+impl Load {
+    fn start(url: &str, sessions: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let statements = Arc::new(AtomicU64::new(0));
+        let tasks = (0..sessions)
+            .map(|_| {
+                let (url, stop, statements) = (url.to_string(), stop.clone(), statements.clone());
+                tokio::spawn(async move {
+                    let fail = |what: &str, e: mysql_async::Error| format!("load: {what}: {e}");
+                    let mut conn = mysql_async::Conn::from_url(url.as_str())
+                        .await
+                        .map_err(|e| fail("connecting through the proxy", e))?;
+                    let mut i = 0u32;
+                    while !stop.load(Ordering::Relaxed) {
+                        i += 1;
+                        conn.exec_drop("INSERT INTO dashboards_probe (v) VALUES (?)", (i,))
+                            .await
+                            .map_err(|e| fail("insert", e))?;
+                        let _: Vec<u32> = conn
+                            .query("SELECT v FROM dashboards_probe ORDER BY id DESC LIMIT 3")
+                            .await
+                            .map_err(|e| fail("read", e))?;
+                        conn.query_drop("BEGIN")
+                            .await
+                            .map_err(|e| fail("begin", e))?;
+                        let _: Option<u32> = conn
+                            .query_first("SELECT MAX(v) FROM dashboards_probe")
+                            .await
+                            .map_err(|e| fail("read in a transaction", e))?;
+                        conn.query_drop("COMMIT")
+                            .await
+                            .map_err(|e| fail("commit", e))?;
+                        statements.fetch_add(5, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    conn.disconnect().await.ok();
+                    Ok(())
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            statements,
+            tasks,
+        }
+    }
+
+    fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    /// Stops the sessions; a session that failed fails the test here.
+    async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            if let Err(e) = task.await.expect("a load session panicked") {
+                panic!("{e}");
+            }
+        }
+    }
+}
+
+/// Debian's `prometheus` (scripts/install-deps.sh) on a free loopback port, scraping the given
+/// targets every second and evaluating the shipped rules (dashboards/rwsplit.rules.yml) every
+/// second, with its data in the test's scratch folder.
+struct Prometheus {
+    port: u16,
+    targets: usize,
+    _process: Running,
+}
+
+impl Prometheus {
+    fn start(dir: &Path, targets: &[(&str, u16)]) -> Prometheus {
+        let port = free_port();
+        let mut scrape = String::new();
+        for (job, target) in targets {
+            scrape.push_str(&format!(
+                "  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+            ));
+        }
+        let rules = repo_root().join("dashboards/rwsplit.rules.yml");
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+                 rule_files:\n  - {}\nscrape_configs:\n{scrape}",
+                rules.display()
+            ),
+        )
+        .unwrap();
+        let data = dir.join("prometheus-data");
+        let _ = std::fs::remove_dir_all(&data);
+        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+        let process = Running(
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", data.display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("starting prometheus (scripts/install-deps.sh installs it): {e}")
+                }),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !http_get(port, "/-/ready").is_some_and(|b| b.contains("Ready")) {
+            assert!(
+                Instant::now() < deadline,
+                "prometheus did not become ready on port {port}: see {}",
+                dir.join("prometheus.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Prometheus {
+            port,
+            targets: targets.len(),
+            _process: process,
+        }
+    }
+
+    /// Waits until Prometheus has scraped every target successfully.
+    async fn wait_targets_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.series("up == 1") != Ok(self.targets) {
+            assert!(
+                Instant::now() < deadline,
+                "prometheus on port {} did not scrape all {} targets: {:?}",
+                self.port,
+                self.targets,
+                self.get("/api/v1/targets")
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// How many series an instant query returns now (1 for a scalar), or Prometheus' error.
+    fn series(&self, promql: &str) -> Result<usize, String> {
+        let body = self.get(&format!("/api/v1/query?query={}", percent_encode(promql)))?;
+        let answer: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+        if answer["status"] != "success" {
+            return Err(format!("{}: {}", answer["errorType"], answer["error"]));
+        }
+        match answer["data"]["resultType"].as_str() {
+            Some("vector") | Some("matrix") => {
+                Ok(answer["data"]["result"].as_array().map_or(0, Vec::len))
+            }
+            _ => Ok(1),
+        }
+    }
+
+    fn get(&self, path: &str) -> Result<String, String> {
+        http_get(self.port, path).ok_or_else(|| format!("no answer from prometheus to {path}"))
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
