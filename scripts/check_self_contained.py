@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Nothing in the repository may read a file outside it: `make test` must pass on a plain clone.
 
-The binlog-reader's tests once read `../shared/testdata/binlogs`, a folder that sat beside the
-repository on the developers' machines only, so a user's clone failed. This looks at every Rust
+The binlog-reader's tests once read binlog files from a folder that sat beside the repository on
+the developers' machines only, so a user's clone failed. This looks at every Rust
 source, shell and Python script, Makefile and Cargo manifest, and fails on:
 
 - a Rust `include_str!`/`include_bytes!` path, or a `CARGO_MANIFEST_DIR` `.join("…")` path, that
   resolves outside the repository root;
-- a relative path in a script that climbs out of the repository (`$ROOT/../x`, `../../shared`),
+- a relative path in a script that climbs out of the repository (`$ROOT/../x`, `../../x`),
   counted from the script's own folder;
 - an absolute path into a developer's machine (`/work/`, `/home/`, `/root/`).
 
