@@ -131,6 +131,11 @@ pub fn derive(config: &Config, samples: &[Option<Sample>], previous: &Topology) 
                             .collect::<Vec<_>>()
                             .join(", ")
                     ));
+                    // A primary coming back from an outage answers before it is writable again
+                    // (a restart passes through read_only): until it is, there is still no
+                    // writer, and the replicas that hold all it sent keep serving as while it
+                    // was down, instead of every read failing for that moment.
+                    primary_down = previous.primary_down.filter(|d| d.server < servers.len());
                     None
                 }
             }
