@@ -25,6 +25,6 @@ mod testdata;
 pub mod timeline;
 pub mod tls;
 
-pub use reader::{LagHandle, LagReader, StartError};
+pub use reader::{LagHandle, LagReader, Positions, StartError};
 pub use snapshot::{LagSnapshot, PrimaryStatus, ReplicaLag};
 pub use state::Transaction;

@@ -91,6 +91,7 @@ async fn poll_loop(shared: &Shared, index: usize, mut conn: Conn) -> String {
     loop {
         tick.tick().await;
         let cutoff = lock(&shared.timeline).next_index();
+        let asked = Instant::now();
         let text: String = match timed(limit, applied_sql, conn.query_first(applied_sql)).await {
             Ok(v) => v.unwrap_or_default(),
             Err(e) => return e,
@@ -145,6 +146,7 @@ async fn poll_loop(shared: &Shared, index: usize, mut conn: Conn) -> String {
         r.cutoff = cutoff;
         r.polled_at_us = polled_at_us;
         r.polled_instant = Some(Instant::now());
+        r.asked_instant = Some(asked);
         if let Some((s, io_cutoff, at)) = status {
             r.io_running = s.io_running;
             r.sql_running = s.sql_running;
@@ -160,6 +162,8 @@ async fn poll_loop(shared: &Shared, index: usize, mut conn: Conn) -> String {
             r.io_cutoff = io_cutoff;
             r.io_polled_at_us = at;
         }
+        drop(r);
+        shared.polled.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 

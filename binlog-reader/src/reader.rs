@@ -2,7 +2,7 @@
 //! the replica pollers on the current tokio runtime and returns a cheap [`LagHandle`].
 
 use crate::http::{Reply, Routes};
-use crate::position;
+use crate::position::{self, Watermarks};
 use crate::secret::{self, SecretError};
 use crate::snapshot::LagSnapshot;
 use crate::state::{lock, Settings, Shared, Transaction};
@@ -126,6 +126,13 @@ impl Drop for Inner {
     }
 }
 
+/// Positions for read-your-writes: see [`LagHandle::positions`].
+#[derive(Debug, Clone, Default)]
+pub struct Positions {
+    pub primary: Watermarks,
+    pub replicas: Vec<(String, Option<(Watermarks, std::time::Instant)>)>,
+}
+
 /// A running reader. Clone freely; all methods are cheap and never block on the network.
 #[derive(Clone)]
 pub struct LagHandle {
@@ -166,6 +173,33 @@ impl LagHandle {
                 let r = lock(s);
                 r.reachable && r.applied.as_ref().is_some_and(|w| position::covers(w, &g))
             })
+    }
+
+    /// The primary's position as the binlog stream has read it, and each replica's applied
+    /// position with the instant the poll that read it was sent (`None` while unreachable or
+    /// never polled). Cheap: no lag computation.
+    pub fn positions(&self) -> Positions {
+        let primary = lock(&self.inner.shared.primary).gtid_seq.clone();
+        let replicas = self
+            .inner
+            .shared
+            .replicas
+            .iter()
+            .map(|(n, s)| {
+                let r = lock(s);
+                let applied = match (&r.applied, r.asked_instant) {
+                    (Some(w), Some(at)) if r.reachable => Some((w.clone(), at)),
+                    _ => None,
+                };
+                (n.clone(), applied)
+            })
+            .collect();
+        Positions { primary, replicas }
+    }
+
+    /// Changes after every replica poll (see [`Self::positions`]).
+    pub fn subscribe_polls(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.shared.polled.subscribe()
     }
 
     /// The most recent transactions read from the primary (up to 10 000), oldest first.

@@ -16,7 +16,7 @@
 //!     "replica1": {
 //!       "lag_ms": 12, "known": true, "truncated": false,
 //!       "io_lag_ms": 0, "io_running": true, "sql_running": true,
-//!       "applied": "0-1-4710", "applied_seq": {"0": 4710},
+//!       "applied": "0-1-4710", "applied_seq": {"0": 4710}, "asked_at_ms": 1764400000120,
 //!       "seconds_behind_master": 0, "reachable": true, "error": null
 //!     }
 //!   }
@@ -84,6 +84,10 @@ pub struct ReplicaLag {
     pub applied: Option<String>,
     /// Applied watermark per domain/source.
     pub applied_seq: BTreeMap<String, u64>,
+    /// When the poll that read `applied` was sent (ms since the epoch): the replica had
+    /// applied at least that much by then (read-your-writes across replicas).
+    #[serde(default)]
+    pub asked_at_ms: Option<u64>,
     pub seconds_behind_master: Option<u64>,
     /// The last poll succeeded.
     pub reachable: bool,

@@ -77,6 +77,9 @@ pub struct ReplicaState {
     pub cutoff: u64,
     pub polled_at_us: u64,
     pub polled_instant: Option<Instant>,
+    /// When the query that read `applied` was sent: the replica had applied at least
+    /// `applied` at that instant (read-your-writes reasons about "applied by then").
+    pub asked_instant: Option<Instant>,
     pub io_applied: Option<Watermarks>,
     pub io_cutoff: u64,
     pub io_polled_at_us: u64,
@@ -110,6 +113,9 @@ pub struct Shared {
     pub replicas: Vec<(String, Mutex<ReplicaState>)>,
     pub recent: Mutex<VecDeque<Transaction>>,
     pub metrics: Metrics,
+    /// Bumped after every replica poll: sessions waiting for a replica to apply their
+    /// position wake on it instead of sleeping a fixed time.
+    pub polled: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -131,6 +137,7 @@ impl Shared {
                 .collect(),
             recent: Mutex::default(),
             metrics: Metrics::new(),
+            polled: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -181,6 +188,10 @@ impl Shared {
                 sql_running: r.sql_running,
                 applied: r.applied_text.clone(),
                 applied_seq: r.applied.clone().unwrap_or_default(),
+                asked_at_ms: r.asked_instant.map(|t| {
+                    let age = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    (now_us() / 1000).saturating_sub(age)
+                }),
                 seconds_behind_master: r.seconds_behind_master,
                 reachable: fresh,
                 error: r.error.clone(),

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod config_watch;
+pub mod consistency;
 pub mod context;
 pub mod health;
 pub mod metrics;

@@ -107,6 +107,16 @@ pub struct Metrics {
     pub pool_queue_length: IntGaugeVec,
     /// `rwsplit_pool_wait_seconds{backend}`: how long sessions that had to queue waited.
     pub pool_wait_seconds: HistogramVec,
+    /// `rwsplit_consistent_reads_total{level,outcome}`: reads with a consistency requirement
+    /// (`routing.consistency` other than `lag`, or a GTID token), by where they ran:
+    /// `replica` at once, `waited` (a replica caught up within `routing.causal_wait_ms`),
+    /// `primary` (none did).
+    pub consistent_reads: IntCounterVec,
+    /// `rwsplit_consistency_wait_seconds`: how long reads waited for a replica to catch up.
+    pub consistency_wait: Histogram,
+    /// `rwsplit_write_gtids_total{result}`: commits whose GTID the proxy read from the OK
+    /// packet (`tracked`), or whose GTID did not parse (`unparsed`).
+    pub write_gtids: IntCounterVec,
 }
 
 /// Buckets from 100 µs to 10 s: proxied point selects take well under a millisecond.
@@ -144,6 +154,9 @@ impl Metrics {
         "rwsplit_query_timeouts_total",
         "rwsplit_pool_queue_length",
         "rwsplit_pool_wait_seconds",
+        "rwsplit_consistent_reads_total",
+        "rwsplit_consistency_wait_seconds",
+        "rwsplit_write_gtids_total",
     ];
 
     /// Builds and registers every metric.
@@ -279,6 +292,28 @@ impl Metrics {
                 "Time sessions waited for a connection to a backend whose pool was full (only checkouts that had to wait).",
                 &["backend"],
                 LATENCY_BUCKETS,
+            ),
+            consistent_reads: reg.counter_vec(
+                "rwsplit_consistent_reads_total",
+                "Reads with a consistency requirement, by level and outcome: replica (one had applied what the read needs), waited (one caught up within routing.causal_wait_ms), primary (none did).",
+                &["level", "outcome"],
+            ),
+            consistency_wait: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "rwsplit_consistency_wait_seconds",
+                        "Time reads waited for a replica to apply the position their consistency level requires.",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                )
+                .expect("valid metric definition");
+                reg.register(h.clone());
+                h
+            },
+            write_gtids: reg.counter_vec(
+                "rwsplit_write_gtids_total",
+                "Commits whose GTID the proxy read from the OK packet (tracked) or could not parse (unparsed).",
+                &["result"],
             ),
             registry,
         };
@@ -542,6 +577,10 @@ mod test {
         m.monitor_check_duration
             .with_label_values(&["r1"])
             .observe(0.01);
+        m.consistent_reads
+            .with_label_values(&["read_your_writes", "replica"])
+            .inc();
+        m.write_gtids.with_label_values(&["tracked"]).inc();
         let text = m.render();
         for name in Metrics::NAMES {
             assert!(

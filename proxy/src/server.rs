@@ -132,6 +132,9 @@ fn stop(ctx: &Context, signal: &str) {
 pub async fn run(ctx: Arc<Context>, listener: TcpListener) -> usize {
     let mut shutdown = ctx.shutdown_signal();
     let mut sessions = tokio::task::JoinSet::new();
+    // Replica positions for read-your-writes, shared by every session.
+    let positions = crate::consistency::Positions::new();
+    let follower = tokio::spawn(crate::consistency::follow(ctx.clone(), positions.clone()));
     loop {
         if *shutdown.borrow() {
             break;
@@ -141,7 +144,7 @@ pub async fn run(ctx: Arc<Context>, listener: TcpListener) -> usize {
             // Reap finished sessions so the set does not grow with every client ever served.
             Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => accept(&ctx, &mut sessions, stream, peer),
+                Ok((stream, peer)) => accept(&ctx, &positions, &mut sessions, stream, peer),
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning; the listener survives.
                     tracing::warn!(error = %e, "accept failed");
@@ -164,6 +167,7 @@ pub async fn run(ctx: Arc<Context>, listener: TcpListener) -> usize {
         while sessions.join_next().await.is_some() {}
     })
     .await;
+    follower.abort();
     let left = sessions.len();
     if drained.is_err() {
         tracing::warn!(
@@ -177,6 +181,7 @@ pub async fn run(ctx: Arc<Context>, listener: TcpListener) -> usize {
 
 fn accept(
     ctx: &Arc<Context>,
+    positions: &Arc<crate::consistency::Positions>,
     sessions: &mut tokio::task::JoinSet<()>,
     stream: TcpStream,
     peer: SocketAddr,
@@ -192,9 +197,10 @@ fn accept(
         return;
     };
     let ctx = ctx.clone();
+    let positions = positions.clone();
     sessions.spawn(async move {
         let _slot = slot;
-        if let Err(e) = serve(stream, ctx).await {
+        if let Err(e) = serve(stream, ctx, positions).await {
             tracing::debug!(%peer, error = %e, "session ended with an error");
         }
     });
@@ -210,8 +216,12 @@ async fn refuse(mut stream: TcpStream) {
 }
 
 /// Hands one client to the data path (handshake, authentication, command loop).
-async fn serve(stream: TcpStream, ctx: Arc<Context>) -> Result<(), crate::frontend::Error> {
-    crate::frontend::serve_client(stream, ctx).await
+async fn serve(
+    stream: TcpStream,
+    ctx: Arc<Context>,
+    positions: Arc<crate::consistency::Positions>,
+) -> Result<(), crate::frontend::Error> {
+    crate::frontend::serve_client(stream, ctx, positions).await
 }
 
 #[cfg(test)]

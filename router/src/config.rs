@@ -150,6 +150,15 @@ pub struct RoutingConfig {
     /// replica that applied all the primary sent stays in rotation); `None` = without limit.
     #[serde(default)]
     pub primary_down_read_ms: Option<u64>,
+    /// What a replica read must have seen (DESIGN §5): `lag` (any replica within
+    /// `max_lag_ms`), `read_your_writes`, `monotonic` or `causal`. Overridable per user and
+    /// per statement (`/* rwsplit:consistency=… */`).
+    #[serde(default)]
+    pub consistency: crate::consistency::Level,
+    /// How long a read may wait for a replica to apply what its consistency level requires
+    /// before it goes to the primary instead; 0 = never wait.
+    #[serde(default)]
+    pub causal_wait_ms: u64,
 }
 
 fn default_max_lag_ms() -> u64 {
@@ -183,6 +192,8 @@ impl Default for RoutingConfig {
             breaker_failures: default_breaker_failures(),
             breaker_cooldown_ms: default_breaker_cooldown_ms(),
             primary_down_read_ms: None,
+            consistency: crate::consistency::Level::Lag,
+            causal_wait_ms: 0,
         }
     }
 }
@@ -229,6 +240,9 @@ pub struct UserConfig {
     /// ADMIN` allow on a server). Without it a user kills only its own sessions.
     #[serde(default)]
     pub admin: bool,
+    /// This user's `routing.consistency` (unset: the routing default).
+    #[serde(default)]
+    pub consistency: Option<crate::consistency::Level>,
 }
 
 /// Client-side TLS mode.
@@ -651,6 +665,13 @@ impl Config {
                     "must not exceed routing.max_lag_ms ({}), got {}",
                     r.max_lag_ms, r.lag_recovery_ms
                 ),
+            ));
+        }
+        if r.causal_wait_ms > 60_000 {
+            return Err(invalid(
+                "routing.causal_wait_ms".into(),
+                "causal_wait_ms:",
+                format!("must be at most 60000, got {}", r.causal_wait_ms),
             ));
         }
         self.validate_topology(&invalid)?;

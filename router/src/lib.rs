@@ -13,6 +13,7 @@
 pub mod choice;
 pub mod classify;
 pub mod config;
+pub mod consistency;
 pub mod session;
 
 pub use choice::{Choice, FallbackReason, ServerState, TopologySnapshot};

@@ -85,6 +85,8 @@ pub async fn start_edited(
     let config = router::config::Config::from_yaml("test.yaml", &yaml).expect("valid config");
     let ctx = Context::new(path.clone(), config);
     let monitor = proxy::health::spawn(ctx.clone());
+    let positions = proxy::consistency::Positions::new();
+    let follower = tokio::spawn(proxy::consistency::follow(ctx.clone(), positions.clone()));
     let accept_ctx = ctx.clone();
     let accept = tokio::spawn(async move {
         loop {
@@ -92,15 +94,16 @@ pub async fn start_edited(
                 continue;
             };
             let ctx = accept_ctx.clone();
+            let positions = positions.clone();
             tokio::spawn(async move {
-                let _ = proxy::frontend::serve_client(stream, ctx).await;
+                let _ = proxy::frontend::serve_client(stream, ctx, positions).await;
             });
         }
     });
     let p = Proxy {
         port,
         ctx,
-        tasks: vec![monitor, accept],
+        tasks: vec![monitor, follower, accept],
         config_file: path,
     };
     // Wait for the monitor's first rounds: replicas join the rotation once checked.
@@ -220,4 +223,53 @@ pub async fn raw_login(port: u16) -> tokio::net::TcpStream {
         .expect("auth answer");
     assert_eq!(buf.first(), Some(&0), "logged in");
     s
+}
+
+/// Like [`raw_login`], announcing exactly `capabilities`.
+pub async fn raw_login_caps(port: u16, capabilities: u32) -> tokio::net::TcpStream {
+    use proxy::backend::handshake::{scramble, Greeting, Response};
+    use proxy::protocol::packet::{read_packet, write_packet};
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let mut buf = Vec::new();
+    read_packet(&mut s, &mut buf, 1 << 20)
+        .await
+        .expect("greeting");
+    let g = Greeting::parse(&buf).expect("a greeting");
+    let login = Response {
+        capabilities,
+        max_packet: 1 << 24,
+        collation: 45,
+        user: APP_USER.into(),
+        auth: scramble("mysql_native_password", &g.nonce, APP_PASSWORD).expect("scramble"),
+        database: Some(TEST_DB.into()),
+        auth_plugin: Some("mysql_native_password".into()),
+        attrs: Vec::new(),
+    };
+    write_packet(&mut s, 1, &login.build())
+        .await
+        .expect("login");
+    s.flush().await.expect("flush");
+    read_packet(&mut s, &mut buf, 1 << 20)
+        .await
+        .expect("auth answer");
+    assert_eq!(buf.first(), Some(&0), "logged in");
+    s
+}
+
+/// Sends one COM_QUERY on a raw connection and returns the first packet of the answer.
+pub async fn raw_query(s: &mut tokio::net::TcpStream, sql: &str) -> Vec<u8> {
+    use proxy::protocol::packet::{read_packet, write_packet};
+    use tokio::io::AsyncWriteExt;
+    let mut p = vec![0x03];
+    p.extend_from_slice(sql.as_bytes());
+    write_packet(&mut *s, 0, &p).await.expect("send");
+    s.flush().await.expect("flush");
+    let mut buf = Vec::new();
+    read_packet(&mut *s, &mut buf, 1 << 24)
+        .await
+        .expect("answer");
+    buf
 }

@@ -71,6 +71,9 @@ pub struct Conn {
     /// The connection may have a default database: COM_RESET_CONNECTION keeps it, so such a
     /// connection is never given to a session that has none.
     pub has_schema: bool,
+    /// The server was asked to report each commit's GTID in OK packets on this connection
+    /// (`COM_RESET_CONNECTION` forgets it: see `session/consistency.rs`).
+    pub gtid_tracking: bool,
     /// Scratch buffer for responses the proxy consumes itself.
     scratch: Vec<u8>,
     /// Longest wait for the next packet of a response (`proxy.pool.read_timeout_ms`).
@@ -123,12 +126,17 @@ impl Conn {
             | cap::PLUGIN_AUTH
             | cap::PLUGIN_AUTH_LENENC_DATA
             | cap::TRANSACTIONS
-            | cap::LONG_FLAG;
+            | cap::LONG_FLAG
+            // OK packets carry the GTID each commit gets (read-your-writes); the relay strips
+            // the session-state block for clients that did not ask for it.
+            | cap::SESSION_TRACK;
         let mut caps = (key.caps & cap::RESPONSE_SHAPING) | always;
         if database.is_some() {
             caps |= cap::CONNECT_WITH_DB;
         }
-        let missing = caps & !g.capabilities & !(cap::CONNECT_WITH_DB | cap::ODBC | cap::LONG_FLAG);
+        let missing = caps
+            & !g.capabilities
+            & !(cap::CONNECT_WITH_DB | cap::ODBC | cap::LONG_FLAG | cap::SESSION_TRACK);
         if missing & cap::DEPRECATE_EOF != 0 || missing & cap::PROTOCOL_41 != 0 {
             return Err(Error::Capabilities {
                 missing,
@@ -246,6 +254,7 @@ impl Conn {
             last_used: Instant::now(),
             broken: false,
             has_schema: database.is_some(),
+            gtid_tracking: false,
             scratch: Vec::new(),
             read_timeout: Duration::from_secs(30),
             slot: None,
@@ -267,6 +276,7 @@ impl Conn {
             last_used: Instant::now(),
             broken: false,
             has_schema: false,
+            gtid_tracking: false,
             scratch: Vec::new(),
             read_timeout: Duration::from_secs(30),
             slot: None,
@@ -287,6 +297,11 @@ impl Conn {
     }
 
     /// Whether responses on this connection end result sets with OK instead of EOF.
+    /// The connection reads session-state information in OK packets.
+    pub fn session_track(&self) -> bool {
+        self.caps & cap::SESSION_TRACK != 0
+    }
+
     pub fn deprecate_eof(&self) -> bool {
         self.caps & cap::DEPRECATE_EOF != 0
     }
@@ -361,6 +376,7 @@ impl Conn {
             .await?;
         self.stmts.clear();
         self.replayed = 0;
+        self.gtid_tracking = false;
         Ok(())
     }
 

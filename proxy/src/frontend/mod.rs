@@ -44,7 +44,11 @@ impl From<std::io::Error> for Error {
 
 /// Serves one accepted client until it quits or fails: handshake, authentication, then the
 /// command loop. The caller holds the client's `max_connections` slot for the duration.
-pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>) -> Result<(), Error> {
+pub async fn serve_client(
+    stream: TcpStream,
+    ctx: Arc<Context>,
+    positions: Arc<crate::consistency::Positions>,
+) -> Result<(), Error> {
     let _ = stream.set_nodelay(true);
     let peer = stream
         .peer_addr()
@@ -74,7 +78,7 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>) -> Result<(), Er
         }
     };
     tracing::debug!(%peer, user = %client.user, tls = client.tls, "client authenticated");
-    crate::session::run(stream, client, ctx).await?;
+    crate::session::run(stream, client, ctx, positions).await?;
     Ok(())
 }
 

@@ -51,6 +51,20 @@ pub async fn fetch_sidecar(url: &str, timeout: Duration) -> Result<(LagMap, u64)
     Ok((lags, taken_at))
 }
 
+/// Fetches the sidecar's whole `/lag` answer (positions included, for read-your-writes).
+pub async fn fetch_snapshot(
+    url: &str,
+    timeout: Duration,
+) -> Result<binlog_reader::LagSnapshot, SidecarError> {
+    let body = tokio::time::timeout(timeout, http_get(url))
+        .await
+        .map_err(|_| SidecarError::Timeout(url.to_string()))??;
+    serde_json::from_slice(&body).map_err(|e| SidecarError::Http {
+        url: url.to_string(),
+        message: format!("invalid /lag JSON: {e}"),
+    })
+}
+
 /// One replica's lag from several sidecars' answers `(lags, taken_at_ms)`: the freshest
 /// answer that knows it, plus that answer's age (lag grows at most with the clock, so the
 /// sum is an upper bound). `None` when no answer knows it.

@@ -163,6 +163,34 @@ pub fn eof_payload(caps: u32, status_flags: u16) -> Vec<u8> {
     }
 }
 
+/// The packets (payloads, sequence ids from 1) of a text result set with one string column
+/// named `name` and one row holding `value`, as a server answers `SELECT @@var`.
+pub fn one_value_result(name: &str, value: &[u8], caps: u32, status_flags: u16) -> Vec<Vec<u8>> {
+    let mut col = Vec::with_capacity(32 + name.len());
+    put_lenenc_str(&mut col, b"def");
+    put_lenenc_str(&mut col, b"");
+    put_lenenc_str(&mut col, b"");
+    put_lenenc_str(&mut col, b"");
+    put_lenenc_str(&mut col, name.as_bytes());
+    put_lenenc_str(&mut col, b"");
+    col.push(0x0c);
+    col.extend_from_slice(&33u16.to_le_bytes()); // utf8_general_ci
+    col.extend_from_slice(&1024u32.to_le_bytes()); // column length
+    col.push(0xfd); // MYSQL_TYPE_VAR_STRING
+    col.extend_from_slice(&0u16.to_le_bytes()); // flags
+    col.push(0x27); // decimals: 39 = not fixed, as servers send for strings
+    col.extend_from_slice(&[0, 0]);
+    let mut row = Vec::with_capacity(9 + value.len());
+    put_lenenc_str(&mut row, value);
+    let mut out = vec![vec![1u8], col];
+    if caps & cap::DEPRECATE_EOF == 0 {
+        out.push(eof_payload(caps, status_flags));
+    }
+    out.push(row);
+    out.push(eof_payload(caps, status_flags));
+    out
+}
+
 /// True if the status says another result follows.
 pub fn more_results(status_flags: u16) -> bool {
     status_flags & status::MORE_RESULTS_EXISTS != 0

@@ -5,6 +5,7 @@ pub mod consts;
 pub mod message;
 pub mod packet;
 pub mod relay;
+pub mod session_track;
 pub mod stall;
 pub mod transport;
 

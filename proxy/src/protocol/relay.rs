@@ -7,6 +7,7 @@
 use super::consts::{status, MAX_FRAME};
 use super::message::{self, is_eof, lenenc_int};
 use super::packet::{read_header, Header};
+use super::session_track::{self, Strip};
 use std::pin::Pin;
 use std::time::Duration;
 use tokio::io::{
@@ -138,6 +139,17 @@ impl Tracker {
         }
     }
 
+    /// True when `p` (a frame of `len` bytes starting a logical packet) is an OK packet, final
+    /// or between results, that carries session-state information.
+    fn ok_with_state(&self, p: &[u8], len: usize) -> bool {
+        let ok = match (self.shape, self.phase) {
+            (Shape::Single, _) | (Shape::Results, Phase::First) => p.first() == Some(&0x00),
+            (_, Phase::Rows) => self.deprecate_eof && is_eof(p, len, true),
+            _ => false,
+        };
+        ok && session_track::ok_status(p).is_some_and(|st| st & status::SESSION_STATE_CHANGED != 0)
+    }
+
     /// True while the next packet is the first of a result (where 0xFB means LOCAL INFILE).
     fn at_first_packet(&self) -> bool {
         self.shape == Shape::Results && matches!(self.phase, Phase::First)
@@ -221,6 +233,35 @@ impl Tracker {
     }
 }
 
+/// What the relay does with OK packets that carry session state: records the GTIDs they
+/// report (see [`session_track`]) and removes what the client did not ask for.
+#[derive(Debug)]
+pub struct Track {
+    pub strip: Strip,
+    /// GTIDs the response's OK packets reported, in order (a multi-statement may commit
+    /// several); the caller takes them.
+    pub gtids: Vec<String>,
+    out: Vec<u8>,
+}
+
+impl Track {
+    pub fn new(strip: Strip) -> Track {
+        Track {
+            strip,
+            gtids: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Looks at one OK packet; returns the bytes to send instead, if any.
+    fn ok(&mut self, p: &[u8]) -> Option<&[u8]> {
+        if let Some(g) = session_track::gtid(p) {
+            self.gtids.push(String::from_utf8_lossy(g).into_owned());
+        }
+        session_track::rewrite(p, self.strip, &mut self.out).then_some(&self.out[..])
+    }
+}
+
 /// Relays one response. `buf` is a reusable frame buffer; `forwarded` becomes true as soon as
 /// any byte has been handed to the client writer (after that a failure cannot be retried
 /// elsewhere). The client writer is not flushed except before reading a LOCAL INFILE upload.
@@ -237,6 +278,33 @@ pub async fn relay<B, C>(
     deprecate_eof: bool,
     timeout: Option<Duration>,
     progress: &mut Progress,
+) -> Result<End, RelayError>
+where
+    B: AsyncBufRead + AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    relay_tracked(
+        backend,
+        client,
+        buf,
+        (shape, deprecate_eof),
+        timeout,
+        progress,
+        None,
+    )
+    .await
+}
+
+/// [`relay`] that hands every OK packet with session state to `track` (which may replace it).
+/// Such packets take the frame-by-frame path; everything else is forwarded as by [`relay`].
+pub async fn relay_tracked<B, C>(
+    backend: &mut B,
+    client: &mut C,
+    buf: &mut Vec<u8>,
+    (shape, deprecate_eof): (Shape, bool),
+    timeout: Option<Duration>,
+    progress: &mut Progress,
+    mut track: Option<&mut Track>,
 ) -> Result<End, RelayError>
 where
     B: AsyncBufRead + AsyncWrite + Unpin,
@@ -265,7 +333,10 @@ where
                 let Some(p) = avail.get(off + 4..off + 4 + h.len) else {
                     break;
                 };
-                if h.continues() || (tracker.at_first_packet() && p.first() == Some(&0xfb)) {
+                if h.continues()
+                    || (tracker.at_first_packet() && p.first() == Some(&0xfb))
+                    || (track.is_some() && tracker.ok_with_state(p, h.len))
+                {
                     break;
                 }
                 let step = tracker.step(p, h.len);
@@ -310,11 +381,32 @@ where
         backend.read_exact(buf).await.map_err(RelayError::Backend)?;
         progress.forwarded = true;
         progress.last_seq = h.seq;
-        client
-            .write_all(&h.bytes())
-            .await
-            .map_err(RelayError::Client)?;
-        client.write_all(buf).await.map_err(RelayError::Client)?;
+        let replaced = match track.as_deref_mut() {
+            Some(t) if !continuation && !h.continues() && tracker.ok_with_state(buf, h.len) => {
+                t.ok(buf)
+            }
+            _ => None,
+        };
+        match replaced {
+            Some(p) => {
+                let h2 = Header {
+                    len: p.len(),
+                    seq: h.seq,
+                };
+                client
+                    .write_all(&h2.bytes())
+                    .await
+                    .map_err(RelayError::Client)?;
+                client.write_all(p).await.map_err(RelayError::Client)?;
+            }
+            None => {
+                client
+                    .write_all(&h.bytes())
+                    .await
+                    .map_err(RelayError::Client)?;
+                client.write_all(buf).await.map_err(RelayError::Client)?;
+            }
+        }
         if continuation {
             continuation = h.continues();
             continue;

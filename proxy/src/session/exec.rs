@@ -126,6 +126,18 @@ impl Session {
                         );
                     }
                 }
+                // Read-your-writes (session/consistency.rs): only replicas that have applied
+                // what this read needs; none left means the primary.
+                if let Choice::Replica { server, .. } = choice {
+                    if !self.replica_may_serve(server) {
+                        self.keep_serving_replicas();
+                        choice = self.view.snap.choose_replica(
+                            d.max_lag_ms,
+                            crate::context::now_ms(),
+                            seed,
+                        );
+                    }
+                }
                 match choice {
                     Choice::Replica { server, .. } => Resolved::Server {
                         idx: server,
@@ -250,6 +262,10 @@ impl Session {
         stmt: Option<u32>,
     ) -> Result<Outcome, Error> {
         let retryable = d.target == Target::Replica && !self.router.in_transaction();
+        self.cons.current = None;
+        if retryable {
+            self.plan_read().await;
+        }
         let mut exclude = None;
         let mut attempt = 0;
         loop {
@@ -325,6 +341,8 @@ impl Session {
                     }
                 }
             }
+            self.track_gtids_on(h, idx).await;
+            let mut track = self.track();
             let generation = self.router.history_generation();
             let started = Instant::now();
             let _in_flight = backend.begin();
@@ -346,16 +364,16 @@ impl Session {
             let mut hung = backend.hung_signal();
             let r = match sent {
                 Ok(()) => {
-                    let relayed = relay::relay(
+                    let relayed = relay::relay_tracked(
                         &mut held.conn.stream,
                         &mut self.stream,
                         &mut self.frame,
-                        shape,
-                        deprecate,
+                        (shape, deprecate),
                         // No limit on a statement's duration, as on a server: a slow statement
                         // is not a failure (proxy.query_timeout_ms cancels one when set).
                         None,
                         &mut progress,
+                        Some(&mut track),
                     );
                     tokio::pin!(relayed);
                     // proxy.query_timeout_ms: once past it, the statement is cancelled on its
@@ -399,6 +417,11 @@ impl Session {
             match r {
                 Ok(end) => {
                     self.stream.flush().await?;
+                    self.after_statement(
+                        &track,
+                        Some(backend.name()),
+                        route_label == route::REPLICA,
+                    );
                     if let Some(id) = stmt {
                         self.after_execute(h, id, end);
                     }
@@ -489,6 +512,9 @@ impl Session {
     pub(super) async fn query(&mut self) -> Result<(), Error> {
         self.substitute_connection_id();
         if self.kill_statement().await? {
+            return Ok(());
+        }
+        if self.answer_last_gtid().await? {
             return Ok(());
         }
         let d = self.router.route_query(&self.cmd[1..]);

@@ -4,6 +4,7 @@
 
 mod change_user;
 mod conns;
+mod consistency;
 mod exec;
 mod integrity;
 mod kill;
@@ -99,10 +100,17 @@ pub struct Session {
     limits: limits::Limits,
     /// This session in the registry `KILL` looks sessions up in (see `kill.rs`).
     registration: registry::Registration,
+    /// Read-your-writes: its commits' GTIDs, what it read (see `consistency.rs`).
+    cons: consistency::Consistency,
 }
 
 /// Runs the command loop for an authenticated client.
-pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Result<(), Error> {
+pub async fn run(
+    stream: ClientStream,
+    client: Client,
+    ctx: Arc<Context>,
+    positions: Arc<crate::consistency::Positions>,
+) -> Result<(), Error> {
     let cfg = ctx.proxy_config();
     let idle_timeout = Duration::from_secs(cfg.client_idle_timeout_s.max(1));
     // Idle time after which the session gives back the backend connections its state does not
@@ -129,7 +137,12 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
         replica: ctx.metrics.query_duration_for(route::REPLICA),
         previous: ctx.metrics.query_duration_for(route::PREVIOUS),
     };
+    let cons = {
+        let user = cfg_users_find(&ctx, &client.user);
+        consistency::Consistency::new(positions, &config, user.as_ref(), client.caps)
+    };
     let mut s = Session {
+        cons,
         pools: pools_for(&ctx),
         view: view::View::new(&ctx),
         registration: kill::register(&ctx, &client),
@@ -160,6 +173,15 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
     // transaction and locks end now, as on a direct connection: see `release_all`.
     s.release_all().await;
     r
+}
+
+/// The configuration of `user` among `proxy.users`, if listed.
+fn cfg_users_find(ctx: &Context, user: &str) -> Option<router::config::UserConfig> {
+    ctx.proxy_config()
+        .users
+        .iter()
+        .find(|u| u.name == user)
+        .cloned()
 }
 
 impl Session {

@@ -362,6 +362,21 @@ impl TopologySnapshot {
         }
     }
 
+    /// Takes out of this snapshot's choice every server `keep(i)` rejects (`i` indexes
+    /// `servers`), as if unreachable: for one read that only some replicas may serve
+    /// (read-your-writes). The primary stays the fallback.
+    pub fn retain_servers(&mut self, keep: impl Fn(usize) -> bool) {
+        let primary = self.primary;
+        for (i, s) in self.servers.iter_mut().enumerate() {
+            if Some(i) != primary && !keep(i) {
+                s.reachable = false;
+            }
+        }
+        if self.index.is_built() {
+            self.reindex();
+        }
+    }
+
     /// Records a successful connect/query on a server (closes its breaker).
     pub fn record_success(&mut self, server: usize) {
         if let Some(s) = self.servers.get_mut(server) {

@@ -307,6 +307,45 @@ pub(crate) struct Hints {
 /// Reads `rwsplit:` hints from the comments that precede the first token.
 pub(crate) fn leading_hints(sql: &[u8]) -> Hints {
     let mut hints = Hints::default();
+    for_each_leading_comment(sql, |body| scan_hint_body(body, &mut hints));
+    hints
+}
+
+/// Calls `f(word, value)` for every `rwsplit:word=value` in the comments that precede the
+/// first token (`value` runs to the next blank or the comment's end; empty without `=`).
+pub fn for_each_leading_hint<'a>(sql: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8])) {
+    const TAG: &[u8] = b"rwsplit:";
+    for_each_leading_comment(sql, |body| {
+        let mut i = 0;
+        while i + TAG.len() <= body.len() {
+            if !body[i..i + TAG.len()].eq_ignore_ascii_case(TAG) {
+                i += 1;
+                continue;
+            }
+            let rest = &body[i + TAG.len()..];
+            let word_len = rest
+                .iter()
+                .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+                .unwrap_or(rest.len());
+            let word = &rest[..word_len];
+            let value = match rest[word_len..].strip_prefix(b"=") {
+                Some(v) => {
+                    let n = v
+                        .iter()
+                        .position(|b| b.is_ascii_whitespace())
+                        .unwrap_or(v.len());
+                    &v[..n]
+                }
+                None => &sql[..0],
+            };
+            f(word, value);
+            i += TAG.len() + word_len + value.len();
+        }
+    });
+}
+
+/// Calls `f` with the body of each comment before the first token.
+fn for_each_leading_comment<'a>(sql: &'a [u8], mut f: impl FnMut(&'a [u8])) {
     let mut p = 0;
     loop {
         while p < sql.len() && sql[p].is_ascii_whitespace() {
@@ -316,7 +355,7 @@ pub(crate) fn leading_hints(sql: &[u8]) -> Hints {
         let body_end;
         if sql.get(p) == Some(&b'/') && sql.get(p + 1) == Some(&b'*') {
             if matches!(sql.get(p + 2), Some(b'!')) {
-                return hints;
+                return;
             }
             body_start = p + 2;
             let end = find_comment_end(sql, body_start);
@@ -333,9 +372,9 @@ pub(crate) fn leading_hints(sql: &[u8]) -> Hints {
             body_end = e;
             p = e;
         } else {
-            return hints;
+            return;
         }
-        scan_hint_body(&sql[body_start..body_end], &mut hints);
+        f(&sql[body_start..body_end]);
     }
 }
 

@@ -16,7 +16,7 @@ pub(crate) mod set;
 
 pub use connection_id::{substitute_connection_id, substitute_row_count};
 pub use kill::{kill, Kill};
-pub use lexer::{split_statements, Span};
+pub use lexer::{for_each_leading_hint, split_statements, Span};
 
 /// Where a statement may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

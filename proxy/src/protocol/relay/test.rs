@@ -236,3 +236,88 @@ fn frame_into_vec(seq: u8, payload: &[u8]) -> Vec<u8> {
     frame_into(&mut w, seq, payload);
     w
 }
+
+/// An OK with `last_gtid` in its session state, as MariaDB sends it (captured; see
+/// `session_track.rs`), with the given status.
+fn ok_with_gtid(status_flags: u16, gtid: &str) -> Vec<u8> {
+    let mut p = vec![0x00, 0x01, 0x00];
+    p.extend_from_slice(&(status_flags | status::SESSION_STATE_CHANGED).to_le_bytes());
+    p.extend_from_slice(&[0, 0, 0]); // warnings, empty info
+    let mut entry = Vec::new();
+    put_lenenc_str(&mut entry, b"last_gtid");
+    put_lenenc_str(&mut entry, gtid.as_bytes());
+    let mut block = vec![session_track::TRACK_SYSTEM_VARIABLES];
+    put_lenenc_str(&mut block, &entry);
+    put_lenenc_str(&mut p, &block);
+    p
+}
+
+async fn run_tracked(wire: Vec<u8>, shape: Shape, strip: Strip) -> (End, Vec<u8>, Vec<String>) {
+    let (b_near, mut b_far) = duplex(1 << 20);
+    let mut b_near = tokio::io::BufStream::new(b_near);
+    let (mut c_near, mut c_far) = duplex(1 << 20);
+    b_far.write_all(&wire).await.unwrap();
+    drop(b_far);
+    let mut buf = Vec::new();
+    let mut progress = Progress::default();
+    let mut track = Track::new(strip);
+    let r = relay_tracked(
+        &mut b_near,
+        &mut c_near,
+        &mut buf,
+        (shape, true),
+        None,
+        &mut progress,
+        Some(&mut track),
+    )
+    .await
+    .expect("relays");
+    c_near.flush().await.unwrap();
+    drop(c_near);
+    let mut out = Vec::new();
+    c_far.read_to_end(&mut out).await.unwrap();
+    (r, out, track.gtids)
+}
+
+#[tokio::test]
+async fn multi_statement_commits_are_all_tracked_and_stripped() {
+    // INSERT; INSERT (autocommit): two OKs, the first with MORE_RESULTS.
+    let mut wire = Vec::new();
+    let more = status::AUTOCOMMIT | status::MORE_RESULTS_EXISTS;
+    let seq = frame_into(&mut wire, 1, &ok_with_gtid(more, "0-1-11"));
+    frame_into(&mut wire, seq, &ok_with_gtid(status::AUTOCOMMIT, "0-1-12"));
+    let (end, out, gtids) = run_tracked(wire.clone(), Shape::Results, Strip::All).await;
+    assert_eq!(gtids, ["0-1-11", "0-1-12"]);
+    assert!(matches!(end, End::Ok { status: s, .. } if s & status::MORE_RESULTS_EXISTS == 0));
+    // The client gets plain OKs, sequence ids kept.
+    let mut want = Vec::new();
+    let seq = frame_into(&mut want, 1, &ok_payload(1, 0, more, 0));
+    frame_into(&mut want, seq, &ok_payload(1, 0, status::AUTOCOMMIT, 0));
+    assert_eq!(out, want);
+    // A client that asked for the GTID gets the bytes unchanged.
+    let (_, out, gtids) = run_tracked(wire.clone(), Shape::Results, Strip::Nothing).await;
+    assert_eq!(out, wire);
+    assert_eq!(gtids.len(), 2);
+}
+
+#[tokio::test]
+async fn rows_ending_ok_with_state_is_stripped_too() {
+    // A result set whose DEPRECATE_EOF end (header 0xFE) carries session state.
+    let mut wire = Vec::new();
+    let mut seq = frame_into(&mut wire, 1, &[1]);
+    seq = frame_into(&mut wire, seq, &column("c"));
+    seq = frame_into(&mut wire, seq, &row(&["1"]));
+    let mut end = ok_with_gtid(status::AUTOCOMMIT, "0-1-3");
+    end[0] = 0xfe;
+    frame_into(&mut wire, seq, &end);
+    let (_, out, gtids) = run_tracked(wire, Shape::Results, Strip::All).await;
+    assert_eq!(gtids, ["0-1-3"]);
+    let mut want = Vec::new();
+    let mut seq = frame_into(&mut want, 1, &[1]);
+    seq = frame_into(&mut want, seq, &column("c"));
+    seq = frame_into(&mut want, seq, &row(&["1"]));
+    let mut plain = ok_payload(1, 0, status::AUTOCOMMIT, 0);
+    plain[0] = 0xfe;
+    frame_into(&mut want, seq, &plain);
+    assert_eq!(out, want);
+}

@@ -1,0 +1,313 @@
+//! Read-your-writes through the proxy (issue 10, DESIGN §5) against real MariaDB: the GTID of
+//! every commit is read from OK packets (and kept off the wire for clients that did not ask),
+//! `SELECT @@last_gtid` answers it however the session's connections changed hands, and a
+//! read under `routing.consistency` goes only to a replica that has applied what the session
+//! wrote (or a token demands), else waits up to `routing.causal_wait_ms`, else the primary.
+
+mod proxy_support;
+
+use integration_tests::mysql_async::prelude::Queryable;
+use integration_tests::mysql_async::Conn;
+use integration_tests::Cluster;
+use proxy::protocol::consts::{cap, status};
+use proxy::protocol::session_track;
+use proxy_support::{cluster, raw_login_caps, raw_query, start_edited, start_with, Proxy};
+use std::time::{Duration, Instant};
+
+/// The primary's binlog position (one domain on the test topologies).
+async fn binlog_pos(c: &Cluster) -> String {
+    let mut admin = c.admin(0).await.expect("admin");
+    admin
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .expect("gtid_binlog_pos")
+        .expect("a row")
+}
+
+async fn last_gtid(conn: &mut Conn, var: &str) -> String {
+    conn.query_first(format!("SELECT {var}"))
+        .await
+        .expect("select last gtid")
+        .expect("a row")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_gtids_are_tracked_and_last_gtid_answers_them() {
+    let Some(c) = cluster("commit_gtids_are_tracked_and_last_gtid_answers_them") else {
+        return;
+    };
+    // release_delay_ms 0: connections go back to the pool (and are reset) after every
+    // statement, so the server-side @@last_gtid of a fresh connection would be empty.
+    let p = start_with(&c, "  pool:\n    release_delay_ms: 0\n").await;
+    let mut conn = p.conn().await;
+    conn.query_drop(
+        "CREATE TABLE IF NOT EXISTS cons_gtid (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+    )
+    .await
+    .expect("create");
+    conn.query_drop("INSERT INTO cons_gtid (v) VALUES (1)")
+        .await
+        .expect("insert");
+    let after_insert = binlog_pos(&c).await;
+    assert_eq!(last_gtid(&mut conn, "@@last_gtid").await, after_insert);
+    assert_eq!(
+        last_gtid(&mut conn, "@@rwsplit_last_gtid").await,
+        after_insert
+    );
+    // COMMIT of an explicit transaction.
+    conn.query_drop("BEGIN").await.expect("begin");
+    conn.query_drop("INSERT INTO cons_gtid (v) VALUES (2)")
+        .await
+        .expect("insert in trx");
+    conn.query_drop("COMMIT").await.expect("commit");
+    let after_commit = binlog_pos(&c).await;
+    assert_ne!(after_commit, after_insert);
+    assert_eq!(last_gtid(&mut conn, "@@last_gtid").await, after_commit);
+    // A multi-statement: the last commit counts.
+    conn.query_drop("INSERT INTO cons_gtid (v) VALUES (3); INSERT INTO cons_gtid (v) VALUES (4)")
+        .await
+        .expect("multi");
+    let after_multi = binlog_pos(&c).await;
+    assert_eq!(last_gtid(&mut conn, "@@last_gtid").await, after_multi);
+    // A new session has written nothing: empty, as on a fresh server connection.
+    let mut other = p.conn().await;
+    assert_eq!(last_gtid(&mut other, "@@last_gtid").await, "");
+    let tracked = p
+        .ctx
+        .metrics
+        .write_gtids
+        .with_label_values(&["tracked"])
+        .get();
+    assert!(tracked >= 4, "every commit's GTID was read, got {tracked}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gtid_tracking_stays_off_the_wire_unless_asked_for() {
+    let Some(c) = cluster("gtid_tracking_stays_off_the_wire_unless_asked_for") else {
+        return;
+    };
+    let p = start_with(&c, "").await;
+    let base = cap::PROXY_OFFERS & !cap::CONNECT_ATTRS;
+    // A client without CLIENT_SESSION_TRACK: OK packets exactly as a server sends it.
+    let mut plain = raw_login_caps(p.port, base & !cap::SESSION_TRACK).await;
+    let ok = raw_query(
+        &mut plain,
+        "CREATE TABLE IF NOT EXISTS cons_wire (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+    )
+    .await;
+    assert_eq!(ok.first(), Some(&0), "{ok:?}");
+    let ok = raw_query(&mut plain, "INSERT INTO cons_wire (v) VALUES (1)").await;
+    assert_eq!(ok.first(), Some(&0), "{ok:?}");
+    let flags = session_track::ok_status(&ok).expect("an OK");
+    assert_eq!(flags & status::SESSION_STATE_CHANGED, 0, "{ok:?}");
+    assert_eq!(ok.len(), 7, "no info, no session state: {ok:?}");
+    // A client with CLIENT_SESSION_TRACK that did not ask for the GTID: none in the OK.
+    let mut tracking = raw_login_caps(p.port, base).await;
+    let ok = raw_query(&mut tracking, "INSERT INTO cons_wire (v) VALUES (2)").await;
+    assert_eq!(ok.first(), Some(&0), "{ok:?}");
+    assert_eq!(session_track::gtid(&ok), None, "{ok:?}");
+    // Once it asks, it gets the server's entry.
+    let ok = raw_query(
+        &mut tracking,
+        "SET session_track_system_variables = 'last_gtid'",
+    )
+    .await;
+    assert_eq!(ok.first(), Some(&0), "{ok:?}");
+    let ok = raw_query(&mut tracking, "INSERT INTO cons_wire (v) VALUES (3)").await;
+    let pos = binlog_pos(&c).await;
+    assert_eq!(
+        session_track::gtid(&ok).map(|g| String::from_utf8_lossy(g).into_owned()),
+        Some(pos),
+        "{ok:?}"
+    );
+}
+
+/// The proxy's YAML with lag and positions from the embedded binlog reader (its own server
+/// id), `routing` lines added.
+fn embedded(c: &Cluster, server_id: u32, routing: &str) -> impl FnOnce(String) -> String {
+    let routing = routing.to_string();
+    let server_id = server_id + u32::from(c.base_port());
+    move |yaml: String| {
+        format!(
+            "{}sidecar:\n  server_id: {server_id}\n  poll_interval_ms: 10\n",
+            yaml.replace("lag_source: seconds_behind_master", "lag_source: embedded")
+                .replace("routing:\n", &format!("routing:\n{routing}"))
+        )
+    }
+}
+
+async fn start_embedded(c: &Cluster, server_id: u32, routing: &str) -> Proxy {
+    let p = start_edited(c, "", embedded(c, server_id, routing)).await;
+    // Until the reader has polled every replica, no position is known.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let known = p
+            .ctx
+            .lag_reader()
+            .map(|r| r.positions().replicas.iter().all(|(_, a)| a.is_some()))
+            .unwrap_or(false);
+        if known {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    p
+}
+
+fn reads(p: &Proxy, level: &str, outcome: &str) -> u64 {
+    p.ctx
+        .metrics
+        .consistent_reads
+        .with_label_values(&[level, outcome])
+        .get()
+}
+
+/// `(v, @@port)` of row `id` through `conn`, `None` for v when the row is missing.
+async fn read_row(conn: &mut Conn, hint: &str, table: &str, id: u64) -> (Option<i64>, u16) {
+    let sql = format!("{hint} SELECT (SELECT v FROM {table} WHERE id = {id}), @@port");
+    conn.query_first(sql).await.expect("read").expect("a row")
+}
+
+async fn set_delay(c: &Cluster, seconds: u32) {
+    for i in 1..=c.replicas() {
+        c.set_replica_delay(i, seconds).await.expect("delay");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_your_writes_never_reads_a_replica_that_lacks_the_write() {
+    let Some(c) =
+        Cluster::private_or_skip("read_your_writes_never_reads_a_replica_that_lacks_the_write")
+    else {
+        return;
+    };
+    let p = start_embedded(&c, 7000, "  consistency: read_your_writes\n").await;
+    let replicas = c.replica_ports();
+    let mut conn = p.conn().await;
+    conn.query_drop("CREATE TABLE ryw (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+        .await
+        .expect("create");
+    c.wait_replicas_caught_up(Duration::from_secs(10))
+        .await
+        .expect("caught up");
+    // Replicas apply 2 s late but stay in rotation (lag below max_lag_ms 5000).
+    set_delay(&c, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    conn.query_drop("INSERT INTO ryw (v) VALUES (42)")
+        .await
+        .expect("insert");
+    let id: u64 = conn
+        .query_first("SELECT LAST_INSERT_ID()")
+        .await
+        .expect("id")
+        .expect("row");
+    let (v, port) = read_row(&mut conn, "", "ryw", id).await;
+    assert_eq!(v, Some(42), "the session reads its own write");
+    assert_eq!(port, c.primary_port(), "no replica has it yet: the primary");
+    assert_eq!(reads(&p, "read_your_writes", "primary"), 1);
+    // The same read without the guarantee goes to a lagging replica and misses the write:
+    // what the guarantee prevents (so the assertions above can fail).
+    let (v, port) = read_row(&mut conn, "/* rwsplit:consistency=lag */", "ryw", id).await;
+    assert!(
+        replicas.contains(&port),
+        "lag-only read on a replica: {port}"
+    );
+    assert_eq!(v, None, "the replica has not applied the write yet");
+    // Once the replicas applied it, the read goes to one of them again.
+    set_delay(&c, 0).await;
+    c.wait_replicas_caught_up(Duration::from_secs(10))
+        .await
+        .expect("caught up");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (v, port) = read_row(&mut conn, "", "ryw", id).await;
+    assert_eq!(v, Some(42));
+    assert!(
+        replicas.contains(&port),
+        "a replica that applied it: {port}"
+    );
+    assert!(reads(&p, "read_your_writes", "replica") >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_waits_for_a_replica_within_causal_wait_ms() {
+    let Some(c) = Cluster::private_or_skip("a_read_waits_for_a_replica_within_causal_wait_ms")
+    else {
+        return;
+    };
+    let p = start_embedded(
+        &c,
+        7100,
+        "  consistency: read_your_writes\n  causal_wait_ms: 5000\n",
+    )
+    .await;
+    let mut conn = p.conn().await;
+    conn.query_drop("CREATE TABLE ryw_wait (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+        .await
+        .expect("create");
+    c.wait_replicas_caught_up(Duration::from_secs(10))
+        .await
+        .expect("caught up");
+    set_delay(&c, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    conn.query_drop("INSERT INTO ryw_wait (v) VALUES (7)")
+        .await
+        .expect("insert");
+    let started = Instant::now();
+    let (v, port) = read_row(&mut conn, "", "ryw_wait", 1).await;
+    let took = started.elapsed();
+    assert_eq!(v, Some(7));
+    assert!(
+        c.replica_ports().contains(&port),
+        "served by the replica that caught up, not the primary: {port}"
+    );
+    assert!(took >= Duration::from_millis(300), "it waited: {took:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "not longer than needed: {took:?}"
+    );
+    assert_eq!(reads(&p, "read_your_writes", "waited"), 1);
+    set_delay(&c, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gtid_token_from_one_proxy_is_honoured_by_another() {
+    let Some(c) = Cluster::private_or_skip("a_gtid_token_from_one_proxy_is_honoured_by_another")
+    else {
+        return;
+    };
+    // Two proxies, each with its own reader; both at the default level (lag).
+    let a = start_embedded(&c, 7200, "").await;
+    let b = start_embedded(&c, 7300, "").await;
+    let mut on_a = a.conn().await;
+    on_a.query_drop("CREATE TABLE tokens (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+        .await
+        .expect("create");
+    c.wait_replicas_caught_up(Duration::from_secs(10))
+        .await
+        .expect("caught up");
+    set_delay(&c, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    on_a.query_drop("INSERT INTO tokens (v) VALUES (5)")
+        .await
+        .expect("insert");
+    let token = last_gtid(&mut on_a, "@@last_gtid").await;
+    assert!(!token.is_empty());
+    let mut on_b = b.conn().await;
+    let (v, _) = read_row(&mut on_b, "", "tokens", 1).await;
+    assert_eq!(v, None, "without the token B reads a lagging replica");
+    let hint = format!("/* rwsplit:after_gtid={token} */");
+    let (v, port) = read_row(&mut on_b, &hint, "tokens", 1).await;
+    assert_eq!(v, Some(5), "with the token B sees A's write");
+    assert_eq!(port, c.primary_port());
+    set_delay(&c, 0).await;
+    c.wait_replicas_caught_up(Duration::from_secs(10))
+        .await
+        .expect("caught up");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (v, port) = read_row(&mut on_b, &hint, "tokens", 1).await;
+    assert_eq!(v, Some(5));
+    assert!(
+        c.replica_ports().contains(&port),
+        "a replica that applied the token serves it: {port}"
+    );
+}

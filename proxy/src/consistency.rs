@@ -1,0 +1,237 @@
+//! Where sessions learn replica positions for read-your-writes (DESIGN §5): each replica's
+//! applied GTID position and the instant it was asked for, and the primary's position as the
+//! binlog stream last read it. Fed by the embedded binlog reader (woken by each replica poll)
+//! or by the sidecars' `/lag` (`applied_seq`, `primary.gtid_seq`); sessions read it without a
+//! round trip to any server and wait on [`Positions::subscribe`] for a replica to catch up.
+
+use crate::context::Context;
+use router::config::LagSource;
+use router::consistency::Position;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// One replica's applied position and when the query that read it was sent (it had applied
+/// at least this much by then).
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub position: Position,
+    pub asked: Instant,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    primary: Position,
+    replicas: HashMap<String, Applied>,
+}
+
+/// The latest positions, shared by every session of the proxy.
+#[derive(Debug)]
+pub struct Positions {
+    state: RwLock<State>,
+    changed: watch::Sender<u64>,
+}
+
+impl Positions {
+    pub fn new() -> Arc<Positions> {
+        Arc::new(Positions {
+            state: RwLock::new(State::default()),
+            changed: watch::channel(0).0,
+        })
+    }
+
+    /// The replica's last known applied position; `None` when unknown (unreachable, no source).
+    pub fn replica(&self, name: &str) -> Option<Applied> {
+        self.state.read().ok()?.replicas.get(name).cloned()
+    }
+
+    /// Whether the replica is known to have applied `need`.
+    pub fn covers(&self, name: &str, need: &Position) -> bool {
+        self.state
+            .read()
+            .ok()
+            .and_then(|s| s.replicas.get(name).map(|a| need.covered_by(&a.position)))
+            .unwrap_or(false)
+    }
+
+    /// The primary's position as the lag source last read it (empty when unknown).
+    pub fn primary(&self) -> Position {
+        self.state
+            .read()
+            .map(|s| s.primary.clone())
+            .unwrap_or_default()
+    }
+
+    /// Changes whenever new positions arrive.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Replaces the positions from one source answer. Replicas missing or `None` become
+    /// unknown; an older answer for a replica never replaces a newer one (several sidecars).
+    fn publish(&self, primary: Position, replicas: Vec<(String, Option<Applied>)>) {
+        if let Ok(mut s) = self.state.write() {
+            if !primary.is_empty() {
+                s.primary.merge(&primary);
+            }
+            for (name, applied) in replicas {
+                match applied {
+                    Some(a) => {
+                        let newer = s.replicas.get(&name).is_none_or(|old| old.asked <= a.asked);
+                        if newer {
+                            s.replicas.insert(name, a);
+                        }
+                    }
+                    None => {
+                        s.replicas.remove(&name);
+                    }
+                }
+            }
+        }
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn clear(&self) {
+        if let Ok(mut s) = self.state.write() {
+            *s = State::default();
+        }
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+fn position_of(w: &std::collections::BTreeMap<String, u64>) -> Position {
+    Position::from_watermarks(w.iter().map(|(k, v)| (k.as_str(), *v)))
+}
+
+/// Keeps `positions` up to date from the configured lag source, for the life of the process
+/// (it follows configuration reloads).
+pub async fn follow(ctx: Arc<Context>, positions: Arc<Positions>) {
+    loop {
+        let source = ctx.proxy_config().lag_source.clone();
+        match &source {
+            LagSource::Embedded => follow_embedded(&ctx, &positions).await,
+            LagSource::Sidecar { .. } => follow_sidecars(&ctx, &positions, &source).await,
+            LagSource::SecondsBehindMaster => {
+                // No positions: reads that need one go to the primary.
+                positions.clear();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Publishes the embedded reader's positions after each of its replica polls; returns after a
+/// second without a poll so a restarted reader (writer change, reload) is picked up.
+async fn follow_embedded(ctx: &Context, positions: &Positions) {
+    let Some(reader) = ctx.lag_reader() else {
+        positions.clear();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        return;
+    };
+    let mut polls = reader.subscribe_polls();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(1) {
+        let p = reader.positions();
+        let replicas = p
+            .replicas
+            .into_iter()
+            .map(|(name, a)| {
+                let applied = a.map(|(w, asked)| Applied {
+                    position: position_of(&w),
+                    asked,
+                });
+                (name, applied)
+            })
+            .collect();
+        positions.publish(position_of(&p.primary), replicas);
+        let _ = tokio::time::timeout(Duration::from_millis(500), polls.changed()).await;
+    }
+}
+
+/// How often a sidecar's `/lag` is read for positions (lag itself is read by the monitor).
+const SIDECAR_POSITIONS_EVERY: Duration = Duration::from_millis(10);
+
+/// Reads every sidecar's `/lag` for a while, publishing the positions it reports.
+async fn follow_sidecars(ctx: &Context, positions: &Positions, source: &LagSource) {
+    let generation = ctx.config_generation();
+    let urls = source.sidecar_urls();
+    let mut tick = tokio::time::interval(SIDECAR_POSITIONS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while ctx.config_generation() == generation {
+        tick.tick().await;
+        for url in &urls {
+            let sent = Instant::now();
+            let got = crate::health::lag::fetch_snapshot(url, Duration::from_secs(1)).await;
+            let Ok(snap) = got else { continue };
+            let now_ms = crate::health::lag::now_ms();
+            let replicas = snap
+                .replicas
+                .iter()
+                .map(|(name, r)| {
+                    let applied = (r.reachable && !r.applied_seq.is_empty()).then(|| {
+                        // The sidecar says when it asked (its clock, as `taken_at_ms`); never
+                        // later than our request went out.
+                        let age = r
+                            .asked_at_ms
+                            .map(|t| now_ms.saturating_sub(t))
+                            .unwrap_or(u64::MAX);
+                        let asked = sent
+                            .checked_sub(Duration::from_millis(age.min(3_600_000)))
+                            .unwrap_or(sent);
+                        let asked = if r.asked_at_ms.is_some() {
+                            asked.min(sent)
+                        } else {
+                            // Unknown: as old as the snapshot may be, so it proves little.
+                            sent.checked_sub(Duration::from_secs(5)).unwrap_or(sent)
+                        };
+                        Applied {
+                            position: position_of(&r.applied_seq),
+                            asked,
+                        }
+                    });
+                    (name.clone(), applied)
+                })
+                .collect();
+            positions.publish(position_of(&snap.primary.gtid_seq), replicas);
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn newer_answers_win_and_unknown_removes() {
+        let p = Positions::new();
+        let t0 = Instant::now();
+        let pos = |s: &str| Position::parse(s).unwrap();
+        p.publish(
+            pos("0-1-5"),
+            vec![(
+                "r1".into(),
+                Some(Applied {
+                    position: pos("0-1-5"),
+                    asked: t0 + Duration::from_millis(10),
+                }),
+            )],
+        );
+        // An older answer (another sidecar) does not move r1 back.
+        p.publish(
+            Position::default(),
+            vec![(
+                "r1".into(),
+                Some(Applied {
+                    position: pos("0-1-3"),
+                    asked: t0,
+                }),
+            )],
+        );
+        assert!(p.covers("r1", &pos("0-1-5")));
+        assert_eq!(p.primary().get("0"), 5);
+        p.publish(Position::default(), vec![("r1".into(), None)]);
+        assert!(!p.covers("r1", &pos("0-1-1")));
+        assert!(p.replica("r1").is_none());
+    }
+}

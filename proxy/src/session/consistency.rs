@@ -1,0 +1,390 @@
+//! The session's side of read-your-writes (DESIGN §5): the GTID of each of its commits (read
+//! from OK packets on its primary connections), what it has read, and for each read the
+//! position a replica must have applied to serve it (`routing.consistency`, the user's level,
+//! `/* rwsplit:consistency=… */`, `/* rwsplit:after_gtid=… */`). The choice among the replicas
+//! that qualify stays the router's; this only says which qualify, waits up to
+//! `routing.causal_wait_ms` for one to, and records the outcome.
+
+use super::Session;
+use crate::consistency::Positions;
+use crate::protocol::relay::Track;
+use crate::protocol::session_track::Strip;
+use router::consistency::{Level, Position, SessionPositions};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `outcome` label values of `rwsplit_consistent_reads_total`.
+pub mod outcome {
+    pub const REPLICA: &str = "replica";
+    pub const WAITED: &str = "waited";
+    pub const PRIMARY: &str = "primary";
+}
+
+/// Per-session consistency state.
+pub struct Consistency {
+    pub positions: Arc<Positions>,
+    /// The session's level (user override or `routing.consistency`), read at session start.
+    level: Level,
+    wait: Duration,
+    pub pos: SessionPositions,
+    /// The client announced `CLIENT_SESSION_TRACK`.
+    client_tracks_state: bool,
+    /// The client itself asked the server for the GTID in OK packets (its own
+    /// `session_track_system_variables` / `session_track_gtids`): it keeps it.
+    client_tracks_gtid: bool,
+    /// The replica the last replica read ran on and when it ended: for `monotonic`, another
+    /// replica qualifies only once that one's position is known from a poll sent after.
+    last_replica: Option<(String, Instant)>,
+    /// The current read: its level, requirement, whether it waited.
+    pub current: Option<Current>,
+}
+
+/// A read with a requirement, between its planning and its end.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub level: Level,
+    pub need: Position,
+    /// Only this replica may serve it (monotonic: no other one is known to be as new).
+    pub only: Option<String>,
+    pub waited: bool,
+}
+
+impl Consistency {
+    pub fn new(
+        positions: Arc<Positions>,
+        config: &router::config::Config,
+        user: Option<&router::config::UserConfig>,
+        client_caps: u32,
+    ) -> Consistency {
+        Consistency {
+            positions,
+            level: user
+                .and_then(|u| u.consistency)
+                .unwrap_or(config.routing.consistency),
+            wait: Duration::from_millis(config.routing.causal_wait_ms),
+            pos: SessionPositions::default(),
+            client_tracks_state: client_caps & crate::protocol::consts::cap::SESSION_TRACK != 0,
+            client_tracks_gtid: false,
+            last_replica: None,
+            current: None,
+        }
+    }
+
+    /// What the relay removes from OK packets before this client sees them.
+    pub fn strip(&self) -> Strip {
+        match (self.client_tracks_state, self.client_tracks_gtid) {
+            (false, _) => Strip::All,
+            (true, false) => Strip::Gtid,
+            (true, true) => Strip::Nothing,
+        }
+    }
+}
+
+/// The statement asks the server for GTIDs in OK packets itself.
+fn mentions_gtid_tracking(sql: &[u8]) -> Option<bool> {
+    let has = |needle: &[u8]| {
+        sql.windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+    };
+    if has(b"session_track_system_variables") {
+        return Some(has(b"last_gtid") || has(b"'*'") || has(b"\"*\""));
+    }
+    if has(b"session_track_gtids") {
+        return Some(!has(b"off"));
+    }
+    None
+}
+
+impl Session {
+    /// Before a statement runs on connection `h` of server `idx`: a primary connection is
+    /// asked to report each commit's GTID, once per connection (a reset forgets it). Errors
+    /// only log: without GTIDs the session's reads simply go to the primary.
+    pub(super) async fn track_gtids_on(&mut self, h: usize, idx: usize) {
+        if self.ctx.topology().primary() != Some(idx) {
+            return;
+        }
+        let Some(held) = self.held.get_mut(h) else {
+            return;
+        };
+        if held.conn.gtid_tracking || !held.conn.session_track() {
+            return;
+        }
+        held.conn.gtid_tracking = true;
+        let mariadb = held
+            .backend
+            .version()
+            .is_none_or(|v| v.to_ascii_lowercase().contains("mariadb"));
+        let sql: &[u8] = if mariadb {
+            b"SET session_track_system_variables = IF(FIND_IN_SET('last_gtid', @@session_track_system_variables), @@session_track_system_variables, CONCAT_WS(',', NULLIF(@@session_track_system_variables, ''), 'last_gtid'))"
+        } else {
+            b"SET session_track_gtids = IF(@@session_track_gtids = 'ALL_GTIDS', 'ALL_GTIDS', 'OWN_GTID')"
+        };
+        if let Err(e) = held.conn.query_discard(sql).await {
+            tracing::warn!(backend = held.backend.name(), error = %e, "cannot ask the primary for commit GTIDs: reads that must see this session's writes go to the primary");
+        }
+    }
+
+    /// The relay's OK-packet handling for the current statement.
+    pub(super) fn track(&self) -> Track {
+        Track::new(self.cons.strip())
+    }
+
+    /// Plans a read routed to a replica: its requirement, and when no replica has applied it
+    /// yet, a wait of up to `routing.causal_wait_ms` for one to. Sets `cons.current`.
+    pub(super) async fn plan_read(&mut self) {
+        self.cons.current = None;
+        let (level, token) = {
+            let sql = match self.cmd.first() {
+                Some(&crate::protocol::consts::com::QUERY) => &self.cmd[1..],
+                _ => &[][..],
+            };
+            let hints = router::consistency::hints(sql);
+            let token = hints
+                .after_gtid
+                .and_then(|t| Position::parse(&String::from_utf8_lossy(t)).ok());
+            (hints.level.unwrap_or(self.cons.level), token)
+        };
+        if level == Level::Lag && token.is_none() {
+            return;
+        }
+        let primary = (level == Level::Causal).then(|| self.cons.positions.primary());
+        let mut need = self
+            .cons
+            .pos
+            .requirement(level, token.as_ref(), primary.as_ref());
+        let mut only = None;
+        if matches!(level, Level::Monotonic | Level::Causal) {
+            if let Some((name, ended)) = &self.cons.last_replica {
+                // Another replica must be as new as that one was when the read ended.
+                match self.cons.positions.replica(name) {
+                    Some(a) if a.asked >= *ended => need.merge(&a.position),
+                    _ => only = Some(name.clone()),
+                }
+            }
+        }
+        let mut current = Current {
+            level,
+            need,
+            only,
+            waited: false,
+        };
+        if !current.need.is_empty()
+            && !self.any_replica_covers(&current)
+            && !self.cons.wait.is_zero()
+        {
+            let started = Instant::now();
+            let deadline = tokio::time::Instant::now() + self.cons.wait;
+            let mut changes = self.cons.positions.subscribe();
+            loop {
+                if tokio::time::timeout_at(deadline, changes.changed())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                if let (Some((name, ended)), true) =
+                    (&self.cons.last_replica, current.only.is_some())
+                {
+                    if let Some(a) = self.cons.positions.replica(name) {
+                        if a.asked >= *ended {
+                            current.need.merge(&a.position);
+                            current.only = None;
+                        }
+                    }
+                }
+                if self.any_replica_covers(&current) {
+                    current.waited = true;
+                    break;
+                }
+            }
+            self.ctx
+                .metrics
+                .consistency_wait
+                .observe(started.elapsed().as_secs_f64());
+        }
+        self.cons.current = Some(current);
+    }
+
+    /// Whether a replica the topology serves reads from has applied the read's requirement.
+    fn any_replica_covers(&self, c: &Current) -> bool {
+        let topo = self.ctx.topology();
+        self.view.backends.iter().enumerate().any(|(i, b)| {
+            topo.primary() != Some(i)
+                && c.only.as_deref().is_none_or(|o| o == b.name())
+                && self.cons.positions.covers(b.name(), &c.need)
+        })
+    }
+
+    /// Whether server `idx` (index into the configuration's servers) may serve the current read.
+    pub(super) fn replica_may_serve(&self, idx: usize) -> bool {
+        self.cons.current.is_none()
+            || self
+                .view
+                .backends
+                .get(idx)
+                .is_some_and(|b| self.may_serve(b.name()))
+    }
+
+    /// Takes out of the scratch topology every replica that may not serve the current read.
+    pub(super) fn keep_serving_replicas(&mut self) {
+        let keep: Vec<bool> = self
+            .view
+            .snap
+            .servers
+            .iter()
+            .map(|s| self.replica_may_serve(s.idx))
+            .collect();
+        self.view.snap.retain_servers(|i| keep[i]);
+    }
+
+    /// Whether backend `name` may serve the current read.
+    fn may_serve(&self, name: &str) -> bool {
+        match &self.cons.current {
+            None => true,
+            Some(c) => {
+                c.only.as_deref().is_none_or(|o| o == name)
+                    && (c.need.is_empty() || self.cons.positions.covers(name, &c.need))
+            }
+        }
+    }
+
+    /// After a statement: records the GTIDs its commits got, what a read observed, and the
+    /// read's outcome.
+    pub(super) fn after_statement(&mut self, track: &Track, server: Option<&str>, replica: bool) {
+        for g in &track.gtids {
+            let result = match self.cons.pos.wrote(g) {
+                Ok(()) => "tracked",
+                Err(_) => "unparsed",
+            };
+            self.ctx
+                .metrics
+                .write_gtids
+                .with_label_values(&[result])
+                .inc();
+        }
+        let query = self.cmd.first() == Some(&crate::protocol::consts::com::QUERY);
+        if let Some(sql) = self.cmd.get(1..).filter(|_| query) {
+            if let Some(on) = mentions_gtid_tracking(sql) {
+                self.cons.client_tracks_gtid = on;
+                // The client's SET replaced ours on that connection: ask again next time.
+                for h in self.held.iter_mut() {
+                    h.conn.gtid_tracking = false;
+                }
+            }
+        }
+        let Some(name) = server else { return };
+        if replica {
+            if let Some(a) = self.cons.positions.replica(name) {
+                self.cons.pos.read_at(&a.position);
+            }
+            self.cons.last_replica = Some((name.to_string(), Instant::now()));
+        } else if track.gtids.is_empty() {
+            // A read on the primary saw its newest state: at least what the stream has read.
+            let p = self.cons.positions.primary();
+            self.cons.pos.read_at(&p);
+            self.cons.last_replica = None;
+        }
+        if let Some(c) = self.cons.current.take() {
+            let out = if !replica {
+                outcome::PRIMARY
+            } else if c.waited {
+                outcome::WAITED
+            } else {
+                outcome::REPLICA
+            };
+            self.ctx
+                .metrics
+                .consistent_reads
+                .with_label_values(&[c.level.as_str(), out])
+                .inc();
+        }
+    }
+
+    /// Answers `SELECT @@last_gtid` / `SELECT @@rwsplit_last_gtid` itself: the GTID of the
+    /// session's last commit through any of its connections (a pooled connection that was
+    /// reset, or another one, would answer empty). True when answered.
+    pub(super) async fn answer_last_gtid(&mut self) -> Result<bool, super::Error> {
+        let Some(sql) = self.cmd.get(1..) else {
+            return Ok(false);
+        };
+        let Some(name) = last_gtid_query(sql) else {
+            return Ok(false);
+        };
+        let value = self.cons.pos.last_gtid.clone().unwrap_or_default();
+        let status = self.status_flags();
+        let packets = crate::protocol::message::one_value_result(
+            name,
+            value.as_bytes(),
+            self.client.caps,
+            status,
+        );
+        for (seq, p) in packets.iter().enumerate() {
+            crate::protocol::packet::write_packet(&mut self.stream, (seq + 1) as u8, p).await?;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut self.stream).await?;
+        Ok(true)
+    }
+}
+
+/// `SELECT @@last_gtid` (any case, optional `@@session.`, optional trailing `;`) → the column
+/// name the server would give it.
+fn last_gtid_query(sql: &[u8]) -> Option<&'static str> {
+    let text = std::str::from_utf8(sql)
+        .ok()?
+        .trim()
+        .trim_end_matches(';')
+        .trim();
+    let rest = text
+        .get(..6)
+        .filter(|s| s.eq_ignore_ascii_case("select"))
+        .map(|_| &text[6..])?;
+    if !rest.starts_with(|c: char| c.is_ascii_whitespace()) {
+        return None;
+    }
+    let var = rest.trim().to_ascii_lowercase();
+    match var.as_str() {
+        "@@last_gtid" => Some("@@last_gtid"),
+        "@@session.last_gtid" => Some("@@session.last_gtid"),
+        "@@rwsplit_last_gtid" => Some("@@rwsplit_last_gtid"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn last_gtid_queries_are_recognised_exactly() {
+        assert_eq!(last_gtid_query(b"SELECT @@last_gtid"), Some("@@last_gtid"));
+        assert_eq!(
+            last_gtid_query(b"  select   @@RWSPLIT_LAST_GTID ; "),
+            Some("@@rwsplit_last_gtid")
+        );
+        assert_eq!(last_gtid_query(b"SELECT @@last_gtid, 1"), None);
+        assert_eq!(last_gtid_query(b"SELECT@@last_gtid"), None);
+        assert_eq!(last_gtid_query(b"SELECT @@last_gtidx"), None);
+        assert_eq!(last_gtid_query(b"\xff\xfe"), None);
+    }
+
+    #[test]
+    fn gtid_tracking_requests_are_noticed() {
+        assert_eq!(
+            mentions_gtid_tracking(b"SET session_track_system_variables='last_gtid'"),
+            Some(true)
+        );
+        assert_eq!(
+            mentions_gtid_tracking(b"SET session_track_system_variables='autocommit'"),
+            Some(false)
+        );
+        assert_eq!(
+            mentions_gtid_tracking(b"SET SESSION session_track_gtids=OWN_GTID"),
+            Some(true)
+        );
+        assert_eq!(
+            mentions_gtid_tracking(b"SET session_track_gtids=OFF"),
+            Some(false)
+        );
+        assert_eq!(mentions_gtid_tracking(b"SELECT 1"), None);
+    }
+}
