@@ -4,8 +4,9 @@
 //! reached) and reloads its configuration on SIGHUP.
 //!
 //! Several readers may serve one database cluster (high availability: the proxies list them all
-//! in `lag_source.sidecar.urls`). Each must present its own replication server id, or the
-//! primary ends the older binlog dump whenever the other connects: `--server-id` and
+//! in `lag_source.sidecar.urls`). Each must present its own replication server id: a primary
+//! serves one binlog dump per id (MariaDB refuses the second reader, ERROR 4052; MySQL ends
+//! the first one's dump). `--server-id` and
 //! `--server-id-offset` (or their environment variables) let one shared configuration file
 //! serve every reader.
 

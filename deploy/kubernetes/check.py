@@ -425,8 +425,13 @@ def check_config_with_binaries(docs, bin_dir):
         path = os.path.join(d, "rwsplit.yaml")
         with open(path, "w") as f:
             f.write(text)
+        # The reader as the StatefulSet's last pod runs it: with the highest ordinal as offset.
+        reader = find(docs, "StatefulSet", READER)
+        last = str(reader["spec"].get("replicas", 1) - 1) if reader else "0"
         for binary in ("rwsplit-proxy", "rwsplit-binlog-reader"):
             env = dict(os.environ, RWSPLIT_LOCATION="zone-b")
+            if binary == "rwsplit-binlog-reader":
+                env[OFFSET_ENV] = last
             out = subprocess.run([os.path.join(bin_dir, binary), "--config", path, "--check-config"],
                                  capture_output=True, text=True, env=env)
             if out.returncode != 0:

@@ -1,10 +1,11 @@
 //! Two binlog readers for one database cluster (high availability): each must present its own
-//! replication server id, or the primary ends the older binlog dump whenever the other
-//! connects. One shared configuration file serves both with a per-instance override:
-//! `--server-id` / `RWSPLIT_BINLOG_SERVER_ID` (replaces `sidecar.server_id`) and
-//! `--server-id-offset` / `RWSPLIT_BINLOG_SERVER_ID_OFFSET` (adds to it: a StatefulSet's
-//! ordinal). Against the real primary: with one id the readers take the dump from each other;
-//! with distinct overrides both stream at once and both see a write.
+//! replication server id, as a primary serves one binlog dump per id (MariaDB refuses a second
+//! reader with the same id, error 4052; MySQL ends the first one's dump). One shared
+//! configuration file serves both with a per-instance override: `--server-id` /
+//! `RWSPLIT_BINLOG_SERVER_ID` (replaces `sidecar.server_id`) and `--server-id-offset` /
+//! `RWSPLIT_BINLOG_SERVER_ID_OFFSET` (adds to it: a StatefulSet's ordinal). Against the real
+//! primary: with one id the readers cannot both stream; with distinct overrides both stream at
+//! once and both see a write.
 
 use integration_tests::{binary, free_port, gtid_covers, Cluster};
 use std::path::{Path, PathBuf};
@@ -129,8 +130,8 @@ fn write_config(cluster: &Cluster, name: &str, http: u16, server_id: u32) -> Pat
     path
 }
 
-/// Control: two readers presenting one server id do not both keep a stream. The primary ends
-/// the older dump when the other connects, so the readers keep losing and re-opening theirs.
+/// Control: two readers presenting one server id do not both keep a stream: the primary
+/// refuses the second one's dump, which keeps failing and retrying.
 /// This is what the override exists for, and what makes the next test able to fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_readers_with_one_server_id_take_the_binlog_dump_from_each_other() {
