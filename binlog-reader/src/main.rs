@@ -6,9 +6,8 @@
 //! Several readers may serve one database cluster (high availability: the proxies list them all
 //! in `lag_source.sidecar.urls`). Each must present its own replication server id: a primary
 //! serves one binlog dump per id (MariaDB refuses the second reader, ERROR 4052; MySQL ends
-//! the first one's dump). `--server-id` and
-//! `--server-id-offset` (or their environment variables) let one shared configuration file
-//! serve every reader.
+//! the first one's dump). `--server-id` and `--server-id-offset` (or their environment
+//! variables) let one shared configuration file serve every reader.
 
 use binlog_reader::follow::{self, Finder};
 use binlog_reader::stream::Target;

@@ -62,6 +62,26 @@ impl Reader {
         rest.split('"').next().unwrap_or("").to_string()
     }
 
+    fn assert_streaming(&self) {
+        let (status, body) = self.get("/healthz");
+        assert_eq!(
+            status,
+            200,
+            "reader on :{}: {body}\n{}",
+            self.http,
+            self.log_text()
+        );
+    }
+
+    /// SIGHUP: the reader re-reads its file and restarts its stream.
+    fn hangup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -HUP {}", self.child.id());
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -161,7 +181,8 @@ async fn two_readers_with_one_server_id_take_the_binlog_dump_from_each_other() {
 
 /// Two readers with the same file and distinct overrides (one by flag, one by environment,
 /// the latter with an offset as a StatefulSet pod gives it) stream from the primary at once:
-/// both healthy, neither loses its stream, both read a new write.
+/// both healthy, neither loses its stream, both read a new write; and again after a SIGHUP
+/// reload, which must keep the overrides.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_readers_with_distinct_server_id_overrides_both_stream() {
     let Some(cluster) = Cluster::shared_or_skip("two_readers_with_distinct_server_ids") else {
@@ -207,13 +228,65 @@ async fn two_readers_with_distinct_server_id_overrides_both_stream() {
         )
         .await
         .expect("create table");
+    write_and_wait_seen(&cluster, &[&a, &b], 1).await;
+    // And they keep streaming side by side: the control test loses a stream well within this.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        for r in [&a, &b] {
+            r.assert_streaming();
+            assert_eq!(
+                r.reconnects(),
+                0.0,
+                "reader on :{}\n{}",
+                r.http,
+                r.log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A reload (SIGHUP) restarts each reader from the file: the overrides still apply, or
+    // both would present the file's id and one would be refused.
+    for r in [&a, &b] {
+        r.hangup();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for r in [&a, &b] {
+        while !r.log_text().contains("configuration reloaded") {
+            assert!(Instant::now() < deadline, "no reload:\n{}", r.log_text());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    write_and_wait_seen(&cluster, &[&a, &b], 2).await;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        for r in [&a, &b] {
+            r.assert_streaming();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for r in [&a, &b] {
+        assert!(
+            !r.log_text().contains("same server_uuid/server_id"),
+            "{}",
+            r.log_text()
+        );
+    }
+}
+
+/// Writes on the primary and waits until every reader has read it.
+async fn write_and_wait_seen(cluster: &Cluster, readers: &[&Reader], n: u32) {
     cluster
-        .admin_exec(0, "REPLACE INTO rwsplit_test.binlog_server_id VALUES (1)")
+        .admin_exec(
+            0,
+            &format!("REPLACE INTO rwsplit_test.binlog_server_id VALUES ({n})"),
+        )
         .await
         .expect("write on the primary");
     let want = cluster.gtid_position(0).await.expect("primary position");
     let deadline = Instant::now() + Duration::from_secs(10);
-    for r in [&a, &b] {
+    for r in readers {
         loop {
             let have = r.gtid();
             if gtid_covers(&have, &want) {
@@ -227,28 +300,6 @@ async fn two_readers_with_distinct_server_id_overrides_both_stream() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-    // And they keep streaming side by side: the control test loses a stream well within this.
-    let until = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < until {
-        for r in [&a, &b] {
-            let (status, body) = r.get("/healthz");
-            assert_eq!(
-                status,
-                200,
-                "reader on :{}: {body}\n{}",
-                r.http,
-                r.log_text()
-            );
-            assert_eq!(
-                r.reconnects(),
-                0.0,
-                "reader on :{}\n{}",
-                r.http,
-                r.log_text()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
