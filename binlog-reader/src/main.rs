@@ -203,9 +203,9 @@ fn main() -> ExitCode {
         let current = Arc::new(Mutex::new(handle));
         let routes: http::Routes = {
             let current = current.clone();
-            Arc::new(move |method: &str, path: &str| {
+            Arc::new(move |req: http::Request| {
                 let h = lock(&current).clone();
-                (h.routes())(method, path)
+                (h.routes())(req)
             })
         };
         let server = http::serve(listener, routes);
