@@ -11,6 +11,9 @@ use mysql_async::{Conn, Row};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The least time between two polls of one replica when sessions ask for polls.
+const MIN_GAP: Duration = Duration::from_millis(1);
+
 /// How often the (heavier) replication status is read, at most.
 const STATUS_EVERY: Duration = Duration::from_millis(500);
 
@@ -88,8 +91,23 @@ async fn poll_loop(shared: &Shared, index: usize, mut conn: Conn) -> String {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_status: Option<Instant> = None;
     let slot = &shared.replicas[index].1;
+    let mut kicks = shared.kick.subscribe();
+    let mut last_poll: Option<Instant> = None;
     loop {
-        tick.tick().await;
+        // The next tick, or sooner when a session waits for a position (but never two polls
+        // within MIN_GAP: many waiting sessions cost one poll stream, not one poll each).
+        tokio::select! {
+            _ = tick.tick() => {}
+            r = kicks.changed() => {
+                if r.is_err() {
+                    tick.tick().await;
+                }
+                if let Some(gap) = last_poll.map(|t| MIN_GAP.saturating_sub(t.elapsed())) {
+                    tokio::time::sleep(gap).await;
+                }
+            }
+        }
+        last_poll = Some(Instant::now());
         let cutoff = lock(&shared.timeline).next_index();
         let asked = Instant::now();
         let text: String = match timed(limit, applied_sql, conn.query_first(applied_sql)).await {

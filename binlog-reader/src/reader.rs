@@ -197,6 +197,15 @@ impl LagHandle {
         Positions { primary, replicas }
     }
 
+    /// Asks every replica poll loop for a poll now (at most one per millisecond each): a
+    /// session waits for a replica to apply its position.
+    pub fn poll_now(&self) {
+        self.inner
+            .shared
+            .kick
+            .send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Changes after every replica poll (see [`Self::positions`]).
     pub fn subscribe_polls(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.shared.polled.subscribe()
@@ -256,6 +265,46 @@ impl LagHandle {
     /// `/healthz` (200 while the binlog stream is open, else 503; the body names the primary
     /// streamed from), `/transactions`.
     pub fn routes(&self) -> Routes {
+        let sync = self.sync_routes();
+        let h = self.clone();
+        Arc::new(move |req: Request| {
+            if req.path == "/lag" && req.is_read() {
+                if let Some(after) = req.query_param("after").and_then(|v| v.parse::<u64>().ok()) {
+                    let h = h.clone();
+                    return Box::pin(async move { h.lag_after(&req, after).await })
+                        as http::ReplyFuture;
+                }
+            }
+            sync(req)
+        })
+    }
+
+    /// `/lag?after=N[&timeout_ms=T][&kick=1]`: the snapshot once a replica poll newer than `N`
+    /// landed, or at the timeout (see [`crate::snapshot`]).
+    async fn lag_after(&self, req: &Request, after: u64) -> Reply {
+        let timeout = req
+            .query_param("timeout_ms")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(1000)
+            .min(30_000);
+        let mut polls = self.subscribe_polls();
+        if req.query_param("kick") == Some("1") {
+            self.poll_now();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout);
+        while *polls.borrow_and_update() <= after {
+            match tokio::time::timeout_at(deadline, polls.changed()).await {
+                Ok(Ok(())) => {}
+                _ => break,
+            }
+        }
+        match serde_json::to_vec(&self.snapshot()) {
+            Ok(body) => Reply::ok("application/json", body),
+            Err(e) => Reply::text(500, format!("{e}\n")),
+        }
+    }
+
+    fn sync_routes(&self) -> Routes {
         let h = self.clone();
         http::sync_routes(move |req: &Request| {
             if !req.is_read() {
@@ -337,6 +386,34 @@ mod test {
             metrics.contains("rwsplit_binlog_timeline_capacity 1000000"),
             "{metrics}"
         );
+    }
+
+    #[tokio::test]
+    async fn lag_long_poll_waits_for_a_poll_or_the_timeout() {
+        let h = LagReader::spawn(&config()).expect("spawn");
+        let routes = h.routes();
+        // No replica poll succeeds here: the long poll answers at its timeout, a snapshot all
+        // the same (with `kick=1` too, and `polls` still 0).
+        let started = std::time::Instant::now();
+        let lag = routes(Request::get("/lag?after=0&timeout_ms=200&kick=1")).await;
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert_eq!(lag.status, 200);
+        let parsed: LagSnapshot = serde_json::from_slice(&lag.body).expect("a LagSnapshot");
+        assert_eq!(parsed.polls, 0);
+        // A poll landing ends the wait at once.
+        let waiting = tokio::spawn(routes(Request::get("/lag?after=0&timeout_ms=30000")));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        h.inner.shared.polled.send_modify(|n| *n += 1);
+        let lag = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("answered after the poll")
+            .expect("task");
+        let parsed: LagSnapshot = serde_json::from_slice(&lag.body).expect("a LagSnapshot");
+        assert_eq!(parsed.polls, 1);
+        // Without `after` (or with a bad one), an answer at once.
+        let lag = routes(Request::get("/lag?after=x")).await;
+        assert_eq!(lag.status, 200);
     }
 
     #[test]

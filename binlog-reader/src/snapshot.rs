@@ -6,6 +6,7 @@
 //!
 //! ```json
 //! {
+//!   "polls": 81234,
 //!   "taken_at_ms": 1764400000123,
 //!   "primary": {
 //!     "name": "primary", "connected": true, "caught_up": true,
@@ -22,6 +23,11 @@
 //!   }
 //! }
 //! ```
+//!
+//! `GET /lag?after=N&timeout_ms=T` is a long poll: it answers as soon as `polls` exceeds `N` (a
+//! replica poll landed), or after `T` ms (default 1000, at most 30000) with the snapshot as it is,
+//! so proxies learn replica positions as fast as the sidecar does. `&kick=1` also asks for a poll
+//! of every replica now (a proxy has a read waiting for a position).
 //!
 //! `lag_ms` is now − the commit time of the oldest transaction the replica has not applied
 //! (0 when it has applied everything). It is `null` (and `known` false) when the replica cannot
@@ -41,6 +47,9 @@ use std::collections::BTreeMap;
 /// Everything the reader knows, at one instant.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LagSnapshot {
+    /// Replica polls completed so far: `/lag?after=N` answers once this exceeds N (long poll).
+    #[serde(default)]
+    pub polls: u64,
     /// Wall-clock time the snapshot was taken, ms since the Unix epoch.
     pub taken_at_ms: u64,
     pub primary: PrimaryStatus,

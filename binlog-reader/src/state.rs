@@ -116,6 +116,8 @@ pub struct Shared {
     /// Bumped after every replica poll: sessions waiting for a replica to apply their
     /// position wake on it instead of sleeping a fixed time.
     pub polled: tokio::sync::watch::Sender<u64>,
+    /// Bumped to ask every replica poll loop for a poll now (a session waits for a position).
+    pub kick: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -138,6 +140,7 @@ impl Shared {
             recent: Mutex::default(),
             metrics: Metrics::new(),
             polled: tokio::sync::watch::channel(0).0,
+            kick: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -238,6 +241,7 @@ impl Shared {
             replicas.insert(name.clone(), out);
         }
         LagSnapshot {
+            polls: *self.polled.borrow(),
             taken_at_ms: now / 1000,
             primary,
             replicas,

@@ -31,6 +31,8 @@ struct State {
 pub struct Positions {
     state: RwLock<State>,
     changed: watch::Sender<u64>,
+    /// Bumped by a session that waits for a position: the source polls replicas now.
+    kick: watch::Sender<u64>,
 }
 
 impl Positions {
@@ -38,6 +40,7 @@ impl Positions {
         Arc::new(Positions {
             state: RwLock::new(State::default()),
             changed: watch::channel(0).0,
+            kick: watch::channel(0).0,
         })
     }
 
@@ -68,6 +71,11 @@ impl Positions {
         self.changed.subscribe()
     }
 
+    /// Asks the source for fresh replica positions now (a read waits for one).
+    pub fn kick(&self) {
+        self.kick.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Replaces the positions from one source answer. Replicas missing or `None` become
     /// unknown; an older answer for a replica never replaces a newer one (several sidecars).
     fn publish(&self, primary: Position, replicas: Vec<(String, Option<Applied>)>) {
@@ -78,7 +86,10 @@ impl Positions {
             for (name, applied) in replicas {
                 match applied {
                     Some(a) => {
-                        let newer = s.replicas.get(&name).is_none_or(|old| old.asked <= a.asked);
+                        // Asked later, or at least as far (clock jitter between sidecars).
+                        let newer = s.replicas.get(&name).is_none_or(|old| {
+                            old.asked <= a.asked || old.position.covered_by(&a.position)
+                        });
                         if newer {
                             s.replicas.insert(name, a);
                         }
@@ -121,8 +132,9 @@ pub async fn follow(ctx: Arc<Context>, positions: Arc<Positions>) {
     }
 }
 
-/// Publishes the embedded reader's positions after each of its replica polls; returns after a
-/// second without a poll so a restarted reader (writer change, reload) is picked up.
+/// Publishes the embedded reader's positions after each of its replica polls (and asks it for
+/// a poll when a session waits); returns after a second so that a restarted reader (writer
+/// change, reload) is picked up.
 async fn follow_embedded(ctx: &Context, positions: &Positions) {
     let Some(reader) = ctx.lag_reader() else {
         positions.clear();
@@ -130,72 +142,135 @@ async fn follow_embedded(ctx: &Context, positions: &Positions) {
         return;
     };
     let mut polls = reader.subscribe_polls();
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(1) {
-        let p = reader.positions();
-        let replicas = p
-            .replicas
-            .into_iter()
-            .map(|(name, a)| {
-                let applied = a.map(|(w, asked)| Applied {
-                    position: position_of(&w),
-                    asked,
-                });
-                (name, applied)
-            })
-            .collect();
-        positions.publish(position_of(&p.primary), replicas);
-        let _ = tokio::time::timeout(Duration::from_millis(500), polls.changed()).await;
+    let mut kicks = positions.kick.subscribe();
+    let until = tokio::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        publish_embedded(&reader, positions);
+        tokio::select! {
+            r = polls.changed() => if r.is_err() { return },
+            r = kicks.changed() => {
+                if r.is_err() { return }
+                reader.poll_now();
+            }
+            _ = tokio::time::sleep_until(until) => return,
+        }
     }
 }
 
-/// How often a sidecar's `/lag` is read for positions (lag itself is read by the monitor).
-const SIDECAR_POSITIONS_EVERY: Duration = Duration::from_millis(10);
+fn publish_embedded(reader: &binlog_reader::LagHandle, positions: &Positions) {
+    let p = reader.positions();
+    let replicas = p
+        .replicas
+        .into_iter()
+        .map(|(name, a)| {
+            let applied = a.map(|(w, asked)| Applied {
+                position: position_of(&w),
+                asked,
+            });
+            (name, applied)
+        })
+        .collect();
+    positions.publish(position_of(&p.primary), replicas);
+}
 
-/// Reads every sidecar's `/lag` for a while, publishing the positions it reports.
+/// Follows every sidecar of the configuration until it is reloaded: one long poll per sidecar
+/// (`/lag?after=N`, answered as each replica poll lands there).
 async fn follow_sidecars(ctx: &Context, positions: &Positions, source: &LagSource) {
     let generation = ctx.config_generation();
     let urls = source.sidecar_urls();
-    let mut tick = tokio::time::interval(SIDECAR_POSITIONS_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while ctx.config_generation() == generation {
-        tick.tick().await;
-        for url in &urls {
-            let sent = Instant::now();
-            let got = crate::health::lag::fetch_snapshot(url, Duration::from_secs(1)).await;
-            let Ok(snap) = got else { continue };
-            let now_ms = crate::health::lag::now_ms();
-            let replicas = snap
-                .replicas
-                .iter()
-                .map(|(name, r)| {
-                    let applied = (r.reachable && !r.applied_seq.is_empty()).then(|| {
-                        // The sidecar says when it asked (its clock, as `taken_at_ms`); never
-                        // later than our request went out.
-                        let age = r
-                            .asked_at_ms
-                            .map(|t| now_ms.saturating_sub(t))
-                            .unwrap_or(u64::MAX);
-                        let asked = sent
-                            .checked_sub(Duration::from_millis(age.min(3_600_000)))
-                            .unwrap_or(sent);
-                        let asked = if r.asked_at_ms.is_some() {
-                            asked.min(sent)
-                        } else {
-                            // Unknown: as old as the snapshot may be, so it proves little.
-                            sent.checked_sub(Duration::from_secs(5)).unwrap_or(sent)
-                        };
-                        Applied {
-                            position: position_of(&r.applied_seq),
-                            asked,
-                        }
-                    });
-                    (name.clone(), applied)
-                })
-                .collect();
-            positions.publish(position_of(&snap.primary.gtid_seq), replicas);
+    let followers = urls.iter().map(|url| follow_sidecar(url, positions));
+    let reloaded = async {
+        while ctx.config_generation() == generation {
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    };
+    tokio::select! {
+        _ = futures_join_all(followers) => {}
+        _ = reloaded => {}
     }
+}
+
+/// Runs the futures to completion together (no extra dependency for a handful of sidecars).
+async fn futures_join_all<F: std::future::Future<Output = ()>>(fs: impl Iterator<Item = F>) {
+    let mut set: Vec<std::pin::Pin<Box<F>>> = fs.map(Box::pin).collect();
+    std::future::poll_fn(move |cx| {
+        set.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if set.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Long-polls one sidecar's `/lag` forever, publishing what it reports; a waiting session's
+/// kick cuts the wait short with a request that asks the sidecar to poll its replicas now.
+async fn follow_sidecar(url: &str, positions: &Positions) {
+    let mut after = 0u64;
+    let mut kicks = positions.kick.subscribe();
+    let mut kicked = false;
+    loop {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let long = format!(
+            "{url}{sep}after={after}&timeout_ms=1000{}",
+            if kicked { "&kick=1" } else { "" }
+        );
+        kicked = false;
+        let sent = Instant::now();
+        let got = tokio::select! {
+            r = crate::health::lag::fetch_snapshot(&long, Duration::from_secs(3)) => r,
+            r = kicks.changed() => {
+                if r.is_ok() {
+                    kicked = true;
+                }
+                continue;
+            }
+        };
+        let snap = match got {
+            Ok(s) => s,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if snap.polls > 0 {
+            after = snap.polls;
+        } else {
+            // A sidecar without long polls answers at once: do not spin.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        publish_sidecar(&snap, sent, positions);
+    }
+}
+
+fn publish_sidecar(snap: &binlog_reader::LagSnapshot, sent: Instant, positions: &Positions) {
+    let now_ms = crate::health::lag::now_ms();
+    let replicas = snap
+        .replicas
+        .iter()
+        .map(|(name, r)| {
+            let applied = (r.reachable && !r.applied_seq.is_empty()).then(|| {
+                // The sidecar says when it asked (its clock, as `taken_at_ms`); never later
+                // than our request went out. Unknown: as old as a snapshot may be.
+                let age = r
+                    .asked_at_ms
+                    .map(|t| now_ms.saturating_sub(t))
+                    .unwrap_or(5_000)
+                    .min(3_600_000);
+                let asked = Instant::now()
+                    .checked_sub(Duration::from_millis(age))
+                    .unwrap_or(sent)
+                    .min(sent);
+                Applied {
+                    position: position_of(&r.applied_seq),
+                    asked,
+                }
+            });
+            (name.clone(), applied)
+        })
+        .collect();
+    positions.publish(position_of(&snap.primary.gtid_seq), replicas);
 }
 
 #[cfg(test)]

@@ -175,6 +175,7 @@ impl Session {
             let started = Instant::now();
             let deadline = tokio::time::Instant::now() + self.cons.wait;
             let mut changes = self.cons.positions.subscribe();
+            self.cons.positions.kick();
             loop {
                 if tokio::time::timeout_at(deadline, changes.changed())
                     .await
