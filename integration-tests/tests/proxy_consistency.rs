@@ -485,3 +485,100 @@ async fn reads_after_writes_stay_on_replicas_with_fresh_positions() {
         );
     }
 }
+
+/// Mean time of `n` autocommit inserts through `conn`, each with `hint`.
+async fn insert_latency(conn: &mut Conn, hint: &str, table: &str, n: u32) -> Duration {
+    let started = Instant::now();
+    for i in 0..n {
+        conn.query_drop(format!("{hint} INSERT INTO {table} (v) VALUES ({i})"))
+            .await
+            .expect("insert");
+    }
+    started.elapsed() / n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_quorum_holds_the_ok_until_enough_replicas_applied_it() {
+    let Some(c) =
+        Cluster::private_or_skip("write_quorum_holds_the_ok_until_enough_replicas_applied_it")
+    else {
+        return;
+    };
+    let p = start_embedded(&c, 7700, "  write_quorum: 2\n  quorum_timeout_ms: 500\n").await;
+    let mut conn = p.conn().await;
+    conn.query_drop(
+        "/* rwsplit:quorum=0 */ CREATE TABLE quorum (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+    )
+    .await
+    .expect("create");
+    // Both replicas apply: quorum 2 is reached.
+    let took = insert_latency(&mut conn, "", "quorum", 1).await;
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    // Measure the added commit latency while both replicas keep up.
+    let n = 100;
+    let off = insert_latency(&mut conn, "/* rwsplit:quorum=0 */", "quorum", n).await;
+    let one = insert_latency(&mut conn, "/* rwsplit:quorum=1 */", "quorum", n).await;
+    let two = insert_latency(&mut conn, "/* rwsplit:quorum=2 */", "quorum", n).await;
+    println!(
+        "write quorum: mean autocommit INSERT {:.2} ms without, {:.2} ms with quorum=1, {:.2} ms with quorum=2 ({n} each)",
+        off.as_secs_f64() * 1000.0,
+        one.as_secs_f64() * 1000.0,
+        two.as_secs_f64() * 1000.0
+    );
+    // One of the two replicas stops applying: quorum 2 cannot be reached.
+    c.stop_sql_thread(2).await.expect("stop sql thread");
+    let started = Instant::now();
+    let err = conn
+        .query_drop("INSERT INTO quorum (v) VALUES (-1)")
+        .await
+        .expect_err("quorum 2 times out");
+    let took = started.elapsed();
+    let text = err.to_string();
+    assert!(
+        text.contains("committed on the primary") && text.contains("only 1 of the 2 replicas"),
+        "{text}"
+    );
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    let mut admin = c.admin(0).await.expect("admin");
+    let n_rows: u64 = admin
+        .query_first("SELECT COUNT(*) FROM rwsplit_test.quorum WHERE v = -1")
+        .await
+        .expect("count")
+        .expect("row");
+    assert_eq!(
+        n_rows, 1,
+        "the write is committed on the primary all the same"
+    );
+    // Quorum 1 is reached by the replica that still applies; the hint overrides the config.
+    let started = Instant::now();
+    conn.query_drop("/* rwsplit:quorum=1 */ INSERT INTO quorum (v) VALUES (-2)")
+        .await
+        .expect("quorum 1 reached");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    conn.query_drop("/* rwsplit:quorum=majority */ INSERT INTO quorum (v) VALUES (-3)")
+        .await
+        .expect_err("a majority of two replicas is two");
+    // A transaction's COMMIT waits the same way; the session goes on afterwards.
+    conn.query_drop("BEGIN").await.expect("begin");
+    conn.query_drop("INSERT INTO quorum (v) VALUES (-4)")
+        .await
+        .expect("insert in trx: nothing committed yet, no wait");
+    let err = conn
+        .query_drop("COMMIT")
+        .await
+        .expect_err("commit times out");
+    assert!(
+        err.to_string().contains("committed on the primary"),
+        "{err}"
+    );
+    let in_trx: i64 = conn
+        .query_first("SELECT @@in_transaction")
+        .await
+        .expect("select")
+        .expect("row");
+    assert_eq!(in_trx, 0, "the transaction is over");
+    let m = &p.ctx.metrics.quorum_waits;
+    assert!(m.with_label_values(&["timeout"]).get() >= 3);
+    assert!(m.with_label_values(&["reached"]).get() >= 2);
+    c.start_sql_thread(2).await.expect("start sql thread");
+}

@@ -117,6 +117,11 @@ pub struct Metrics {
     /// `rwsplit_write_gtids_total{result}`: commits whose GTID the proxy read from the OK
     /// packet (`tracked`), or whose GTID did not parse (`unparsed`).
     pub write_gtids: IntCounterVec,
+    /// `rwsplit_write_quorum_waits_total{result}`: commits whose OK waited for
+    /// `routing.write_quorum` replicas, by `reached` or `timeout`.
+    pub quorum_waits: IntCounterVec,
+    /// `rwsplit_write_quorum_wait_seconds`: how long those OKs were held.
+    pub quorum_wait: Histogram,
 }
 
 /// Buckets from 100 µs to 10 s: proxied point selects take well under a millisecond.
@@ -157,6 +162,8 @@ impl Metrics {
         "rwsplit_consistent_reads_total",
         "rwsplit_consistency_wait_seconds",
         "rwsplit_write_gtids_total",
+        "rwsplit_write_quorum_waits_total",
+        "rwsplit_write_quorum_wait_seconds",
     ];
 
     /// Builds and registers every metric.
@@ -315,6 +322,23 @@ impl Metrics {
                 "Commits whose GTID the proxy read from the OK packet (tracked) or could not parse (unparsed).",
                 &["result"],
             ),
+            quorum_waits: reg.counter_vec(
+                "rwsplit_write_quorum_waits_total",
+                "Commits whose OK waited for routing.write_quorum replicas to apply them, by result (reached, timeout).",
+                &["result"],
+            ),
+            quorum_wait: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "rwsplit_write_quorum_wait_seconds",
+                        "Time commits' OKs were held for routing.write_quorum.",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                )
+                .expect("valid metric definition");
+                reg.register(h.clone());
+                h
+            },
             registry,
         };
         metrics.touch_known_series();
@@ -581,6 +605,7 @@ mod test {
             .with_label_values(&["read_your_writes", "replica"])
             .inc();
         m.write_gtids.with_label_values(&["tracked"]).inc();
+        m.quorum_waits.with_label_values(&["reached"]).inc();
         let text = m.render();
         for name in Metrics::NAMES {
             assert!(

@@ -159,6 +159,31 @@ pub struct RoutingConfig {
     /// before it goes to the primary instead; 0 = never wait.
     #[serde(default)]
     pub causal_wait_ms: u64,
+    /// Replicas that must have applied a commit before the client gets its OK: `0` (off), a
+    /// number, or `majority`. Per user and per statement (`/* rwsplit:quorum=… */`).
+    #[serde(default)]
+    pub write_quorum: crate::consistency::Quorum,
+    /// How long a commit's OK waits for `write_quorum`.
+    #[serde(default = "default_quorum_timeout_ms")]
+    pub quorum_timeout_ms: u64,
+    /// What the client gets when the quorum is not reached in time: `error` (ERR 1105 saying
+    /// the write is committed on the primary but not yet on enough replicas) or `ok` (the OK,
+    /// counted and logged).
+    #[serde(default)]
+    pub quorum_on_timeout: QuorumOnTimeout,
+}
+
+/// `routing.quorum_on_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuorumOnTimeout {
+    #[default]
+    Error,
+    Ok,
+}
+
+fn default_quorum_timeout_ms() -> u64 {
+    1000
 }
 
 fn default_max_lag_ms() -> u64 {
@@ -194,6 +219,9 @@ impl Default for RoutingConfig {
             primary_down_read_ms: None,
             consistency: crate::consistency::Level::Lag,
             causal_wait_ms: 0,
+            write_quorum: crate::consistency::Quorum::Off,
+            quorum_timeout_ms: default_quorum_timeout_ms(),
+            quorum_on_timeout: QuorumOnTimeout::Error,
         }
     }
 }
@@ -243,6 +271,9 @@ pub struct UserConfig {
     /// This user's `routing.consistency` (unset: the routing default).
     #[serde(default)]
     pub consistency: Option<crate::consistency::Level>,
+    /// This user's `routing.write_quorum` (unset: the routing default).
+    #[serde(default)]
+    pub write_quorum: Option<crate::consistency::Quorum>,
 }
 
 /// Client-side TLS mode.
@@ -709,6 +740,13 @@ impl Config {
                     "must not exceed routing.max_lag_ms ({}), got {}",
                     r.max_lag_ms, r.lag_recovery_ms
                 ),
+            ));
+        }
+        if r.quorum_timeout_ms == 0 || r.quorum_timeout_ms > 600_000 {
+            return Err(invalid(
+                "routing.quorum_timeout_ms".into(),
+                "quorum_timeout_ms:",
+                format!("must be 1 to 600000, got {}", r.quorum_timeout_ms),
             ));
         }
         if r.causal_wait_ms > 60_000 {

@@ -180,6 +180,8 @@ pub struct Hints<'a> {
     pub level: Option<Level>,
     /// `/* rwsplit:after_gtid=0-1-42 */`: the text after `=`, up to the next space or `*/`.
     pub after_gtid: Option<&'a [u8]>,
+    /// `/* rwsplit:quorum=2 */`, `/* rwsplit:quorum=majority */`
+    pub quorum: Option<Quorum>,
 }
 
 /// Reads the consistency hints in the comments before a statement's first token (the same
@@ -191,6 +193,8 @@ pub fn hints(sql: &[u8]) -> Hints<'_> {
             h.level = Level::parse(value).or(h.level);
         } else if word.eq_ignore_ascii_case(b"after_gtid") && !value.is_empty() {
             h.after_gtid = Some(value);
+        } else if word.eq_ignore_ascii_case(b"quorum") {
+            h.quorum = Quorum::parse(value).or(h.quorum);
         }
     });
     h
@@ -254,6 +258,60 @@ impl SessionPositions {
             need.merge(t);
         }
         need
+    }
+}
+
+/// `routing.write_quorum`: how many replicas must have applied a commit before its OK goes to
+/// the client (`0` = off, a number, or `majority` of the replicas).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "QuorumText")]
+pub enum Quorum {
+    #[default]
+    Off,
+    Count(u32),
+    Majority,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum QuorumText {
+    Number(u32),
+    Word(String),
+}
+
+impl TryFrom<QuorumText> for Quorum {
+    type Error = String;
+    fn try_from(t: QuorumText) -> Result<Self, Self::Error> {
+        match t {
+            QuorumText::Number(0) => Ok(Quorum::Off),
+            QuorumText::Number(n) => Ok(Quorum::Count(n)),
+            QuorumText::Word(w) => Quorum::parse(w.as_bytes())
+                .ok_or_else(|| format!("expected a number or `majority`, got {w:?}")),
+        }
+    }
+}
+
+impl Quorum {
+    /// As written in a hint or the configuration: `0`, `2`, `majority`.
+    pub fn parse(s: &[u8]) -> Option<Quorum> {
+        if s.eq_ignore_ascii_case(b"majority") {
+            return Some(Quorum::Majority);
+        }
+        let n: u32 = std::str::from_utf8(s).ok()?.trim().parse().ok()?;
+        Some(if n == 0 {
+            Quorum::Off
+        } else {
+            Quorum::Count(n)
+        })
+    }
+
+    /// Replicas that must have applied a commit, out of `replicas` in the topology.
+    pub fn required(self, replicas: usize) -> usize {
+        match self {
+            Quorum::Off => 0,
+            Quorum::Count(n) => n as usize,
+            Quorum::Majority => replicas / 2 + 1,
+        }
     }
 }
 
@@ -324,6 +382,24 @@ mod test {
         assert_eq!(
             hints(b"/* rwsplit:after_gtid= */ SELECT 1").after_gtid,
             None
+        );
+    }
+
+    #[test]
+    fn quorum_counts() {
+        assert_eq!(Quorum::parse(b"majority").map(|q| q.required(2)), Some(2));
+        assert_eq!(Quorum::Majority.required(3), 2);
+        assert_eq!(
+            Quorum::Majority.required(0),
+            1,
+            "no replica can never reach it"
+        );
+        assert_eq!(Quorum::parse(b"0"), Some(Quorum::Off));
+        assert_eq!(Quorum::parse(b"2"), Some(Quorum::Count(2)));
+        assert_eq!(Quorum::parse(b"most"), None);
+        assert_eq!(
+            hints(b"/* rwsplit:quorum=1 */ INSERT").quorum,
+            Some(Quorum::Count(1))
         );
     }
 

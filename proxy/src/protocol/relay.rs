@@ -234,14 +234,27 @@ impl Tracker {
 }
 
 /// What the relay does with OK packets that carry session state: records the GTIDs they
-/// report (see [`session_track`]) and removes what the client did not ask for.
+/// report (see [`session_track`]), removes what the client did not ask for, and with `hold`
+/// keeps back the final OK of a commit (write quorum: the caller sends it once enough replicas
+/// applied the commit).
 #[derive(Debug)]
 pub struct Track {
     pub strip: Strip,
     /// GTIDs the response's OK packets reported, in order (a multi-statement may commit
     /// several); the caller takes them.
     pub gtids: Vec<String>,
+    /// Keep back the final OK packet of a response that committed something.
+    pub hold: bool,
+    /// The OK packet kept back (sequence id, payload as the client is to see it).
+    pub held: Option<(u8, Vec<u8>)>,
     out: Vec<u8>,
+}
+
+/// What becomes of one OK packet with session state.
+enum OkAction<'a> {
+    Forward,
+    Replace(&'a [u8]),
+    Hold,
 }
 
 impl Track {
@@ -249,16 +262,34 @@ impl Track {
         Track {
             strip,
             gtids: Vec::new(),
+            hold: false,
+            held: None,
             out: Vec::new(),
         }
     }
 
-    /// Looks at one OK packet; returns the bytes to send instead, if any.
-    fn ok(&mut self, p: &[u8]) -> Option<&[u8]> {
+    /// Looks at one OK packet (sequence id `seq`).
+    fn ok(&mut self, p: &[u8], seq: u8) -> OkAction<'_> {
         if let Some(g) = session_track::gtid(p) {
             self.gtids.push(String::from_utf8_lossy(g).into_owned());
         }
-        session_track::rewrite(p, self.strip, &mut self.out).then_some(&self.out[..])
+        let replaced = session_track::rewrite(p, self.strip, &mut self.out);
+        let last =
+            session_track::ok_status(p).is_some_and(|st| st & status::MORE_RESULTS_EXISTS == 0);
+        if self.hold && last && !self.gtids.is_empty() {
+            let bytes = if replaced {
+                self.out.clone()
+            } else {
+                p.to_vec()
+            };
+            self.held = Some((seq, bytes));
+            return OkAction::Hold;
+        }
+        if replaced {
+            OkAction::Replace(&self.out)
+        } else {
+            OkAction::Forward
+        }
     }
 }
 
@@ -381,14 +412,15 @@ where
         backend.read_exact(buf).await.map_err(RelayError::Backend)?;
         progress.forwarded = true;
         progress.last_seq = h.seq;
-        let replaced = match track.as_deref_mut() {
+        let action = match track.as_deref_mut() {
             Some(t) if !continuation && !h.continues() && tracker.ok_with_state(buf, h.len) => {
-                t.ok(buf)
+                t.ok(buf, h.seq)
             }
-            _ => None,
+            _ => OkAction::Forward,
         };
-        match replaced {
-            Some(p) => {
+        match action {
+            OkAction::Hold => {}
+            OkAction::Replace(p) => {
                 let h2 = Header {
                     len: p.len(),
                     seq: h.seq,
@@ -399,7 +431,7 @@ where
                     .map_err(RelayError::Client)?;
                 client.write_all(p).await.map_err(RelayError::Client)?;
             }
-            None => {
+            OkAction::Forward => {
                 client
                     .write_all(&h.bytes())
                     .await

@@ -342,7 +342,7 @@ impl Session {
                 }
             }
             self.track_gtids_on(h, idx).await;
-            let mut track = self.track();
+            let mut track = self.track(idx);
             let generation = self.router.history_generation();
             let started = Instant::now();
             let _in_flight = backend.begin();
@@ -416,6 +416,8 @@ impl Session {
             }
             match r {
                 Ok(end) => {
+                    // Write quorum: a held commit OK goes out once enough replicas applied it.
+                    self.release_held(&mut track).await?;
                     self.stream.flush().await?;
                     self.after_statement(
                         &track,

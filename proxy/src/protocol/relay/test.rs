@@ -253,6 +253,11 @@ fn ok_with_gtid(status_flags: u16, gtid: &str) -> Vec<u8> {
 }
 
 async fn run_tracked(wire: Vec<u8>, shape: Shape, strip: Strip) -> (End, Vec<u8>, Vec<String>) {
+    let (end, out, track) = run_track(wire, shape, Track::new(strip)).await;
+    (end, out, track.gtids)
+}
+
+async fn run_track(wire: Vec<u8>, shape: Shape, mut track: Track) -> (End, Vec<u8>, Track) {
     let (b_near, mut b_far) = duplex(1 << 20);
     let mut b_near = tokio::io::BufStream::new(b_near);
     let (mut c_near, mut c_far) = duplex(1 << 20);
@@ -260,7 +265,6 @@ async fn run_tracked(wire: Vec<u8>, shape: Shape, strip: Strip) -> (End, Vec<u8>
     drop(b_far);
     let mut buf = Vec::new();
     let mut progress = Progress::default();
-    let mut track = Track::new(strip);
     let r = relay_tracked(
         &mut b_near,
         &mut c_near,
@@ -276,7 +280,34 @@ async fn run_tracked(wire: Vec<u8>, shape: Shape, strip: Strip) -> (End, Vec<u8>
     drop(c_near);
     let mut out = Vec::new();
     c_far.read_to_end(&mut out).await.unwrap();
-    (r, out, track.gtids)
+    (r, out, track)
+}
+
+#[tokio::test]
+async fn a_commits_final_ok_is_held_back_for_the_quorum() {
+    let mut wire = Vec::new();
+    let more = status::AUTOCOMMIT | status::MORE_RESULTS_EXISTS;
+    let seq = frame_into(&mut wire, 1, &ok_with_gtid(more, "0-1-11"));
+    frame_into(&mut wire, seq, &ok_with_gtid(status::AUTOCOMMIT, "0-1-12"));
+    let mut track = Track::new(Strip::All);
+    track.hold = true;
+    let (_, out, track) = run_track(wire, Shape::Results, track).await;
+    // The first OK went out; the last one waits, stripped, with its sequence id.
+    let mut want = Vec::new();
+    frame_into(&mut want, 1, &ok_payload(1, 0, more, 0));
+    assert_eq!(out, want);
+    assert_eq!(
+        track.held,
+        Some((2, ok_payload(1, 0, status::AUTOCOMMIT, 0)))
+    );
+    // A statement that committed nothing is never held.
+    let mut wire = Vec::new();
+    frame_into(&mut wire, 1, &ok_payload(0, 0, status::AUTOCOMMIT, 0));
+    let mut track = Track::new(Strip::All);
+    track.hold = true;
+    let (_, out, track) = run_track(wire.clone(), Shape::Results, track).await;
+    assert_eq!(out, wire);
+    assert_eq!(track.held, None);
 }
 
 #[tokio::test]
