@@ -390,6 +390,43 @@ impl Conn {
         Ok(())
     }
 
+    /// `COM_QUERY` of a one-value query (`SELECT @@gtid_binlog_pos`): the value, `None` for
+    /// NULL.
+    pub async fn query_value(&mut self, sql: &[u8]) -> Result<Option<String>, Error> {
+        let mut p = Vec::with_capacity(1 + sql.len());
+        p.push(com::QUERY);
+        p.extend_from_slice(sql);
+        self.send(&p).await?;
+        let deprecate = self.deprecate_eof();
+        let mut capture = Capture::default();
+        let mut progress = relay::Progress::default();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let r = relay::relay(
+            &mut self.stream,
+            &mut capture,
+            &mut scratch,
+            Shape::Results,
+            deprecate,
+            Some(self.read_timeout),
+            &mut progress,
+        )
+        .await;
+        scratch.clear();
+        self.scratch = scratch;
+        match r {
+            Ok(End::Ok { .. }) => Ok(first_value(&capture.0, deprecate)),
+            Ok(End::Err { code }) => Err(Error::Server {
+                code,
+                state: "HY000".into(),
+                message: String::new(),
+            }),
+            Err(e) => {
+                self.broken = true;
+                Err(Error::Relay(e))
+            }
+        }
+    }
+
     /// `COM_QUERY` whose result is discarded.
     pub async fn query_discard(&mut self, sql: &[u8]) -> Result<End, Error> {
         let mut p = Vec::with_capacity(1 + sql.len());
@@ -397,6 +434,65 @@ impl Conn {
         p.extend_from_slice(sql);
         self.command(&p, Shape::Results).await
     }
+}
+
+/// A client stand-in that keeps what it is sent (and has nothing to upload).
+#[derive(Default)]
+struct Capture(Vec<u8>);
+
+impl tokio::io::AsyncWrite for Capture {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.0.extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncRead for Capture {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// The first column of the first row in a text result set's frames (`None` for NULL or no
+/// row).
+fn first_value(frames: &[u8], deprecate_eof: bool) -> Option<String> {
+    let mut packets = Vec::new();
+    let mut rest = frames;
+    while rest.len() >= 4 {
+        let len = usize::from(rest[0]) | usize::from(rest[1]) << 8 | usize::from(rest[2]) << 16;
+        let p = rest.get(4..4 + len)?;
+        packets.push(p);
+        rest = &rest[4 + len..];
+    }
+    let (cols, _) = crate::protocol::message::lenenc_int(packets.first()?)?;
+    let row_at = 1 + usize::try_from(cols).ok()? + usize::from(!deprecate_eof);
+    let row = packets.get(row_at)?;
+    if row.first() == Some(&0xfb) {
+        return None;
+    }
+    let (len, n) = crate::protocol::message::lenenc_int(row)?;
+    let v = row.get(n..n + usize::try_from(len).ok()?)?;
+    Some(String::from_utf8_lossy(v).into_owned())
 }
 
 /// A client stand-in that discards everything (and has nothing to upload).

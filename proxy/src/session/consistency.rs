@@ -396,6 +396,40 @@ impl Session {
         }
     }
 
+    /// After a read meant for a replica ran on the primary under `monotonic`/`causal`: the
+    /// session saw the primary's newest state, which the lag source may not have read yet, so
+    /// the primary's own position is asked for on the same connection (after the client has
+    /// its answer) and becomes what later reads must not go behind.
+    pub(super) async fn observe_primary(&mut self, h: usize) {
+        let Some(c) = &self.cons.current else { return };
+        if !matches!(c.level, Level::Monotonic | Level::Causal) {
+            return;
+        }
+        let Some(held) = self.held.get_mut(h) else {
+            return;
+        };
+        let mariadb = held
+            .backend
+            .version()
+            .is_none_or(|v| v.to_ascii_lowercase().contains("mariadb"));
+        let sql: &[u8] = if mariadb {
+            b"SELECT @@gtid_binlog_pos"
+        } else {
+            b"SELECT @@gtid_executed"
+        };
+        match held.conn.query_value(sql).await {
+            Ok(Some(text)) => {
+                if let Ok(p) = Position::parse(&text) {
+                    self.cons.pos.read_at(&p);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the primary's position after a read");
+            }
+        }
+    }
+
     /// Answers `SELECT @@last_gtid` / `SELECT @@rwsplit_last_gtid` itself: the GTID of the
     /// session's last commit through any of its connections (a pooled connection that was
     /// reset, or another one, would answer empty). True when answered.

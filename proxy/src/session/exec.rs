@@ -419,6 +419,9 @@ impl Session {
                     // Write quorum: a held commit OK goes out once enough replicas applied it.
                     self.release_held(&mut track).await?;
                     self.stream.flush().await?;
+                    if route_label == route::PRIMARY && !self.router.in_transaction() {
+                        self.observe_primary(h).await;
+                    }
                     self.after_statement(
                         &track,
                         Some(backend.name()),
