@@ -370,6 +370,17 @@ impl Metrics {
         for result in ["ok", "error"] {
             self.config_reloads.with_label_values(&[result]);
         }
+        for level in ["lag", "read_your_writes", "monotonic", "causal"] {
+            for outcome in ["replica", "waited", "primary"] {
+                self.consistent_reads.with_label_values(&[level, outcome]);
+            }
+        }
+        for result in ["reached", "timeout"] {
+            self.quorum_waits.with_label_values(&[result]);
+        }
+        for result in ["tracked", "unparsed"] {
+            self.write_gtids.with_label_values(&[result]);
+        }
         for (reason, _) in router::Pins::default().reasons() {
             self.session_pins.with_label_values(&[reason]);
         }
