@@ -257,6 +257,10 @@ impl Session {
                 }
             }
         }
+        if need.is_empty() && only.is_none() {
+            // Nothing to demand yet (no write, nothing read): an ordinary read.
+            return;
+        }
         let mut current = Current {
             level,
             need,

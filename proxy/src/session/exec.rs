@@ -127,7 +127,9 @@ impl Session {
                     }
                 }
                 // Read-your-writes (session/consistency.rs): only replicas that have applied
-                // what this read needs; none left means the primary.
+                // what this read needs; none left means the primary (whatever
+                // routing.no_replica says: healthy replicas that are merely behind the
+                // session are not a routing failure, and not counted as a fallback).
                 if let Choice::Replica { server, .. } = choice {
                     if !self.replica_may_serve(server) {
                         self.keep_serving_replicas();
@@ -136,6 +138,9 @@ impl Session {
                             crate::context::now_ms(),
                             seed,
                         );
+                        if !matches!(choice, Choice::Replica { .. }) {
+                            return self.primary();
+                        }
                     }
                 }
                 match choice {
