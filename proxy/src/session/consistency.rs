@@ -90,8 +90,14 @@ impl Consistency {
     }
 }
 
-/// The statement asks the server for GTIDs in OK packets itself.
+/// The statement asks the server for GTIDs in OK packets itself. Only short `SET` statements
+/// are looked at (this runs after every statement).
 fn mentions_gtid_tracking(sql: &[u8]) -> Option<bool> {
+    let start = sql.iter().position(|b| !b.is_ascii_whitespace())?;
+    let head = sql.get(start..start + 3)?;
+    if sql.len() > 4096 || !(head.eq_ignore_ascii_case(b"set") || head.starts_with(b"/*")) {
+        return None;
+    }
     let has = |needle: &[u8]| {
         sql.windows(needle.len())
             .any(|w| w.eq_ignore_ascii_case(needle))
@@ -463,6 +469,9 @@ impl Session {
 /// `SELECT @@last_gtid` (any case, optional `@@session.`, optional trailing `;`) → the column
 /// name the server would give it.
 fn last_gtid_query(sql: &[u8]) -> Option<&'static str> {
+    if sql.len() > 64 {
+        return None;
+    }
     let text = std::str::from_utf8(sql)
         .ok()?
         .trim()
@@ -520,5 +529,10 @@ mod test {
             Some(false)
         );
         assert_eq!(mentions_gtid_tracking(b"SELECT 1"), None);
+        assert_eq!(
+            mentions_gtid_tracking(b"SELECT 'session_track_gtids=OWN_GTID'"),
+            None,
+            "only SET statements"
+        );
     }
 }
