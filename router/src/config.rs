@@ -1000,6 +1000,40 @@ mod test {
     }
 
     #[test]
+    fn consistency_and_write_quorum_keys() {
+        use crate::consistency::{Level, Quorum};
+        let base = "servers:\n  - {name: p, host: h, port: 1, role: primary}\nmonitor: {user: m}\n";
+        let with = |extra: &str| Config::from_yaml("c.yaml", &format!("{base}{extra}"));
+        let c = with(
+            "routing:\n  consistency: monotonic\n  causal_wait_ms: 10\n  write_quorum: majority\n\
+             proxy:\n  users:\n    - {name: a, password: x, consistency: causal, write_quorum: 2}\n",
+        )
+        .expect("valid");
+        assert_eq!(c.routing.consistency, Level::Monotonic);
+        assert_eq!(c.routing.causal_wait_ms, 10);
+        assert_eq!(c.routing.write_quorum, Quorum::Majority);
+        assert_eq!(c.routing.quorum_timeout_ms, 1000);
+        let user = &c.proxy.as_ref().expect("proxy").users[0];
+        assert_eq!(user.consistency, Some(Level::Causal));
+        assert_eq!(user.write_quorum, Some(Quorum::Count(2)));
+        let d = with("").expect("defaults");
+        assert_eq!(d.routing.consistency, Level::Lag);
+        assert_eq!(d.routing.write_quorum, Quorum::Off);
+        for bad in [
+            "routing: {consistency: strong}\n",
+            "routing: {write_quorum: most}\n",
+            "routing: {causal_wait_ms: 600000}\n",
+            "routing: {quorum_timeout_ms: 0}\n",
+        ] {
+            let err = with(bad).expect_err(bad).to_string();
+            assert!(
+                err.contains("c.yaml") && err.contains("routing"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn sidecar_lag_source_takes_url_or_urls_and_primary_down_read_ms() {
         let base = "servers:\n  - {name: p, host: h, port: 1, role: primary}\nmonitor: {user: m}\n";
         let with = |extra: &str| Config::from_yaml("c.yaml", &format!("{base}{extra}"));
