@@ -192,6 +192,17 @@ async fn read_your_writes_never_reads_a_replica_that_lacks_the_write() {
     };
     let p = start_embedded(&c, 7000, "  consistency: read_your_writes\n").await;
     let replicas = c.replica_ports();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let text = p.ctx.metrics.render();
+    for r in ["replica1", "replica2"] {
+        let series = format!("rwsplit_replica_position_age_seconds{{replica=\"{r}\"}} ");
+        let age: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} exported: {text}"));
+        assert!((0.0..1.0).contains(&age), "{r}: position age {age} s");
+    }
     let mut conn = p.conn().await;
     conn.query_drop("CREATE TABLE ryw (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
         .await

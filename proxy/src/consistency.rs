@@ -103,6 +103,17 @@ impl Positions {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Sets `rwsplit_replica_position_age_seconds` from what is known now.
+    fn export_ages(&self, metrics: &crate::metrics::Metrics) {
+        let Ok(s) = self.state.read() else { return };
+        let g = &metrics.replica_position_age;
+        g.reset();
+        for (name, a) in &s.replicas {
+            g.with_label_values(&[name.as_str()])
+                .set(a.asked.elapsed().as_secs_f64());
+        }
+    }
+
     fn clear(&self) {
         if let Ok(mut s) = self.state.write() {
             *s = State::default();
@@ -126,6 +137,7 @@ pub async fn follow(ctx: Arc<Context>, positions: Arc<Positions>) {
             LagSource::SecondsBehindMaster => {
                 // No positions: reads that need one go to the primary.
                 positions.clear();
+                positions.export_ages(&ctx.metrics);
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -146,6 +158,7 @@ async fn follow_embedded(ctx: &Context, positions: &Positions) {
     let until = tokio::time::Instant::now() + Duration::from_secs(1);
     loop {
         publish_embedded(&reader, positions);
+        positions.export_ages(&ctx.metrics);
         tokio::select! {
             r = polls.changed() => if r.is_err() { return },
             r = kicks.changed() => {
@@ -178,7 +191,9 @@ fn publish_embedded(reader: &binlog_reader::LagHandle, positions: &Positions) {
 async fn follow_sidecars(ctx: &Context, positions: &Positions, source: &LagSource) {
     let generation = ctx.config_generation();
     let urls = source.sidecar_urls();
-    let followers = urls.iter().map(|url| follow_sidecar(url, positions));
+    let followers = urls
+        .iter()
+        .map(|url| follow_sidecar(url, positions, &ctx.metrics));
     let reloaded = async {
         while ctx.config_generation() == generation {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -206,7 +221,7 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(fs: impl Iterator
 
 /// Long-polls one sidecar's `/lag` forever, publishing what it reports; a waiting session's
 /// kick cuts the wait short with a request that asks the sidecar to poll its replicas now.
-async fn follow_sidecar(url: &str, positions: &Positions) {
+async fn follow_sidecar(url: &str, positions: &Positions, metrics: &crate::metrics::Metrics) {
     let mut after = 0u64;
     let mut kicks = positions.kick.subscribe();
     let mut kicked = false;
@@ -241,6 +256,7 @@ async fn follow_sidecar(url: &str, positions: &Positions) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         publish_sidecar(&snap, sent, positions);
+        positions.export_ages(metrics);
     }
 }
 

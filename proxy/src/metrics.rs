@@ -122,6 +122,9 @@ pub struct Metrics {
     pub quorum_waits: IntCounterVec,
     /// `rwsplit_write_quorum_wait_seconds`: how long those OKs were held.
     pub quorum_wait: Histogram,
+    /// `rwsplit_replica_position_age_seconds{replica}`: age of the newest applied position the
+    /// proxy knows for the replica (read-your-writes); absent while unknown.
+    pub replica_position_age: prometheus::GaugeVec,
 }
 
 /// Buckets from 100 µs to 10 s: proxied point selects take well under a millisecond.
@@ -164,6 +167,7 @@ impl Metrics {
         "rwsplit_write_gtids_total",
         "rwsplit_write_quorum_waits_total",
         "rwsplit_write_quorum_wait_seconds",
+        "rwsplit_replica_position_age_seconds",
     ];
 
     /// Builds and registers every metric.
@@ -338,6 +342,18 @@ impl Metrics {
                 .expect("valid metric definition");
                 reg.register(h.clone());
                 h
+            },
+            replica_position_age: {
+                let g = prometheus::GaugeVec::new(
+                    Opts::new(
+                        "rwsplit_replica_position_age_seconds",
+                        "Age of the newest applied GTID position the proxy knows for the replica (read-your-writes); absent while unknown.",
+                    ),
+                    &["replica"],
+                )
+                .expect("valid metric definition");
+                reg.register(g.clone());
+                g
             },
             registry,
         };
@@ -617,6 +633,7 @@ mod test {
             .inc();
         m.write_gtids.with_label_values(&["tracked"]).inc();
         m.quorum_waits.with_label_values(&["reached"]).inc();
+        m.replica_position_age.with_label_values(&["r1"]).set(0.01);
         let text = m.render();
         for name in Metrics::NAMES {
             assert!(
