@@ -23,7 +23,8 @@ sysbench oltp_read_write "${common[@]}" --mysql-port="$base" cleanup >/dev/null 
 sysbench oltp_read_write "${common[@]}" --mysql-port="$base" prepare >/dev/null
 sleep 3
 
-metric() { curl -s "http://127.0.0.1:$http/metrics" | awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'; }
+# Sum of the series of family $1 whose labels include $2 (any order).
+metric() { curl -s "http://127.0.0.1:$http/metrics" | awk -v m="$1{" -v l="$2" 'index($0, m) == 1 && index($0, l) { s += $NF } END { print s + 0 }'; }
 
 for level in lag read_your_writes monotonic causal; do
   cat > "$dir/proxy.yaml" <<YAML
@@ -51,19 +52,19 @@ YAML
   "$proxy_bin" --config "$dir/proxy.yaml" >"$dir/proxy.log" 2>&1 &
   pid=$!
   sleep 3
-  out=$(sysbench oltp_read_write "${common[@]}" --mysql-port="$listen" --threads="$threads" \
+  out=$(sysbench oltp_read_write "${common[@]}" --skip_trx=on --mysql-ignore-errors=1062 --mysql-port="$listen" --threads="$threads" \
         --time="$secs" --report-interval=0 run)
   tps=$(echo "$out" | grep -E '^ +transactions:' | awk '{gsub(/\(/,"",$3); print $3}')
   qps=$(echo "$out" | grep -E '^ +queries:' | awk '{gsub(/\(/,"",$3); print $3}')
-  replica=$(metric 'rwsplit_queries_total{route="replica"')
-  all=$(metric 'rwsplit_queries_total{')
-  on_replica=$(metric 'rwsplit_consistent_reads_total{level="'"$level"'",outcome="replica"}')
-  waited=$(metric 'rwsplit_consistent_reads_total{level="'"$level"'",outcome="waited"}')
-  primary=$(metric 'rwsplit_consistent_reads_total{level="'"$level"'",outcome="primary"}')
+  replica=$(metric rwsplit_queries_total 'route="replica"')
+  all=$(metric rwsplit_queries_total '')
+  on_replica=$(metric rwsplit_consistent_reads_total 'level="'"$level"'",outcome="replica"')
+  waited=$(metric rwsplit_consistent_reads_total 'level="'"$level"'",outcome="waited"')
+  primary=$(metric rwsplit_consistent_reads_total 'level="'"$level"'",outcome="primary"')
   awk -v l="$level" -v t="$tps" -v q="$qps" -v r="$replica" -v a="$all" -v o="$on_replica" \
       -v w="$waited" -v p="$primary" 'BEGIN {
     printf "%-16s %8.1f tps %9.1f q/s  statements on replicas %5.1f %%  consistent reads: replica %d, waited %d, primary %d\n",
-      l, t, q, a > 0 ? 100 * r / a : 0, o, w, p }'
+      l, t, q, (a > 0 ? 100 * r / a : 0), o, w, p }'
   kill "$pid"; wait "$pid" 2>/dev/null || true
   pid=0
 done
