@@ -107,6 +107,11 @@ pub struct Metrics {
     pub pool_queue_length: IntGaugeVec,
     /// `rwsplit_pool_wait_seconds{backend}`: how long sessions that had to queue waited.
     pub pool_wait_seconds: HistogramVec,
+    /// `rwsplit_switchovers_total{kind,result}`: switchovers (`kind="switchover"`) and
+    /// automatic failovers (`kind="failover"`) by result: ok, refused, rolled_back, failed.
+    pub switchovers: IntCounterVec,
+    /// `rwsplit_switchover_duration_seconds{kind}`: how long a successful one took.
+    pub switchover_duration: HistogramVec,
 }
 
 /// Buckets from 100 µs to 10 s: proxied point selects take well under a millisecond.
@@ -144,6 +149,8 @@ impl Metrics {
         "rwsplit_query_timeouts_total",
         "rwsplit_pool_queue_length",
         "rwsplit_pool_wait_seconds",
+        "rwsplit_switchovers_total",
+        "rwsplit_switchover_duration_seconds",
     ];
 
     /// Builds and registers every metric.
@@ -280,6 +287,17 @@ impl Metrics {
                 &["backend"],
                 LATENCY_BUCKETS,
             ),
+            switchovers: reg.counter_vec(
+                "rwsplit_switchovers_total",
+                "Switchovers (kind=switchover) and automatic failovers (kind=failover), by result (ok, refused, rolled_back, failed).",
+                &["kind", "result"],
+            ),
+            switchover_duration: reg.histogram_vec(
+                "rwsplit_switchover_duration_seconds",
+                "Duration of successful switchovers and failovers, from holding writes to the last replica repointed.",
+                &["kind"],
+                LATENCY_BUCKETS,
+            ),
             registry,
         };
         metrics.touch_known_series();
@@ -310,6 +328,12 @@ impl Metrics {
         }
         for result in ["ok", "error"] {
             self.config_reloads.with_label_values(&[result]);
+        }
+        for kind in ["switchover", "failover"] {
+            for result in ["ok", "refused", "rolled_back", "failed"] {
+                self.switchovers.with_label_values(&[kind, result]);
+            }
+            self.switchover_duration.with_label_values(&[kind]);
         }
         for (reason, _) in router::Pins::default().reasons() {
             self.session_pins.with_label_values(&[reason]);

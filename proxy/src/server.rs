@@ -73,6 +73,7 @@ pub fn handshake_err_packet(code: u16, message: &str) -> Vec<u8> {
 /// reloads as SIGHUP does) and the accept loop. Returns once sessions are done.
 pub async fn serve_all(ctx: Arc<Context>, listener: TcpListener, admin: TcpListener) {
     let monitor = crate::health::spawn(ctx.clone());
+    let failover = crate::failover::auto::spawn(ctx.clone());
     crate::frontend::rsa_key::warm(&ctx);
     let admin = tokio::spawn(crate::admin::serve(admin, ctx.clone()));
     let reloader = crate::config_watch::Reloader::new(ctx.clone());
@@ -80,6 +81,7 @@ pub async fn serve_all(ctx: Arc<Context>, listener: TcpListener, admin: TcpListe
     let watcher = tokio::spawn(crate::config_watch::watch(reloader));
     run(ctx, listener).await;
     monitor.abort();
+    failover.abort();
     admin.abort();
     signals.abort();
     watcher.abort();

@@ -150,6 +150,32 @@ pub struct RoutingConfig {
     /// replica that applied all the primary sent stays in rotation); `None` = without limit.
     #[serde(default)]
     pub primary_down_read_ms: Option<u64>,
+    /// `manual` (default): a lost primary stays lost until someone promotes another server.
+    /// `auto`: after `failover_after_ms` the proxy promotes the most advanced replica itself,
+    /// unless that could lose a write it knows was committed (see docs/ADMIN.md).
+    #[serde(default)]
+    pub failover: FailoverMode,
+    /// How long the primary must stay unreachable before `failover: auto` acts.
+    #[serde(default = "default_failover_after_ms")]
+    pub failover_after_ms: u64,
+    /// How long a write waits for a running switchover (`POST /admin/switchover`) to finish
+    /// before it is refused; the switchover gives up (and undoes its steps) within it too.
+    #[serde(default = "default_switchover_write_wait_ms")]
+    pub switchover_write_wait_ms: u64,
+    /// A switchover is refused when its target's measured lag is above this.
+    #[serde(default = "default_switchover_max_lag_ms")]
+    pub switchover_max_lag_ms: u64,
+}
+
+/// Whether the proxy promotes a replica by itself when the primary stays down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailoverMode {
+    /// Never: an operator (or Orchestrator, MHA...) promotes; the proxy follows.
+    #[default]
+    Manual,
+    /// After `routing.failover_after_ms` of primary outage.
+    Auto,
 }
 
 fn default_max_lag_ms() -> u64 {
@@ -170,6 +196,15 @@ fn default_breaker_failures() -> u32 {
 fn default_breaker_cooldown_ms() -> u64 {
     5000
 }
+fn default_failover_after_ms() -> u64 {
+    10_000
+}
+fn default_switchover_write_wait_ms() -> u64 {
+    5000
+}
+fn default_switchover_max_lag_ms() -> u64 {
+    1000
+}
 
 impl Default for RoutingConfig {
     fn default() -> Self {
@@ -183,6 +218,10 @@ impl Default for RoutingConfig {
             breaker_failures: default_breaker_failures(),
             breaker_cooldown_ms: default_breaker_cooldown_ms(),
             primary_down_read_ms: None,
+            failover: FailoverMode::Manual,
+            failover_after_ms: default_failover_after_ms(),
+            switchover_write_wait_ms: default_switchover_write_wait_ms(),
+            switchover_max_lag_ms: default_switchover_max_lag_ms(),
         }
     }
 }
@@ -541,6 +580,16 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// The account the monitor and binlog reader use (needs REPLICATION SLAVE, SLAVE MONITOR, BINLOG MONITOR).
     pub monitor: Credentials,
+    /// The account a switchover or failover runs its statements as (`SET GLOBAL read_only`,
+    /// `STOP SLAVE`, `RESET SLAVE ALL`, `CHANGE MASTER`): needs `SUPER` or, on MariaDB,
+    /// `READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, BINLOG ADMIN`.
+    /// Default: the monitor account.
+    #[serde(default)]
+    pub switchover_account: Option<Credentials>,
+    /// What replicas log in to a new primary with (`CHANGE MASTER TO MASTER_USER=...`): needs
+    /// `REPLICATION SLAVE`. Default: the monitor account.
+    #[serde(default)]
+    pub replication: Option<Credentials>,
     pub proxy: Option<ProxyConfig>,
     #[serde(default)]
     pub sidecar: SidecarConfig,
@@ -805,6 +854,24 @@ impl Config {
         check_addr(&self.sidecar.http_listen)
             .map_err(|m| invalid("sidecar.http_listen".into(), "http_listen:", m))?;
         check_secret(&self.monitor.secret).map_err(|m| invalid("monitor".into(), "monitor:", m))?;
+        for (key, account) in [
+            ("switchover_account", &self.switchover_account),
+            ("replication", &self.replication),
+        ] {
+            if let Some(c) = account {
+                check_secret(&c.secret).map_err(|m| invalid(key.into(), &format!("{key}:"), m))?;
+            }
+        }
+        if self.routing.switchover_write_wait_ms < MIN_SWITCHOVER_WAIT_MS {
+            return Err(invalid(
+                "routing.switchover_write_wait_ms".into(),
+                "switchover_write_wait_ms:",
+                format!(
+                    "must be at least {MIN_SWITCHOVER_WAIT_MS} (the switchover's own steps need that long), got {}",
+                    self.routing.switchover_write_wait_ms
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -885,6 +952,22 @@ impl Config {
     }
 }
 
+/// The shortest `routing.switchover_write_wait_ms`: demoting, waiting for the GTID and
+/// promoting take a few round trips each.
+const MIN_SWITCHOVER_WAIT_MS: u64 = 500;
+
+impl Config {
+    /// The account switchovers and failovers run their statements as.
+    pub fn switchover_account(&self) -> &Credentials {
+        self.switchover_account.as_ref().unwrap_or(&self.monitor)
+    }
+
+    /// The account replicas use to log in to a new primary.
+    pub fn replication_account(&self) -> &Credentials {
+        self.replication.as_ref().unwrap_or(&self.monitor)
+    }
+}
+
 fn check_addr(addr: &str) -> Result<(), String> {
     addr.parse::<std::net::SocketAddr>()
         .map(|_| ())
@@ -925,6 +1008,37 @@ mod test {
         assert_eq!(
             c.proxy.as_ref().map(|p| p.listen.as_str()),
             Some("127.0.0.1:6033")
+        );
+    }
+
+    #[test]
+    fn switchover_settings_default_and_accounts_fall_back_to_the_monitor() {
+        let base = "servers:\n  - {name: p, host: h, port: 1, role: primary}\nmonitor: {user: m}\n";
+        let c = Config::from_yaml("c.yaml", base).expect("defaults");
+        assert_eq!(c.routing.failover, FailoverMode::Manual);
+        assert_eq!(c.routing.switchover_write_wait_ms, 5000);
+        assert_eq!(c.switchover_account().user, "m");
+        assert_eq!(c.replication_account().user, "m");
+        let text = format!(
+            "{base}routing: {{failover: auto, failover_after_ms: 3000}}\n\
+             switchover_account: {{user: admin, password: x}}\nreplication: {{user: repl}}\n"
+        );
+        let c = Config::from_yaml("c.yaml", &text).expect("parses");
+        assert_eq!(c.routing.failover, FailoverMode::Auto);
+        assert_eq!(c.routing.failover_after_ms, 3000);
+        assert_eq!(c.switchover_account().user, "admin");
+        assert_eq!(c.replication_account().user, "repl");
+        let err = Config::from_yaml(
+            "c.yaml",
+            &format!("{base}routing:\n  switchover_write_wait_ms: 10\n"),
+        )
+        .expect_err("too short");
+        assert!(
+            err.to_string().contains("routing.switchover_write_wait_ms"),
+            "{err}"
+        );
+        assert!(
+            Config::from_yaml("c.yaml", &format!("{base}routing: {{failover: yes}}\n")).is_err()
         );
     }
 

@@ -91,6 +91,8 @@ async fn run_generation(ctx: &Arc<Context>) {
         LagSource::SecondsBehindMaster => {}
     }
     // The primary the embedded reader tails (None = the configured one).
+    // The servers it polls, once it follows an observed primary (None: the configured list).
+    let mut reader_members: Option<Vec<usize>> = None;
     let mut reader_primary = config
         .primary()
         .and_then(|p| config.servers.iter().position(|s| s.name == p.name));
@@ -132,20 +134,40 @@ async fn run_generation(ctx: &Arc<Context>) {
         fill_lag(&config, &source, &answers, embedded.as_ref(), &mut samples);
         let previous = ctx.topology();
         let next = topology::derive(&config, &samples, &previous);
+        // A switchover or failover in progress holds the writer it published.
+        let next = crate::failover::steer(ctx, &config, next);
         // Refused only if a reload happened in between: the next round uses the new config.
         if ctx.publish_topology(generation, next.clone()) {
             report(ctx, &config, &previous, &next);
             // Follow the writer with the binlog stream too: after a failover the old primary's
             // binlog no longer carries new transactions.
+            // And a server that starts replicating after that (the old primary repointed
+            // by a switchover once the writer moved) gets its lag measured too.
+            let members = replicating(&next);
             if lag_source == LagSource::Embedded
                 && next.primary().is_some()
-                && next.primary() != reader_primary
+                && (next.primary() != reader_primary
+                    || (reader_members.is_some()
+                        && !members
+                            .iter()
+                            .all(|m| reader_members.as_ref().is_some_and(|r| r.contains(m)))))
             {
                 reader_primary = next.primary();
+                reader_members = Some(members);
                 start_embedded_reader(ctx, &config, Some(&next));
             }
         }
     }
+}
+
+/// The servers seen replicating: the ones an embedded reader following `t` polls.
+fn replicating(t: &Topology) -> Vec<usize> {
+    t.servers
+        .iter()
+        .enumerate()
+        .filter(|(i, h)| h.replicating == Some(true) && t.primary() != Some(*i))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// (Re)starts the embedded binlog reader. With `observed`, it tails the observed primary and

@@ -250,6 +250,15 @@ impl Session {
         stmt: Option<u32>,
     ) -> Result<Outcome, Error> {
         let retryable = d.target == Target::Replica && !self.router.in_transaction();
+        // While a switchover moves the writer, writes wait here (write_gate.rs).
+        let _write = match self.pass_write_gate(&d).await {
+            Ok(permit) => permit,
+            Err(msg) => {
+                let (c, st) = code::ER_OPTION_PREVENTS_STATEMENT;
+                self.send_err(1, c, st, &msg).await?;
+                return Ok(Outcome::Failed(c));
+            }
+        };
         let mut exclude = None;
         let mut attempt = 0;
         loop {

@@ -11,6 +11,7 @@ mod limits;
 pub mod registry;
 mod stmt;
 mod view;
+mod write_gate;
 
 use crate::backend::{pools_for, Pools};
 use crate::context::Context;
