@@ -478,8 +478,10 @@ async fn auto_failover_promotes_the_most_advanced_replica() {
     create_table(&p).await;
     let load = Load::start(&p, 4);
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    c.kill_server(0).expect("kill the primary");
+    assert_eq!(p.servers().await["primary"], "primary", "{}", p.log_text());
     let killed = Instant::now();
+    c.kill_server(0).expect("kill the primary");
+    eprintln!("the primary exited {:?} after SIGKILL", killed.elapsed());
     let took = p
         .wait_servers(Duration::from_secs(10), "a replica promoted", |d| {
             d["primary"] == "replica1" || d["primary"] == "replica2"
@@ -494,9 +496,16 @@ async fn auto_failover_promotes_the_most_advanced_replica() {
         2
     };
     let other = 3 - new;
+    // Writes fail once the primary is gone ("no writable primary"), then work again.
+    let first_err = ops
+        .iter()
+        .filter(|o| o.write && o.error.is_some() && o.at > killed)
+        .map(|o| o.at)
+        .min()
+        .expect("writes failed while the primary was down");
     let first_ok = ops
         .iter()
-        .filter(|o| o.write && o.error.is_none() && o.at > killed)
+        .filter(|o| o.write && o.error.is_none() && o.at > first_err)
         .map(|o| (o.at + o.took).duration_since(killed))
         .min()
         .expect("writes work again");
