@@ -227,7 +227,8 @@ async fn switchover_under_load_loses_nothing_and_errs_nothing() {
     else {
         return;
     };
-    let p = start(&c, "seconds_behind_master", "").await;
+    // The embedded binlog reader (the default lag source) must follow the switchover too.
+    let p = start(&c, "embedded", "").await;
     create_table(&p).await;
     let load = Load::start(&p, 6);
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -456,6 +457,70 @@ async fn unsafe_or_unauthorised_switchovers_are_refused_and_change_nothing() {
     );
     assert!(p.log_text().contains("switchover refused"), "logged");
     c.start_sql_thread(2).await.expect("start SQL thread");
+}
+
+/// A switchover whose target cannot catch up within `routing.switchover_write_wait_ms` (a
+/// delayed replica) is undone: 500 with `rolled_back`, the primary writable and the writer
+/// again, replication as before; a write held meanwhile goes to the primary, no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_that_cannot_finish_in_time_is_undone() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(c) = Cluster::private_or_skip("a_switchover_that_cannot_finish_in_time_is_undone")
+    else {
+        return;
+    };
+    let p = start(
+        &c,
+        "seconds_behind_master",
+        "  switchover_write_wait_ms: 1000\n  switchover_max_lag_ms: 60000\n",
+    )
+    .await;
+    create_table(&p).await;
+    c.set_replica_delay(2, 5).await.expect("delay replica2");
+    p.wait_servers(Duration::from_secs(10), "replica2 replicating again", |d| {
+        d["servers"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|s| s["name"] == "replica2" && s["replication_running"] == true)
+        })
+    })
+    .await;
+    let mut conn = p.app().await.expect("connects");
+    conn.query_drop("INSERT INTO sw_t (session, n) VALUES (3, 1)")
+        .await
+        .expect("write");
+    let held = {
+        let opts = ops_support::app_opts(p.ports.listen);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut conn = Conn::new(opts).await.expect("connects");
+            let at = Instant::now();
+            let r = conn
+                .query_drop("INSERT INTO sw_t (session, n) VALUES (3, 2)")
+                .await;
+            (r.map_err(|e| e.to_string()), at.elapsed())
+        })
+    };
+    let (status, doc) = switchover(&p, "replica2", Some(TOKEN)).await;
+    let (write, took) = held.await.expect("writer");
+    eprintln!("{status} {doc}\nheld write: {write:?} after {took:?}");
+    assert_eq!(status, 500, "{doc}");
+    assert_eq!(doc["failed_step"], "catch_up");
+    assert_eq!(doc["rolled_back"], true);
+    assert_eq!(
+        write,
+        Ok(()),
+        "the held write went to the primary after the undo"
+    );
+    assert_unchanged(&c, &p, "after an undone switchover").await;
+    let (_, metrics) = p.get("/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "rwsplit_switchovers_total{kind=\"switchover\",result=\"rolled_back\"}"
+        ),
+        1.0
+    );
+    c.set_replica_delay(2, 0).await.expect("no delay");
 }
 
 /// `routing.failover: auto`: the primary killed under a write load; within failover_after_ms
