@@ -26,7 +26,17 @@ async fn handle(ctx: Arc<Context>, req: Request) -> Reply {
         );
     };
     tracing::info!(peer = %req.peer, to = %to, "switchover requested through /admin/switchover");
-    match failover::switchover::run(&ctx, &to).await {
+    // On its own task: a client that hangs up must not cancel a switchover half-way (writes
+    // held, the old primary read-only).
+    let task = tokio::spawn(async move { failover::switchover::run(&ctx, &to).await });
+    let result = match task.await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "switchover task ended abnormally");
+            return Reply::json(500, &json!({"switched": false, "error": e.to_string()}));
+        }
+    };
+    match result {
         Ok(report) => Reply::json(
             200,
             &json!({

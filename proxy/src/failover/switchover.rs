@@ -96,7 +96,16 @@ impl Plan {
                 format!("'{to}' is the primary already"),
             ));
         }
-        let health = &topology.servers[t];
+        let Some(health) = topology
+            .servers
+            .get(t)
+            .filter(|_| topology.servers.len() == config.servers.len())
+        else {
+            return Err(refuse(
+                "config_reloaded",
+                "the configuration was just reloaded: try again",
+            ));
+        };
         if !health.reachable {
             return Err(refuse(
                 "target_unreachable",
@@ -204,7 +213,11 @@ impl Plan {
             .servers
             .iter()
             .enumerate()
-            .filter(|(i, s)| *i != t && s.name != old.name && topology.servers[*i].reachable)
+            .filter(|(i, s)| {
+                *i != t
+                    && s.name != old.name
+                    && topology.servers.get(*i).is_some_and(|h| h.reachable)
+            })
             .map(|(_, s)| s.clone())
             .collect();
         Ok(Plan {
