@@ -91,6 +91,15 @@ pub fn state(ctx: &Context) -> Arc<State> {
     ctx.extension(State::default)
 }
 
+/// Whether a switchover or failover is moving the writer now, or holds the writer it moved to
+/// until the monitor confirms it: the servers involved may answer health checks late
+/// (`STOP SLAVE` blocks `SHOW SLAVE STATUS`; `read_only` waits for a global lock), which
+/// must not count as a hung server whose statements are abandoned.
+pub fn is_moving(ctx: &Context) -> bool {
+    let state = state(ctx);
+    state.running.try_lock().is_err() || state.hold.lock().map(|h| h.is_some()).unwrap_or(false)
+}
+
 /// Applied by the monitor to each topology it derives: while a switchover or failover holds
 /// the writer, that server is the primary whatever stale checks say.
 pub fn steer(ctx: &Context, config: &Config, mut topology: Topology) -> Topology {

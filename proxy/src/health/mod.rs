@@ -263,7 +263,9 @@ async fn check_loop(
                     if e.is_connect() {
                         b.metrics().connect_errors.inc();
                     }
-                    if e.is_hang() {
+                    // A switchover's own statements (STOP SLAVE, the read lock of read_only)
+                    // hold up checks for a moment: that is not a hung server.
+                    if e.is_hang() && !crate::failover::is_moving(&ctx) {
                         b.mark_hung();
                     }
                     ctx.report_failure(b);
