@@ -35,6 +35,9 @@ struct BackendShared {
     /// waiting on it give up their connection instead of waiting for a server that may never
     /// answer.
     hung: tokio::sync::watch::Sender<u64>,
+    /// Set from the check that found the server hung until the next check it answers: a
+    /// statement about to wait on it stops at once instead of waiting for the next bump.
+    hung_now: AtomicBool,
     /// The server's `@@version` as the monitor last read it.
     version: Mutex<Option<Arc<str>>>,
 }
@@ -81,8 +84,24 @@ impl Backend {
     /// The health monitor got no answer in time: a hung host must not hold sessions, so
     /// statements in flight on it stop waiting (a read that has sent nothing to its client is
     /// re-run elsewhere). A slow statement on a server that answers its checks is untouched.
-    pub fn mark_hung(&self) {
+    /// Returns whether the server was answering until now (for a log line per hang).
+    pub fn mark_hung(&self) -> bool {
+        // The flag first: a waiter that subscribed before this either sees the flag or
+        // the bump (see `is_hung`).
+        let was = self.shared.hung_now.swap(true, Ordering::SeqCst);
         self.shared.hung.send_modify(|g| *g = g.wrapping_add(1));
+        !was
+    }
+
+    /// The server answered a health check again. Returns whether it had been hung.
+    pub fn mark_answering(&self) -> bool {
+        self.shared.hung_now.swap(false, Ordering::SeqCst)
+    }
+
+    /// Whether the last health check found the server hung. Subscribe to
+    /// [`Backend::hung_signal`] before asking, so that a hang found in between is not missed.
+    pub fn is_hung(&self) -> bool {
+        self.shared.hung_now.load(Ordering::SeqCst)
     }
 
     /// Pooled connections to this backend (idle + in use + being opened).
@@ -319,6 +338,7 @@ pub(super) fn build_backends(
                     breaker: Mutex::new(CircuitBreaker::new()),
                     breaker_open: AtomicBool::new(false),
                     hung: tokio::sync::watch::Sender::new(0),
+                    hung_now: AtomicBool::new(false),
                     version: Mutex::new(None),
                 }),
             };
