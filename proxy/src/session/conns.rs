@@ -105,10 +105,19 @@ impl Session {
             self.pools.discard(&h.backend, h.conn);
             return;
         }
-        if let Err(e) = h.conn.reset().await {
-            tracing::debug!(backend = h.backend.name(), error = %e, "reset before check-in failed; closing the connection");
-            self.pools.discard(&h.backend, h.conn);
-            return;
+        // A hung server is not waited on for a reset (see `hung.rs`): closed instead.
+        let backend = h.backend.clone();
+        match super::hung::unless_hung(&backend, h.conn.reset()).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                tracing::debug!(backend = h.backend.name(), error = %e, "reset before check-in failed; closing the connection");
+                self.pools.discard(&h.backend, h.conn);
+                return;
+            }
+            None => {
+                self.pools.discard(&h.backend, h.conn);
+                return;
+            }
         }
         h.conn.has_schema |= self.has_schema();
         self.pools.release(&self.ctx, &h.backend, h.conn);
