@@ -5,7 +5,7 @@
 use crate::metrics::{BackendMetrics, Metrics};
 use router::choice::{BreakerPolicy, BreakerState, CircuitBreaker};
 use router::config::{Config, ServerConfig};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -38,6 +38,9 @@ struct BackendShared {
     /// Set from the check that found the server hung until the next check it answers: a
     /// statement about to wait on it stops at once instead of waiting for the next bump.
     hung_now: AtomicBool,
+    /// Failed health checks so far: a connection opened before the latest may belong to a
+    /// server process that is gone (killed and restarted), see [`Backend::outages`].
+    outages: AtomicU64,
     /// The server's `@@version` as the monitor last read it.
     version: Mutex<Option<Arc<str>>>,
 }
@@ -102,6 +105,18 @@ impl Backend {
     /// [`Backend::hung_signal`] before asking, so that a hang found in between is not missed.
     pub fn is_hung(&self) -> bool {
         self.shared.hung_now.load(Ordering::SeqCst)
+    }
+
+    /// The monitor found the server down or hung (any failed check).
+    pub fn note_outage(&self) {
+        self.shared.outages.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many checks have failed so far. A connection records it when opened: one opened
+    /// before a later failure may have died with the server process (a restart closes every
+    /// connection), and must be looked at before a statement is trusted to it.
+    pub fn outages(&self) -> u64 {
+        self.shared.outages.load(Ordering::Acquire)
     }
 
     /// Pooled connections to this backend (idle + in use + being opened).
@@ -339,6 +354,7 @@ pub(super) fn build_backends(
                     breaker_open: AtomicBool::new(false),
                     hung: tokio::sync::watch::Sender::new(0),
                     hung_now: AtomicBool::new(false),
+                    outages: AtomicU64::new(0),
                     version: Mutex::new(None),
                 }),
             };

@@ -251,6 +251,7 @@ async fn check_loop(
                     }
                 }
                 Err(e) => {
+                    b.note_outage();
                     if e.is_connect() {
                         b.metrics().connect_errors.inc();
                     }
