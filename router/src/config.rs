@@ -414,6 +414,50 @@ pub struct ProxyConfig {
     /// machine with the servers or clients it talks to.
     #[serde(default)]
     pub worker_threads: usize,
+    /// Who may change the running proxy through `/admin/...` on `http_listen`.
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// The admin API's bearer token, given inline, from an environment variable or from a file
+/// (read at each request, so a rotated file takes effect at once). Without one, only
+/// loopback clients may use `/admin/...`; the read endpoints stay open either way.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<String>,
+}
+
+impl AdminConfig {
+    /// The token's source as a [`Secret`], for the shared resolver.
+    pub fn secret(&self) -> Secret {
+        Secret {
+            password: self.token.clone(),
+            password_env: self.token_env.clone(),
+            password_file: self.token_file.clone(),
+        }
+    }
+
+    /// Whether any source is configured (an unset variable still counts: the API then
+    /// refuses everyone rather than falling back to loopback-only).
+    pub fn is_configured(&self) -> bool {
+        self.token.is_some() || self.token_env.is_some() || self.token_file.is_some()
+    }
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_env", &self.token_env)
+            .field("token_file", &self.token_file)
+            .finish()
+    }
 }
 
 fn default_listen() -> String {
@@ -682,6 +726,9 @@ impl Config {
             check_addr(&proxy.listen).map_err(|m| invalid("proxy.listen".into(), "listen:", m))?;
             check_addr(&proxy.http_listen)
                 .map_err(|m| invalid("proxy.http_listen".into(), "http_listen:", m))?;
+            check_secret(&proxy.admin.secret())
+                .map_err(|m| m.replace("password", "token"))
+                .map_err(|m| invalid("proxy.admin".into(), "admin:", m))?;
             if proxy.worker_threads > MAX_WORKER_THREADS {
                 return Err(invalid(
                     "proxy.worker_threads".into(),
@@ -774,6 +821,14 @@ impl Config {
         }
         check_addr(&self.sidecar.http_listen)
             .map_err(|m| invalid("sidecar.http_listen".into(), "http_listen:", m))?;
+        if self.sidecar.server_id == 0 {
+            // A replica with server_id 0 is refused by the primary's binlog dump.
+            return Err(invalid(
+                "sidecar.server_id".into(),
+                "server_id:",
+                "must be between 1 and 4294967295 (0 is refused by the primary)".into(),
+            ));
+        }
         check_secret(&self.monitor.secret).map_err(|m| invalid("monitor".into(), "monitor:", m))?;
         if !(MIN_MONITOR_TIMEOUT_MS..=MAX_MONITOR_TIMEOUT_MS).contains(&self.monitor.timeout_ms) {
             return Err(ConfigError::Invalid {
@@ -1088,6 +1143,35 @@ mod test {
             .expect("replaced");
         let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
         assert!(err.contains(&format!("c.yaml:{line}")), "{err}");
+    }
+
+    #[test]
+    fn a_reader_server_id_of_zero_is_refused_naming_the_key() {
+        let text = EXAMPLE.replace("  server_id: 4242\n", "  server_id: 0\n");
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("sidecar.server_id"), "{err}");
+        assert!(err.starts_with("c.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn admin_token_takes_one_source_and_is_never_printed() {
+        let c = Config::from_yaml("c.yaml", EXAMPLE).expect("valid");
+        assert!(!c.proxy.as_ref().is_some_and(|p| p.admin.is_configured()));
+        let text = EXAMPLE.replace("  users:\n", "  admin:\n    token: s3cret\n  users:\n");
+        let c = Config::from_yaml("c.yaml", &text).expect("valid");
+        let admin = &c.proxy.as_ref().expect("proxy").admin;
+        assert_eq!(admin.secret().password.as_deref(), Some("s3cret"));
+        assert!(!format!("{admin:?}").contains("s3cret"));
+        let both = EXAMPLE.replace(
+            "  users:\n",
+            "  admin:\n    token: a\n    token_env: T\n  users:\n",
+        );
+        let err = Config::from_yaml("c.yaml", &both).unwrap_err().to_string();
+        assert!(err.contains("proxy.admin"), "{err}");
+        assert!(
+            err.contains("only one of `token`, `token_env`, `token_file`"),
+            "{err}"
+        );
     }
 
     #[test]
