@@ -142,7 +142,7 @@ impl Plan {
             }
             Some(_) => {}
         }
-        let secret = |c: &router::config::Credentials| {
+        let secret = |c: router::config::Account| {
             binlog_reader::secret::resolve(&c.secret)
                 .map(|p| (c.user.clone(), p))
                 .map_err(|e| refuse("no_credentials", e.to_string()))
