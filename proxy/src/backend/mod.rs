@@ -2,11 +2,14 @@
 
 pub mod conn;
 pub mod control;
+pub mod fingerprint;
 pub mod handshake;
 pub mod pool;
+pub mod stmt_cache;
 pub mod tls;
 
-pub use conn::{BackendStmt, Conn, Key, Sink};
+pub use conn::{Conn, Key, Sink};
+pub use fingerprint::Fingerprint;
 pub use control::KillScope;
 pub use pool::{pools_for, Pools};
 
