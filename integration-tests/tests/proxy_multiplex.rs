@@ -135,11 +135,18 @@ async fn two_hundred_clients_share_eight_connections_per_server() {
     }
     stop.store(true, Ordering::Relaxed);
     let (most, samples) = sampler.await.expect("sampler");
-    assert!(errors.is_empty(), "{} clients failed: {errors:?}", errors.len());
+    assert!(
+        errors.is_empty(),
+        "{} clients failed: {errors:?}",
+        errors.len()
+    );
     assert!(most <= 8, "a server saw {most} connections from {USER}");
     assert!(samples > 5, "only {samples} process list samples");
     // The clients really shared: most ran on more than one backend connection.
-    assert!(shared > CLIENTS / 2, "only {shared} clients changed connection");
+    assert!(
+        shared > CLIENTS / 2,
+        "only {shared} clients changed connection"
+    );
     for b in p.ctx.backends().iter() {
         assert!(
             b.connections() <= 8,
@@ -212,10 +219,8 @@ async fn every_session_keeps_its_own_state_across_hand_overs() {
                     .expect("a row");
                 assert_eq!(seen, want, "session {i}, statement {j}");
                 if j % 10 == 3 {
-                    conn.query_drop(format!(
-                        "INSERT INTO {TEST_DB}.mux_ids (who) VALUES ({i})"
-                    ))
-                    .await?;
+                    conn.query_drop(format!("INSERT INTO {TEST_DB}.mux_ids (who) VALUES ({i})"))
+                        .await?;
                     own_id = conn.last_insert_id().expect("an insert id");
                 }
                 if j % 10 == 7 {
@@ -237,7 +242,10 @@ async fn every_session_keeps_its_own_state_across_hand_overs() {
         diffs += b.metrics().state_syncs_diff.get();
         resets += b.metrics().state_syncs_reset.get();
     }
-    assert!(diffs > 0, "no connection was brought to another session's state");
+    assert!(
+        diffs > 0,
+        "no connection was brought to another session's state"
+    );
     assert!(
         resets < diffs,
         "{resets} resets for {diffs} diffs: hand-overs should rarely reset"
@@ -261,8 +269,7 @@ async fn prepared_statements_follow_sessions_across_connections() {
             let stmt = conn.prep("SELECT ? + 1, @@port").await?;
             for j in 0..EXECUTIONS {
                 let n = (i * 1000 + j) as i64;
-                let (v, _port): (i64, u16) =
-                    conn.exec_first(&stmt, (n,)).await?.expect("a row");
+                let (v, _port): (i64, u16) = conn.exec_first(&stmt, (n,)).await?.expect("a row");
                 assert_eq!(v, n + 1, "session {i}, execution {j}");
             }
             // Closing the client's handle leaves the statement on the connections for others.
@@ -290,5 +297,8 @@ async fn prepared_statements_follow_sessions_across_connections() {
         prepares <= bound,
         "{prepares} prepares for {executions} executions (bound {bound})"
     );
-    assert!(hits >= executions - bound, "{hits} cache hits of {executions}");
+    assert!(
+        hits >= executions - bound,
+        "{hits} cache hits of {executions}"
+    );
 }

@@ -1028,7 +1028,10 @@ mod test {
     fn release_delay_defaults_and_is_bounded() {
         let c = Config::from_yaml("c.yaml", EXAMPLE).unwrap();
         assert_eq!(c.proxy.as_ref().map(|p| p.pool.release_delay_ms), Some(0));
-        let text = EXAMPLE.replace("  users:\n", "  pool:\n    release_delay_ms: 500\n  users:\n");
+        let text = EXAMPLE.replace(
+            "  users:\n",
+            "  pool:\n    release_delay_ms: 500\n  users:\n",
+        );
         let c = Config::from_yaml("c.yaml", &text).unwrap();
         assert_eq!(c.proxy.as_ref().map(|p| p.pool.release_delay_ms), Some(500));
         let text = EXAMPLE.replace(

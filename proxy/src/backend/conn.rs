@@ -1,7 +1,9 @@
 //! One authenticated connection to a backend server, opened as the client's user with the
 //! client's response-shaping capabilities, so its responses can be forwarded unchanged.
 
+use super::fingerprint::Fingerprint;
 use super::handshake::{scramble, Greeting, Response};
+use super::stmt_cache::StmtCache;
 use super::tls::{TlsTarget, Transport};
 use super::Error;
 use crate::protocol::consts::{cap, com};
@@ -9,8 +11,6 @@ use crate::protocol::message::parse_err;
 use crate::protocol::packet::{read_packet, write_packet};
 use crate::protocol::relay::{self, End, Shape};
 use router::config::BackendTlsMode;
-use super::fingerprint::Fingerprint;
-use super::stmt_cache::StmtCache;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, BufStream};

@@ -66,10 +66,7 @@ impl Fingerprint {
 
     /// This state with COM_SET_OPTION `option`.
     pub fn with_option(&self, option: Option<u16>) -> Arc<Fingerprint> {
-        Self::build(
-            self.entries.iter().map(|e| (&*e.key, &*e.text)),
-            option,
-        )
+        Self::build(self.entries.iter().map(|e| (&*e.key, &*e.text)), option)
     }
 
     /// Whether two states are the same (cheap: a pointer, then a hash, comparison first).

@@ -9,8 +9,8 @@ pub mod stmt_cache;
 pub mod tls;
 
 pub use conn::{Conn, Key, Sink};
-pub use fingerprint::Fingerprint;
 pub use control::KillScope;
+pub use fingerprint::Fingerprint;
 pub use pool::{pools_for, Pools};
 
 /// What can go wrong talking to a backend.

@@ -115,7 +115,9 @@ mod test {
     fn full_cache_evicts_the_least_recently_used_and_says_which_to_close() {
         let mut c = StmtCache::default();
         for i in 0..MAX_PER_CONNECTION as u32 {
-            assert!(c.insert(Arc::from(format!("s{i}").as_bytes()), i).is_empty());
+            assert!(c
+                .insert(Arc::from(format!("s{i}").as_bytes()), i)
+                .is_empty());
         }
         // s0 used again: s1 is now the oldest.
         assert_eq!(c.get(b"s0").map(|s| s.id), Some(0));

@@ -29,8 +29,11 @@ pub struct Held {
     pub cursor_open: bool,
     /// Counted as `pinned` (not `in_use`) in `rwsplit_backend_connections`.
     pub pinned: bool,
-    /// The session's pinned state lived here at some point (or a cursor did): reset before
-    /// another session may have it.
+    /// State that outlives its statement and is not ended by a transaction's end lived here
+    /// at some point (temporary tables, locks, user variables, `PREPARE`, a history too long to
+    /// replay): reset before another session may have it. A transaction (or `autocommit=0`)
+    /// that ended cleanly leaves nothing behind (its row locks end with it), so it does not
+    /// taint; one still open when the session lets go is the anchor, reset all the same.
     pub tainted: bool,
     /// The last statement ran here in the session's state: whatever it changed in that
     /// state, this connection has it (see [`Session::settle`]).
@@ -132,9 +135,7 @@ impl Session {
     /// one too, and nothing unselects it): the client's, a `USE` in the state, or a history
     /// too long to know.
     pub(super) fn has_schema(&self) -> bool {
-        self.client.database.is_some()
-            || self.want.has_schema()
-            || self.router.history_overflowed()
+        self.client.database.is_some() || self.want.has_schema() || self.router.history_overflowed()
     }
 
     /// Drops a connection that is out of step (I/O error, timeout, client gone mid-response).
@@ -345,7 +346,10 @@ impl Session {
         let text: &[u8] = match self.cmd.first() {
             Some(&com::QUERY) => &self.cmd[1..],
             Some(&com::STMT_EXECUTE) => {
-                let id = self.cmd.get(1..5).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                let id = self
+                    .cmd
+                    .get(1..5)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
                 match id.and_then(|id| self.stmts.get(&id)) {
                     Some(st) => st.sql(),
                     None => return None,

@@ -40,18 +40,24 @@ impl Session {
         }
         let pins = self.router.pins();
         // A history too long to replay lives only where it ran: kept like pinned state.
-        if pins.any() || self.router.in_replica_transaction() || self.router.history_overflowed()
-        {
+        if pins.any() || self.router.in_replica_transaction() || self.router.history_overflowed() {
             if self.anchor.is_none() {
                 self.anchor = self.previous.clone();
             }
         } else {
             self.anchor = None;
         }
+        // What a transaction's end does not clean up (see `Held::tainted`).
+        let lasting = pins.temp_tables
+            || pins.lock_tables
+            || pins.named_locks
+            || pins.user_variables
+            || pins.prepared_text
+            || self.router.history_overflowed();
         for i in 0..self.held.len() {
             let pinned = self.is_anchor(&self.held[i]);
             self.set_pinned(i, pinned);
-            self.held[i].tainted |= pinned;
+            self.held[i].tainted |= pinned && lasting;
         }
         if pins != self.pins_seen {
             for ((reason, now), (_, before)) in

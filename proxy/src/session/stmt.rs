@@ -350,7 +350,10 @@ impl Session {
         let Some(id) = stmt_id(&self.cmd) else {
             return self.unknown_stmt(1).await;
         };
-        let Some((cursor, sql)) = self.stmts.get(&id).map(|s| (s.cursor_on.clone(), s.sql.clone()))
+        let Some((cursor, sql)) = self
+            .stmts
+            .get(&id)
+            .map(|s| (s.cursor_on.clone(), s.sql.clone()))
         else {
             return self.unknown_stmt(1).await;
         };

@@ -19,8 +19,14 @@ fn texts(p: Plan) -> Vec<String> {
 
 #[test]
 fn equal_states_need_nothing() {
-    let a = fp(&[("names", "SET NAMES utf8mb4"), ("sql_mode", "SET sql_mode = ''")]);
-    let b = fp(&[("names", "SET NAMES utf8mb4"), ("sql_mode", "SET sql_mode = ''")]);
+    let a = fp(&[
+        ("names", "SET NAMES utf8mb4"),
+        ("sql_mode", "SET sql_mode = ''"),
+    ]);
+    let b = fp(&[
+        ("names", "SET NAMES utf8mb4"),
+        ("sql_mode", "SET sql_mode = ''"),
+    ]);
     assert!(Fingerprint::same(&a, &b));
     assert_eq!(plan(&a, &b, false, true), (false, Plan::Nothing));
 }
@@ -51,13 +57,19 @@ fn use_stands_alone_beside_the_set() {
     assert!(!reset);
     assert_eq!(
         texts(p),
-        vec!["\u{3}USE `db`".to_string(), "\u{3}SET NAMES latin1".to_string()]
+        vec![
+            "\u{3}USE `db`".to_string(),
+            "\u{3}SET NAMES latin1".to_string()
+        ]
     );
 }
 
 #[test]
 fn what_cannot_be_reverted_costs_a_reset_and_a_full_replay() {
-    let have = fp(&[("names", "SET NAMES latin1"), ("sql_mode", "SET sql_mode = ''")]);
+    let have = fp(&[
+        ("names", "SET NAMES latin1"),
+        ("sql_mode", "SET sql_mode = ''"),
+    ]);
     let want = fp(&[("sql_mode", "SET sql_mode = ''")]);
     let (reset, p) = plan(&have, &want, false, true);
     assert!(reset);
@@ -120,7 +132,10 @@ fn the_multi_statement_option_follows_the_session() {
 
 #[test]
 fn a_connection_with_pinned_state_is_replayed_over_not_reset() {
-    let have = fp(&[("names", "SET NAMES latin1"), ("sql_mode", "SET sql_mode = ''")]);
+    let have = fp(&[
+        ("names", "SET NAMES latin1"),
+        ("sql_mode", "SET sql_mode = ''"),
+    ]);
     let want = fp(&[("sql_mode", "SET sql_mode = ''"), ("a#x", "SET a = @@b")]);
     let (reset, p) = plan(&have, &want, false, false);
     assert!(!reset);
