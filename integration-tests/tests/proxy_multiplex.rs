@@ -302,3 +302,48 @@ async fn prepared_statements_follow_sessions_across_connections() {
         "{hits} cache hits of {executions}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_connections_that_held_lasting_state_are_reset_before_reuse() {
+    let Some(c) = cluster("only_connections_that_held_lasting_state_are_reset_before_reuse") else {
+        return;
+    };
+    // One connection per server: every session gets the same primary connection.
+    let p = proxy(&c, 1).await;
+    let primary = p.ctx.backend("primary").expect("primary");
+    let check_ins = || primary.metrics().state_syncs_check_in.get();
+
+    // A finished transaction leaves nothing behind: its connection goes back as it is.
+    let mut a = user_conn(&p, Some(TEST_DB)).await;
+    a.query_drop("BEGIN").await.unwrap();
+    a.query_drop(format!("INSERT INTO {TEST_DB}.mux_ids (who) VALUES (-1)"))
+        .await
+        .unwrap();
+    a.query_drop("COMMIT").await.unwrap();
+    let thread_a: u64 = a
+        .query_first("/* rwsplit:primary */ SELECT @@pseudo_thread_id")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        check_ins(),
+        0,
+        "a committed transaction's connection was reset"
+    );
+
+    // User variables live on: the session keeps the connection, and resets it when it leaves.
+    a.query_drop("SET @secret = 42").await.unwrap();
+    let v: Option<i64> = a.query_first("SELECT @secret").await.unwrap();
+    assert_eq!(v, Some(42));
+    a.disconnect().await.unwrap();
+    let mut b = user_conn(&p, Some(TEST_DB)).await;
+    let (v, thread_b): (Option<i64>, u64) = b
+        .query_first("SELECT @secret, @@pseudo_thread_id")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(thread_b, thread_a, "the same (only) primary connection");
+    assert_eq!(v, None, "another session's user variable leaked");
+    assert_eq!(check_ins(), 1);
+    b.disconnect().await.unwrap();
+}

@@ -98,12 +98,13 @@ impl Session {
     /// its transaction rolls back and its locks are released before anyone else can wait on
     /// them, as when a client of a server goes away.
     pub(super) async fn release_all(&mut self) {
-        self.anchor = None;
         self.previous = None;
         self.diag_pin = false;
+        // The anchor is known as such while it goes back: it is reset.
         for h in std::mem::take(&mut self.held) {
             self.give_back(h).await;
         }
+        self.anchor = None;
     }
 
     /// Returns a connection to its pool. One that held pinned state (a transaction, locks,
@@ -113,13 +114,18 @@ impl Session {
     /// free at once. Any other connection goes back as it is, its session state described by
     /// its fingerprint. One that cannot be reset is closed, which the server treats the same.
     async fn give_back(&self, mut h: Held) {
+        let dirty = h.tainted
+            || h.pinned
+            || self.is_anchor(&h)
+            || h.cursor_open
+            || h.conn.diagnostics
+            || h.conn.prepared.any_cursor();
         self.count_unpinned(&mut h);
         if h.conn.broken {
             self.pools.discard(&h.backend, h.conn);
             return;
         }
         h.conn.has_schema |= h.conn.state.has_schema() || self.has_schema();
-        let dirty = h.tainted || h.cursor_open || h.conn.diagnostics || self.is_anchor(&h);
         if dirty {
             if let Err(e) = h.conn.reset().await {
                 tracing::debug!(backend = h.backend.name(), error = %e, "reset before check-in failed; closing the connection");

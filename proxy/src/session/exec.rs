@@ -409,7 +409,10 @@ impl Session {
                     // It ran in the session's state (synced before): whatever the statement
                     // changed in that state, this connection has it (see `settle`).
                     held.in_step = true;
-                    held.conn.diagnostics = match end {
+                    // Sticky until the reset at check-in: diagnostics statements (`SHOW
+                    // WARNINGS`, `SELECT @@warning_count`) leave the list in place while
+                    // reporting no warnings of their own.
+                    held.conn.diagnostics |= match end {
                         End::Ok { warnings, .. } => warnings > 0 || d.calc_found_rows,
                         End::Err { .. } => true,
                     };
