@@ -1,7 +1,7 @@
 //! The library entry point a proxy embeds: [`LagReader::spawn`] starts the binlog stream and
 //! the replica pollers on the current tokio runtime and returns a cheap [`LagHandle`].
 
-use crate::http::{Reply, Routes};
+use crate::http::{self, Reply, Request, Routes};
 use crate::position;
 use crate::secret::{self, SecretError};
 use crate::snapshot::LagSnapshot;
@@ -223,11 +223,11 @@ impl LagHandle {
     /// streamed from), `/transactions`.
     pub fn routes(&self) -> Routes {
         let h = self.clone();
-        Arc::new(move |method: &str, path: &str| {
-            if method != "GET" && method != "HEAD" {
+        http::sync_routes(move |req: &Request| {
+            if !req.is_read() {
                 return Reply::text(405, "method not allowed\n");
             }
-            match path {
+            match req.path.as_str() {
                 "/metrics" => Reply::ok("text/plain; version=0.0.4", h.metrics_text()),
                 "/lag" => match serde_json::to_vec(&h.snapshot()) {
                     Ok(body) => Reply::ok("application/json", body),
@@ -282,13 +282,15 @@ mod test {
         assert!(!h.covers("r1", "0-1-1"));
         assert!(!h.covers("nobody", "0-1-1"));
         let routes = h.routes();
-        assert_eq!(routes("GET", "/healthz").status, 503);
-        assert_eq!(routes("GET", "/nope").status, 404);
-        assert_eq!(routes("POST", "/lag").status, 405);
-        let lag = routes("GET", "/lag");
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        assert_eq!(routes(Request::get("/healthz")).await.status, 503);
+        assert_eq!(routes(Request::get("/nope")).await.status, 404);
+        assert_eq!(routes(Request::new("POST", "/lag", peer)).await.status, 405);
+        let lag = routes(Request::get("/lag")).await;
         let parsed: LagSnapshot = serde_json::from_slice(&lag.body).expect("/lag is a LagSnapshot");
         assert_eq!(parsed.replicas["r1"].lag_ms, None);
-        let metrics = String::from_utf8(routes("GET", "/metrics").body.to_vec()).unwrap();
+        let metrics =
+            String::from_utf8(routes(Request::get("/metrics")).await.body.to_vec()).unwrap();
         assert!(
             metrics.contains("rwsplit_replica_lag_known{replica=\"r1\"} 0"),
             "{metrics}"

@@ -151,3 +151,78 @@ async fn handshake_presents_the_writers_version_by_default() {
     let presented = String::from_utf8_lossy(&greeting[1..1 + end]).into_owned();
     assert_eq!(presented, format!("5.5.5-{version}-rwsplit"));
 }
+
+/// `/admin/...` changes the running proxy: with `proxy.admin.token` set, a request without the
+/// token or with a wrong one gets 401 and changes nothing; the right one is obeyed. The read
+/// endpoints stay open and refuse other methods.
+#[tokio::test]
+async fn admin_api_obeys_only_the_configured_token() {
+    let Some(cluster) = shared_cluster("admin_api_obeys_only_the_configured_token") else {
+        return;
+    };
+    let ports = Ports::free();
+    let proxy = ProxyProcess::start(
+        &config_yaml(
+            &cluster,
+            ports,
+            "  admin:\n    token: \"t0ken-for-tests\"\n",
+        ),
+        ports,
+    );
+    proxy.wait_healthy(Duration::from_secs(10)).await;
+    let reloads =
+        |text: &str| ops_support::metric(text, "rwsplit_config_reloads_total{result=\"ok\"}");
+    let before = reloads(&proxy.get("/metrics").await.1);
+
+    let (status, body) = proxy.admin("POST", "/admin/reload", None, "").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("Authorization: Bearer"), "{body}");
+    let (status, body) = proxy
+        .admin("POST", "/admin/reload", Some("t0ken-for-test"), "")
+        .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (401, "unauthorized: wrong admin token\n")
+    );
+    assert_eq!(
+        reloads(&proxy.get("/metrics").await.1),
+        before,
+        "nothing reloaded"
+    );
+
+    let (status, body) = proxy
+        .admin("POST", "/admin/reload", Some("t0ken-for-tests"), "")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let doc: ops_support::Json = serde_json::from_str(&body).expect("JSON reply");
+    assert_eq!(doc["reloaded"], true);
+    assert_eq!(reloads(&proxy.get("/metrics").await.1), before + 1.0);
+    assert!(proxy.log_text().contains("admin request refused"));
+
+    // Read endpoints: open, GET only.
+    assert_eq!(proxy.get("/servers").await.0, 200);
+    assert_eq!(proxy.admin("POST", "/servers", None, "{}").await.0, 405);
+}
+
+/// Without a token the proxy says at start that `/admin` is loopback-only, and serves it to
+/// loopback clients (the tests' address).
+#[tokio::test]
+async fn without_a_token_admin_is_loopback_only_and_the_log_says_so() {
+    let Some(cluster) =
+        shared_cluster("without_a_token_admin_is_loopback_only_and_the_log_says_so")
+    else {
+        return;
+    };
+    let ports = Ports::free();
+    let proxy = ProxyProcess::start(&config_yaml(&cluster, ports, ""), ports);
+    proxy.wait_healthy(Duration::from_secs(10)).await;
+    assert!(
+        proxy.log_text().contains("open to loopback clients only"),
+        "{}",
+        proxy.log_text()
+    );
+    let (status, body) = proxy.admin("POST", "/admin/reload", None, "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(proxy.admin("GET", "/admin/reload", None, "").await.0, 405);
+    assert_eq!(proxy.admin("POST", "/admin/nothing", None, "").await.0, 404);
+}

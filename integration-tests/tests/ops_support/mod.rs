@@ -191,6 +191,17 @@ impl ProxyProcess {
         http_get(self.ports.http, path).await
     }
 
+    /// `method path` on the admin endpoint with an optional bearer token: (status, body).
+    pub async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (u16, String) {
+        http_request(self.ports.http, method, path, token, body).await
+    }
+
     /// Waits until `/healthz` answers 200 (the monitor found the primary).
     pub async fn wait_healthy(&self, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
@@ -276,6 +287,18 @@ pub fn app_opts(port: u16) -> OptsBuilder {
 
 /// A minimal HTTP/1.1 GET against 127.0.0.1:`port` (status 0 when nothing answers).
 pub async fn http_get(port: u16, path: &str) -> (u16, String) {
+    http_request(port, "GET", path, None, "").await
+}
+
+/// A minimal HTTP/1.1 request against 127.0.0.1:`port`, with an optional bearer token and a
+/// body (status 0 when nothing answers).
+pub async fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let Ok(Ok(mut stream)) = tokio::time::timeout(
         Duration::from_secs(2),
         tokio::net::TcpStream::connect(("127.0.0.1", port)),
@@ -284,7 +307,13 @@ pub async fn http_get(port: u16, path: &str) -> (u16, String) {
     else {
         return (0, String::new());
     };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     if stream.write_all(req.as_bytes()).await.is_err() {
         return (0, String::new());
     }

@@ -1,34 +1,94 @@
-//! The operator's HTTP endpoint on `proxy.http_listen`: `/healthz` (can the proxy serve
-//! writes?), `/metrics` (Prometheus text) and `/servers` (what the proxy knows about each
-//! server, as JSON).
+//! The operator's HTTP endpoint on `proxy.http_listen`. Read endpoints, open to anyone who
+//! can reach the port: `/healthz` (can the proxy serve writes?), `/metrics` (Prometheus text)
+//! and `/servers` (what the proxy knows about each server, as JSON). Endpoints that change the
+//! running proxy live under `/admin/...`, JSON in and out, behind [`auth`].
 
+pub mod auth;
 pub mod servers;
 
 use crate::context::Context;
 // The sidecar's small HTTP server serves the admin endpoint too: one implementation to fix.
-use binlog_reader::http::{self, Reply};
+use binlog_reader::http::{self, Reply, ReplyFuture, Request};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// Serves the admin endpoint until the task is dropped or aborted.
 pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
+    if let Some(proxy) = &ctx.config().proxy {
+        auth::announce(&proxy.admin);
+    }
     http::serve(
         listener,
-        Arc::new(move |method, path| route(&ctx, method, path)),
+        Arc::new(move |req: Request| route(ctx.clone(), req)),
     )
     .await
 }
 
-fn route(ctx: &Context, method: &str, path: &str) -> Reply {
-    if method != "GET" && method != "HEAD" {
-        return Reply::text(405, "only GET is supported\n");
+/// Every endpoint: the read ones answer at once; `/admin/...` is authenticated first.
+pub fn route(ctx: Arc<Context>, req: Request) -> ReplyFuture {
+    if req.path.starts_with("/admin/") {
+        let admin = ctx
+            .config()
+            .proxy
+            .as_ref()
+            .map(|p| p.admin.clone())
+            .unwrap_or_default();
+        if let Err(refused) = auth::check(&admin, &req) {
+            tracing::warn!(peer = %req.peer, path = %req.path, status = refused.status, "admin request refused");
+            return ready(refused);
+        }
+        return admin_route(ctx, req);
     }
-    match path {
+    ready(read_route(&ctx, &req))
+}
+
+fn ready(reply: Reply) -> ReplyFuture {
+    Box::pin(async move { reply })
+}
+
+fn read_route(ctx: &Context, req: &Request) -> Reply {
+    if !req.is_read() {
+        return Reply::text(
+            405,
+            "only GET is supported here; changes go through /admin/...\n",
+        );
+    }
+    match req.path.as_str() {
         "/healthz" => healthz(ctx),
         "/metrics" => Reply::ok("text/plain; version=0.0.4; charset=utf-8", metrics(ctx)),
         "/servers" => Reply::ok("application/json", servers::json(ctx).to_string() + "\n"),
-        "/" => Reply::text(200, "rwsplit-proxy: /healthz /metrics /servers\n"),
+        "/" => Reply::text(
+            200,
+            "rwsplit-proxy: /healthz /metrics /servers /admin/...\n",
+        ),
         _ => Reply::text(404, "not found: try /healthz, /metrics or /servers\n"),
+    }
+}
+
+/// The authenticated endpoints. Each logs what it changed, with the caller's address.
+fn admin_route(ctx: Arc<Context>, req: Request) -> ReplyFuture {
+    match (req.method.as_str(), req.path.as_str()) {
+        ("POST", "/admin/reload") => ready(reload(&ctx, &req)),
+        (_, "/admin/reload") => ready(Reply::text(405, "use POST\n")),
+        _ => ready(Reply::text(404, "no such admin endpoint\n")),
+    }
+}
+
+/// `POST /admin/reload`: what SIGHUP does (re-read the config file), answering whether the
+/// new file was taken.
+fn reload(ctx: &Context, req: &Request) -> Reply {
+    match ctx.reload() {
+        Ok(()) => {
+            tracing::info!(peer = %req.peer, "config reloaded through /admin/reload");
+            Reply::json(200, &serde_json::json!({ "reloaded": true }))
+        }
+        Err(e) => {
+            tracing::warn!(peer = %req.peer, error = %e, "config reload through /admin/reload rejected");
+            Reply::json(
+                422,
+                &serde_json::json!({ "reloaded": false, "error": e.to_string() }),
+            )
+        }
     }
 }
 

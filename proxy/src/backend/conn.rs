@@ -77,6 +77,9 @@ pub struct Conn {
     /// The connection's place under `proxy.pool.max_per_server` (set by the pools). Last, so
     /// the socket is closed before the place goes to a waiting session.
     pub(crate) slot: Option<crate::context::Slot>,
+    /// The server's failed-check count ([`crate::context::Backend::outages`]) when this
+    /// connection was opened or last found alive.
+    pub outages_seen: u64,
 }
 
 impl Conn {
@@ -250,6 +253,7 @@ impl Conn {
             scratch: Vec::new(),
             read_timeout: Duration::from_secs(30),
             slot: None,
+            outages_seen: 0,
         })
     }
 
@@ -273,6 +277,7 @@ impl Conn {
             scratch: Vec::new(),
             read_timeout: Duration::from_secs(30),
             slot: None,
+            outages_seen: 0,
         }
     }
 

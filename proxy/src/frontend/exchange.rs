@@ -221,7 +221,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Equality of a clear password with the configured one that reveals neither where they differ
 /// nor the configured password's length: digests of both are compared.
-fn secret_eq(given: &[u8], expected: &[u8]) -> bool {
+pub(crate) fn secret_eq(given: &[u8], expected: &[u8]) -> bool {
     constant_time_eq(&Sha1::digest(given), &Sha1::digest(expected))
 }
 

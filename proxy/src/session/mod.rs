@@ -5,6 +5,7 @@
 mod change_user;
 mod conns;
 mod exec;
+mod hung;
 mod integrity;
 mod kill;
 mod limits;
