@@ -114,9 +114,9 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
     let cfg = ctx.proxy_config();
     let idle_timeout = Duration::from_secs(cfg.client_idle_timeout_s.max(1));
     // Idle time after which the session gives back the backend connections its state does not
-    // need (`proxy.pool.release_delay_ms`): short enough that idle clients hold nothing, long
-    // enough that a busy client keeps its connections between statements (no reset and replay
-    // per statement). Read once per session, like the timeouts above.
+    // need (`proxy.pool.release_delay_ms`, 0 by default: as each statement ends, which costs no
+    // reset since connections carry their session state, see `conns.rs`). Read once per
+    // session, like the timeouts above.
     let release_delay = Duration::from_millis(cfg.pool.release_delay_ms);
     let limits = limits::Limits::new(&cfg);
     let write_timeout = (cfg.client_write_timeout_ms > 0)
