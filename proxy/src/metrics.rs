@@ -19,6 +19,8 @@ pub mod reject {
     pub const AUTH: &str = "auth";
     /// The handshake failed (TLS, malformed packets, timeouts; reported by the front end).
     pub const HANDSHAKE: &str = "handshake";
+    /// The user's `proxy.users[].max_connections` reached: the client got ERR 1226.
+    pub const USER_MAX_CONNECTIONS: &str = "user_max_connections";
 }
 
 /// `cause` label values of `rwsplit_session_state_lost_total`.

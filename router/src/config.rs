@@ -7,6 +7,9 @@ use serde::Deserialize;
 use std::collections::HashSet;
 use std::fmt;
 
+mod users;
+pub use users::PasswordHash;
+
 /// What went wrong loading a configuration file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -229,6 +232,20 @@ pub struct UserConfig {
     /// ADMIN` allow on a server). Without it a user kills only its own sessions.
     #[serde(default)]
     pub admin: bool,
+    /// A `mysql_native_password` hash (`*` + 40 hex digits) instead of a password: the
+    /// proxy verifies clients against it and logs in to the backends with what a client's
+    /// answer proves. Clients are asked for `mysql_native_password` (see [`PasswordHash`]).
+    #[serde(default)]
+    pub password_hash: Option<PasswordHash>,
+    /// Client sessions this user may have open at once through this proxy (ERR 1226 beyond,
+    /// as a server's `max_user_connections`). Unset: no limit but `proxy.max_connections`.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Backend connections this user's sessions may hold on one server at once (within
+    /// `proxy.pool.max_per_server`); beyond it a session waits in the pool's line, as for a
+    /// full pool, up to `proxy.pool.queue_timeout_ms`. Unset: no limit of its own.
+    #[serde(default)]
+    pub max_backend_connections: Option<usize>,
 }
 
 /// Client-side TLS mode.
@@ -791,6 +808,16 @@ impl Config {
                 }
                 check_secret(&u.secret)
                     .map_err(|m| invalid(format!("proxy.users[{i}]"), &u.name, m))?;
+                users::check_user(u).map_err(|(key, m)| {
+                    // The offending line is the key's own under this user's entry.
+                    let line = user_key_line(text, &u.name, key);
+                    ConfigError::Invalid {
+                        file: file.to_string(),
+                        line,
+                        key: format!("proxy.users[{i}].{key}"),
+                        message: m,
+                    }
+                })?;
             }
         }
         if let Some(LagSource::Sidecar { url, urls }) = self.proxy.as_ref().map(|p| &p.lag_source) {
@@ -904,6 +931,19 @@ fn check_secret(s: &Secret) -> Result<(), String> {
         return Err("give only one of `password`, `password_env`, `password_file`".into());
     }
     Ok(())
+}
+
+/// The line of `key:` in the entry of user `name` (the first `key:` after the line naming
+/// it), or the name's line.
+fn user_key_line(text: &str, name: &str, key: &str) -> Option<usize> {
+    let at = find_line(text, &format!("name: {name}")).or_else(|| find_line(text, name))?;
+    let needle = format!("{key}:");
+    text.lines()
+        .enumerate()
+        .skip(at - 1)
+        .find(|(_, l)| l.contains(&needle))
+        .map(|(i, _)| i + 1)
+        .or(Some(at))
 }
 
 /// The 1-based line of the first occurrence of `needle`, to point a reader at the offending key.

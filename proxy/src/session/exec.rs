@@ -287,6 +287,7 @@ impl Session {
                         e,
                         crate::backend::Error::Server { .. }
                             | crate::backend::Error::PoolExhausted { .. }
+                            | crate::backend::Error::UserBackendLimit { .. }
                     );
                     if !healthy {
                         self.ctx.report_failure(&backend);

@@ -343,6 +343,10 @@ pub(crate) fn backend_err(server: &str, e: &crate::backend::Error) -> (u16, Stri
             let (c, st) = code::ER_CON_COUNT_ERROR;
             (c, st.into(), format!("rwsplit: {e}"))
         }
+        B::UserBackendLimit { .. } => {
+            let (c, st) = crate::frontend::user_limit::ER_USER_LIMIT_REACHED;
+            (c, st.into(), format!("rwsplit: {e}"))
+        }
         _ => {
             let (c, st) = code::ER_NET_READ_ERROR;
             (c, st.into(), format!("rwsplit: backend '{server}': {e}"))
