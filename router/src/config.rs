@@ -7,7 +7,9 @@ use serde::Deserialize;
 use std::collections::HashSet;
 use std::fmt;
 
+mod audit;
 mod users;
+pub use audit::{AuditConfig, AuditStatements};
 pub use users::PasswordHash;
 
 /// What went wrong loading a configuration file.
@@ -417,6 +419,9 @@ pub struct ProxyConfig {
     /// Who may change the running proxy through `/admin/...` on `http_listen`.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// The audit log (off when unset); see docs/AUDIT.md.
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
 }
 
 /// The admin API's bearer token, given inline, from an environment variable or from a file
@@ -561,6 +566,12 @@ pub struct Config {
     pub proxy: Option<ProxyConfig>,
     #[serde(default)]
     pub sidecar: SidecarConfig,
+    /// Query rules, first match wins (see [`crate::rules`] and docs/QUERY_RULES.md).
+    #[serde(default)]
+    pub query_rules: Vec<crate::rules::QueryRuleConfig>,
+    /// `query_rules`, checked and compiled at load.
+    #[serde(skip)]
+    pub rules: crate::rules::QueryRules,
 }
 
 impl Config {
@@ -582,6 +593,7 @@ impl Config {
         })?;
         config.resolve_location_env(file, text, env)?;
         config.validate(file, text)?;
+        config.rules = crate::rules::compile(&config.query_rules, file, text)?;
         Ok(config)
     }
 
@@ -796,6 +808,11 @@ impl Config {
                     "max_per_server:",
                     "must be at least 1 (every statement would wait for a connection that can never open)".into(),
                 ));
+            }
+            if let Some(a) = &proxy.audit {
+                audit::check(a).map_err(|(key, m)| {
+                    invalid(format!("proxy.audit.{key}"), &format!("{key}:"), m)
+                })?;
             }
             let mut users = HashSet::new();
             for (i, u) in proxy.users.iter().enumerate() {

@@ -2,6 +2,7 @@
 //! backend connection per server it needs (replaying session state on it first), and streams
 //! the answers back as bytes.
 
+mod audit;
 mod change_user;
 mod conns;
 mod exec;
@@ -9,6 +10,7 @@ mod integrity;
 mod kill;
 mod limits;
 pub mod registry;
+mod rules;
 mod stmt;
 mod view;
 
@@ -99,6 +101,8 @@ pub struct Session {
     limits: limits::Limits,
     /// This session in the registry `KILL` looks sessions up in (see `kill.rs`).
     registration: registry::Registration,
+    /// Its way to the audit writer (see `audit.rs`).
+    audit: crate::audit::SessionAudit,
 }
 
 /// Runs the command loop for an authenticated client.
@@ -133,6 +137,7 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
         pools: pools_for(&ctx),
         view: view::View::new(&ctx),
         registration: kill::register(&ctx, &client),
+        audit: crate::audit::SessionAudit::default(),
         ctx,
         client,
         stream,
