@@ -33,6 +33,17 @@ pub mod lost {
     pub const PRIMARY_DOWN: &str = "primary_down";
 }
 
+/// `reason` label values of `rwsplit_reads_retried_total`: why a read that had sent nothing
+/// to its client yet was run again on another server.
+pub mod retried {
+    /// Its server stopped answering its health checks (`monitor.timeout_ms`).
+    pub const SERVER_HUNG: &str = "server_hung";
+    /// No connection to its server could be had (refused, timed out, broken during set-up).
+    pub const CONNECT_FAILED: &str = "connect_failed";
+    /// The connection failed during the statement (I/O error, malformed answer).
+    pub const CONNECTION_LOST: &str = "connection_lost";
+}
+
 /// `route` label values for queries and latency.
 pub mod route {
     pub const PRIMARY: &str = "primary";
@@ -105,6 +116,9 @@ pub struct Metrics {
     pub session_state_lost: IntCounterVec,
     /// `rwsplit_query_timeouts_total`: statements cancelled by `proxy.query_timeout_ms`.
     pub query_timeouts: IntCounter,
+    /// `rwsplit_reads_retried_total{reason}`: reads run again on another server because theirs
+    /// failed or hung before any byte reached the client; see [`retried`].
+    pub reads_retried: IntCounterVec,
     /// `rwsplit_pool_queue_length{backend}`: sessions waiting for a connection to a full server.
     pub pool_queue_length: IntGaugeVec,
     /// `rwsplit_pool_wait_seconds{backend}`: how long sessions that had to queue waited.
@@ -153,6 +167,7 @@ impl Metrics {
         "rwsplit_session_pins_total",
         "rwsplit_session_state_lost_total",
         "rwsplit_query_timeouts_total",
+        "rwsplit_reads_retried_total",
         "rwsplit_pool_queue_length",
         "rwsplit_pool_wait_seconds",
         "rwsplit_query_rule_hits_total",
@@ -284,6 +299,11 @@ impl Metrics {
                 "rwsplit_query_timeouts_total",
                 "Statements cancelled on the server after proxy.query_timeout_ms.",
             ),
+            reads_retried: reg.counter_vec(
+                "rwsplit_reads_retried_total",
+                "Reads run again on another server because theirs hung (no health check answer within monitor.timeout_ms) or failed before any byte reached the client, by reason.",
+                &["reason"],
+            ),
             pool_queue_length: reg.gauge_vec(
                 "rwsplit_pool_queue_length",
                 "Sessions waiting for a connection to a backend whose pool is full (proxy.pool.max_per_server).",
@@ -351,6 +371,13 @@ impl Metrics {
         for cause in [lost::CONNECTION, lost::WRITER_CHANGED] {
             self.session_state_lost.with_label_values(&[cause]);
         }
+        for reason in [
+            retried::SERVER_HUNG,
+            retried::CONNECT_FAILED,
+            retried::CONNECTION_LOST,
+        ] {
+            self.reads_retried.with_label_values(&[reason]);
+        }
     }
 
     /// The `rwsplit_queries_total` counter for this (route, backend, reason). This does a label
@@ -367,6 +394,11 @@ impl Metrics {
     /// Counts a routing fallback (rare path: the label lookup is fine here).
     pub fn fallback(&self, reason: &str) {
         self.routing_fallbacks.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a read run again elsewhere (rare path: the label lookup is fine here).
+    pub fn read_retried(&self, reason: &str) {
+        self.reads_retried.with_label_values(&[reason]).inc();
     }
 
     /// Counts a connection refused before its session started.

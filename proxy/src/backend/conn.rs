@@ -82,6 +82,9 @@ pub struct Conn {
     /// The connection's place under its user's `proxy.users[].max_backend_connections` on this
     /// server while a session uses it (set by the pools, dropped when it is given back).
     pub(crate) user_permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The server's failed-check count ([`crate::context::Backend::outages`]) when this
+    /// connection was opened or last found alive.
+    pub outages_seen: u64,
 }
 
 impl Conn {
@@ -262,6 +265,7 @@ impl Conn {
             read_timeout: Duration::from_secs(30),
             slot: None,
             user_permit: None,
+            outages_seen: 0,
         })
     }
 
@@ -284,6 +288,7 @@ impl Conn {
             read_timeout: Duration::from_secs(30),
             slot: None,
             user_permit: None,
+            outages_seen: 0,
         }
     }
 

@@ -234,6 +234,9 @@ impl Pools {
                 }
             }
         };
+        // Read before connecting: a failed check during the connect makes the connection
+        // look older than it is (one liveness probe), never younger.
+        let outages = backend.outages();
         let addr = key.addr.clone();
         let tls = super::tls::target_for(
             ctx,
@@ -256,6 +259,7 @@ impl Pools {
         match r {
             Ok(mut c) => {
                 c.slot = Some(slot);
+                c.outages_seen = outages;
                 backend.metrics().connections_in_use.inc();
                 Ok(c)
             }

@@ -105,10 +105,19 @@ impl Session {
             self.pools.discard(&h.backend, h.conn);
             return;
         }
-        if let Err(e) = h.conn.reset().await {
-            tracing::debug!(backend = h.backend.name(), error = %e, "reset before check-in failed; closing the connection");
-            self.pools.discard(&h.backend, h.conn);
-            return;
+        // A hung server is not waited on for a reset (see `hung.rs`): closed instead.
+        let backend = h.backend.clone();
+        match super::hung::unless_hung(&backend, h.conn.reset()).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                tracing::debug!(backend = h.backend.name(), error = %e, "reset before check-in failed; closing the connection");
+                self.pools.discard(&h.backend, h.conn);
+                return;
+            }
+            None => {
+                self.pools.discard(&h.backend, h.conn);
+                return;
+            }
         }
         h.conn.has_schema |= self.has_schema();
         self.pools.release(&self.ctx, &h.backend, h.conn);
@@ -176,10 +185,16 @@ impl Session {
                 "server no longer configured",
             )));
         };
-        let found = self
+        let mut found = self
             .held
             .iter()
             .position(|h| Arc::ptr_eq(&h.backend, &backend) || h.backend.name() == backend.name());
+        if let Some(i) = found {
+            if !self.still_alive(i, &backend) {
+                self.discard(i);
+                found = None;
+            }
+        }
         let i = match found {
             Some(i) => i,
             None => {
@@ -225,6 +240,29 @@ impl Session {
             return Err(e);
         }
         Ok(i)
+    }
+
+    /// Whether held connection `i` can still carry a statement. Only asked (one non-blocking
+    /// read) when the monitor has seen `backend` fail a check since the connection was opened:
+    /// a server that was killed and restarted closed it, and a statement sent there would fail
+    /// and count against a server that is fine now (its breaker opened, reads refused while
+    /// the replicas catch up). A dead one is dropped quietly and the statement gets a fresh
+    /// connection; pinned state on it is lost, and the client hears of it as usual.
+    fn still_alive(&mut self, i: usize, backend: &Backend) -> bool {
+        let outages = backend.outages();
+        let conn = &mut self.held[i].conn;
+        if conn.outages_seen == outages {
+            return true;
+        }
+        if !conn.looks_alive() {
+            tracing::debug!(
+                backend = backend.name(),
+                "held connection closed by the server during an outage: opening a new one"
+            );
+            return false;
+        }
+        conn.outages_seen = outages;
+        true
     }
 
     /// On a fresh primary connection: what the session had on its previous one and a direct

@@ -3,7 +3,7 @@
 //! before any byte reached the client, and reporting the outcome.
 
 use super::conns::ConnRef;
-use super::{backend_err, Error, Session};
+use super::{backend_err, hung, Error, Session};
 use crate::backend::{control, KillScope};
 use crate::metrics::route;
 use crate::protocol::consts::code;
@@ -277,7 +277,16 @@ impl Session {
                     .await?;
                 return Ok(Outcome::Failed(c));
             };
-            let h = match self.conn_for(idx).await {
+            // Taking a connection (connect, state replay) ends too when the monitor finds
+            // the server hung: such a server is not waited on.
+            let h = match hung::unless_hung(&backend, self.conn_for(idx)).await {
+                Some(r) => r,
+                None => {
+                    self.abandon(&backend);
+                    Err(crate::backend::Error::Relay(RelayError::Hung))
+                }
+            };
+            let h = match h {
                 Ok(h) => h,
                 Err(e) => {
                     // A server's refusal or a full pool says nothing about the server's
@@ -295,6 +304,7 @@ impl Session {
                     }
                     tracing::warn!(backend = backend.name(), error = %e, "backend connection failed");
                     if retryable && attempt == 1 && !healthy {
+                        self.note_retry(&backend, hung::setup_retry_reason(&e));
                         exclude = Some(idx);
                         continue;
                     }
@@ -308,7 +318,10 @@ impl Session {
             };
             let mut use_out = false;
             if let Some(id) = stmt {
-                match self.ready_execute(h, id).await {
+                let ready = hung::unless_hung(&backend, self.ready_execute(h, id))
+                    .await
+                    .unwrap_or(Err(crate::backend::Error::Relay(RelayError::Hung)));
+                match ready {
                     Ok(u) => use_out = u,
                     Err(e) => {
                         let server_side = matches!(e, crate::backend::Error::Server { .. });
@@ -316,6 +329,7 @@ impl Session {
                             self.discard(h);
                             self.ctx.report_failure(&backend);
                             if retryable && attempt == 1 {
+                                self.note_retry(&backend, hung::setup_retry_reason(&e));
                                 exclude = Some(idx);
                                 continue;
                             }
@@ -344,7 +358,8 @@ impl Session {
             // A statement has no time limit, but a hung server is another matter: when the
             // monitor finds this one not answering, the wait ends (and a read that has sent
             // nothing yet is re-run elsewhere).
-            let mut hung = backend.hung_signal();
+            let hung = hung::found_hung(&backend);
+            tokio::pin!(hung);
             let r = match sent {
                 Ok(()) => {
                     let relayed = relay::relay(
@@ -378,7 +393,7 @@ impl Session {
                         tokio::select! {
                             biased;
                             r = &mut relayed => break r,
-                            _ = hung.changed() => break Err(RelayError::Hung),
+                            _ = &mut hung => break Err(RelayError::Hung),
                             _ = deadline => {
                                 let Some((_, limit)) = cancel_at.take() else { continue };
                                 self.ctx.metrics.query_timeouts.inc();
@@ -453,14 +468,18 @@ impl Session {
                     return Err(Error::Client(e));
                 }
                 Err(e) => {
+                    // On a hung server: abandoned, closed without waiting for anything.
                     self.discard(h);
                     self.ctx.report_failure(&backend);
                     match e {
-                        RelayError::Timeout(_) => backend.metrics().errors_timeout.inc(),
+                        RelayError::Timeout(_) | RelayError::Hung => {
+                            backend.metrics().errors_timeout.inc()
+                        }
                         _ => backend.metrics().errors_io.inc(),
                     }
                     tracing::warn!(backend = backend.name(), error = %e, forwarded = progress.forwarded, "backend failed during a command");
                     if retryable && attempt == 1 && !progress.forwarded {
+                        self.note_retry(&backend, hung::relay_retry_reason(&e));
                         exclude = Some(idx);
                         continue;
                     }

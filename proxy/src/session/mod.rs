@@ -6,6 +6,7 @@ mod audit;
 mod change_user;
 mod conns;
 mod exec;
+mod hung;
 mod integrity;
 mod kill;
 mod limits;
