@@ -24,10 +24,12 @@ run() { sysbench oltp_write_only "${common[@]}" --threads="$threads" --time="$se
 
 sum_off=0; sum_on=0
 for r in $(seq 1 "$rounds"); do
-  off=$(run "$off_port")
-  before=$(wc -l < "$audit_file" 2>/dev/null || echo 0)
+  # Odd rounds run off first, even rounds on first: neither always gets the warmer start.
+  if (( r % 2 )); then off=$(run "$off_port"); fi
+  before=$(cat "$audit_file" 2>/dev/null | wc -l)
   on=$(run "$on_port")
-  after=$(wc -l < "$audit_file")
+  after=$(cat "$audit_file" 2>/dev/null | wc -l)
+  if (( r % 2 == 0 )); then off=$(run "$off_port"); fi
   printf 'round %d  audit off %8.1f tps   audit on %8.1f tps   (%d audit lines)\n' \
     "$r" "$off" "$on" "$((after - before))"
   sum_off=$(awk -v a="$sum_off" -v b="$off" 'BEGIN{print a+b}')
