@@ -48,7 +48,10 @@ fn a_line_carries_the_digest_unless_full_text_is_on() {
     record("INSERT INTO t VALUES (42, 'secret')").write_json(&config("x", false), &mut out);
     let v: serde_json::Value = serde_json::from_slice(&out).expect("one JSON object");
     assert!(out.ends_with(b"\n"));
-    assert!(out.starts_with(b"{\"time\":"), "fields in the documented order");
+    assert!(
+        out.starts_with(b"{\"time\":"),
+        "fields in the documented order"
+    );
     assert_eq!(v["digest"], "insert into t values (?, ?)");
     assert!(v.get("statement").is_none());
     assert_eq!(v["session"], 7);
