@@ -132,6 +132,16 @@ pub struct Metrics {
     pub audit_dropped: IntCounter,
     /// `rwsplit_audit_records_total`: audit records written.
     pub audit_written: IntCounter,
+    /// `rwsplit_backend_state_syncs_total{backend,kind}`: connections brought to a session's
+    /// state when they changed hands (`diff`: one combined statement; `reset`: a reset and a
+    /// replay, pipelined) or reset before going back to the pool (`check_in`: they held
+    /// pinned state). Hand-overs to a connection already in the session's state count nothing.
+    pub state_syncs: IntCounterVec,
+    /// `rwsplit_backend_prepares_total{backend}`: statements the proxy prepared on a server.
+    pub backend_prepares: IntCounterVec,
+    /// `rwsplit_backend_prepare_cache_hits_total{backend}`: executions and prepares that found
+    /// the statement already prepared on their connection.
+    pub prepare_cache_hits: IntCounterVec,
 }
 
 /// Buckets from 100 µs to 10 s: proxied point selects take well under a millisecond.
@@ -174,6 +184,9 @@ impl Metrics {
         "rwsplit_query_rule_overrides_refused_total",
         "rwsplit_audit_dropped_total",
         "rwsplit_audit_records_total",
+        "rwsplit_backend_state_syncs_total",
+        "rwsplit_backend_prepares_total",
+        "rwsplit_backend_prepare_cache_hits_total",
     ];
 
     /// Builds and registers every metric.
@@ -333,6 +346,21 @@ impl Metrics {
                 "rwsplit_audit_records_total",
                 "Audit records written to proxy.audit.path.",
             ),
+            state_syncs: reg.counter_vec(
+                "rwsplit_backend_state_syncs_total",
+                "Backend connections brought to a session's state as they changed hands (kind=diff: one combined statement; reset: reset and replay) or reset before going back to the pool (kind=check_in).",
+                &["backend", "kind"],
+            ),
+            backend_prepares: reg.counter_vec(
+                "rwsplit_backend_prepares_total",
+                "Statements the proxy prepared on a backend server (COM_STMT_PREPARE sent).",
+                &["backend"],
+            ),
+            prepare_cache_hits: reg.counter_vec(
+                "rwsplit_backend_prepare_cache_hits_total",
+                "Prepared-statement executions and prepares that found the statement already prepared on their backend connection.",
+                &["backend"],
+            ),
             registry,
         };
         metrics.touch_known_series();
@@ -438,6 +466,11 @@ impl Metrics {
             check_duration: self.monitor_check_duration.with_label_values(&[name]),
             pool_queue: self.pool_queue_length.with_label_values(&[name]),
             pool_wait: self.pool_wait_seconds.with_label_values(&[name]),
+            state_syncs_diff: self.state_syncs.with_label_values(&[name, "diff"]),
+            state_syncs_reset: self.state_syncs.with_label_values(&[name, "reset"]),
+            state_syncs_check_in: self.state_syncs.with_label_values(&[name, "check_in"]),
+            prepares: self.backend_prepares.with_label_values(&[name]),
+            prepare_cache_hits: self.prepare_cache_hits.with_label_values(&[name]),
             name: Arc::from(name),
             queries: self.queries.clone(),
             query_cache: Arc::new(RwLock::new(HashMap::new())),
@@ -455,6 +488,11 @@ impl Metrics {
         let _ = self.monitor_check_duration.remove_label_values(&[name]);
         let _ = self.pool_queue_length.remove_label_values(&[name]);
         let _ = self.pool_wait_seconds.remove_label_values(&[name]);
+        for kind in ["diff", "reset", "check_in"] {
+            let _ = self.state_syncs.remove_label_values(&[name, kind]);
+        }
+        let _ = self.backend_prepares.remove_label_values(&[name]);
+        let _ = self.prepare_cache_hits.remove_label_values(&[name]);
         if let Some(cache) = backend.and_then(|b| b.query_cache.read().ok()) {
             for (route, reason) in cache.keys() {
                 let _ = self.queries.remove_label_values(&[route, name, reason]);
@@ -516,6 +554,16 @@ pub struct BackendMetrics {
     pub pool_queue: IntGauge,
     /// `rwsplit_pool_wait_seconds`.
     pub pool_wait: Histogram,
+    /// `rwsplit_backend_state_syncs_total{kind="diff"}`.
+    pub state_syncs_diff: IntCounter,
+    /// `rwsplit_backend_state_syncs_total{kind="reset"}`.
+    pub state_syncs_reset: IntCounter,
+    /// `rwsplit_backend_state_syncs_total{kind="check_in"}`.
+    pub state_syncs_check_in: IntCounter,
+    /// `rwsplit_backend_prepares_total`.
+    pub prepares: IntCounter,
+    /// `rwsplit_backend_prepare_cache_hits_total`.
+    pub prepare_cache_hits: IntCounter,
     name: Arc<str>,
     queries: IntCounterVec,
     /// (route, reason) → resolved `rwsplit_queries_total` series for this backend.

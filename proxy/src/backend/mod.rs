@@ -3,13 +3,16 @@
 pub mod conn;
 pub mod control;
 pub mod credential;
+pub mod fingerprint;
 pub mod handshake;
 pub mod pool;
+pub mod stmt_cache;
 pub mod tls;
 
-pub use conn::{BackendStmt, Conn, Key, Sink};
+pub use conn::{Conn, Key, Sink};
 pub use control::KillScope;
 pub use credential::Credential;
+pub use fingerprint::Fingerprint;
 pub use pool::{pools_for, Pools};
 
 /// What can go wrong talking to a backend.

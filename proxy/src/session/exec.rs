@@ -340,7 +340,6 @@ impl Session {
                     }
                 }
             }
-            let generation = self.router.history_generation();
             let started = Instant::now();
             let _in_flight = backend.begin();
             backend.metrics().query(route_label, reason_label(d.reason));
@@ -418,10 +417,28 @@ impl Session {
                     if let Some(id) = stmt {
                         self.after_execute(h, id, end);
                     }
-                    self.held[h].conn.last_used = Instant::now();
-                    if self.held[h].conn.replayed == generation {
-                        // Whatever the statement changed in the history, this connection has it.
-                        self.held[h].conn.replayed = u64::MAX;
+                    for x in self.held.iter_mut() {
+                        x.in_step = false;
+                    }
+                    let held = &mut self.held[h];
+                    held.conn.last_used = Instant::now();
+                    // It ran in the session's state (synced before): whatever the statement
+                    // changed in that state, this connection has it (see `settle`).
+                    held.in_step = true;
+                    // Sticky until the reset at check-in: diagnostics statements (`SHOW
+                    // WARNINGS`, `SELECT @@warning_count`) leave the list in place while
+                    // reporting no warnings of their own.
+                    held.conn.diagnostics |= match end {
+                        End::Ok { warnings, .. } => warnings > 0 || d.calc_found_rows,
+                        End::Err { .. } => true,
+                    };
+                    match end {
+                        End::Ok { last_insert_id, .. } if last_insert_id != 0 => {
+                            held.conn.last_insert_id = Some(last_insert_id);
+                        }
+                        // `SELECT LAST_INSERT_ID(n)` sets it without saying.
+                        _ if d.reason == Reason::LastInsertId => held.conn.last_insert_id = None,
+                        _ => {}
                     }
                     let ran = ConnRef::of(&self.held[h]);
                     self.note_diagnostics(
@@ -600,6 +617,7 @@ impl Session {
             return self.send_err(1, c, st, "Malformed COM_SET_OPTION").await;
         };
         self.set_option = Some(v);
+        self.refresh_want();
         let mut i = 0;
         while i < self.held.len() {
             let [a, b] = v.to_le_bytes();
@@ -612,7 +630,8 @@ impl Session {
                 .await
             {
                 Ok(_) => {
-                    self.held[i].option = Some(v);
+                    let conn = &mut self.held[i].conn;
+                    conn.state = conn.state.with_option(Some(v));
                     i += 1;
                 }
                 Err(crate::backend::Error::Server {
