@@ -19,6 +19,8 @@ pub mod reject {
     pub const AUTH: &str = "auth";
     /// The handshake failed (TLS, malformed packets, timeouts; reported by the front end).
     pub const HANDSHAKE: &str = "handshake";
+    /// The user's `proxy.users[].max_connections` reached: the client got ERR 1226.
+    pub const USER_MAX_CONNECTIONS: &str = "user_max_connections";
 }
 
 /// `cause` label values of `rwsplit_session_state_lost_total`.
@@ -121,6 +123,15 @@ pub struct Metrics {
     pub pool_queue_length: IntGaugeVec,
     /// `rwsplit_pool_wait_seconds{backend}`: how long sessions that had to queue waited.
     pub pool_wait_seconds: HistogramVec,
+    /// `rwsplit_query_rule_hits_total{rule}`: statements each query rule matched.
+    pub query_rule_hits: IntCounterVec,
+    /// `rwsplit_query_rule_overrides_refused_total{rule}`: `route: replica` refused because the
+    /// classification keeps the statement on the primary (a write, a lock, a transaction...).
+    pub query_rule_refused: IntCounterVec,
+    /// `rwsplit_audit_dropped_total`: audit records dropped because the writer's queue was full.
+    pub audit_dropped: IntCounter,
+    /// `rwsplit_audit_records_total`: audit records written.
+    pub audit_written: IntCounter,
     /// `rwsplit_backend_state_syncs_total{backend,kind}`: connections brought to a session's
     /// state when they changed hands (`diff`: one combined statement; `reset`: a reset and a
     /// replay, pipelined) or reset before going back to the pool (`check_in`: they held
@@ -174,6 +185,10 @@ impl Metrics {
         "rwsplit_reads_retried_total",
         "rwsplit_pool_queue_length",
         "rwsplit_pool_wait_seconds",
+        "rwsplit_query_rule_hits_total",
+        "rwsplit_query_rule_overrides_refused_total",
+        "rwsplit_audit_dropped_total",
+        "rwsplit_audit_records_total",
         "rwsplit_backend_state_syncs_total",
         "rwsplit_backend_prepares_total",
         "rwsplit_backend_prepare_cache_hits_total",
@@ -319,6 +334,24 @@ impl Metrics {
                 "Time sessions waited for a connection to a backend whose pool was full (only checkouts that had to wait).",
                 &["backend"],
                 LATENCY_BUCKETS,
+            ),
+            query_rule_hits: reg.counter_vec(
+                "rwsplit_query_rule_hits_total",
+                "Statements matched by each query rule (query_rules[].name).",
+                &["rule"],
+            ),
+            query_rule_refused: reg.counter_vec(
+                "rwsplit_query_rule_overrides_refused_total",
+                "Query rules' route: replica refused because the statement must run on the primary.",
+                &["rule"],
+            ),
+            audit_dropped: reg.counter(
+                "rwsplit_audit_dropped_total",
+                "Audit records dropped because the audit writer's queue was full (proxy.audit.queue).",
+            ),
+            audit_written: reg.counter(
+                "rwsplit_audit_records_total",
+                "Audit records written to proxy.audit.path.",
             ),
             state_syncs: reg.counter_vec(
                 "rwsplit_backend_state_syncs_total",
@@ -646,6 +679,8 @@ mod test {
         m.monitor_check_duration
             .with_label_values(&["r1"])
             .observe(0.01);
+        m.query_rule_hits.with_label_values(&["r"]).inc();
+        m.query_rule_refused.with_label_values(&["r"]).inc();
         let text = m.render();
         for name in Metrics::NAMES {
             assert!(

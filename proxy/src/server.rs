@@ -108,6 +108,8 @@ async fn handle_signals(ctx: Arc<Context>, reloader: Arc<crate::config_watch::Re
                 let r = reloader.clone();
                 // Reading files blocks: keep it off the runtime's workers.
                 let _ = tokio::task::spawn_blocking(move || r.reload("SIGHUP")).await;
+                // logrotate convention: the audit log is reopened at its configured path.
+                crate::audit::reopen(&ctx);
             }
             _ = term.recv() => stop(&ctx, "SIGTERM"),
             _ = int.recv() => stop(&ctx, "SIGINT"),

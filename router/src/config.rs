@@ -7,6 +7,11 @@ use serde::Deserialize;
 use std::collections::HashSet;
 use std::fmt;
 
+mod audit;
+mod users;
+pub use audit::{AuditConfig, AuditStatements};
+pub use users::PasswordHash;
+
 /// What went wrong loading a configuration file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -285,6 +290,20 @@ pub struct UserConfig {
     /// ADMIN` allow on a server). Without it a user kills only its own sessions.
     #[serde(default)]
     pub admin: bool,
+    /// A `mysql_native_password` hash (`*` + 40 hex digits) instead of a password: the
+    /// proxy verifies clients against it and logs in to the backends with what a client's
+    /// answer proves. Clients are asked for `mysql_native_password` (see [`PasswordHash`]).
+    #[serde(default)]
+    pub password_hash: Option<PasswordHash>,
+    /// Client sessions this user may have open at once through this proxy (ERR 1226 beyond,
+    /// as a server's `max_user_connections`). Unset: no limit but `proxy.max_connections`.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Backend connections this user's sessions may hold on one server at once (within
+    /// `proxy.pool.max_per_server`); beyond it a session waits in the pool's line, as for a
+    /// full pool, up to `proxy.pool.queue_timeout_ms`. Unset: no limit of its own.
+    #[serde(default)]
+    pub max_backend_connections: Option<usize>,
 }
 
 /// Client-side TLS mode.
@@ -460,6 +479,9 @@ pub struct ProxyConfig {
     /// Who may change the running proxy through `/admin/...` on `http_listen`.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// The audit log (off when unset); see docs/AUDIT.md.
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
 }
 
 /// The admin API's bearer token, given inline, from an environment variable or from a file
@@ -614,6 +636,12 @@ pub struct Config {
     pub proxy: Option<ProxyConfig>,
     #[serde(default)]
     pub sidecar: SidecarConfig,
+    /// Query rules, first match wins (see [`crate::rules`] and docs/QUERY_RULES.md).
+    #[serde(default)]
+    pub query_rules: Vec<crate::rules::QueryRuleConfig>,
+    /// `query_rules`, checked and compiled at load.
+    #[serde(skip)]
+    pub rules: crate::rules::QueryRules,
 }
 
 impl Config {
@@ -635,6 +663,7 @@ impl Config {
         })?;
         config.resolve_location_env(file, text, env)?;
         config.validate(file, text)?;
+        config.rules = crate::rules::compile(&config.query_rules, file, text)?;
         Ok(config)
     }
 
@@ -850,6 +879,11 @@ impl Config {
                     "must be at least 1 (every statement would wait for a connection that can never open)".into(),
                 ));
             }
+            if let Some(a) = &proxy.audit {
+                audit::check(a).map_err(|(key, m)| {
+                    invalid(format!("proxy.audit.{key}"), &format!("{key}:"), m)
+                })?;
+            }
             let mut users = HashSet::new();
             for (i, u) in proxy.users.iter().enumerate() {
                 if !users.insert(u.name.as_str()) {
@@ -861,6 +895,16 @@ impl Config {
                 }
                 check_secret(&u.secret)
                     .map_err(|m| invalid(format!("proxy.users[{i}]"), &u.name, m))?;
+                users::check_user(u).map_err(|(key, m)| {
+                    // The offending line is the key's own under this user's entry.
+                    let line = user_key_line(text, &u.name, key);
+                    ConfigError::Invalid {
+                        file: file.to_string(),
+                        line,
+                        key: format!("proxy.users[{i}].{key}"),
+                        message: m,
+                    }
+                })?;
             }
         }
         if let Some(LagSource::Sidecar { url, urls }) = self.proxy.as_ref().map(|p| &p.lag_source) {
@@ -1047,6 +1091,19 @@ fn check_secret(s: &Secret) -> Result<(), String> {
         return Err("give only one of `password`, `password_env`, `password_file`".into());
     }
     Ok(())
+}
+
+/// The line of `key:` in the entry of user `name` (the first `key:` after the line naming
+/// it), or the name's line.
+fn user_key_line(text: &str, name: &str, key: &str) -> Option<usize> {
+    let at = find_line(text, &format!("name: {name}")).or_else(|| find_line(text, name))?;
+    let needle = format!("{key}:");
+    text.lines()
+        .enumerate()
+        .skip(at - 1)
+        .find(|(_, l)| l.contains(&needle))
+        .map(|(i, _)| i + 1)
+        .or(Some(at))
 }
 
 /// The 1-based line of the first occurrence of `needle`, to point a reader at the offending key.

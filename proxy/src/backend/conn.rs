@@ -1,8 +1,9 @@
 //! One authenticated connection to a backend server, opened as the client's user with the
 //! client's response-shaping capabilities, so its responses can be forwarded unchanged.
 
+use super::credential::Credential;
 use super::fingerprint::Fingerprint;
-use super::handshake::{scramble, Greeting, Response};
+use super::handshake::{Greeting, Response};
 use super::stmt_cache::StmtCache;
 use super::tls::{TlsTarget, Transport};
 use super::Error;
@@ -36,7 +37,7 @@ pub struct Key {
 /// Where and how to connect.
 pub struct Target<'a> {
     pub addr: &'a str,
-    pub password: &'a str,
+    pub password: &'a Credential,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     /// TLS settings, `None` for plain TCP (`servers[].tls.mode: disabled`).
@@ -77,6 +78,9 @@ pub struct Conn {
     /// The connection's place under `proxy.pool.max_per_server` (set by the pools). Last, so
     /// the socket is closed before the place goes to a waiting session.
     pub(crate) slot: Option<crate::context::Slot>,
+    /// The connection's place under its user's `proxy.users[].max_backend_connections` on this
+    /// server while a session uses it (set by the pools, dropped when it is given back).
+    pub(crate) user_permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// The server's failed-check count ([`crate::context::Backend::outages`]) when this
     /// connection was opened or last found alive.
     pub outages_seen: u64,
@@ -106,7 +110,7 @@ impl Conn {
     async fn connect_inner(
         key: Key,
         addr: &str,
-        password: &str,
+        password: &Credential,
         tls: Option<&TlsTarget>,
         database: Option<&str>,
     ) -> Result<Conn, Error> {
@@ -138,8 +142,11 @@ impl Conn {
             });
         }
         caps &= g.capabilities | cap::ODBC;
+        // With only SHA1(password), answer in mysql_native_password whatever the server
+        // proposes: an account on that plugin is then served without a round trip, and one on
+        // caching_sha2_password fails with the reason (its switch cannot be answered).
         let plugin = match g.auth_plugin.as_str() {
-            "caching_sha2_password" => "caching_sha2_password",
+            "caching_sha2_password" if password.clear().is_some() => "caching_sha2_password",
             _ => "mysql_native_password",
         };
         let mut seq = seq.wrapping_add(1);
@@ -174,7 +181,7 @@ impl Conn {
             max_packet: 1 << 30,
             collation: key.collation,
             user: key.user.clone(),
-            auth: scramble(plugin, &g.nonce, password).unwrap_or_default(),
+            auth: password.scramble(plugin, &g.nonce).unwrap_or_default(),
             database: database.map(str::to_string),
             auth_plugin: Some(plugin.to_string()),
             attrs: Vec::new(),
@@ -195,17 +202,21 @@ impl Conn {
                     plugin = String::from_utf8_lossy(&body[..end]).into_owned();
                     let nonce = body.get(end + 1..).unwrap_or(&[]);
                     let nonce = nonce.strip_suffix(&[0]).unwrap_or(nonce);
-                    let Some(answer) = scramble(&plugin, nonce, password) else {
-                        return Err(Error::UnsupportedAuth(plugin));
+                    let Some(answer) = password.scramble(&plugin, nonce) else {
+                        return Err(Error::UnsupportedAuth(needs_clear(&plugin, password)));
                     };
                     write_packet(&mut stream, seq, &answer).await?;
                     stream.flush().await?;
                 }
                 Some(0x01) if plugin == "caching_sha2_password" => match buf.get(1) {
                     Some(3) => {} // fast auth succeeded; the OK follows
+                    Some(4) if password.clear().is_none() => {
+                        return Err(Error::UnsupportedAuth(needs_clear(&plugin, password)));
+                    }
                     Some(4) if on_tls => {
                         // Full authentication over TLS: the password in clear.
-                        let mut clear = password.as_bytes().to_vec();
+                        let clear = password.clear().unwrap_or_default();
+                        let mut clear = clear.as_bytes().to_vec();
                         clear.push(0);
                         write_packet(&mut stream, seq, &clear).await?;
                         stream.flush().await?;
@@ -217,7 +228,8 @@ impl Conn {
                         let s = read_packet(&mut stream, &mut buf, HANDSHAKE_MAX).await?;
                         seq = s.wrapping_add(1);
                         let pem = buf.get(1..).unwrap_or(&[]).to_vec();
-                        let answer = rsa_encrypt_password(password, &g.nonce, &pem)?;
+                        let clear = password.clear().unwrap_or_default();
+                        let answer = rsa_encrypt_password(clear, &g.nonce, &pem)?;
                         write_packet(&mut stream, seq, &answer).await?;
                         stream.flush().await?;
                     }
@@ -253,6 +265,7 @@ impl Conn {
             scratch: Vec::new(),
             read_timeout: Duration::from_secs(30),
             slot: None,
+            user_permit: None,
             outages_seen: 0,
         })
     }
@@ -277,6 +290,7 @@ impl Conn {
             scratch: Vec::new(),
             read_timeout: Duration::from_secs(30),
             slot: None,
+            user_permit: None,
             outages_seen: 0,
         }
     }
@@ -489,6 +503,18 @@ fn rsa_encrypt_password(password: &str, nonce: &[u8], pem: &[u8]) -> Result<Vec<
     let pem = pem.to_vec();
     std::panic::catch_unwind(move || mysql_common::crypto::encrypt(&clear, &pem))
         .map_err(|_| Error::UnsupportedAuth("backend sent an unreadable RSA public key".into()))
+}
+
+/// Why a backend's authentication plugin cannot be answered with `password`.
+fn needs_clear(plugin: &str, password: &Credential) -> String {
+    match password {
+        Credential::NativeStage1(_) => format!(
+            "the server asks for {plugin}, which needs the clear password, and this user is \
+             configured with a mysql_native_password hash only (proxy.users[].password_hash): \
+             give the account mysql_native_password on the servers, or configure the password"
+        ),
+        Credential::Clear(_) => plugin.to_string(),
+    }
 }
 
 /// Backend buffers: responses stream through the read side.

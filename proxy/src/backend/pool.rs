@@ -21,6 +21,7 @@
 //! back, never per packet.
 
 use super::conn::{Conn, Key, Target};
+use super::credential::Credential;
 use super::fingerprint::Fingerprint;
 use super::Error;
 use crate::context::{Backend, Context, Slot};
@@ -55,6 +56,7 @@ struct State {
 pub struct Pools {
     state: Mutex<State>,
     reaper_started: AtomicBool,
+    per_user: per_user::PerUser,
 }
 
 /// The pools of a context, kept in the context's extension slot (created on first use).
@@ -62,6 +64,7 @@ pub fn pools_for(ctx: &Arc<Context>) -> Arc<Pools> {
     let pools = ctx.extension(|| Pools {
         state: Mutex::new(State::default()),
         reaper_started: AtomicBool::new(false),
+        per_user: per_user::PerUser::default(),
     });
     if !pools.reaper_started.swap(true, Ordering::AcqRel) {
         spawn_reaper(Arc::downgrade(&pools), ctx.clone());
@@ -112,12 +115,54 @@ impl Pools {
     /// the most recently used) or opens a new one, waiting in line while the server is at
     /// `proxy.pool.max_per_server`. `no_schema`: the session has no default database, so a
     /// connection that may have one (nothing unselects a database) does not qualify.
+    /// Within `proxy.users[].max_backend_connections` first, when the user has one.
     pub async fn acquire(
         &self,
         ctx: &Context,
         backend: &Backend,
         key: &Key,
-        password: &str,
+        password: &Credential,
+        no_schema: bool,
+        want: &Arc<Fingerprint>,
+    ) -> Result<Conn, Error> {
+        let (limit, queue_ms) = {
+            let cfg = ctx.proxy_config();
+            let limit = cfg
+                .users
+                .iter()
+                .find(|u| u.name == key.user)
+                .and_then(|u| u.max_backend_connections);
+            (limit, cfg.pool.queue_timeout_ms)
+        };
+        let Some(limit) = limit else {
+            return self
+                .acquire_conn(ctx, backend, key, password, no_schema, want)
+                .await;
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(queue_ms);
+        let permit = self
+            .per_user
+            .permit(&key.server, &key.user, limit, deadline)
+            .await
+            .map_err(|per_user::TimedOut| Error::UserBackendLimit {
+                user: key.user.clone(),
+                server: key.server.clone(),
+                max: limit,
+                waited_ms: queue_ms,
+            })?;
+        let mut conn = self
+            .acquire_conn(ctx, backend, key, password, no_schema, want)
+            .await?;
+        conn.user_permit = Some(permit);
+        Ok(conn)
+    }
+
+    async fn acquire_conn(
+        &self,
+        ctx: &Context,
+        backend: &Backend,
+        key: &Key,
+        password: &Credential,
         no_schema: bool,
         want: &Arc<Fingerprint>,
     ) -> Result<Conn, Error> {
@@ -240,6 +285,8 @@ impl Pools {
     /// server (its slot goes to the oldest of them); kept idle otherwise.
     pub fn release(&self, ctx: &Context, backend: &Backend, mut conn: Conn) {
         backend.metrics().connections_in_use.dec();
+        // The user's place goes to its next session at once, whoever gets the connection.
+        drop(conn.user_permit.take());
         if conn.broken {
             drop(conn);
             return;
@@ -435,5 +482,6 @@ fn take_oldest_of_server(idle: &mut HashMap<Key, Vec<Idle>>, server: &str) -> Op
     Some(v.remove(0))
 }
 
+mod per_user;
 #[cfg(test)]
 mod test;

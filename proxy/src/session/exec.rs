@@ -305,6 +305,7 @@ impl Session {
                         e,
                         crate::backend::Error::Server { .. }
                             | crate::backend::Error::PoolExhausted { .. }
+                            | crate::backend::Error::UserBackendLimit { .. }
                     );
                     if !healthy {
                         self.ctx.report_failure(&backend);
@@ -536,7 +537,12 @@ impl Session {
         if self.kill_statement().await? {
             return Ok(());
         }
-        let d = self.router.route_query(&self.cmd[1..]);
+        let Ok(rule) = self.match_rules().await? else {
+            return Ok(()); // blocked by a query rule
+        };
+        let mut d = self.router.route_query(&self.cmd[1..]);
+        let own_timeout = self.apply_rule(rule.as_ref(), &mut d);
+        let (started, reason) = (Instant::now(), d.reason);
         if d.target == Target::Previous {
             self.substitute_row_count();
         }
@@ -544,6 +550,10 @@ impl Session {
             Some(out) => out,
             None => self.run(d, Shape::Results).await?,
         };
+        if let Some(t) = own_timeout {
+            self.limits.query_timeout = t;
+        }
+        self.audit_statement(out, reason, started);
         out.report(&mut self.router);
         self.settle();
         Ok(())

@@ -2,6 +2,7 @@
 //! backend connection per server it needs (replaying session state on it first), and streams
 //! the answers back as bytes.
 
+mod audit;
 mod change_user;
 mod conns;
 mod exec;
@@ -10,6 +11,7 @@ mod integrity;
 mod kill;
 mod limits;
 pub mod registry;
+mod rules;
 mod stmt;
 mod view;
 mod write_gate;
@@ -108,6 +110,8 @@ pub struct Session {
     limits: limits::Limits,
     /// This session in the registry `KILL` looks sessions up in (see `kill.rs`).
     registration: registry::Registration,
+    /// Its way to the audit writer (see `audit.rs`).
+    audit: crate::audit::SessionAudit,
 }
 
 /// Runs the command loop for an authenticated client.
@@ -142,6 +146,7 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
         pools: pools_for(&ctx),
         view: view::View::new(&ctx),
         registration: kill::register(&ctx, &client),
+        audit: crate::audit::SessionAudit::default(),
         ctx,
         client,
         stream,
@@ -354,6 +359,10 @@ pub(crate) fn backend_err(server: &str, e: &crate::backend::Error) -> (u16, Stri
         ),
         B::PoolExhausted { .. } => {
             let (c, st) = code::ER_CON_COUNT_ERROR;
+            (c, st.into(), format!("rwsplit: {e}"))
+        }
+        B::UserBackendLimit { .. } => {
+            let (c, st) = crate::frontend::user_limit::ER_USER_LIMIT_REACHED;
             (c, st.into(), format!("rwsplit: {e}"))
         }
         _ => {

@@ -146,7 +146,14 @@ async fn a_connection_given_back_goes_to_a_waiter_of_its_key() {
         let (ctx, pools, b) = (ctx.clone(), pools.clone(), b.clone());
         tokio::spawn(async move {
             pools
-                .acquire(&ctx, &b, &key(&b, "u"), "", false, &Fingerprint::fresh())
+                .acquire(
+                    &ctx,
+                    &b,
+                    &key(&b, "u"),
+                    &Credential::default(),
+                    false,
+                    &Fingerprint::fresh(),
+                )
                 .await
         })
     };
@@ -170,7 +177,14 @@ async fn a_full_pool_refuses_after_the_queue_timeout_naming_the_setting() {
     let (_conn, _peer) = fake_conn(&b, "u", 1).await;
     let t = Instant::now();
     let e = pools
-        .acquire(&ctx, &b, &key(&b, "u"), "", false, &Fingerprint::fresh())
+        .acquire(
+            &ctx,
+            &b,
+            &key(&b, "u"),
+            &Credential::default(),
+            false,
+            &Fingerprint::fresh(),
+        )
         .await
         .err()
         .expect("refused");
@@ -202,7 +216,7 @@ async fn a_connection_nobody_of_its_key_waits_for_makes_room_for_another_user() 
                     &ctx,
                     &b,
                     &key(&b, "other"),
-                    "",
+                    &Credential::default(),
                     false,
                     &Fingerprint::fresh(),
                 )
@@ -233,7 +247,7 @@ async fn an_idle_connection_of_another_user_is_closed_for_a_newcomer() {
             &ctx,
             &b,
             &key(&b, "other"),
-            "",
+            &Credential::default(),
             false,
             &Fingerprint::fresh(),
         )
