@@ -2,7 +2,12 @@
 # A real local replication topology for demos and tests: one primary and N replicas, each its own
 # server process with its own data folder under .scratch/, GTID replication, loopback ports only.
 #
-#   scripts/cluster.sh up | down | status | wait
+#   scripts/cluster.sh up | down | status | switchover N
+#
+# `switchover N` makes server N (0 = the first primary, i = replica i) the primary by hand, as an
+# operator or Orchestrator would (MariaDB): the current writer set read-only, N promoted once it
+# applied everything, every other server pointed at N by GTID. The proxy follows it as an
+# external failover; `POST /admin/switchover` on the proxy does the same without client errors.
 #
 # Environment:
 #   BASE_PORT    primary port; replica i listens on BASE_PORT+i          (default 3310)
@@ -384,9 +389,45 @@ cmd_status() {
   done
 }
 
+# The index of the server that is writable and replicates from no one (empty if none).
+current_writer() {
+  local i
+  for i in $(seq 0 "$REPLICAS"); do
+    alive "$i" || continue
+    if [ "$(sql "$i" "SELECT @@read_only")" = 0 ] && [ -z "$(replication_threads "$i" | tr -d ' ')" ]; then
+      echo "$i"; return 0
+    fi
+  done
+}
+
+cmd_switchover() {
+  local new=${1:-} old i pos
+  [ -d "$CLUSTER_DIR" ] || die "not up (no $CLUSTER_DIR)"
+  [ "$FLAVOR" = mariadb ] || die "switchover: MariaDB only"
+  [[ "$new" =~ ^[0-9]+$ ]] && [ "$new" -le "$REPLICAS" ] || die "usage: scripts/cluster.sh switchover N (0..$REPLICAS)"
+  old=$(current_writer)
+  [ -n "$old" ] || die "switchover: no writable server that replicates from no one"
+  [ "$old" != "$new" ] || { say "$(server_name "$new") is the primary already"; return 0; }
+  sql "$old" "SET GLOBAL read_only = 1"
+  pos=$(sql "$old" "SELECT @@gtid_binlog_pos")
+  [ "$(sql "$new" "SELECT MASTER_GTID_WAIT('$pos', 30)")" = 0 ] \
+    || { sql "$old" "SET GLOBAL read_only = 0"; die "switchover: $(server_name "$new") did not apply $pos within 30 s; undone"; }
+  sql "$new" "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0"
+  for i in $(seq 0 "$REPLICAS"); do
+    [ "$i" = "$new" ] && continue
+    alive "$i" || continue
+    if [ "$i" = "$old" ]; then sql "$i" "STOP SLAVE; SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos"; fi
+    sql "$i" "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$(server_port "$new"),
+      MASTER_USER='$MONITOR_USER', MASTER_PASSWORD='$MONITOR_PASSWORD',
+      MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1; START SLAVE"
+  done
+  say "switchover: $(server_name "$new") (port $(server_port "$new")) is the primary; $(server_name "$old") replicates from it"
+}
+
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *) echo "usage: scripts/cluster.sh up|down|status   (env: BASE_PORT, REPLICAS, CLUSTER_DIR)" >&2; exit 2 ;;
+  switchover) ensure_server; cmd_switchover "${2:-}" ;;
+  *) echo "usage: scripts/cluster.sh up|down|status|switchover N   (env: BASE_PORT, REPLICAS, CLUSTER_DIR)" >&2; exit 2 ;;
 esac

@@ -8,9 +8,11 @@
 
 mod backend;
 mod topology;
+mod write_gate;
 
 pub use backend::{now_ms, Backend, InFlight, Slot};
 pub use topology::{ObservedRole, PrimaryDown, ServerHealth, Topology};
+pub use write_gate::{WriteGate, WritePermit};
 
 use crate::metrics::Metrics;
 use arc_swap::ArcSwap;

@@ -3,9 +3,11 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod config_watch;
 pub mod consistency;
 pub mod context;
+pub mod failover;
 pub mod health;
 pub mod metrics;
 pub mod server;

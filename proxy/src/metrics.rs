@@ -19,6 +19,8 @@ pub mod reject {
     pub const AUTH: &str = "auth";
     /// The handshake failed (TLS, malformed packets, timeouts; reported by the front end).
     pub const HANDSHAKE: &str = "handshake";
+    /// The user's `proxy.users[].max_connections` reached: the client got ERR 1226.
+    pub const USER_MAX_CONNECTIONS: &str = "user_max_connections";
 }
 
 /// `cause` label values of `rwsplit_session_state_lost_total`.
@@ -29,6 +31,17 @@ pub mod lost {
     pub const WRITER_CHANGED: &str = "writer_changed";
     /// The server holding the state went down and no writer replaced it (issue 11).
     pub const PRIMARY_DOWN: &str = "primary_down";
+}
+
+/// `reason` label values of `rwsplit_reads_retried_total`: why a read that had sent nothing
+/// to its client yet was run again on another server.
+pub mod retried {
+    /// Its server stopped answering its health checks (`monitor.timeout_ms`).
+    pub const SERVER_HUNG: &str = "server_hung";
+    /// No connection to its server could be had (refused, timed out, broken during set-up).
+    pub const CONNECT_FAILED: &str = "connect_failed";
+    /// The connection failed during the statement (I/O error, malformed answer).
+    pub const CONNECTION_LOST: &str = "connection_lost";
 }
 
 /// `route` label values for queries and latency.
@@ -103,6 +116,9 @@ pub struct Metrics {
     pub session_state_lost: IntCounterVec,
     /// `rwsplit_query_timeouts_total`: statements cancelled by `proxy.query_timeout_ms`.
     pub query_timeouts: IntCounter,
+    /// `rwsplit_reads_retried_total{reason}`: reads run again on another server because theirs
+    /// failed or hung before any byte reached the client; see [`retried`].
+    pub reads_retried: IntCounterVec,
     /// `rwsplit_pool_queue_length{backend}`: sessions waiting for a connection to a full server.
     pub pool_queue_length: IntGaugeVec,
     /// `rwsplit_pool_wait_seconds{backend}`: how long sessions that had to queue waited.
@@ -125,6 +141,30 @@ pub struct Metrics {
     /// `rwsplit_replica_position_age_seconds{replica}`: age of the newest applied position the
     /// proxy knows for the replica (read-your-writes); absent while unknown.
     pub replica_position_age: prometheus::GaugeVec,
+    /// `rwsplit_query_rule_hits_total{rule}`: statements each query rule matched.
+    pub query_rule_hits: IntCounterVec,
+    /// `rwsplit_query_rule_overrides_refused_total{rule}`: `route: replica` refused because the
+    /// classification keeps the statement on the primary (a write, a lock, a transaction...).
+    pub query_rule_refused: IntCounterVec,
+    /// `rwsplit_audit_dropped_total`: audit records dropped because the writer's queue was full.
+    pub audit_dropped: IntCounter,
+    /// `rwsplit_audit_records_total`: audit records written.
+    pub audit_written: IntCounter,
+    /// `rwsplit_backend_state_syncs_total{backend,kind}`: connections brought to a session's
+    /// state when they changed hands (`diff`: one combined statement; `reset`: a reset and a
+    /// replay, pipelined) or reset before going back to the pool (`check_in`: they held
+    /// pinned state). Hand-overs to a connection already in the session's state count nothing.
+    pub state_syncs: IntCounterVec,
+    /// `rwsplit_backend_prepares_total{backend}`: statements the proxy prepared on a server.
+    pub backend_prepares: IntCounterVec,
+    /// `rwsplit_backend_prepare_cache_hits_total{backend}`: executions and prepares that found
+    /// the statement already prepared on their connection.
+    pub prepare_cache_hits: IntCounterVec,
+    /// `rwsplit_switchovers_total{kind,result}`: switchovers (`kind="switchover"`) and
+    /// automatic failovers (`kind="failover"`) by result: ok, refused, rolled_back, failed.
+    pub switchovers: IntCounterVec,
+    /// `rwsplit_switchover_duration_seconds{kind}`: how long a successful one took.
+    pub switchover_duration: HistogramVec,
 }
 
 /// Buckets from 100 µs to 10 s: proxied point selects take well under a millisecond.
@@ -160,6 +200,7 @@ impl Metrics {
         "rwsplit_session_pins_total",
         "rwsplit_session_state_lost_total",
         "rwsplit_query_timeouts_total",
+        "rwsplit_reads_retried_total",
         "rwsplit_pool_queue_length",
         "rwsplit_pool_wait_seconds",
         "rwsplit_consistent_reads_total",
@@ -168,6 +209,15 @@ impl Metrics {
         "rwsplit_write_quorum_waits_total",
         "rwsplit_write_quorum_wait_seconds",
         "rwsplit_replica_position_age_seconds",
+        "rwsplit_query_rule_hits_total",
+        "rwsplit_query_rule_overrides_refused_total",
+        "rwsplit_audit_dropped_total",
+        "rwsplit_audit_records_total",
+        "rwsplit_backend_state_syncs_total",
+        "rwsplit_backend_prepares_total",
+        "rwsplit_backend_prepare_cache_hits_total",
+        "rwsplit_switchovers_total",
+        "rwsplit_switchover_duration_seconds",
     ];
 
     /// Builds and registers every metric.
@@ -293,6 +343,11 @@ impl Metrics {
                 "rwsplit_query_timeouts_total",
                 "Statements cancelled on the server after proxy.query_timeout_ms.",
             ),
+            reads_retried: reg.counter_vec(
+                "rwsplit_reads_retried_total",
+                "Reads run again on another server because theirs hung (no health check answer within monitor.timeout_ms) or failed before any byte reached the client, by reason.",
+                &["reason"],
+            ),
             pool_queue_length: reg.gauge_vec(
                 "rwsplit_pool_queue_length",
                 "Sessions waiting for a connection to a backend whose pool is full (proxy.pool.max_per_server).",
@@ -355,6 +410,50 @@ impl Metrics {
                 reg.register(g.clone());
                 g
             },
+            query_rule_hits: reg.counter_vec(
+                "rwsplit_query_rule_hits_total",
+                "Statements matched by each query rule (query_rules[].name).",
+                &["rule"],
+            ),
+            query_rule_refused: reg.counter_vec(
+                "rwsplit_query_rule_overrides_refused_total",
+                "Query rules' route: replica refused because the statement must run on the primary.",
+                &["rule"],
+            ),
+            audit_dropped: reg.counter(
+                "rwsplit_audit_dropped_total",
+                "Audit records dropped because the audit writer's queue was full (proxy.audit.queue).",
+            ),
+            audit_written: reg.counter(
+                "rwsplit_audit_records_total",
+                "Audit records written to proxy.audit.path.",
+            ),
+            state_syncs: reg.counter_vec(
+                "rwsplit_backend_state_syncs_total",
+                "Backend connections brought to a session's state as they changed hands (kind=diff: one combined statement; reset: reset and replay) or reset before going back to the pool (kind=check_in).",
+                &["backend", "kind"],
+            ),
+            backend_prepares: reg.counter_vec(
+                "rwsplit_backend_prepares_total",
+                "Statements the proxy prepared on a backend server (COM_STMT_PREPARE sent).",
+                &["backend"],
+            ),
+            prepare_cache_hits: reg.counter_vec(
+                "rwsplit_backend_prepare_cache_hits_total",
+                "Prepared-statement executions and prepares that found the statement already prepared on their backend connection.",
+                &["backend"],
+            ),
+            switchovers: reg.counter_vec(
+                "rwsplit_switchovers_total",
+                "Switchovers (kind=switchover) and automatic failovers (kind=failover), by result (ok, refused, rolled_back, failed).",
+                &["kind", "result"],
+            ),
+            switchover_duration: reg.histogram_vec(
+                "rwsplit_switchover_duration_seconds",
+                "Duration of successful switchovers and failovers, from holding writes to the last replica repointed.",
+                &["kind"],
+                LATENCY_BUCKETS,
+            ),
             registry,
         };
         metrics.touch_known_series();
@@ -397,12 +496,25 @@ impl Metrics {
         for result in ["tracked", "unparsed"] {
             self.write_gtids.with_label_values(&[result]);
         }
+        for kind in ["switchover", "failover"] {
+            for result in ["ok", "refused", "rolled_back", "failed"] {
+                self.switchovers.with_label_values(&[kind, result]);
+            }
+            self.switchover_duration.with_label_values(&[kind]);
+        }
         for (reason, _) in router::Pins::default().reasons() {
             self.session_pins.with_label_values(&[reason]);
         }
         self.session_pins.with_label_values(&[PIN_DIAGNOSTICS]);
         for cause in [lost::CONNECTION, lost::WRITER_CHANGED] {
             self.session_state_lost.with_label_values(&[cause]);
+        }
+        for reason in [
+            retried::SERVER_HUNG,
+            retried::CONNECT_FAILED,
+            retried::CONNECTION_LOST,
+        ] {
+            self.reads_retried.with_label_values(&[reason]);
         }
     }
 
@@ -420,6 +532,11 @@ impl Metrics {
     /// Counts a routing fallback (rare path: the label lookup is fine here).
     pub fn fallback(&self, reason: &str) {
         self.routing_fallbacks.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a read run again elsewhere (rare path: the label lookup is fine here).
+    pub fn read_retried(&self, reason: &str) {
+        self.reads_retried.with_label_values(&[reason]).inc();
     }
 
     /// Counts a connection refused before its session started.
@@ -459,6 +576,11 @@ impl Metrics {
             check_duration: self.monitor_check_duration.with_label_values(&[name]),
             pool_queue: self.pool_queue_length.with_label_values(&[name]),
             pool_wait: self.pool_wait_seconds.with_label_values(&[name]),
+            state_syncs_diff: self.state_syncs.with_label_values(&[name, "diff"]),
+            state_syncs_reset: self.state_syncs.with_label_values(&[name, "reset"]),
+            state_syncs_check_in: self.state_syncs.with_label_values(&[name, "check_in"]),
+            prepares: self.backend_prepares.with_label_values(&[name]),
+            prepare_cache_hits: self.prepare_cache_hits.with_label_values(&[name]),
             name: Arc::from(name),
             queries: self.queries.clone(),
             query_cache: Arc::new(RwLock::new(HashMap::new())),
@@ -476,6 +598,11 @@ impl Metrics {
         let _ = self.monitor_check_duration.remove_label_values(&[name]);
         let _ = self.pool_queue_length.remove_label_values(&[name]);
         let _ = self.pool_wait_seconds.remove_label_values(&[name]);
+        for kind in ["diff", "reset", "check_in"] {
+            let _ = self.state_syncs.remove_label_values(&[name, kind]);
+        }
+        let _ = self.backend_prepares.remove_label_values(&[name]);
+        let _ = self.prepare_cache_hits.remove_label_values(&[name]);
         if let Some(cache) = backend.and_then(|b| b.query_cache.read().ok()) {
             for (route, reason) in cache.keys() {
                 let _ = self.queries.remove_label_values(&[route, name, reason]);
@@ -537,6 +664,16 @@ pub struct BackendMetrics {
     pub pool_queue: IntGauge,
     /// `rwsplit_pool_wait_seconds`.
     pub pool_wait: Histogram,
+    /// `rwsplit_backend_state_syncs_total{kind="diff"}`.
+    pub state_syncs_diff: IntCounter,
+    /// `rwsplit_backend_state_syncs_total{kind="reset"}`.
+    pub state_syncs_reset: IntCounter,
+    /// `rwsplit_backend_state_syncs_total{kind="check_in"}`.
+    pub state_syncs_check_in: IntCounter,
+    /// `rwsplit_backend_prepares_total`.
+    pub prepares: IntCounter,
+    /// `rwsplit_backend_prepare_cache_hits_total`.
+    pub prepare_cache_hits: IntCounter,
     name: Arc<str>,
     queries: IntCounterVec,
     /// (route, reason) → resolved `rwsplit_queries_total` series for this backend.
@@ -634,6 +771,8 @@ mod test {
         m.write_gtids.with_label_values(&["tracked"]).inc();
         m.quorum_waits.with_label_values(&["reached"]).inc();
         m.replica_position_age.with_label_values(&["r1"]).set(0.01);
+        m.query_rule_hits.with_label_values(&["r"]).inc();
+        m.query_rule_refused.with_label_values(&["r"]).inc();
         let text = m.render();
         for name in Metrics::NAMES {
             assert!(

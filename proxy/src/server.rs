@@ -73,6 +73,7 @@ pub fn handshake_err_packet(code: u16, message: &str) -> Vec<u8> {
 /// reloads as SIGHUP does) and the accept loop. Returns once sessions are done.
 pub async fn serve_all(ctx: Arc<Context>, listener: TcpListener, admin: TcpListener) {
     let monitor = crate::health::spawn(ctx.clone());
+    let failover = crate::failover::auto::spawn(ctx.clone());
     crate::frontend::rsa_key::warm(&ctx);
     let admin = tokio::spawn(crate::admin::serve(admin, ctx.clone()));
     let reloader = crate::config_watch::Reloader::new(ctx.clone());
@@ -80,6 +81,7 @@ pub async fn serve_all(ctx: Arc<Context>, listener: TcpListener, admin: TcpListe
     let watcher = tokio::spawn(crate::config_watch::watch(reloader));
     run(ctx, listener).await;
     monitor.abort();
+    failover.abort();
     admin.abort();
     signals.abort();
     watcher.abort();
@@ -106,6 +108,8 @@ async fn handle_signals(ctx: Arc<Context>, reloader: Arc<crate::config_watch::Re
                 let r = reloader.clone();
                 // Reading files blocks: keep it off the runtime's workers.
                 let _ = tokio::task::spawn_blocking(move || r.reload("SIGHUP")).await;
+                // logrotate convention: the audit log is reopened at its configured path.
+                crate::audit::reopen(&ctx);
             }
             _ = term.recv() => stop(&ctx, "SIGTERM"),
             _ = int.recv() => stop(&ctx, "SIGINT"),

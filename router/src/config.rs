@@ -7,6 +7,11 @@ use serde::Deserialize;
 use std::collections::HashSet;
 use std::fmt;
 
+mod audit;
+mod users;
+pub use audit::{AuditConfig, AuditStatements};
+pub use users::PasswordHash;
+
 /// What went wrong loading a configuration file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -171,6 +176,21 @@ pub struct RoutingConfig {
     /// counted and logged).
     #[serde(default)]
     pub quorum_on_timeout: QuorumOnTimeout,
+    /// `manual` (default): a lost primary stays lost until someone promotes another server.
+    /// `auto`: after `failover_after_ms` the proxy promotes the most advanced replica itself,
+    /// unless that could lose a write it knows was committed (see docs/ADMIN.md).
+    #[serde(default)]
+    pub failover: FailoverMode,
+    /// How long the primary must stay unreachable before `failover: auto` acts.
+    #[serde(default = "default_failover_after_ms")]
+    pub failover_after_ms: u64,
+    /// How long a write waits for a running switchover (`POST /admin/switchover`) to finish
+    /// before it is refused; the switchover gives up (and undoes its steps) within it too.
+    #[serde(default = "default_switchover_write_wait_ms")]
+    pub switchover_write_wait_ms: u64,
+    /// A switchover is refused when its target's measured lag is above this.
+    #[serde(default = "default_switchover_max_lag_ms")]
+    pub switchover_max_lag_ms: u64,
 }
 
 /// `routing.quorum_on_timeout`.
@@ -184,6 +204,17 @@ pub enum QuorumOnTimeout {
 
 fn default_quorum_timeout_ms() -> u64 {
     1000
+}
+
+/// Whether the proxy promotes a replica by itself when the primary stays down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailoverMode {
+    /// Never: an operator (or Orchestrator, MHA...) promotes; the proxy follows.
+    #[default]
+    Manual,
+    /// After `routing.failover_after_ms` of primary outage.
+    Auto,
 }
 
 fn default_max_lag_ms() -> u64 {
@@ -204,6 +235,15 @@ fn default_breaker_failures() -> u32 {
 fn default_breaker_cooldown_ms() -> u64 {
     5000
 }
+fn default_failover_after_ms() -> u64 {
+    10_000
+}
+fn default_switchover_write_wait_ms() -> u64 {
+    5000
+}
+fn default_switchover_max_lag_ms() -> u64 {
+    1000
+}
 
 impl Default for RoutingConfig {
     fn default() -> Self {
@@ -222,6 +262,10 @@ impl Default for RoutingConfig {
             write_quorum: crate::consistency::Quorum::Off,
             quorum_timeout_ms: default_quorum_timeout_ms(),
             quorum_on_timeout: QuorumOnTimeout::Error,
+            failover: FailoverMode::Manual,
+            failover_after_ms: default_failover_after_ms(),
+            switchover_write_wait_ms: default_switchover_write_wait_ms(),
+            switchover_max_lag_ms: default_switchover_max_lag_ms(),
         }
     }
 }
@@ -248,14 +292,31 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Credentials: a user name and where its password comes from.
+/// The monitor account (a user name and where its password comes from) and how long one
+/// health check may take.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     pub user: String,
     #[serde(flatten)]
     pub secret: Secret,
+    /// How long one health check may take (the connect and, separately, its queries) before
+    /// the server counts as hung: out of the read rotation at once, and statements waiting on
+    /// it stop waiting. Apart from `proxy.pool.connect_timeout_ms` so that a hung server is
+    /// noticed in well under a second without making slow networks' connects fail.
+    #[serde(default = "default_monitor_timeout_ms")]
+    pub timeout_ms: u64,
 }
+
+fn default_monitor_timeout_ms() -> u64 {
+    500
+}
+
+/// Below this a check cannot reach a loaded server even on loopback: every server would
+/// look hung.
+pub const MIN_MONITOR_TIMEOUT_MS: u64 = 10;
+/// Above this a hung server holds sessions longer than any application waits.
+pub const MAX_MONITOR_TIMEOUT_MS: u64 = 60_000;
 
 /// An application user the proxy accepts and uses on the backends.
 #[derive(Debug, Clone, Deserialize)]
@@ -274,6 +335,20 @@ pub struct UserConfig {
     /// This user's `routing.write_quorum` (unset: the routing default).
     #[serde(default)]
     pub write_quorum: Option<crate::consistency::Quorum>,
+    /// A `mysql_native_password` hash (`*` + 40 hex digits) instead of a password: the
+    /// proxy verifies clients against it and logs in to the backends with what a client's
+    /// answer proves. Clients are asked for `mysql_native_password` (see [`PasswordHash`]).
+    #[serde(default)]
+    pub password_hash: Option<PasswordHash>,
+    /// Client sessions this user may have open at once through this proxy (ERR 1226 beyond,
+    /// as a server's `max_user_connections`). Unset: no limit but `proxy.max_connections`.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Backend connections this user's sessions may hold on one server at once (within
+    /// `proxy.pool.max_per_server`); beyond it a session waits in the pool's line, as for a
+    /// full pool, up to `proxy.pool.queue_timeout_ms`. Unset: no limit of its own.
+    #[serde(default)]
+    pub max_backend_connections: Option<usize>,
 }
 
 /// Client-side TLS mode.
@@ -312,7 +387,8 @@ pub struct PoolConfig {
     #[serde(default = "default_read_timeout_ms")]
     pub read_timeout_ms: u64,
     /// How long a session keeps a backend connection its state does not need after its last
-    /// statement before giving it back to the pool. 0 gives it back as soon as a statement ends.
+    /// statement before giving it back to the pool. 0 (the default) gives it back as soon as a
+    /// statement ends: statement-level multiplexing, whose hand-overs cost no reset.
     #[serde(default = "default_release_delay_ms")]
     pub release_delay_ms: u64,
     /// How long a session waits, in a first-come-first-served queue, for a connection to a
@@ -322,8 +398,11 @@ pub struct PoolConfig {
     pub queue_timeout_ms: u64,
 }
 
+/// A server runs about as many statements at once as it has cores; with statement-level
+/// multiplexing a connection is busy only while a statement runs, so 64 (2–4× a 16–32-core
+/// server) serves thousands of clients.
 fn default_pool_max() -> usize {
-    200
+    64
 }
 fn default_pool_idle_timeout_s() -> u64 {
     60
@@ -335,7 +414,7 @@ fn default_read_timeout_ms() -> u64 {
     30_000
 }
 fn default_release_delay_ms() -> u64 {
-    500
+    0
 }
 fn default_queue_timeout_ms() -> u64 {
     5000
@@ -445,6 +524,9 @@ pub struct ProxyConfig {
     /// Who may change the running proxy through `/admin/...` on `http_listen`.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// The audit log (off when unset); see docs/AUDIT.md.
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
 }
 
 /// The admin API's bearer token, given inline, from an environment variable or from a file
@@ -586,9 +668,25 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// The account the monitor and binlog reader use (needs REPLICATION SLAVE, SLAVE MONITOR, BINLOG MONITOR).
     pub monitor: Credentials,
+    /// The account a switchover or failover runs its statements as (`SET GLOBAL read_only`,
+    /// `STOP SLAVE`, `RESET SLAVE ALL`, `CHANGE MASTER`): needs `SUPER` or, on MariaDB,
+    /// `READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, BINLOG ADMIN`.
+    /// Default: the monitor account.
+    #[serde(default)]
+    pub switchover_account: Option<Account>,
+    /// What replicas log in to a new primary with (`CHANGE MASTER TO MASTER_USER=...`): needs
+    /// `REPLICATION SLAVE`. Default: the monitor account.
+    #[serde(default)]
+    pub replication: Option<Account>,
     pub proxy: Option<ProxyConfig>,
     #[serde(default)]
     pub sidecar: SidecarConfig,
+    /// Query rules, first match wins (see [`crate::rules`] and docs/QUERY_RULES.md).
+    #[serde(default)]
+    pub query_rules: Vec<crate::rules::QueryRuleConfig>,
+    /// `query_rules`, checked and compiled at load.
+    #[serde(skip)]
+    pub rules: crate::rules::QueryRules,
 }
 
 impl Config {
@@ -610,6 +708,7 @@ impl Config {
         })?;
         config.resolve_location_env(file, text, env)?;
         config.validate(file, text)?;
+        config.rules = crate::rules::compile(&config.query_rules, file, text)?;
         Ok(config)
     }
 
@@ -839,6 +938,11 @@ impl Config {
                     "must be at least 1 (every statement would wait for a connection that can never open)".into(),
                 ));
             }
+            if let Some(a) = &proxy.audit {
+                audit::check(a).map_err(|(key, m)| {
+                    invalid(format!("proxy.audit.{key}"), &format!("{key}:"), m)
+                })?;
+            }
             let mut users = HashSet::new();
             for (i, u) in proxy.users.iter().enumerate() {
                 if !users.insert(u.name.as_str()) {
@@ -850,6 +954,16 @@ impl Config {
                 }
                 check_secret(&u.secret)
                     .map_err(|m| invalid(format!("proxy.users[{i}]"), &u.name, m))?;
+                users::check_user(u).map_err(|(key, m)| {
+                    // The offending line is the key's own under this user's entry.
+                    let line = user_key_line(text, &u.name, key);
+                    ConfigError::Invalid {
+                        file: file.to_string(),
+                        line,
+                        key: format!("proxy.users[{i}].{key}"),
+                        message: m,
+                    }
+                })?;
             }
         }
         if let Some(LagSource::Sidecar { url, urls }) = self.proxy.as_ref().map(|p| &p.lag_source) {
@@ -863,7 +977,44 @@ impl Config {
         }
         check_addr(&self.sidecar.http_listen)
             .map_err(|m| invalid("sidecar.http_listen".into(), "http_listen:", m))?;
+        if self.sidecar.server_id == 0 {
+            // A replica with server_id 0 is refused by the primary's binlog dump.
+            return Err(invalid(
+                "sidecar.server_id".into(),
+                "server_id:",
+                "must be between 1 and 4294967295 (0 is refused by the primary)".into(),
+            ));
+        }
         check_secret(&self.monitor.secret).map_err(|m| invalid("monitor".into(), "monitor:", m))?;
+        for (key, account) in [
+            ("switchover_account", &self.switchover_account),
+            ("replication", &self.replication),
+        ] {
+            if let Some(c) = account {
+                check_secret(&c.secret).map_err(|m| invalid(key.into(), &format!("{key}:"), m))?;
+            }
+        }
+        if self.routing.switchover_write_wait_ms < MIN_SWITCHOVER_WAIT_MS {
+            return Err(invalid(
+                "routing.switchover_write_wait_ms".into(),
+                "switchover_write_wait_ms:",
+                format!(
+                    "must be at least {MIN_SWITCHOVER_WAIT_MS} (the switchover's own steps need that long), got {}",
+                    self.routing.switchover_write_wait_ms
+                ),
+            ));
+        }
+        if !(MIN_MONITOR_TIMEOUT_MS..=MAX_MONITOR_TIMEOUT_MS).contains(&self.monitor.timeout_ms) {
+            return Err(ConfigError::Invalid {
+                file: file.to_string(),
+                line: find_key_line(text, "monitor:", "timeout_ms:"),
+                key: "monitor.timeout_ms".into(),
+                message: format!(
+                    "must be {MIN_MONITOR_TIMEOUT_MS} to {MAX_MONITOR_TIMEOUT_MS} ms, got {}",
+                    self.monitor.timeout_ms
+                ),
+            });
+        }
         Ok(())
     }
 }
@@ -944,6 +1095,42 @@ impl Config {
     }
 }
 
+/// The shortest `routing.switchover_write_wait_ms`: demoting, waiting for the GTID and
+/// promoting take a few round trips each.
+const MIN_SWITCHOVER_WAIT_MS: u64 = 500;
+
+/// An account other than the monitor's: a user name and where its password comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    pub user: String,
+    #[serde(flatten)]
+    pub secret: Secret,
+}
+
+impl Config {
+    /// The account switchovers and failovers run their statements as.
+    pub fn switchover_account(&self) -> Account {
+        self.switchover_account
+            .clone()
+            .unwrap_or_else(|| self.monitor_account())
+    }
+
+    /// The account replicas use to log in to a new primary.
+    pub fn replication_account(&self) -> Account {
+        self.replication
+            .clone()
+            .unwrap_or_else(|| self.monitor_account())
+    }
+
+    fn monitor_account(&self) -> Account {
+        Account {
+            user: self.monitor.user.clone(),
+            secret: self.monitor.secret.clone(),
+        }
+    }
+}
+
 fn check_addr(addr: &str) -> Result<(), String> {
     addr.parse::<std::net::SocketAddr>()
         .map(|_| ())
@@ -965,9 +1152,44 @@ fn check_secret(s: &Secret) -> Result<(), String> {
     Ok(())
 }
 
+/// The line of `key:` in the entry of user `name` (the first `key:` after the line naming
+/// it), or the name's line.
+fn user_key_line(text: &str, name: &str, key: &str) -> Option<usize> {
+    let at = find_line(text, &format!("name: {name}")).or_else(|| find_line(text, name))?;
+    let needle = format!("{key}:");
+    text.lines()
+        .enumerate()
+        .skip(at - 1)
+        .find(|(_, l)| l.contains(&needle))
+        .map(|(i, _)| i + 1)
+        .or(Some(at))
+}
+
 /// The 1-based line of the first occurrence of `needle`, to point a reader at the offending key.
 fn find_line(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+/// The line of `key` (e.g. `timeout_ms:`, as a whole key: not `connect_timeout_ms:`) at or
+/// after the top-level `section` line (e.g. `monitor:`), for keys whose name other sections
+/// use too. Falls back to the section's line.
+fn find_key_line(text: &str, section: &str, key: &str) -> Option<usize> {
+    let start = text.lines().position(|l| l.starts_with(section))?;
+    let whole_key = |l: &str| {
+        l.match_indices(key).any(|(i, _)| {
+            !l[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        })
+    };
+    let found = text
+        .lines()
+        .enumerate()
+        .skip(start)
+        .find(|(_, l)| whole_key(l))
+        .map(|(i, _)| i);
+    Some(found.unwrap_or(start) + 1)
 }
 
 #[cfg(test)]
@@ -984,6 +1206,37 @@ mod test {
         assert_eq!(
             c.proxy.as_ref().map(|p| p.listen.as_str()),
             Some("127.0.0.1:6033")
+        );
+    }
+
+    #[test]
+    fn switchover_settings_default_and_accounts_fall_back_to_the_monitor() {
+        let base = "servers:\n  - {name: p, host: h, port: 1, role: primary}\nmonitor: {user: m}\n";
+        let c = Config::from_yaml("c.yaml", base).expect("defaults");
+        assert_eq!(c.routing.failover, FailoverMode::Manual);
+        assert_eq!(c.routing.switchover_write_wait_ms, 5000);
+        assert_eq!(c.switchover_account().user, "m");
+        assert_eq!(c.replication_account().user, "m");
+        let text = format!(
+            "{base}routing: {{failover: auto, failover_after_ms: 3000}}\n\
+             switchover_account: {{user: admin, password: x}}\nreplication: {{user: repl}}\n"
+        );
+        let c = Config::from_yaml("c.yaml", &text).expect("parses");
+        assert_eq!(c.routing.failover, FailoverMode::Auto);
+        assert_eq!(c.routing.failover_after_ms, 3000);
+        assert_eq!(c.switchover_account().user, "admin");
+        assert_eq!(c.replication_account().user, "repl");
+        let err = Config::from_yaml(
+            "c.yaml",
+            &format!("{base}routing:\n  switchover_write_wait_ms: 10\n"),
+        )
+        .expect_err("too short");
+        assert!(
+            err.to_string().contains("routing.switchover_write_wait_ms"),
+            "{err}"
+        );
+        assert!(
+            Config::from_yaml("c.yaml", &format!("{base}routing: {{failover: yes}}\n")).is_err()
         );
     }
 
@@ -1130,6 +1383,65 @@ mod test {
     }
 
     #[test]
+    fn monitor_timeout_defaults_to_500_ms_and_is_bounded_naming_file_line_and_key() {
+        const LINE: &str = "  timeout_ms: 500 ";
+        assert_eq!(EXAMPLE.matches(LINE).count(), 1, "the example sets it");
+        let unset: String = EXAMPLE
+            .lines()
+            .filter(|l| !l.starts_with(LINE))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = Config::from_yaml("c.yaml", &unset).unwrap();
+        assert_eq!(c.monitor.timeout_ms, 500, "the default");
+        // With the monitor section last, a pool `connect_timeout_ms:` line comes first in the
+        // file: the error must point at the monitor's own key, not at the first line that
+        // ends in `timeout_ms:`.
+        const MONITOR: &str = "monitor:\n  user: rwsplit_monitor\n  password: monitor-password\n";
+        assert!(unset.contains(MONITOR), "the example's monitor section");
+        let with = |ms: &str| {
+            let text = unset.replace(MONITOR, "").replace(
+                "  users:\n",
+                "  pool:\n    connect_timeout_ms: 700\n  users:\n",
+            );
+            format!("{text}{MONITOR}  timeout_ms: {ms}\n")
+        };
+        let c = Config::from_yaml("c.yaml", &with("250")).expect("250 ms is valid");
+        assert_eq!(c.monitor.timeout_ms, 250);
+        assert_eq!(c.proxy.map(|p| p.pool.connect_timeout_ms), Some(700));
+        for bad in ["0", "5", "600000"] {
+            let text = with(bad);
+            let line = text
+                .lines()
+                .position(|l| l == format!("  timeout_ms: {bad}"))
+                .map(|i| i + 1)
+                .expect("inserted");
+            let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+            assert!(err.contains("monitor.timeout_ms"), "{err}");
+            assert!(err.contains(&format!("c.yaml:{line}")), "{bad}: {err}");
+        }
+        // Flow style, on the `monitor:` line itself.
+        let text = unset.replace(
+            MONITOR,
+            "monitor: {user: rwsplit_monitor, password: monitor-password, timeout_ms: 1}\n",
+        );
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("monitor:"))
+            .map(|i| i + 1)
+            .expect("replaced");
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains(&format!("c.yaml:{line}")), "{err}");
+    }
+
+    #[test]
+    fn a_reader_server_id_of_zero_is_refused_naming_the_key() {
+        let text = EXAMPLE.replace("  server_id: 4242\n", "  server_id: 0\n");
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("sidecar.server_id"), "{err}");
+        assert!(err.starts_with("c.yaml:"), "{err}");
+    }
+
+    #[test]
     fn admin_token_takes_one_source_and_is_never_printed() {
         let c = Config::from_yaml("c.yaml", EXAMPLE).expect("valid");
         assert!(!c.proxy.as_ref().is_some_and(|p| p.admin.is_configured()));
@@ -1184,10 +1496,13 @@ mod test {
     #[test]
     fn release_delay_defaults_and_is_bounded() {
         let c = Config::from_yaml("c.yaml", EXAMPLE).unwrap();
-        assert_eq!(c.proxy.as_ref().map(|p| p.pool.release_delay_ms), Some(500));
-        let text = EXAMPLE.replace("  users:\n", "  pool:\n    release_delay_ms: 0\n  users:\n");
-        let c = Config::from_yaml("c.yaml", &text).unwrap();
         assert_eq!(c.proxy.as_ref().map(|p| p.pool.release_delay_ms), Some(0));
+        let text = EXAMPLE.replace(
+            "  users:\n",
+            "  pool:\n    release_delay_ms: 500\n  users:\n",
+        );
+        let c = Config::from_yaml("c.yaml", &text).unwrap();
+        assert_eq!(c.proxy.as_ref().map(|p| p.pool.release_delay_ms), Some(500));
         let text = EXAMPLE.replace(
             "  users:\n",
             "  pool:\n    release_delay_ms: 600000\n  users:\n",

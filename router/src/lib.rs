@@ -8,12 +8,14 @@
 //!   prepared statements, session-variable history to replay on a newly used backend).
 //! - [`choice`]: which replica serves a read, over a snapshot of the topology.
 //! - [`config`]: the typed YAML configuration shared by both binaries.
+//! - [`rules`]: operator query rules (match a statement, then route, bound, time or block it).
 #![forbid(unsafe_code)]
 
 pub mod choice;
 pub mod classify;
 pub mod config;
 pub mod consistency;
+pub mod rules;
 pub mod session;
 
 pub use choice::{Choice, FallbackReason, ServerState, TopologySnapshot};

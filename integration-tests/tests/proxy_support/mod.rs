@@ -25,7 +25,7 @@ pub struct Proxy {
     pub port: u16,
     pub ctx: Arc<Context>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    config_file: std::path::PathBuf,
+    pub config_file: std::path::PathBuf,
 }
 
 impl Drop for Proxy {

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod servers;
+pub mod switchover;
 
 use crate::context::Context;
 // The sidecar's small HTTP server serves the admin endpoint too: one implementation to fix.
@@ -70,6 +71,7 @@ fn admin_route(ctx: Arc<Context>, req: Request) -> ReplyFuture {
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", "/admin/reload") => ready(reload(&ctx, &req)),
         (_, "/admin/reload") => ready(Reply::text(405, "use POST\n")),
+        (_, "/admin/switchover") => switchover::route(ctx, req),
         _ => ready(Reply::text(404, "no such admin endpoint\n")),
     }
 }

@@ -1,7 +1,10 @@
 //! One authenticated connection to a backend server, opened as the client's user with the
 //! client's response-shaping capabilities, so its responses can be forwarded unchanged.
 
-use super::handshake::{scramble, Greeting, Response};
+use super::credential::Credential;
+use super::fingerprint::Fingerprint;
+use super::handshake::{Greeting, Response};
+use super::stmt_cache::StmtCache;
 use super::tls::{TlsTarget, Transport};
 use super::Error;
 use crate::protocol::consts::{cap, com};
@@ -9,7 +12,7 @@ use crate::protocol::message::parse_err;
 use crate::protocol::packet::{read_packet, write_packet};
 use crate::protocol::relay::{self, End, Shape};
 use router::config::BackendTlsMode;
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
@@ -34,19 +37,11 @@ pub struct Key {
 /// Where and how to connect.
 pub struct Target<'a> {
     pub addr: &'a str,
-    pub password: &'a str,
+    pub password: &'a Credential,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     /// TLS settings, `None` for plain TCP (`servers[].tls.mode: disabled`).
     pub tls: Option<TlsTarget>,
-}
-
-/// A prepared statement as it exists on this connection.
-#[derive(Debug, Clone, Copy)]
-pub struct BackendStmt {
-    pub id: u32,
-    /// Whether parameter types have been sent to this connection (`new_params_bound_flag`).
-    pub types_sent: bool,
 }
 
 /// An open backend connection.
@@ -60,10 +55,15 @@ pub struct Conn {
     pub caps: u32,
     /// The default schema the connection is known to have (`None` = none or unknown).
     pub schema: Option<String>,
-    /// How many entries of the owning session's history this connection has replayed.
-    pub replayed: u64,
-    /// The session's statement id → this connection's statement.
-    pub stmts: HashMap<u32, BackendStmt>,
+    /// The session state this connection carries (see `fingerprint.rs`).
+    pub state: Arc<Fingerprint>,
+    /// Statements prepared here, by text (see `stmt_cache.rs`).
+    pub prepared: StmtCache,
+    /// `LAST_INSERT_ID()` here, when known: restored only before a statement that reads it.
+    pub last_insert_id: Option<u64>,
+    /// The last statement here left warnings, an error or a `FOUND_ROWS()` count: another
+    /// session must not see them (`SHOW WARNINGS`), so the connection is reset before reuse.
+    pub diagnostics: bool,
     /// When this connection last finished a command (for the pools' idle timeout).
     pub last_used: Instant,
     /// Set when the connection is out of step (I/O error, timeout): it must be closed.
@@ -81,6 +81,12 @@ pub struct Conn {
     /// The connection's place under `proxy.pool.max_per_server` (set by the pools). Last, so
     /// the socket is closed before the place goes to a waiting session.
     pub(crate) slot: Option<crate::context::Slot>,
+    /// The connection's place under its user's `proxy.users[].max_backend_connections` on this
+    /// server while a session uses it (set by the pools, dropped when it is given back).
+    pub(crate) user_permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The server's failed-check count ([`crate::context::Backend::outages`]) when this
+    /// connection was opened or last found alive.
+    pub outages_seen: u64,
 }
 
 impl Conn {
@@ -107,7 +113,7 @@ impl Conn {
     async fn connect_inner(
         key: Key,
         addr: &str,
-        password: &str,
+        password: &Credential,
         tls: Option<&TlsTarget>,
         database: Option<&str>,
     ) -> Result<Conn, Error> {
@@ -144,8 +150,11 @@ impl Conn {
             });
         }
         caps &= g.capabilities | cap::ODBC;
+        // With only SHA1(password), answer in mysql_native_password whatever the server
+        // proposes: an account on that plugin is then served without a round trip, and one on
+        // caching_sha2_password fails with the reason (its switch cannot be answered).
         let plugin = match g.auth_plugin.as_str() {
-            "caching_sha2_password" => "caching_sha2_password",
+            "caching_sha2_password" if password.clear().is_some() => "caching_sha2_password",
             _ => "mysql_native_password",
         };
         let mut seq = seq.wrapping_add(1);
@@ -180,7 +189,7 @@ impl Conn {
             max_packet: 1 << 30,
             collation: key.collation,
             user: key.user.clone(),
-            auth: scramble(plugin, &g.nonce, password).unwrap_or_default(),
+            auth: password.scramble(plugin, &g.nonce).unwrap_or_default(),
             database: database.map(str::to_string),
             auth_plugin: Some(plugin.to_string()),
             attrs: Vec::new(),
@@ -201,17 +210,21 @@ impl Conn {
                     plugin = String::from_utf8_lossy(&body[..end]).into_owned();
                     let nonce = body.get(end + 1..).unwrap_or(&[]);
                     let nonce = nonce.strip_suffix(&[0]).unwrap_or(nonce);
-                    let Some(answer) = scramble(&plugin, nonce, password) else {
-                        return Err(Error::UnsupportedAuth(plugin));
+                    let Some(answer) = password.scramble(&plugin, nonce) else {
+                        return Err(Error::UnsupportedAuth(needs_clear(&plugin, password)));
                     };
                     write_packet(&mut stream, seq, &answer).await?;
                     stream.flush().await?;
                 }
                 Some(0x01) if plugin == "caching_sha2_password" => match buf.get(1) {
                     Some(3) => {} // fast auth succeeded; the OK follows
+                    Some(4) if password.clear().is_none() => {
+                        return Err(Error::UnsupportedAuth(needs_clear(&plugin, password)));
+                    }
                     Some(4) if on_tls => {
                         // Full authentication over TLS: the password in clear.
-                        let mut clear = password.as_bytes().to_vec();
+                        let clear = password.clear().unwrap_or_default();
+                        let mut clear = clear.as_bytes().to_vec();
                         clear.push(0);
                         write_packet(&mut stream, seq, &clear).await?;
                         stream.flush().await?;
@@ -223,7 +236,8 @@ impl Conn {
                         let s = read_packet(&mut stream, &mut buf, HANDSHAKE_MAX).await?;
                         seq = s.wrapping_add(1);
                         let pem = buf.get(1..).unwrap_or(&[]).to_vec();
-                        let answer = rsa_encrypt_password(password, &g.nonce, &pem)?;
+                        let clear = password.clear().unwrap_or_default();
+                        let answer = rsa_encrypt_password(clear, &g.nonce, &pem)?;
                         write_packet(&mut stream, seq, &answer).await?;
                         stream.flush().await?;
                     }
@@ -249,8 +263,10 @@ impl Conn {
             connection_id: g.connection_id,
             caps,
             schema: database.map(str::to_string),
-            replayed: 0,
-            stmts: HashMap::new(),
+            state: Fingerprint::fresh(),
+            prepared: StmtCache::default(),
+            last_insert_id: Some(0),
+            diagnostics: false,
             last_used: Instant::now(),
             broken: false,
             has_schema: database.is_some(),
@@ -258,6 +274,8 @@ impl Conn {
             scratch: Vec::new(),
             read_timeout: Duration::from_secs(30),
             slot: None,
+            user_permit: None,
+            outages_seen: 0,
         })
     }
 
@@ -271,8 +289,10 @@ impl Conn {
             connection_id,
             caps: 0,
             schema: None,
-            replayed: 0,
-            stmts: HashMap::new(),
+            state: Fingerprint::fresh(),
+            prepared: StmtCache::default(),
+            last_insert_id: Some(0),
+            diagnostics: false,
             last_used: Instant::now(),
             broken: false,
             has_schema: false,
@@ -280,6 +300,8 @@ impl Conn {
             scratch: Vec::new(),
             read_timeout: Duration::from_secs(30),
             slot: None,
+            user_permit: None,
+            outages_seen: 0,
         }
     }
 
@@ -324,6 +346,45 @@ impl Conn {
     /// nothing): a server ERR comes back as [`Error::Server`].
     pub async fn command(&mut self, payload: &[u8], shape: Shape) -> Result<End, Error> {
         self.send(payload).await?;
+        self.reply(shape).await
+    }
+
+    /// Sends several commands in one write and reads their answers in order: one round trip
+    /// (state hand-over, see `fingerprint.rs`). A server ERR to any of them comes back as
+    /// [`Error::Server`] once every answer has been read (the connection stays in step).
+    pub async fn pipeline(&mut self, packets: &[Vec<u8>]) -> Result<(), Error> {
+        let sent = async {
+            for p in packets {
+                write_packet(&mut self.stream, 0, p).await?;
+            }
+            self.stream.flush().await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(e) = sent {
+            self.broken = true;
+            return Err(e);
+        }
+        let mut failed = None;
+        for p in packets {
+            let shape = if p.first() == Some(&com::QUERY) {
+                Shape::Results
+            } else {
+                Shape::Single
+            };
+            match self.reply(shape).await {
+                Ok(_) => {}
+                Err(e @ Error::Server { .. }) => {
+                    failed.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Reads the answer to a command the proxy sent itself.
+    async fn reply(&mut self, shape: Shape) -> Result<End, Error> {
         let deprecate = self.deprecate_eof();
         let mut sink = Sink;
         let mut progress = relay::Progress::default();
@@ -374,10 +435,18 @@ impl Conn {
     pub async fn reset(&mut self) -> Result<(), Error> {
         self.command(&[com::RESET_CONNECTION], Shape::Single)
             .await?;
-        self.stmts.clear();
-        self.replayed = 0;
-        self.gtid_tracking = false;
+        self.forget_state();
         Ok(())
+    }
+
+    /// After a reset: what the server dropped (state, statements, diagnostics, insert id).
+    /// The default database survives a reset (`has_schema` stays).
+    pub fn forget_state(&mut self) {
+        self.gtid_tracking = false;
+        self.prepared.clear();
+        self.state = Fingerprint::fresh();
+        self.last_insert_id = Some(0);
+        self.diagnostics = false;
     }
 
     /// `COM_INIT_DB`.
@@ -546,6 +615,18 @@ fn rsa_encrypt_password(password: &str, nonce: &[u8], pem: &[u8]) -> Result<Vec<
     let pem = pem.to_vec();
     std::panic::catch_unwind(move || mysql_common::crypto::encrypt(&clear, &pem))
         .map_err(|_| Error::UnsupportedAuth("backend sent an unreadable RSA public key".into()))
+}
+
+/// Why a backend's authentication plugin cannot be answered with `password`.
+fn needs_clear(plugin: &str, password: &Credential) -> String {
+    match password {
+        Credential::NativeStage1(_) => format!(
+            "the server asks for {plugin}, which needs the clear password, and this user is \
+             configured with a mysql_native_password hash only (proxy.users[].password_hash): \
+             give the account mysql_native_password on the servers, or configure the password"
+        ),
+        Credential::Clear(_) => plugin.to_string(),
+    }
 }
 
 /// Backend buffers: responses stream through the read side.

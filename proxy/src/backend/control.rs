@@ -31,7 +31,7 @@ pub async fn kill(
     ctx: &Context,
     backend: &Backend,
     user: &str,
-    password: &str,
+    password: &super::Credential,
     thread: u32,
     scope: KillScope,
 ) -> Result<(), Error> {

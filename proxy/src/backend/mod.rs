@@ -2,12 +2,17 @@
 
 pub mod conn;
 pub mod control;
+pub mod credential;
+pub mod fingerprint;
 pub mod handshake;
 pub mod pool;
+pub mod stmt_cache;
 pub mod tls;
 
-pub use conn::{BackendStmt, Conn, Key, Sink};
+pub use conn::{Conn, Key, Sink};
 pub use control::KillScope;
+pub use credential::Credential;
+pub use fingerprint::Fingerprint;
 pub use pool::{pools_for, Pools};
 
 /// What can go wrong talking to a backend.
@@ -37,6 +42,15 @@ pub enum Error {
     /// turn and none came. Says nothing about the server's health.
     #[error("pool for server '{server}' is full ({max} connections, proxy.pool.max_per_server) and no connection came free within {waited_ms} ms (proxy.pool.queue_timeout_ms)")]
     PoolExhausted {
+        server: String,
+        max: usize,
+        waited_ms: u64,
+    },
+    /// The user's sessions held `proxy.users[].max_backend_connections` connections to the
+    /// server for `proxy.pool.queue_timeout_ms`. Says nothing about the server's health.
+    #[error("user '{user}' holds its max_backend_connections ({max}) on server '{server}' (proxy.users[].max_backend_connections) and none came free within {waited_ms} ms (proxy.pool.queue_timeout_ms)")]
+    UserBackendLimit {
+        user: String,
         server: String,
         max: usize,
         waited_ms: u64,

@@ -22,8 +22,9 @@ const HANDSHAKE_MAX: usize = exchange::AUTH_MAX;
 #[derive(Debug, Clone)]
 pub struct Client {
     pub user: String,
-    /// The user's password in clear, for backend authentication. Never logged.
-    pub password: String,
+    /// What logs in to the backends as the user (the password, or SHA1 of it for a user
+    /// configured with a hash). Never logged.
+    pub password: crate::backend::Credential,
     pub host: String,
     pub caps: u32,
     pub collation: u8,
@@ -33,6 +34,8 @@ pub struct Client {
     pub max_packet: usize,
     pub connection_id: u32,
     pub tls: bool,
+    /// The session's place under `proxy.users[].max_connections`, shared by clones.
+    pub user_slot: std::sync::Arc<super::user_limit::UserSlot>,
 }
 
 /// Random bytes for a nonce, from the operating system's CSPRNG (through rustls' ring
@@ -124,8 +127,11 @@ pub async fn handshake(
         host: &host,
         on_tls,
     };
-    let Verified { password, seq } =
-        exchange::authenticate(&mut stream, ctx, seq.wrapping_add(1), offer).await?;
+    let Verified {
+        password,
+        seq,
+        slot,
+    } = exchange::authenticate(&mut stream, ctx, seq.wrapping_add(1), offer).await?;
     write_packet(&mut stream, seq, &ok_payload(0, 0, status::AUTOCOMMIT, 0)).await?;
     stream.flush().await?;
     let caps = resp.capabilities & offered;
@@ -145,6 +151,7 @@ pub async fn handshake(
             max_packet: (resp.max_packet as usize).clamp(1 << 20, 1 << 30),
             connection_id,
             tls: on_tls,
+            user_slot: std::sync::Arc::new(slot),
         },
     ))
 }

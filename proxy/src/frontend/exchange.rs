@@ -2,10 +2,18 @@
 //! same plugins (`mysql_native_password`; `caching_sha2_password` fast path, full
 //! authentication over TLS or with the proxy's RSA key; an auth switch when needed), compare in
 //! constant time, and give up on a client that stops answering ([`authenticate_in_time`]).
+//!
+//! A user configured with a `mysql_native_password` hash only is always asked for
+//! `mysql_native_password` (an auth switch when the client offers another plugin): its answer
+//! is checked against the hash and yields SHA1(password), all the backends' native scramble
+//! needs. `caching_sha2_password` cannot be served that way: its scramble is built from
+//! SHA256(password), which the hash does not give.
 
 use super::rsa_key;
+use super::user_limit::{self, UserSlot, ER_USER_LIMIT_REACHED};
 use super::users;
 use super::{Error, HANDSHAKE_TIMEOUT};
+use crate::backend::credential::{verify_native, Credential};
 use crate::backend::handshake::scramble;
 use crate::context::Context;
 use crate::protocol::consts::code;
@@ -42,10 +50,14 @@ pub struct Offer<'a> {
 
 /// A client that proved it knows the user's password.
 pub struct Verified {
-    /// The password in clear, to log into the backends as the user. Never logged.
-    pub password: String,
+    /// What logs in to the backends as the user: the password in clear, or SHA1(password)
+    /// for a user configured with a hash. Never logged.
+    pub password: Credential,
     /// The sequence id of the OK the caller sends to end the exchange.
     pub seq: u8,
+    /// The session's place under the user's `max_connections`, held while the session is
+    /// this user's.
+    pub slot: UserSlot,
 }
 
 /// Without the password, so that no log line or test failure can show it.
@@ -100,15 +112,22 @@ pub async fn authenticate<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let password = {
+    let (stored, limit) = {
         let cfg = ctx.proxy_config();
-        users::find(&cfg.users, offer.user).and_then(|u| users::resolve(&u.secret))
+        let user = users::find(&cfg.users, offer.user);
+        (
+            user.and_then(users::stored),
+            user.and_then(|u| u.max_connections),
+        )
     };
-    let Some(password) = password else {
+    let Some(stored) = stored else {
         return deny(stream, seq, &offer, !offer.answer.is_empty()).await;
     };
     let named = offer.plugin.unwrap_or(NATIVE);
-    let plugin = if named == SHA2 { SHA2 } else { NATIVE };
+    let plugin = match stored {
+        users::Stored::Clear(_) if named == SHA2 => SHA2,
+        _ => NATIVE,
+    };
     let mut buf = Vec::new();
     let mut switched = Vec::new();
     let mut answer = offer.answer;
@@ -126,6 +145,18 @@ where
             .wrapping_add(1);
         answer = &switched;
     }
+    let password = match stored {
+        users::Stored::Clear(p) => p,
+        users::Stored::NativeHash(stage2) => {
+            return match verify_native(offer.nonce, &stage2, answer) {
+                Some(stage1) => {
+                    let password = Credential::NativeStage1(stage1);
+                    admit(stream, ctx, seq, &offer, limit, password).await
+                }
+                None => deny(stream, seq, &offer, !answer.is_empty()).await,
+            };
+        }
+    };
     let expected = scramble(plugin, offer.nonce, &password).unwrap_or_default();
     let mut ok = constant_time_eq(answer, &expected);
     if plugin == SHA2 {
@@ -155,7 +186,37 @@ where
     if !ok {
         return deny(stream, seq, &offer, !answer.is_empty()).await;
     }
-    Ok(Verified { password, seq })
+    let password = Credential::Clear(password);
+    admit(stream, ctx, seq, &offer, limit, password).await
+}
+
+/// A verified client gets a place under its user's `max_connections`, or ERR 1226 as a server
+/// words it ([`Error::UserLimit`]).
+async fn admit<S>(
+    stream: &mut S,
+    ctx: &Context,
+    seq: u8,
+    offer: &Offer<'_>,
+    limit: Option<usize>,
+    password: Credential,
+) -> Result<Verified, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match user_limit::take(ctx, offer.user, limit) {
+        Ok(slot) => Ok(Verified {
+            password,
+            seq,
+            slot,
+        }),
+        Err(exceeded) => {
+            let (c, st) = ER_USER_LIMIT_REACHED;
+            let msg = exceeded.message(offer.user);
+            write_packet(stream, seq, &err_payload(c, st, &msg)).await?;
+            stream.flush().await?;
+            Err(Error::UserLimit(offer.user.to_string()))
+        }
+    }
 }
 
 /// Sends ERR 1045 as a server words it and returns [`Error::AccessDenied`].

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod exchange;
 pub mod rsa_key;
 pub mod stream;
+pub mod user_limit;
 pub mod users;
 
 pub use auth::Client;
@@ -30,6 +31,9 @@ pub enum Error {
     HandshakeTimeout,
     #[error("access denied for user '{0}'")]
     AccessDenied(String),
+    /// The user's `proxy.users[].max_connections` is reached (the client got ERR 1226).
+    #[error("user '{0}' is at its max_connections")]
+    UserLimit(String),
     #[error("tls: {0}")]
     Tls(String),
     #[error(transparent)]
@@ -66,6 +70,7 @@ pub async fn serve_client(
         Ok(Err(e)) => {
             let reason = match e {
                 Error::AccessDenied(_) => reject::AUTH,
+                Error::UserLimit(_) => reject::USER_MAX_CONNECTIONS,
                 _ => reject::HANDSHAKE,
             };
             ctx.metrics.rejected(reason);

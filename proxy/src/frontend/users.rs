@@ -1,6 +1,6 @@
 //! Looks up a configured user's password (inline, from an environment variable, or from a
-//! file). The password is needed in clear to authenticate to the backends as that user; it is
-//! never logged.
+//! file) or its `mysql_native_password` hash. Either lets the proxy authenticate to the
+//! backends as that user once the client has proved itself; neither is ever logged.
 
 use router::config::{Secret, UserConfig};
 
@@ -13,6 +13,23 @@ pub fn resolve(secret: &Secret) -> Option<String> {
             tracing::warn!(error = %e, "a configured user's password cannot be read");
             None
         }
+    }
+}
+
+/// What the proxy checks a client's answer against.
+pub enum Stored {
+    /// The password in clear.
+    Clear(String),
+    /// SHA1(SHA1(password)), from `password_hash`.
+    NativeHash([u8; 20]),
+}
+
+/// The configured user's password or hash; `None` when its source cannot be read (or a hash
+/// is malformed, which validation refuses first).
+pub fn stored(user: &UserConfig) -> Option<Stored> {
+    match &user.password_hash {
+        Some(h) => h.stage2().map(Stored::NativeHash),
+        None => resolve(&user.secret).map(Stored::Clear),
     }
 }
 

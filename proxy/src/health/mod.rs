@@ -43,6 +43,10 @@ async fn run_generation(ctx: &Arc<Context>) {
     let generation = ctx.config_generation();
     let config = ctx.config();
     let interval = Duration::from_millis(ctx.proxy_config().monitor_interval_ms.max(50));
+    // A health check's own limit (`monitor.timeout_ms`): a server that does not answer within
+    // it is hung, out of the rotation at once. The sidecars' HTTP polls keep the pool's
+    // connect timeout: a slow sidecar is not a hung database.
+    let check_timeout = Duration::from_millis(config.monitor.timeout_ms.max(1));
     let timeout = Duration::from_millis(ctx.proxy_config().pool.connect_timeout_ms.max(100));
     let password = match binlog_reader::secret::resolve(&config.monitor.secret) {
         Ok(p) => p,
@@ -71,7 +75,10 @@ async fn run_generation(ctx: &Arc<Context>) {
             backend,
             i,
             checker,
-            Timing { interval, timeout },
+            Timing {
+                interval,
+                timeout: check_timeout,
+            },
             (slots.clone(), changed.clone()),
         ));
     }
@@ -91,6 +98,8 @@ async fn run_generation(ctx: &Arc<Context>) {
         LagSource::SecondsBehindMaster => {}
     }
     // The primary the embedded reader tails (None = the configured one).
+    // The servers it polls, once it follows an observed primary (None: the configured list).
+    let mut reader_members: Option<Vec<usize>> = None;
     let mut reader_primary = config
         .primary()
         .and_then(|p| config.servers.iter().position(|s| s.name == p.name));
@@ -132,20 +141,40 @@ async fn run_generation(ctx: &Arc<Context>) {
         fill_lag(&config, &source, &answers, embedded.as_ref(), &mut samples);
         let previous = ctx.topology();
         let next = topology::derive(&config, &samples, &previous);
+        // A switchover or failover in progress holds the writer it published.
+        let next = crate::failover::steer(ctx, &config, next);
         // Refused only if a reload happened in between: the next round uses the new config.
         if ctx.publish_topology(generation, next.clone()) {
             report(ctx, &config, &previous, &next);
             // Follow the writer with the binlog stream too: after a failover the old primary's
             // binlog no longer carries new transactions.
+            // And a server that starts replicating after that (the old primary repointed
+            // by a switchover once the writer moved) gets its lag measured too.
+            let members = replicating(&next);
             if lag_source == LagSource::Embedded
                 && next.primary().is_some()
-                && next.primary() != reader_primary
+                && (next.primary() != reader_primary
+                    || (reader_members.is_some()
+                        && !members
+                            .iter()
+                            .all(|m| reader_members.as_ref().is_some_and(|r| r.contains(m)))))
             {
                 reader_primary = next.primary();
+                reader_members = Some(members);
                 start_embedded_reader(ctx, &config, Some(&next));
             }
         }
     }
+}
+
+/// The servers seen replicating: the ones an embedded reader following `t` polls.
+fn replicating(t: &Topology) -> Vec<usize> {
+    t.servers
+        .iter()
+        .enumerate()
+        .filter(|(i, h)| h.replicating == Some(true) && t.primary() != Some(*i))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// (Re)starts the embedded binlog reader. With `observed`, it tails the observed primary and
@@ -236,13 +265,27 @@ async fn check_loop(
                     if b.breaker_allows() || was_down {
                         b.report_success();
                     }
+                    if b.mark_answering() {
+                        tracing::info!(
+                            server = b.name(),
+                            "server answers its health checks again: back in the rotation"
+                        );
+                    }
                 }
                 Err(e) => {
+                    b.note_outage();
                     if e.is_connect() {
                         b.metrics().connect_errors.inc();
                     }
-                    if e.is_hang() {
-                        b.mark_hung();
+                    // A switchover's own statements (STOP SLAVE, the read lock of read_only)
+                    // hold up checks for a moment: that is not a hung server.
+                    if e.is_hang() && !crate::failover::is_moving(&ctx) && b.mark_hung() {
+                        tracing::warn!(
+                            server = b.name(),
+                            timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                            "server did not answer its health check within monitor.timeout_ms: \
+                             hung, out of the rotation; reads waiting on it are re-run elsewhere"
+                        );
                     }
                     ctx.report_failure(b);
                 }

@@ -110,6 +110,7 @@ impl Session {
         };
         self.client.user = req.user;
         self.client.password = verified.password;
+        self.client.user_slot = std::sync::Arc::new(verified.slot);
         if let Some(c) = req.collation {
             self.client.collation = c;
         }

@@ -3,7 +3,7 @@
 //! before any byte reached the client, and reporting the outcome.
 
 use super::conns::ConnRef;
-use super::{backend_err, Error, Session};
+use super::{backend_err, hung, Error, Session};
 use crate::backend::{control, KillScope};
 use crate::metrics::route;
 use crate::protocol::consts::code;
@@ -267,6 +267,15 @@ impl Session {
         stmt: Option<u32>,
     ) -> Result<Outcome, Error> {
         let retryable = d.target == Target::Replica && !self.router.in_transaction();
+        // While a switchover moves the writer, writes wait here (write_gate.rs).
+        let _write = match self.pass_write_gate(&d).await {
+            Ok(permit) => permit,
+            Err(msg) => {
+                let (c, st) = code::ER_OPTION_PREVENTS_STATEMENT;
+                self.send_err(1, c, st, &msg).await?;
+                return Ok(Outcome::Failed(c));
+            }
+        };
         self.cons.current = None;
         if retryable {
             self.plan_read().await;
@@ -298,7 +307,16 @@ impl Session {
                     .await?;
                 return Ok(Outcome::Failed(c));
             };
-            let h = match self.conn_for(idx).await {
+            // Taking a connection (connect, state replay) ends too when the monitor finds
+            // the server hung: such a server is not waited on.
+            let h = match hung::unless_hung(&backend, self.conn_for(idx)).await {
+                Some(r) => r,
+                None => {
+                    self.abandon(&backend);
+                    Err(crate::backend::Error::Relay(RelayError::Hung))
+                }
+            };
+            let h = match h {
                 Ok(h) => h,
                 Err(e) => {
                     // A server's refusal or a full pool says nothing about the server's
@@ -308,6 +326,7 @@ impl Session {
                         e,
                         crate::backend::Error::Server { .. }
                             | crate::backend::Error::PoolExhausted { .. }
+                            | crate::backend::Error::UserBackendLimit { .. }
                     );
                     if !healthy {
                         self.ctx.report_failure(&backend);
@@ -315,6 +334,7 @@ impl Session {
                     }
                     tracing::warn!(backend = backend.name(), error = %e, "backend connection failed");
                     if retryable && attempt == 1 && !healthy {
+                        self.note_retry(&backend, hung::setup_retry_reason(&e));
                         exclude = Some(idx);
                         continue;
                     }
@@ -328,7 +348,10 @@ impl Session {
             };
             let mut use_out = false;
             if let Some(id) = stmt {
-                match self.ready_execute(h, id).await {
+                let ready = hung::unless_hung(&backend, self.ready_execute(h, id))
+                    .await
+                    .unwrap_or(Err(crate::backend::Error::Relay(RelayError::Hung)));
+                match ready {
                     Ok(u) => use_out = u,
                     Err(e) => {
                         let server_side = matches!(e, crate::backend::Error::Server { .. });
@@ -336,6 +359,7 @@ impl Session {
                             self.discard(h);
                             self.ctx.report_failure(&backend);
                             if retryable && attempt == 1 {
+                                self.note_retry(&backend, hung::setup_retry_reason(&e));
                                 exclude = Some(idx);
                                 continue;
                             }
@@ -348,7 +372,6 @@ impl Session {
             }
             self.track_gtids_on(h, idx).await;
             let mut track = self.track(idx);
-            let generation = self.router.history_generation();
             let started = Instant::now();
             let _in_flight = backend.begin();
             backend.metrics().query(route_label, reason_label(d.reason));
@@ -366,7 +389,8 @@ impl Session {
             // A statement has no time limit, but a hung server is another matter: when the
             // monitor finds this one not answering, the wait ends (and a read that has sent
             // nothing yet is re-run elsewhere).
-            let mut hung = backend.hung_signal();
+            let hung = hung::found_hung(&backend);
+            tokio::pin!(hung);
             let r = match sent {
                 Ok(()) => {
                     let relayed = relay::relay_tracked(
@@ -400,7 +424,7 @@ impl Session {
                         tokio::select! {
                             biased;
                             r = &mut relayed => break r,
-                            _ = hung.changed() => break Err(RelayError::Hung),
+                            _ = &mut hung => break Err(RelayError::Hung),
                             _ = deadline => {
                                 let Some((_, limit)) = cancel_at.take() else { continue };
                                 self.ctx.metrics.query_timeouts.inc();
@@ -435,10 +459,28 @@ impl Session {
                     if let Some(id) = stmt {
                         self.after_execute(h, id, end);
                     }
-                    self.held[h].conn.last_used = Instant::now();
-                    if self.held[h].conn.replayed == generation {
-                        // Whatever the statement changed in the history, this connection has it.
-                        self.held[h].conn.replayed = u64::MAX;
+                    for x in self.held.iter_mut() {
+                        x.in_step = false;
+                    }
+                    let held = &mut self.held[h];
+                    held.conn.last_used = Instant::now();
+                    // It ran in the session's state (synced before): whatever the statement
+                    // changed in that state, this connection has it (see `settle`).
+                    held.in_step = true;
+                    // Sticky until the reset at check-in: diagnostics statements (`SHOW
+                    // WARNINGS`, `SELECT @@warning_count`) leave the list in place while
+                    // reporting no warnings of their own.
+                    held.conn.diagnostics |= match end {
+                        End::Ok { warnings, .. } => warnings > 0 || d.calc_found_rows,
+                        End::Err { .. } => true,
+                    };
+                    match end {
+                        End::Ok { last_insert_id, .. } if last_insert_id != 0 => {
+                            held.conn.last_insert_id = Some(last_insert_id);
+                        }
+                        // `SELECT LAST_INSERT_ID(n)` sets it without saying.
+                        _ if d.reason == Reason::LastInsertId => held.conn.last_insert_id = None,
+                        _ => {}
                     }
                     let ran = ConnRef::of(&self.held[h]);
                     self.note_diagnostics(
@@ -485,14 +527,18 @@ impl Session {
                     return Err(Error::Client(e));
                 }
                 Err(e) => {
+                    // On a hung server: abandoned, closed without waiting for anything.
                     self.discard(h);
                     self.ctx.report_failure(&backend);
                     match e {
-                        RelayError::Timeout(_) => backend.metrics().errors_timeout.inc(),
+                        RelayError::Timeout(_) | RelayError::Hung => {
+                            backend.metrics().errors_timeout.inc()
+                        }
                         _ => backend.metrics().errors_io.inc(),
                     }
                     tracing::warn!(backend = backend.name(), error = %e, forwarded = progress.forwarded, "backend failed during a command");
                     if retryable && attempt == 1 && !progress.forwarded {
+                        self.note_retry(&backend, hung::relay_retry_reason(&e));
                         exclude = Some(idx);
                         continue;
                     }
@@ -527,7 +573,12 @@ impl Session {
         if self.answer_last_gtid().await? {
             return Ok(());
         }
-        let d = self.router.route_query(&self.cmd[1..]);
+        let Ok(rule) = self.match_rules().await? else {
+            return Ok(()); // blocked by a query rule
+        };
+        let mut d = self.router.route_query(&self.cmd[1..]);
+        let own_timeout = self.apply_rule(rule.as_ref(), &mut d);
+        let (started, reason) = (Instant::now(), d.reason);
         if d.target == Target::Previous {
             self.substitute_row_count();
         }
@@ -535,6 +586,10 @@ impl Session {
             Some(out) => out,
             None => self.run(d, Shape::Results).await?,
         };
+        if let Some(t) = own_timeout {
+            self.limits.query_timeout = t;
+        }
+        self.audit_statement(out, reason, started);
         out.report(&mut self.router);
         self.settle();
         Ok(())
@@ -607,6 +662,7 @@ impl Session {
             return self.send_err(1, c, st, "Malformed COM_SET_OPTION").await;
         };
         self.set_option = Some(v);
+        self.refresh_want();
         let mut i = 0;
         while i < self.held.len() {
             let [a, b] = v.to_le_bytes();
@@ -619,7 +675,8 @@ impl Session {
                 .await
             {
                 Ok(_) => {
-                    self.held[i].option = Some(v);
+                    let conn = &mut self.held[i].conn;
+                    conn.state = conn.state.with_option(Some(v));
                     i += 1;
                 }
                 Err(crate::backend::Error::Server {

@@ -2,7 +2,7 @@
 //! right now, so that a `KILL` from another session can cancel that statement (and only it)
 //! and ask the session to close.
 
-use crate::backend::KillScope;
+use crate::backend::{Credential, KillScope};
 use crate::context::{Backend, Context};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -32,7 +32,7 @@ pub struct Registry {
 /// thread). The password is never logged.
 pub struct Creds {
     pub user: String,
-    pub password: String,
+    pub password: Credential,
 }
 
 impl std::fmt::Debug for Creds {
@@ -74,10 +74,10 @@ impl Entry {
     }
 
     /// After COM_CHANGE_USER.
-    pub fn set_creds(&self, user: &str, password: &str) {
+    pub fn set_creds(&self, user: &str, password: &Credential) {
         let creds = Arc::new(Creds {
             user: user.to_string(),
-            password: password.to_string(),
+            password: password.clone(),
         });
         match self.creds.lock() {
             Ok(mut c) => *c = creds,
@@ -127,12 +127,12 @@ impl Registry {
     }
 
     /// Registers session `id` of `user`.
-    pub fn register(self: &Arc<Self>, id: u32, user: &str, password: &str) -> Registration {
+    pub fn register(self: &Arc<Self>, id: u32, user: &str, password: &Credential) -> Registration {
         let entry = Arc::new(Entry {
             id,
             creds: Mutex::new(Arc::new(Creds {
                 user: user.to_string(),
-                password: password.to_string(),
+                password: password.clone(),
             })),
             running: tokio::sync::Mutex::new(None),
             close: tokio::sync::Notify::new(),
@@ -175,8 +175,8 @@ mod test {
     #[test]
     fn sessions_leave_the_registry_when_they_end() {
         let registry = Arc::new(Registry::default());
-        let a = registry.register(next_id(), "app", "pw");
-        let b = registry.register(next_id(), "other", "pw2");
+        let a = registry.register(next_id(), "app", &"pw".into());
+        let b = registry.register(next_id(), "other", &"pw2".into());
         assert_ne!(a.entry.id, b.entry.id);
         assert_eq!(registry.len(), 2);
         let found = registry.get(u64::from(b.entry.id)).expect("registered");
@@ -185,7 +185,7 @@ mod test {
         drop(b);
         assert!(registry.get(u64::from(found.id)).is_none());
         assert_eq!(registry.len(), 1);
-        a.entry.set_creds("changed", "pw3");
+        a.entry.set_creds("changed", &"pw3".into());
         assert_eq!(a.entry.creds().user, "changed");
         assert!(!format!("{:?}", a.entry.creds()).contains("pw3"));
     }
@@ -193,7 +193,7 @@ mod test {
     #[tokio::test]
     async fn a_close_request_is_kept_until_the_session_looks() {
         let registry = Arc::new(Registry::default());
-        let a = registry.register(next_id(), "app", "pw");
+        let a = registry.register(next_id(), "app", &"pw".into());
         a.entry.request_close();
         tokio::time::timeout(std::time::Duration::from_secs(1), a.entry.close_requested())
             .await

@@ -1,13 +1,16 @@
 //! The session's cached view of the context: the backend list (refreshed when the config
-//! generation changes) and a scratch snapshot the replica chooser fills without allocating.
+//! generation changes), a scratch snapshot the replica chooser fills without allocating, and the
+//! gate writes pass (held during a switchover).
 
-use crate::context::{Backend, Context};
+use crate::context::{Backend, Context, WriteGate};
 use router::TopologySnapshot;
 use std::sync::Arc;
 
 pub struct View {
     pub snap: TopologySnapshot,
     pub backends: Arc<Vec<Arc<Backend>>>,
+    /// Writes wait here while a switchover moves the writer.
+    pub writes: Arc<WriteGate>,
     config_gen: u64,
 }
 
@@ -16,6 +19,7 @@ impl View {
         View {
             snap: TopologySnapshot::from_config(&ctx.config()),
             backends: ctx.backends(),
+            writes: ctx.extension(WriteGate::default),
             config_gen: ctx.config_generation(),
         }
     }

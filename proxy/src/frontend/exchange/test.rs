@@ -61,7 +61,7 @@ async fn native_answer_in_the_first_packet() {
     let v = authenticate(&mut server, &ctx, 2, offer(Some(NATIVE), &answer, false))
         .await
         .expect("verified");
-    assert_eq!((v.password.as_str(), v.seq), (PASSWORD, 2));
+    assert_eq!((v.password.clear(), v.seq), (Some(PASSWORD), 2));
 }
 
 #[tokio::test]
@@ -175,6 +175,98 @@ fn comparisons() {
     let v = Verified {
         password: PASSWORD.into(),
         seq: 3,
+        slot: user_limit::take(&ctx(), "app", None).expect("no limit"),
     };
     assert!(!format!("{v:?}").contains(PASSWORD));
+}
+
+/// A context whose user `app` has only PASSWORD's mysql_native_password hash.
+fn ctx_hashed() -> Arc<Context> {
+    let stage2 = Sha1::digest(Sha1::digest(PASSWORD.as_bytes()));
+    let hex: String = stage2.iter().map(|b| format!("{b:02X}")).collect();
+    let yaml = format!(
+        "servers:\n  - {{name: p, host: 127.0.0.1, port: 3340, role: primary}}\n\
+         monitor: {{user: m, password: x}}\n\
+         proxy:\n  users:\n    - {{name: app, password_hash: \"*{hex}\"}}\n"
+    );
+    let c = router::config::Config::from_yaml("t.yaml", &yaml).expect("valid");
+    Context::new(PathBuf::from("t.yaml"), c)
+}
+
+#[tokio::test]
+async fn a_hashed_user_is_verified_and_yields_sha1_of_the_password() {
+    let ctx = ctx_hashed();
+    let (mut server, _client) = tokio::io::duplex(4096);
+    let answer = scramble(NATIVE, NONCE, PASSWORD).unwrap();
+    let v = authenticate(&mut server, &ctx, 2, offer(None, &answer, false))
+        .await
+        .expect("verified");
+    let stage1: [u8; 20] = Sha1::digest(PASSWORD.as_bytes()).into();
+    assert_eq!(v.password, Credential::NativeStage1(stage1));
+    assert_eq!(v.seq, 2);
+}
+
+#[tokio::test]
+async fn a_hashed_user_offering_caching_sha2_is_switched_to_native() {
+    let ctx = ctx_hashed();
+    let (mut server, mut client) = tokio::io::duplex(4096);
+    let client_side = async {
+        let (seq, p) = read(&mut client).await;
+        assert_eq!((seq, p), (2, switch_to(NATIVE)));
+        send(&mut client, 3, &scramble(NATIVE, NONCE, PASSWORD).unwrap()).await;
+    };
+    let sha2 = scramble(SHA2, NONCE, PASSWORD).unwrap();
+    let (v, ()) = tokio::join!(
+        authenticate(&mut server, &ctx, 2, offer(Some(SHA2), &sha2, false)),
+        client_side
+    );
+    let v = v.expect("verified");
+    assert_eq!(v.seq, 4);
+    assert!(v.password.clear().is_none());
+}
+
+#[tokio::test]
+async fn a_hashed_user_with_a_wrong_or_empty_answer_gets_1045() {
+    let ctx = ctx_hashed();
+    for (answer, using) in [
+        (scramble(NATIVE, NONCE, "wrong").unwrap(), "YES"),
+        (Vec::new(), "NO"),
+    ] {
+        let (mut server, mut client) = tokio::io::duplex(4096);
+        let r = authenticate(&mut server, &ctx, 2, offer(None, &answer, false)).await;
+        assert!(matches!(r, Err(Error::AccessDenied(_))));
+        let e = parse_err(&read(&mut client).await.1).expect("ERR");
+        assert_eq!(e.code, 1045);
+        assert!(
+            e.message.ends_with(&format!("(using password: {using})")),
+            "{}",
+            e.message
+        );
+    }
+}
+
+#[tokio::test]
+async fn past_the_users_max_connections_a_verified_client_gets_1226() {
+    let yaml = format!(
+        "servers:\n  - {{name: p, host: 127.0.0.1, port: 3340, role: primary}}\n\
+         monitor: {{user: m, password: x}}\n\
+         proxy:\n  users:\n    - {{name: app, password: {PASSWORD}, max_connections: 1}}\n"
+    );
+    let c = router::config::Config::from_yaml("t.yaml", &yaml).expect("valid");
+    let ctx = Context::new(PathBuf::from("t.yaml"), c);
+    let answer = scramble(NATIVE, NONCE, PASSWORD).unwrap();
+    let (mut server, _client) = tokio::io::duplex(4096);
+    let first = authenticate(&mut server, &ctx, 2, offer(None, &answer, false))
+        .await
+        .expect("first session");
+    let (mut server, mut client) = tokio::io::duplex(4096);
+    let r = authenticate(&mut server, &ctx, 2, offer(None, &answer, false)).await;
+    assert!(matches!(r, Err(Error::UserLimit(_))));
+    let e = parse_err(&read(&mut client).await.1).expect("ERR");
+    assert_eq!((e.code, e.state.as_str()), (1226, "42000"));
+    drop(first);
+    let (mut server, _client) = tokio::io::duplex(4096);
+    authenticate(&mut server, &ctx, 2, offer(None, &answer, false))
+        .await
+        .expect("the place came free");
 }

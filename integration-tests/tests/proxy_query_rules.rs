@@ -1,0 +1,164 @@
+//! `query_rules` against real servers: a `block` rule answers ERR 1148 with its message and
+//! the statement reaches no server (a blocked INSERT leaves no row, a blocked SLEEP returns at
+//! once); `route: primary` moves a read; `route: replica` never moves a write (refusal
+//! counted); `timeout_ms` cancels a statement (ERR 1317); hits are counted per rule; a reload swaps the
+//! rules in.
+
+mod proxy_support;
+
+use integration_tests::mysql_async::prelude::Queryable;
+use integration_tests::mysql_async::Error as MyError;
+use integration_tests::TEST_DB;
+use proxy_support::{cluster, start_edited};
+use std::time::{Duration, Instant};
+
+const RULES: &str = "query_rules:
+  - name: block_probe
+    match: \"rwsplit_block_probe\"
+    block: \"statement refused by rule block_probe\"
+  - name: reports_on_primary
+    digest: \"SELECT @@port AS reports_port WHERE 1 = 1\"
+    route: primary
+  - name: writes_to_replica
+    match: \"^INSERT INTO rule_rows\"
+    route: replica
+  - name: slow_capped
+    user: app
+    match: \"SLEEP\\\\(3\\\\)\"
+    timeout_ms: 300
+";
+
+fn code(e: &MyError) -> Option<u16> {
+    match e {
+        MyError::Server(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+fn counter(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_rules_block_route_and_time_statements() {
+    let Some(c) = cluster("query_rules_block_route_and_time_statements") else {
+        return;
+    };
+    let p = start_edited(&c, "", |yaml| format!("{yaml}{RULES}")).await;
+    let mut conn = p.conn().await;
+    conn.query_drop("CREATE TABLE IF NOT EXISTS rule_rows (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    conn.query_drop("DELETE FROM rule_rows").await.unwrap();
+    // Blocked: the message, code 1148, and no server saw it.
+    let e = conn
+        .query_drop("INSERT INTO rule_rows VALUES (1) /* rwsplit_block_probe */")
+        .await
+        .expect_err("blocked");
+    assert_eq!(code(&e), Some(1148), "{e}");
+    assert!(
+        e.to_string()
+            .contains("statement refused by rule block_probe"),
+        "{e}"
+    );
+    let t = Instant::now();
+    let e = conn
+        .query_drop("SELECT SLEEP(2) AS rwsplit_block_probe")
+        .await
+        .expect_err("blocked");
+    assert_eq!(code(&e), Some(1148), "{e}");
+    assert!(t.elapsed() < Duration::from_millis(1500), "it never ran");
+    // The session goes on.
+    let one: i64 = conn.query_first("SELECT 1").await.unwrap().unwrap();
+    assert_eq!(one, 1);
+    // route: primary, by digest (other literal values, other spacing).
+    let primary = c.primary_port();
+    let port: u16 = conn
+        .query_first("select @@port as reports_port where 2=2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(port, primary);
+    let port: u16 = conn.query_first("SELECT @@port").await.unwrap().unwrap();
+    assert!(
+        c.replica_ports().contains(&port),
+        "plain reads stay on replicas"
+    );
+    // route: replica for a write: refused, the write runs on the primary.
+    conn.query_drop("INSERT INTO rule_rows VALUES (2)")
+        .await
+        .expect("the write runs");
+    // timeout_ms: cancelled as proxy.query_timeout_ms cancels (the server's ERR 1317).
+    let t = Instant::now();
+    let e = conn
+        .query_drop("SELECT SLEEP(3)")
+        .await
+        .expect_err("cancelled");
+    assert_eq!(code(&e), Some(1317), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // Only the unblocked row exists, on the primary.
+    let mut admin = c.admin(0).await.expect("admin");
+    let ids: Vec<i64> = admin
+        .query(format!("SELECT id FROM {TEST_DB}.rule_rows ORDER BY id"))
+        .await
+        .unwrap();
+    assert_eq!(ids, [2]);
+    let m = p.ctx.metrics.render();
+    assert_eq!(
+        counter(&m, "rwsplit_query_rule_hits_total{rule=\"block_probe\"}"),
+        2,
+        "{m}"
+    );
+    assert_eq!(
+        counter(
+            &m,
+            "rwsplit_query_rule_hits_total{rule=\"reports_on_primary\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        counter(
+            &m,
+            "rwsplit_query_rule_hits_total{rule=\"writes_to_replica\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        counter(
+            &m,
+            "rwsplit_query_rule_overrides_refused_total{rule=\"writes_to_replica\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        counter(&m, "rwsplit_query_rule_hits_total{rule=\"slow_capped\"}"),
+        1
+    );
+    // A reload swaps the rules: the probe passes, a new rule blocks.
+    let yaml = std::fs::read_to_string(&p.config_file).unwrap();
+    let (head, _) = yaml.split_once("query_rules:").unwrap();
+    let new = format!(
+        "{head}query_rules:\n  - name: no_deletes\n    match: \"(?i)^delete\"\n    block: \"deletes are off\"\n"
+    );
+    std::fs::write(&p.config_file, new).unwrap();
+    p.ctx.reload().expect("reload");
+    conn.query_drop("SELECT 1 AS rwsplit_block_probe")
+        .await
+        .expect("no longer blocked");
+    let e = conn
+        .query_drop("delete from rule_rows")
+        .await
+        .expect_err("blocked");
+    assert!(e.to_string().contains("deletes are off"), "{e}");
+    // A bad rule is refused with its line; the running rules stay.
+    let yaml = std::fs::read_to_string(&p.config_file).unwrap();
+    std::fs::write(&p.config_file, yaml.replace("(?i)^delete", "(?i)^delete(")).unwrap();
+    let err = p.ctx.reload().expect_err("bad regex").to_string();
+    assert!(err.contains("query_rules[0].match"), "{err}");
+    conn.query_drop("delete from rule_rows")
+        .await
+        .expect_err("still blocked");
+}

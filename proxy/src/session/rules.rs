@@ -1,0 +1,110 @@
+//! The session's side of `query_rules`: match each client statement (COM_QUERY) against the
+//! rules of the configuration it runs under, count the hit, and act: answer a blocked
+//! statement with ERR 1148 (it reaches no server), or adjust the routing decision, the lag
+//! bound and the statement's timeout. The matching itself is pure (`router::rules`).
+
+use super::{Error, Session};
+use router::rules::{self, Input, Override, Scratch};
+use router::Decision;
+use std::cell::RefCell;
+use std::time::Duration;
+
+/// ER_NOT_ALLOWED_COMMAND: what a server answers for a statement it refuses to run.
+const ER_NOT_ALLOWED_COMMAND: (u16, &str) = (1148, "42000");
+
+thread_local! {
+    /// The digest buffer, reused across statements on this thread (matching is synchronous).
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// The action of the rule a statement matched.
+pub(super) struct Matched {
+    name: std::sync::Arc<str>,
+    action: rules::Action,
+}
+
+impl Session {
+    /// Matches the current COM_QUERY. `Ok(None)` also when no rule matches; a blocked
+    /// statement is answered here and reported as `Err(())` inside `Ok`.
+    pub(super) async fn match_rules(&mut self) -> Result<Result<Option<Matched>, ()>, Error> {
+        let config = self.ctx.config();
+        if config.rules.is_empty() {
+            return Ok(Ok(None));
+        }
+        let sql = self.cmd.get(1..).unwrap_or(&[]);
+        let client = self.client.host.parse().ok();
+        let matched = SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            let input = Input {
+                sql,
+                user: &self.client.user,
+                client,
+                schema: || self.current_schema(),
+            };
+            config
+                .rules
+                .first_match(input, &mut s)
+                .map(|(_, r)| Matched {
+                    name: r.name.clone(),
+                    action: r.action.clone(),
+                })
+        });
+        let Some(m) = matched else {
+            return Ok(Ok(None));
+        };
+        self.ctx
+            .metrics
+            .query_rule_hits
+            .with_label_values(&[&*m.name])
+            .inc();
+        if let Some(msg) = &m.action.block {
+            let (c, st) = ER_NOT_ALLOWED_COMMAND;
+            self.send_err(1, c, st, msg).await?;
+            return Ok(Err(()));
+        }
+        Ok(Ok(Some(m)))
+    }
+
+    /// Applies a matched rule to the routing decision and the statement's timeout; returns the
+    /// session's own timeout, to restore once the statement is over.
+    pub(super) fn apply_rule(
+        &mut self,
+        m: Option<&Matched>,
+        d: &mut Decision,
+    ) -> Option<Option<Duration>> {
+        let m = m?;
+        let how = rules::apply(
+            &m.action,
+            d,
+            self.router.pins(),
+            self.router.in_transaction(),
+            self.router.history_overflowed(),
+        );
+        if how == Override::Refused {
+            self.ctx
+                .metrics
+                .query_rule_refused
+                .with_label_values(&[&*m.name])
+                .inc();
+        }
+        let t = m.action.timeout_ms?;
+        Some(self.limits.query_timeout.replace(Duration::from_millis(t)))
+    }
+
+    /// The session's current schema: the last `USE` it ran, or the one it connected with.
+    pub(super) fn current_schema(&self) -> Option<String> {
+        let last_use = self
+            .router
+            .history()
+            .filter_map(|e| {
+                let t = std::str::from_utf8(e).ok()?.trim();
+                let (kw, rest) = t.split_once(char::is_whitespace)?;
+                kw.eq_ignore_ascii_case("use").then(|| {
+                    let db = rest.trim().trim_end_matches(';').trim();
+                    db.trim_matches('`').replace("``", "`")
+                })
+            })
+            .last();
+        last_use.or_else(|| self.client.database.clone())
+    }
+}
