@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod config_watch;
 pub mod context;
+pub mod ctl;
 pub mod health;
 pub mod metrics;
 pub mod server;

@@ -131,7 +131,15 @@ async fn run_generation(ctx: &Arc<Context>) {
         ctx.metrics.lag_source_fallback.set(i64::from(fell_back));
         fill_lag(&config, &source, &answers, embedded.as_ref(), &mut samples);
         let previous = ctx.topology();
-        let next = topology::derive(&config, &samples, &previous);
+        // Runtime overrides (admin API) change the served config within a generation: derive
+        // with their maintenance, weight and lag limit.
+        let live = ctx.config();
+        let settings = if live.servers.len() == config.servers.len() {
+            &live
+        } else {
+            &config
+        };
+        let next = topology::derive(settings, &samples, &previous);
         // Refused only if a reload happened in between: the next round uses the new config.
         if ctx.publish_topology(generation, next.clone()) {
             report(ctx, &config, &previous, &next);

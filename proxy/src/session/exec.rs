@@ -392,7 +392,7 @@ impl Session {
                 }
                 Err(e) => Err(RelayError::Backend(std::io::Error::other(e.to_string()))),
             };
-            self.statement_ended(h).await?;
+            self.statement_ended(h, progress.rows).await?;
             if self.frame.capacity() > 1 << 20 {
                 self.frame = Vec::new();
             }
@@ -491,6 +491,9 @@ impl Session {
         if self.kill_statement().await? {
             return Ok(());
         }
+        let cmd = std::mem::take(&mut self.cmd);
+        self.track_begin(cmd.get(1..).unwrap_or_default());
+        self.cmd = cmd;
         let d = self.router.route_query(&self.cmd[1..]);
         if d.target == Target::Previous {
             self.substitute_row_count();
@@ -501,6 +504,7 @@ impl Session {
         };
         out.report(&mut self.router);
         self.settle();
+        self.track_end(out);
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! backend connection per server it needs (replaying session state on it first), and streams
 //! the answers back as bytes.
 
+mod activity;
 mod change_user;
 mod conns;
 mod exec;
@@ -10,6 +11,7 @@ mod kill;
 mod limits;
 pub mod registry;
 mod stmt;
+pub mod top;
 mod view;
 
 use crate::backend::{pools_for, Pools};
@@ -20,6 +22,7 @@ use crate::protocol::consts::{code, com, status};
 use crate::protocol::message::{eof_payload, err_payload, ok_payload};
 use crate::protocol::packet::{read_packet, write_packet};
 use conns::{ConnRef, Held};
+pub use kill::kill_entry;
 use prometheus::Histogram;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -99,6 +102,8 @@ pub struct Session {
     limits: limits::Limits,
     /// This session in the registry `KILL` looks sessions up in (see `kill.rs`).
     registration: registry::Registration,
+    /// The statement running now, for the admin API (see `activity.rs`).
+    track: activity::Track,
 }
 
 /// Runs the command loop for an authenticated client.
@@ -133,6 +138,7 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
         pools: pools_for(&ctx),
         view: view::View::new(&ctx),
         registration: kill::register(&ctx, &client),
+        track: activity::Track::new(&ctx),
         ctx,
         client,
         stream,
