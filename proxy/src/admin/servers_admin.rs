@@ -111,9 +111,11 @@ fn parse(body: &[u8]) -> Result<(Change, Option<Duration>), String> {
                     "`drain_timeout_ms`: expected a whole number of milliseconds",
                 )?))
             }
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown key `{other}`: expected maintenance, drain_timeout_ms, weight, max_lag_ms"
-            )),
+            ))
+            }
         }
     }
     if change == Change::default() {

@@ -26,6 +26,8 @@ pub(super) struct Track {
     pub rows: u64,
     /// The history generation the published schema was taken from.
     schema_generation: u64,
+    /// A statement began and has not ended.
+    open: bool,
 }
 
 impl Track {
@@ -38,6 +40,7 @@ impl Track {
             server: None,
             rows: 0,
             schema_generation: u64::MAX,
+            open: false,
         }
     }
 }
@@ -46,6 +49,7 @@ impl Session {
     /// A client statement with text `sql` starts.
     pub(super) fn track_begin(&mut self, sql: &[u8]) {
         let t = &mut self.track;
+        t.open = true;
         t.started = Instant::now();
         t.server = None;
         t.rows = 0;
@@ -60,6 +64,7 @@ impl Session {
 
     /// The statement begun by [`Session::track_begin`] ended with `out`.
     pub(super) fn track_end(&mut self, out: Outcome) {
+        self.track.open = false;
         let elapsed = self.track.started.elapsed();
         let on_replica = self
             .track
@@ -77,6 +82,14 @@ impl Session {
             },
         );
         self.publish_held(true);
+    }
+
+    /// The session ends: a statement that did not finish (killed, client gone, backend lost
+    /// with the session) still counts, as an error.
+    pub(super) fn track_abandoned(&mut self) {
+        if self.track.open {
+            self.track_end(Outcome::Failed(0));
+        }
     }
 
     /// Publishes the connections the session holds and why (after a statement, and after

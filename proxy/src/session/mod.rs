@@ -162,6 +162,7 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
         limits,
     };
     let r = s.serve(idle_timeout, release_delay).await;
+    s.track_abandoned();
     // Whatever ended the session (the client quit or vanished, an error, shutdown), its
     // transaction and locks end now, as on a direct connection: see `release_all`.
     s.release_all().await;

@@ -221,10 +221,7 @@ fn space_before(out: &mut String, prev: Prev, tok: Tok<'_>) {
 
 /// The text ends with a name (a function or table), not a keyword such as `IN` or `VALUES`.
 fn is_name_end(out: &str) -> bool {
-    let last = out
-        .rsplit(|c: char| c == ' ' || c == '(' || c == ',')
-        .next()
-        .unwrap_or("");
+    let last = out.rsplit([' ', '(', ',']).next().unwrap_or("");
     !matches!(
         last,
         "IN" | "VALUES" | "VALUE" | "AND" | "OR" | "NOT" | "ON" | "USING" | "AS"
