@@ -14,7 +14,9 @@ venv that holds kubernetes-validate.
    non-root, read-only-root, no-privilege-escalation security context, the configuration
    mounted as a folder (a subPath mount never sees updates, so reload-on-change would not
    work), Services, ServiceMonitor, PrometheusRule and Grafana dashboard consistent with the
-   pods, the config file and dashboards/.
+   pods, the config file and dashboards/; two binlog readers (a StatefulSet, updated one pod
+   at a time) with distinct replication server ids, spread across zones, a PDB, a headless
+   Service, and the proxies' lag_source.sidecar.urls naming each reader.
 3. The generated monitoring resources match dashboards/ (generate.py --check) and the rules
    pass `promtool check rules`; the configuration passes both binaries' --check-config when
    `--bin-dir` gives them.
@@ -52,6 +54,11 @@ EXTERNAL = {"production": {("Secret", "rwsplit-passwords")}}
 PROXY = "rwsplit-proxy"
 READER = "rwsplit-binlog-reader"
 ZONE_KEY = "topology.kubernetes.io/zone"
+# The StatefulSet pod label holding its ordinal (GA in Kubernetes 1.32).
+POD_INDEX = "metadata.labels['apps.kubernetes.io/pod-index']"
+# The reader's per-instance server id offset (binlog-reader --server-id-offset).
+OFFSET_ENV = "RWSPLIT_BINLOG_SERVER_ID_OFFSET"
+WORKLOADS = ("Deployment", "StatefulSet")
 
 
 def build(overlay):
@@ -121,13 +128,13 @@ class Checker:
 
     def pods(self):
         for d in self.docs:
-            if d.get("kind") == "Deployment":
+            if d.get("kind") in WORKLOADS:
                 yield d
 
     def every_pod(self):
         cm_name = "rwsplit-config"
         for dep in self.pods():
-            what = f"Deployment/{dep['metadata']['name']}"
+            what = f"{dep['kind']}/{dep['metadata']['name']}"
             spec = dep["spec"]["template"]["spec"]
             psc = spec.get("securityContext", {})
             if spec.get("automountServiceAccountToken") is not False:
@@ -202,12 +209,7 @@ class Checker:
         listen = addr_port(cfg.get("proxy", {}).get("listen", "127.0.0.1:6033"))
         if listen not in [p["containerPort"] for p in c.get("ports", [])]:
             self.fail(what, f"no containerPort {listen} (proxy.listen)")
-        # Spread across zones.
-        spread = any(t.get("topologyKey") == ZONE_KEY for t in pod.get("topologySpreadConstraints", []))
-        anti = pod.get("affinity", {}).get("podAntiAffinity", {})
-        terms = [t.get("podAffinityTerm", t) for k in anti.values() for t in k]
-        if not spread or not any(t.get("topologyKey") == ZONE_KEY for t in terms):
-            self.fail(what, f"must spread across zones (topologySpreadConstraints and podAntiAffinity on {ZONE_KEY})")
+        self.spread(what, pod, labels)
         # Location from the node's zone label.
         var = cfg.get("location_env")
         env = {e["name"]: e for e in c.get("env", [])}
@@ -220,11 +222,7 @@ class Checker:
         if grace <= cfg.get("proxy", {}).get("shutdown_timeout_s", 30):
             self.fail(what, "terminationGracePeriodSeconds must exceed proxy.shutdown_timeout_s (sessions finish before SIGKILL)")
         # PDB and HPA.
-        pdb = find(self.docs, "PodDisruptionBudget")
-        if not pdb or not selects(pdb["spec"].get("selector", {}).get("matchLabels"), labels):
-            self.fail("PodDisruptionBudget", "missing, or does not select the proxy pods")
-        elif pdb["spec"].get("maxUnavailable", 0) >= spec.get("replicas", 1) or pdb["spec"].get("minAvailable", 0) >= spec.get("replicas", 1):
-            self.fail("PodDisruptionBudget", "would block every drain or allow every proxy down")
+        self.pdb(PROXY, labels, spec.get("replicas", 1))
         hpa = find(self.docs, "HorizontalPodAutoscaler")
         if not hpa or hpa["spec"]["scaleTargetRef"].get("name") != PROXY:
             self.fail("HorizontalPodAutoscaler", f"missing, or not scaling {PROXY}")
@@ -243,30 +241,82 @@ class Checker:
                 if port_number(c, p.get("targetPort", p["port"])) is None:
                     self.fail(f"Service/{PROXY}", f"targetPort {p.get('targetPort')} is no port of the proxy")
 
+    def spread(self, what, pod, labels):
+        """Zone spread: topologySpreadConstraints and podAntiAffinity on the zone, selecting
+        the workload's own pods."""
+        spread = [t for t in pod.get("topologySpreadConstraints", []) if t.get("topologyKey") == ZONE_KEY]
+        anti = pod.get("affinity", {}).get("podAntiAffinity", {})
+        terms = [t.get("podAffinityTerm", t) for k in anti.values() for t in k]
+        terms = [t for t in terms if t.get("topologyKey") == ZONE_KEY]
+        own = lambda t: selects(t.get("labelSelector", {}).get("matchLabels"), labels)  # noqa: E731
+        if not any(map(own, spread)) or not any(map(own, terms)):
+            self.fail(what, f"must spread across zones (topologySpreadConstraints and podAntiAffinity on {ZONE_KEY})")
+
+    def pdb(self, name, labels, replicas):
+        pdb = find(self.docs, "PodDisruptionBudget", name)
+        if not pdb or not selects(pdb["spec"].get("selector", {}).get("matchLabels"), labels):
+            self.fail(f"PodDisruptionBudget/{name}", f"missing, or does not select the {name} pods")
+        elif pdb["spec"].get("maxUnavailable", 0) >= replicas or pdb["spec"].get("minAvailable", 0) >= replicas:
+            self.fail(f"PodDisruptionBudget/{name}", f"would block every drain or allow every {name} pod down")
+
     def reader(self, cfg):
-        dep = find(self.docs, "Deployment", READER)
+        """Two readers or more (HA): a StatefulSet whose pods each present their own server id
+        (sidecar.server_id + ordinal), replaced one at a time, spread, behind a PDB and a
+        headless Service, every one of them in the proxies' urls."""
+        dep = find(self.docs, "StatefulSet", READER)
+        what = f"StatefulSet/{READER}"
         if not dep:
-            self.fail(f"Deployment/{READER}", "missing")
+            self.fail(what, "missing")
             return
-        what = f"Deployment/{READER}"
-        if dep["spec"].get("replicas", 1) != 1 or dep["spec"].get("strategy", {}).get("type") != "Recreate":
-            self.fail(what, "one reader per cluster, replaced with Recreate (two with one server_id fight over the binlog dump)")
-        c = dep["spec"]["template"]["spec"]["containers"][0]
+        if find(self.docs, "Deployment", READER):
+            self.fail(f"Deployment/{READER}", "a reader Deployment beside the StatefulSet would share a server id with it")
+        spec = dep["spec"]
+        replicas = spec.get("replicas", 1)
+        if replicas < 2:
+            self.fail(what, f"replicas must be at least 2 (one reader down must leave lag known), got {replicas}")
+        if spec.get("updateStrategy", {}).get("type", "RollingUpdate") != "RollingUpdate" or \
+                spec.get("updateStrategy", {}).get("rollingUpdate", {}).get("maxUnavailable", 1) != 1:
+            self.fail(what, "updates must replace one reader at a time (RollingUpdate, maxUnavailable 1)")
+        pod = spec["template"]["spec"]
+        labels = spec["template"]["metadata"]["labels"]
+        c = pod["containers"][0]
+        env = {e["name"]: e for e in c.get("env", [])}
+        ref = env.get(OFFSET_ENV, {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+        if ref != POD_INDEX or any(a.startswith("--server-id") for a in c.get("args", [])) or "RWSPLIT_BINLOG_SERVER_ID" in env:
+            self.fail(what, f"each reader needs its own server id: {OFFSET_ENV} from {POD_INDEX}, and no fixed --server-id / RWSPLIT_BINLOG_SERVER_ID")
+        base = cfg.get("sidecar", {}).get("server_id", 4242)
+        if not isinstance(base, int) or base < 1 or base + replicas - 1 > 2**32 - 1:
+            self.fail("ConfigMap/rwsplit-config", f"sidecar.server_id {base!r} + ordinals 0..{replicas - 1} must stay within 1..4294967295")
+        self.spread(what, pod, labels)
+        anti = pod.get("affinity", {}).get("podAntiAffinity", {})
+        keys = [t.get("podAffinityTerm", t).get("topologyKey") for k in anti.values() for t in k]
+        keys += [t.get("topologyKey") for t in pod.get("topologySpreadConstraints", [])]
+        if "kubernetes.io/hostname" not in keys:
+            self.fail(what, "must keep the readers on different nodes (podAntiAffinity or topologySpreadConstraints on kubernetes.io/hostname)")
+        self.pdb(READER, labels, replicas)
         port = addr_port(cfg.get("sidecar", {}).get("http_listen", "127.0.0.1:9034"))
         rp = c.get("readinessProbe", {}).get("httpGet", {})
         if rp.get("path") != "/healthz" or port_number(c, rp.get("port")) != port:
             self.fail(what, f"readinessProbe must GET /healthz on sidecar.http_listen's port {port}")
         var = cfg.get("location_env")
-        if var and var not in [e["name"] for e in c.get("env", [])]:
+        if var and var not in env:
             self.fail(what, f"{var} must be set: the shared rwsplit.yaml says location_env: {var}")
-        url = cfg.get("proxy", {}).get("lag_source", {})
-        url = url.get("sidecar", {}).get("url", "") if isinstance(url, dict) else ""
+        source = cfg.get("proxy", {}).get("lag_source", {})
+        sidecar = source.get("sidecar", {}) if isinstance(source, dict) else {}
+        urls = list(sidecar.get("urls") or []) + ([sidecar["url"]] if sidecar.get("url") else [])
         svc = find(self.docs, "Service", READER)
-        labels = dep["spec"]["template"]["metadata"]["labels"]
         if not svc or not selects(svc["spec"].get("selector"), labels):
             self.fail(f"Service/{READER}", "missing, or does not select the reader")
-        elif not url.startswith(f"http://{READER}:{svc['spec']['ports'][0]['port']}/"):
-            self.fail("ConfigMap/rwsplit-config", f"proxy.lag_source.sidecar.url {url!r} is not the {READER} Service")
+            return
+        if spec.get("serviceName") != READER or svc["spec"].get("clusterIP") != "None":
+            self.fail(f"Service/{READER}", "must be headless (clusterIP: None) and the StatefulSet's serviceName: each reader needs its own DNS name")
+        svc_port = svc["spec"]["ports"][0]["port"]
+        if port_number(c, svc["spec"]["ports"][0].get("targetPort", svc_port)) != port:
+            self.fail(f"Service/{READER}", f"targetPort is not sidecar.http_listen's port {port}")
+        # One URL per reader pod, by its stable name: <statefulset>-<ordinal>.<service>.
+        want = [f"http://{READER}-{i}.{READER}:{svc_port}/lag" for i in range(replicas)]
+        if sorted(urls) != sorted(want):
+            self.fail("ConfigMap/rwsplit-config", f"proxy.lag_source.sidecar.urls {urls} must list every reader: {want}")
 
     def secrets(self, cfg):
         paths = [cfg.get("monitor", {}).get("password_file")]
@@ -286,7 +336,7 @@ class Checker:
                 d, key = os.path.split(p)
                 v = mounts.get(d, {})
                 if v.get("secret", {}).get("secretName") != "rwsplit-passwords":
-                    self.fail(f"Deployment/{dep['metadata']['name']}", f"{p} is not in the mounted rwsplit-passwords Secret")
+                    self.fail(f"{dep['kind']}/{dep['metadata']['name']}", f"{p} is not in the mounted rwsplit-passwords Secret")
                 elif secret and key not in {**secret.get("data", {}), **secret.get("stringData", {})}:
                     self.fail("Secret/rwsplit-passwords", f"has no key {key} (for {p})")
 
@@ -375,8 +425,13 @@ def check_config_with_binaries(docs, bin_dir):
         path = os.path.join(d, "rwsplit.yaml")
         with open(path, "w") as f:
             f.write(text)
+        # The reader as the StatefulSet's last pod runs it: with the highest ordinal as offset.
+        reader = find(docs, "StatefulSet", READER)
+        last = str(reader["spec"].get("replicas", 1) - 1) if reader else "0"
         for binary in ("rwsplit-proxy", "rwsplit-binlog-reader"):
             env = dict(os.environ, RWSPLIT_LOCATION="zone-b")
+            if binary == "rwsplit-binlog-reader":
+                env[OFFSET_ENV] = last
             out = subprocess.run([os.path.join(bin_dir, binary), "--config", path, "--check-config"],
                                  capture_output=True, text=True, env=env)
             if out.returncode != 0:
@@ -387,6 +442,14 @@ def check_config_with_binaries(docs, bin_dir):
 # --self-test: each mutation breaks one promise; the check must say so. -------------------------
 def _proxy_container(docs):
     return find(docs, "Deployment", PROXY)["spec"]["template"]["spec"]["containers"][0]
+
+
+def _reader(docs):
+    return find(docs, "StatefulSet", READER)
+
+
+def _reader_container(docs):
+    return _reader(docs)["spec"]["template"]["spec"]["containers"][0]
 
 
 def _mutate_config(docs, fn):
@@ -404,7 +467,7 @@ MUTATIONS = {
     "runs as root": lambda d: (_proxy_container(d)["securityContext"].update(runAsNonRoot=False)),
     "no resources": lambda d: _proxy_container(d).pop("resources"),
     "config by subPath": lambda d: _proxy_container(d)["volumeMounts"][0].update(subPath="rwsplit.yaml"),
-    "no PDB": lambda d: d.remove(find(d, "PodDisruptionBudget")),
+    "no PDB": lambda d: d.remove(find(d, "PodDisruptionBudget", PROXY)),
     "no HPA": lambda d: d.remove(find(d, "HorizontalPodAutoscaler")),
     "no zone spread": lambda d: find(d, "Deployment", PROXY)["spec"]["template"]["spec"].pop("topologySpreadConstraints"),
     "fixed location": lambda d: _mutate_config(d, lambda c: (c.pop("location_env"), c.update(location="zone-a"))),
@@ -412,6 +475,15 @@ MUTATIONS = {
     "rule edited": lambda d: find(d, "PrometheusRule")["spec"]["groups"][1]["rules"].pop(),
     "ServiceMonitor on a wrong port": lambda d: find(d, "ServiceMonitor")["spec"]["endpoints"][0].update(port="metrics"),
     "misspelled field": lambda d: _proxy_container(d).update(readinesProbe={}),
+    "one reader": lambda d: _reader(d)["spec"].update(replicas=1),
+    "readers share a server id": lambda d: _reader_container(d)["env"].pop(0),
+    "readers all replaced at once": lambda d: _reader(d)["spec"].update(updateStrategy={"type": "OnDelete"}),
+    "readers in one zone": lambda d: _reader(d)["spec"]["template"]["spec"].pop("topologySpreadConstraints"),
+    "readers on one node": lambda d: _reader(d)["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"].pop(),
+    "no reader PDB": lambda d: d.remove(find(d, "PodDisruptionBudget", READER)),
+    "reader Service not headless": lambda d: find(d, "Service", READER)["spec"].pop("clusterIP"),
+    "proxies ask one reader": lambda d: _mutate_config(d, lambda c: c["proxy"]["lag_source"]["sidecar"]["urls"].pop()),
+    "proxies ask a load-balanced reader": lambda d: _mutate_config(d, lambda c: c["proxy"]["lag_source"].update(sidecar={"url": f"http://{READER}:9034/lag"})),
     "password inline": lambda d: _mutate_config(d, lambda c: c["monitor"].update(password="x", password_file=None)),
 }
 

@@ -804,6 +804,14 @@ impl Config {
         }
         check_addr(&self.sidecar.http_listen)
             .map_err(|m| invalid("sidecar.http_listen".into(), "http_listen:", m))?;
+        if self.sidecar.server_id == 0 {
+            // A replica with server_id 0 is refused by the primary's binlog dump.
+            return Err(invalid(
+                "sidecar.server_id".into(),
+                "server_id:",
+                "must be between 1 and 4294967295 (0 is refused by the primary)".into(),
+            ));
+        }
         check_secret(&self.monitor.secret).map_err(|m| invalid("monitor".into(), "monitor:", m))?;
         Ok(())
     }
@@ -1034,6 +1042,14 @@ mod test {
         let ok = EXAMPLE.replace("\nproxy:\n", "\nproxy:\n  worker_threads: 1\n");
         let c = Config::from_yaml("c.yaml", &ok).expect("one thread is valid");
         assert_eq!(c.proxy.map(|p| p.worker_threads), Some(1));
+    }
+
+    #[test]
+    fn a_reader_server_id_of_zero_is_refused_naming_the_key() {
+        let text = EXAMPLE.replace("  server_id: 4242\n", "  server_id: 0\n");
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("sidecar.server_id"), "{err}");
+        assert!(err.starts_with("c.yaml:"), "{err}");
     }
 
     #[test]
