@@ -4,11 +4,12 @@
 # alternating paths within each scenario so that background load hits them alike:
 #
 #   oltp_point_select and oltp_read_only at 8 threads, oltp_point_select at 1 thread
-#       direct to replica1 | HAProxy (round robin over both replicas) | rwsplit
+#       direct to replica1 | HAProxy (round robin over both replicas) | rwsplit (defaults:
+#       statement-level multiplexing) | rwsplit_keep (`proxy.pool.release_delay_ms: 60000`: each
+#       session keeps its connections, what multiplexing costs is the difference)
 #   web pool: oltp_point_select with 1,000 and 5,000 client connections at a fixed total rate
 #       (sysbench --rate, default 4,000 statements/s)
-#       direct to replica1 | rwsplit | rwsplit with `proxy.pool.release_delay_ms: 0` (gives its
-#       connection back after each statement, so a full pool's queue moves)
+#       direct to replica1 | rwsplit (defaults)
 #
 # It starts what it needs (a release build, the local topology on its own ports, the proxy,
 # HAProxy, installing Debian's haproxy if missing), prints a table (q/s, ratio to direct and to
@@ -20,8 +21,8 @@
 #   BENCH_SECONDS      length of each sysbench run                     (default 20)
 #   BENCH_ROUNDS       times the whole alternation is repeated          (default 1)
 #   BENCH_BASE_PORT    primary port of the topology; replicas +1, +2,
-#                      HAProxy +7, rwsplit +8 (HTTP +9), rwsplit with
-#                      release_delay_ms 0 +10 (HTTP +11)                 (default 3450)
+#                      HAProxy +7, rwsplit +8 (HTTP +9), rwsplit_keep
+#                      +10 (HTTP +11)                                   (default 3450)
 #   BENCH_RATE         total statements/s of the web-pool scenario      (default 4000)
 #   BENCH_WEB_CLIENTS  client connections of the web-pool runs          (default "1000 5000")
 #   BENCH_RECORD       0: print only, do not append to docs/BENCHMARKS.md (default 1)
@@ -129,7 +130,7 @@ EOF
 proxy_pid=$!
 sed -e "s/127.0.0.1:$PROXY_PORT/127.0.0.1:$PROXY0_PORT/" -e "s/127.0.0.1:$HTTP_PORT/127.0.0.1:$HTTP0_PORT/" \
   "$WORK/proxy.yaml" >"$WORK/proxy0.yaml"
-printf '  pool:\n    release_delay_ms: 0\n' >>"$WORK/proxy0.yaml"
+printf '  pool:\n    release_delay_ms: 60000\n' >>"$WORK/proxy0.yaml"
 "$TARGET/release/rwsplit-proxy" -c "$WORK/proxy0.yaml" >"$WORK/proxy0.log" 2>&1 &
 proxy0_pid=$!
 
@@ -240,12 +241,12 @@ for round in $(seq "$ROUNDS"); do
     run "$scenario" direct "$REPLICA1" "" "$test" "$threads"
     run "$scenario" haproxy "$RELAY_PORT" "$relay_pid" "$test" "$threads"
     run "$scenario" rwsplit "$PROXY_PORT" "$proxy_pid" "$test" "$threads"
+    run "$scenario" rwsplit_keep "$PROXY0_PORT" "$proxy0_pid" "$test" "$threads"
   done
   wanted web || continue
   for clients in $WEB_CLIENTS; do
     run "web_${clients}c" direct "$REPLICA1" "" oltp_point_select "$clients" "$RATE"
     run "web_${clients}c" rwsplit "$PROXY_PORT" "$proxy_pid" oltp_point_select "$clients" "$RATE"
-    run "web_${clients}c" rwsplit_release0 "$PROXY0_PORT" "$proxy0_pid" oltp_point_select "$clients" "$RATE"
   done
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -283,8 +284,9 @@ if [[ $RECORD == 1 ]]; then
     echo "(commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)). Machine: $(nproc) CPUs shared by sysbench, the three"
     echo "servers, HAProxy and the proxy; load average $load_before before, $load_after after."
     echo "Direct runs go to replica1; HAProxy (one thread, TCP mode) balances connections over both"
-    echo "replicas; rwsplit uses its defaults (reads over both replicas); rwsplit_release0 is the same"
-    echo "with \`proxy.pool.release_delay_ms: 0\`. Web-pool runs use"
+    echo "replicas; rwsplit uses its defaults (reads over both replicas, statement-level multiplexing);"
+    echo "rwsplit_keep is the same with \`proxy.pool.release_delay_ms: 60000\` (sessions keep their"
+    echo "connections). Web-pool runs use"
     echo "\`--rate=$RATE\` and \`--mysql-ignore-errors=all\` (errors counted, not fatal). Latency from"
     echo "sysbench's histogram; CPU from /proc/PID/stat of the proxy or the relay around each run;"
     echo "server conns: most TCP connections to the three servers held by the path's process (sysbench"

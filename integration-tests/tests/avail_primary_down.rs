@@ -111,6 +111,8 @@ fn reads_ok(ops: &[Op], from: Instant, to: Instant) -> usize {
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn primary_killed_under_load(c: Cluster, p: Proxy) {
+    // Installed here, not left to whichever test happened to run first.
+    let python = tokio::task::block_in_place(proxy_support::python_clients);
     let mut setup = p.conn().await;
     setup
         .query_drop(
@@ -133,7 +135,7 @@ async fn primary_killed_under_load(c: Cluster, p: Proxy) {
 
     // A fresh PyMySQL client connects and reads while the primary is down.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let py = tokio::spawn(pymysql_connect_and_read(p.port));
+    let py = tokio::spawn(pymysql_connect_and_read(python, p.port));
     tokio::time::sleep(Duration::from_secs(4)).await;
     let py = py.await.expect("pymysql check");
     // Four seconds into the outage the lag source itself measures the replicas (a carried
@@ -195,10 +197,11 @@ async fn primary_killed_under_load(c: Cluster, p: Proxy) {
         .map(|o| o.took)
         .max()
         .unwrap_or_default();
-    // Past the first monitor rounds, every refused write names the cause.
+    // From connect_timeout_ms after the kill (the first monitor rounds), every refused write
+    // names the cause.
     let undocumented: Vec<&String> = write_errors
         .iter()
-        .filter(|o| o.at > killed_at + Duration::from_millis(500))
+        .filter(|o| o.at > killed_at + Duration::from_millis(CONNECT_TIMEOUT_MS))
         .filter_map(|o| o.error.as_ref())
         .filter(|e| !e.contains(DOWN_ERROR))
         .collect();
@@ -223,36 +226,32 @@ async fn primary_killed_under_load(c: Cluster, p: Proxy) {
     };
     if let (Some(a), Some(b)) = (read_errors.first(), read_errors.last()) {
         eprintln!(
-            "read errors from {} ms to {} ms after the kill; restart at {} ms, primary up at {} ms",
+            "read errors from {} ms to {} ms after the kill; restart at {} ms, primary up at {} ms: {:?}",
             rel(a.at),
             rel(b.at),
             rel(restart_at),
-            rel(up_at)
+            rel(up_at),
+            read_errors
+                .iter()
+                .take(8)
+                .map(|o| (rel(o.at), o.took, o.error.as_deref().unwrap_or("")))
+                .collect::<Vec<_>>()
         );
     }
-    // While the primary is down: not one read error. When it comes back, reads may fail for
-    // a moment (known, issue 11: the replicas reconnect their IO threads while the monitor
-    // sees the primary back), but only right then: every error after the restart began must
-    // fall within 1.5 s of the primary answering again.
-    let during_outage: Vec<&Op> = read_errors
-        .iter()
-        .copied()
-        .filter(|o| o.at < restart_at)
-        .collect();
+    // Not one read error: not while the primary is down, and not when it comes back. Then
+    // the replicas reconnect their IO threads (and the reader its stream), so reads lean on
+    // the primary for a moment: the sessions' connections that died with it must not count
+    // as its failures (they once opened its breaker, and reads failed for about 1.5 s).
     assert!(
-        during_outage.is_empty(),
-        "reads failed while the primary was down: {:?}",
-        during_outage.iter().take(5).collect::<Vec<_>>()
-    );
-    let late: Vec<&Op> = read_errors
-        .iter()
-        .copied()
-        .filter(|o| o.at > up_at + Duration::from_millis(1500))
-        .collect();
-    assert!(
-        late.is_empty(),
-        "reads still failed after the primary's return: {:?}",
-        late.iter().take(5).collect::<Vec<_>>()
+        read_errors.is_empty(),
+        "reads failed (ms after the kill: restart at {}, primary up at {}): {:?}",
+        rel(restart_at),
+        rel(up_at),
+        read_errors
+            .iter()
+            .take(5)
+            .map(|o| (rel(o.at), o.error.as_deref().unwrap_or("")))
+            .collect::<Vec<_>>()
     );
     assert!(
         down >= 0.8 * baseline,
@@ -280,8 +279,11 @@ async fn primary_killed_under_load(c: Cluster, p: Proxy) {
 
 /// Connects with PyMySQL's defaults (autocommit off: it sends `SET AUTOCOMMIT = 0`), with
 /// `autocommit=True`, with a charset and a `USE`, and reads; prints JSON.
-async fn pymysql_connect_and_read(port: u16) -> String {
-    let py = integration_tests::repo_root().join(".scratch/venv-clients/bin/python");
+async fn pymysql_connect_and_read(python: Option<String>, port: u16) -> String {
+    let Some(py) = python else {
+        // Outside CI without the client libraries (python_clients() said so loudly).
+        return "{\"ok\": true, \"skipped\": \"no PyMySQL\"}".into();
+    };
     let script =
         integration_tests::repo_root().join("integration-tests/clients/primary_down_check.py");
     let out = tokio::process::Command::new(&py)
@@ -289,7 +291,7 @@ async fn pymysql_connect_and_read(port: u16) -> String {
         .arg(port.to_string())
         .output()
         .await
-        .unwrap_or_else(|e| panic!("{} could not run: {e}", py.display()));
+        .unwrap_or_else(|e| panic!("{py} could not run: {e}"));
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout).trim(),

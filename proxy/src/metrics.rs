@@ -31,6 +31,17 @@ pub mod lost {
     pub const PRIMARY_DOWN: &str = "primary_down";
 }
 
+/// `reason` label values of `rwsplit_reads_retried_total`: why a read that had sent nothing
+/// to its client yet was run again on another server.
+pub mod retried {
+    /// Its server stopped answering its health checks (`monitor.timeout_ms`).
+    pub const SERVER_HUNG: &str = "server_hung";
+    /// No connection to its server could be had (refused, timed out, broken during set-up).
+    pub const CONNECT_FAILED: &str = "connect_failed";
+    /// The connection failed during the statement (I/O error, malformed answer).
+    pub const CONNECTION_LOST: &str = "connection_lost";
+}
+
 /// `route` label values for queries and latency.
 pub mod route {
     pub const PRIMARY: &str = "primary";
@@ -103,10 +114,23 @@ pub struct Metrics {
     pub session_state_lost: IntCounterVec,
     /// `rwsplit_query_timeouts_total`: statements cancelled by `proxy.query_timeout_ms`.
     pub query_timeouts: IntCounter,
+    /// `rwsplit_reads_retried_total{reason}`: reads run again on another server because theirs
+    /// failed or hung before any byte reached the client; see [`retried`].
+    pub reads_retried: IntCounterVec,
     /// `rwsplit_pool_queue_length{backend}`: sessions waiting for a connection to a full server.
     pub pool_queue_length: IntGaugeVec,
     /// `rwsplit_pool_wait_seconds{backend}`: how long sessions that had to queue waited.
     pub pool_wait_seconds: HistogramVec,
+    /// `rwsplit_backend_state_syncs_total{backend,kind}`: connections brought to a session's
+    /// state when they changed hands (`diff`: one combined statement; `reset`: a reset and a
+    /// replay, pipelined) or reset before going back to the pool (`check_in`: they held
+    /// pinned state). Hand-overs to a connection already in the session's state count nothing.
+    pub state_syncs: IntCounterVec,
+    /// `rwsplit_backend_prepares_total{backend}`: statements the proxy prepared on a server.
+    pub backend_prepares: IntCounterVec,
+    /// `rwsplit_backend_prepare_cache_hits_total{backend}`: executions and prepares that found
+    /// the statement already prepared on their connection.
+    pub prepare_cache_hits: IntCounterVec,
 }
 
 /// Buckets from 100 µs to 10 s: proxied point selects take well under a millisecond.
@@ -142,8 +166,12 @@ impl Metrics {
         "rwsplit_session_pins_total",
         "rwsplit_session_state_lost_total",
         "rwsplit_query_timeouts_total",
+        "rwsplit_reads_retried_total",
         "rwsplit_pool_queue_length",
         "rwsplit_pool_wait_seconds",
+        "rwsplit_backend_state_syncs_total",
+        "rwsplit_backend_prepares_total",
+        "rwsplit_backend_prepare_cache_hits_total",
     ];
 
     /// Builds and registers every metric.
@@ -269,6 +297,11 @@ impl Metrics {
                 "rwsplit_query_timeouts_total",
                 "Statements cancelled on the server after proxy.query_timeout_ms.",
             ),
+            reads_retried: reg.counter_vec(
+                "rwsplit_reads_retried_total",
+                "Reads run again on another server because theirs hung (no health check answer within monitor.timeout_ms) or failed before any byte reached the client, by reason.",
+                &["reason"],
+            ),
             pool_queue_length: reg.gauge_vec(
                 "rwsplit_pool_queue_length",
                 "Sessions waiting for a connection to a backend whose pool is full (proxy.pool.max_per_server).",
@@ -279,6 +312,21 @@ impl Metrics {
                 "Time sessions waited for a connection to a backend whose pool was full (only checkouts that had to wait).",
                 &["backend"],
                 LATENCY_BUCKETS,
+            ),
+            state_syncs: reg.counter_vec(
+                "rwsplit_backend_state_syncs_total",
+                "Backend connections brought to a session's state as they changed hands (kind=diff: one combined statement; reset: reset and replay) or reset before going back to the pool (kind=check_in).",
+                &["backend", "kind"],
+            ),
+            backend_prepares: reg.counter_vec(
+                "rwsplit_backend_prepares_total",
+                "Statements the proxy prepared on a backend server (COM_STMT_PREPARE sent).",
+                &["backend"],
+            ),
+            prepare_cache_hits: reg.counter_vec(
+                "rwsplit_backend_prepare_cache_hits_total",
+                "Prepared-statement executions and prepares that found the statement already prepared on their backend connection.",
+                &["backend"],
             ),
             registry,
         };
@@ -318,6 +366,13 @@ impl Metrics {
         for cause in [lost::CONNECTION, lost::WRITER_CHANGED] {
             self.session_state_lost.with_label_values(&[cause]);
         }
+        for reason in [
+            retried::SERVER_HUNG,
+            retried::CONNECT_FAILED,
+            retried::CONNECTION_LOST,
+        ] {
+            self.reads_retried.with_label_values(&[reason]);
+        }
     }
 
     /// The `rwsplit_queries_total` counter for this (route, backend, reason). This does a label
@@ -334,6 +389,11 @@ impl Metrics {
     /// Counts a routing fallback (rare path: the label lookup is fine here).
     pub fn fallback(&self, reason: &str) {
         self.routing_fallbacks.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a read run again elsewhere (rare path: the label lookup is fine here).
+    pub fn read_retried(&self, reason: &str) {
+        self.reads_retried.with_label_values(&[reason]).inc();
     }
 
     /// Counts a connection refused before its session started.
@@ -373,6 +433,11 @@ impl Metrics {
             check_duration: self.monitor_check_duration.with_label_values(&[name]),
             pool_queue: self.pool_queue_length.with_label_values(&[name]),
             pool_wait: self.pool_wait_seconds.with_label_values(&[name]),
+            state_syncs_diff: self.state_syncs.with_label_values(&[name, "diff"]),
+            state_syncs_reset: self.state_syncs.with_label_values(&[name, "reset"]),
+            state_syncs_check_in: self.state_syncs.with_label_values(&[name, "check_in"]),
+            prepares: self.backend_prepares.with_label_values(&[name]),
+            prepare_cache_hits: self.prepare_cache_hits.with_label_values(&[name]),
             name: Arc::from(name),
             queries: self.queries.clone(),
             query_cache: Arc::new(RwLock::new(HashMap::new())),
@@ -390,6 +455,11 @@ impl Metrics {
         let _ = self.monitor_check_duration.remove_label_values(&[name]);
         let _ = self.pool_queue_length.remove_label_values(&[name]);
         let _ = self.pool_wait_seconds.remove_label_values(&[name]);
+        for kind in ["diff", "reset", "check_in"] {
+            let _ = self.state_syncs.remove_label_values(&[name, kind]);
+        }
+        let _ = self.backend_prepares.remove_label_values(&[name]);
+        let _ = self.prepare_cache_hits.remove_label_values(&[name]);
         if let Some(cache) = backend.and_then(|b| b.query_cache.read().ok()) {
             for (route, reason) in cache.keys() {
                 let _ = self.queries.remove_label_values(&[route, name, reason]);
@@ -451,6 +521,16 @@ pub struct BackendMetrics {
     pub pool_queue: IntGauge,
     /// `rwsplit_pool_wait_seconds`.
     pub pool_wait: Histogram,
+    /// `rwsplit_backend_state_syncs_total{kind="diff"}`.
+    pub state_syncs_diff: IntCounter,
+    /// `rwsplit_backend_state_syncs_total{kind="reset"}`.
+    pub state_syncs_reset: IntCounter,
+    /// `rwsplit_backend_state_syncs_total{kind="check_in"}`.
+    pub state_syncs_check_in: IntCounter,
+    /// `rwsplit_backend_prepares_total`.
+    pub prepares: IntCounter,
+    /// `rwsplit_backend_prepare_cache_hits_total`.
+    pub prepare_cache_hits: IntCounter,
     name: Arc<str>,
     queries: IntCounterVec,
     /// (route, reason) → resolved `rwsplit_queries_total` series for this backend.

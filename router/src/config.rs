@@ -209,14 +209,31 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Credentials: a user name and where its password comes from.
+/// The monitor account (a user name and where its password comes from) and how long one
+/// health check may take.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     pub user: String,
     #[serde(flatten)]
     pub secret: Secret,
+    /// How long one health check may take (the connect and, separately, its queries) before
+    /// the server counts as hung: out of the read rotation at once, and statements waiting on
+    /// it stop waiting. Apart from `proxy.pool.connect_timeout_ms` so that a hung server is
+    /// noticed in well under a second without making slow networks' connects fail.
+    #[serde(default = "default_monitor_timeout_ms")]
+    pub timeout_ms: u64,
 }
+
+fn default_monitor_timeout_ms() -> u64 {
+    500
+}
+
+/// Below this a check cannot reach a loaded server even on loopback: every server would
+/// look hung.
+pub const MIN_MONITOR_TIMEOUT_MS: u64 = 10;
+/// Above this a hung server holds sessions longer than any application waits.
+pub const MAX_MONITOR_TIMEOUT_MS: u64 = 60_000;
 
 /// An application user the proxy accepts and uses on the backends.
 #[derive(Debug, Clone, Deserialize)]
@@ -267,7 +284,8 @@ pub struct PoolConfig {
     #[serde(default = "default_read_timeout_ms")]
     pub read_timeout_ms: u64,
     /// How long a session keeps a backend connection its state does not need after its last
-    /// statement before giving it back to the pool. 0 gives it back as soon as a statement ends.
+    /// statement before giving it back to the pool. 0 (the default) gives it back as soon as a
+    /// statement ends: statement-level multiplexing, whose hand-overs cost no reset.
     #[serde(default = "default_release_delay_ms")]
     pub release_delay_ms: u64,
     /// How long a session waits, in a first-come-first-served queue, for a connection to a
@@ -277,8 +295,11 @@ pub struct PoolConfig {
     pub queue_timeout_ms: u64,
 }
 
+/// A server runs about as many statements at once as it has cores; with statement-level
+/// multiplexing a connection is busy only while a statement runs, so 64 (2–4× a 16–32-core
+/// server) serves thousands of clients.
 fn default_pool_max() -> usize {
-    200
+    64
 }
 fn default_pool_idle_timeout_s() -> u64 {
     60
@@ -290,7 +311,7 @@ fn default_read_timeout_ms() -> u64 {
     30_000
 }
 fn default_release_delay_ms() -> u64 {
-    500
+    0
 }
 fn default_queue_timeout_ms() -> u64 {
     5000
@@ -813,6 +834,17 @@ impl Config {
             ));
         }
         check_secret(&self.monitor.secret).map_err(|m| invalid("monitor".into(), "monitor:", m))?;
+        if !(MIN_MONITOR_TIMEOUT_MS..=MAX_MONITOR_TIMEOUT_MS).contains(&self.monitor.timeout_ms) {
+            return Err(ConfigError::Invalid {
+                file: file.to_string(),
+                line: find_key_line(text, "monitor:", "timeout_ms:"),
+                key: "monitor.timeout_ms".into(),
+                message: format!(
+                    "must be {MIN_MONITOR_TIMEOUT_MS} to {MAX_MONITOR_TIMEOUT_MS} ms, got {}",
+                    self.monitor.timeout_ms
+                ),
+            });
+        }
         Ok(())
     }
 }
@@ -917,6 +949,28 @@ fn check_secret(s: &Secret) -> Result<(), String> {
 /// The 1-based line of the first occurrence of `needle`, to point a reader at the offending key.
 fn find_line(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+/// The line of `key` (e.g. `timeout_ms:`, as a whole key: not `connect_timeout_ms:`) at or
+/// after the top-level `section` line (e.g. `monitor:`), for keys whose name other sections
+/// use too. Falls back to the section's line.
+fn find_key_line(text: &str, section: &str, key: &str) -> Option<usize> {
+    let start = text.lines().position(|l| l.starts_with(section))?;
+    let whole_key = |l: &str| {
+        l.match_indices(key).any(|(i, _)| {
+            !l[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        })
+    };
+    let found = text
+        .lines()
+        .enumerate()
+        .skip(start)
+        .find(|(_, l)| whole_key(l))
+        .map(|(i, _)| i);
+    Some(found.unwrap_or(start) + 1)
 }
 
 #[cfg(test)]
@@ -1045,6 +1099,57 @@ mod test {
     }
 
     #[test]
+    fn monitor_timeout_defaults_to_500_ms_and_is_bounded_naming_file_line_and_key() {
+        const LINE: &str = "  timeout_ms: 500 ";
+        assert_eq!(EXAMPLE.matches(LINE).count(), 1, "the example sets it");
+        let unset: String = EXAMPLE
+            .lines()
+            .filter(|l| !l.starts_with(LINE))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = Config::from_yaml("c.yaml", &unset).unwrap();
+        assert_eq!(c.monitor.timeout_ms, 500, "the default");
+        // With the monitor section last, a pool `connect_timeout_ms:` line comes first in the
+        // file: the error must point at the monitor's own key, not at the first line that
+        // ends in `timeout_ms:`.
+        const MONITOR: &str = "monitor:\n  user: rwsplit_monitor\n  password: monitor-password\n";
+        assert!(unset.contains(MONITOR), "the example's monitor section");
+        let with = |ms: &str| {
+            let text = unset.replace(MONITOR, "").replace(
+                "  users:\n",
+                "  pool:\n    connect_timeout_ms: 700\n  users:\n",
+            );
+            format!("{text}{MONITOR}  timeout_ms: {ms}\n")
+        };
+        let c = Config::from_yaml("c.yaml", &with("250")).expect("250 ms is valid");
+        assert_eq!(c.monitor.timeout_ms, 250);
+        assert_eq!(c.proxy.map(|p| p.pool.connect_timeout_ms), Some(700));
+        for bad in ["0", "5", "600000"] {
+            let text = with(bad);
+            let line = text
+                .lines()
+                .position(|l| l == format!("  timeout_ms: {bad}"))
+                .map(|i| i + 1)
+                .expect("inserted");
+            let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+            assert!(err.contains("monitor.timeout_ms"), "{err}");
+            assert!(err.contains(&format!("c.yaml:{line}")), "{bad}: {err}");
+        }
+        // Flow style, on the `monitor:` line itself.
+        let text = unset.replace(
+            MONITOR,
+            "monitor: {user: rwsplit_monitor, password: monitor-password, timeout_ms: 1}\n",
+        );
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("monitor:"))
+            .map(|i| i + 1)
+            .expect("replaced");
+        let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains(&format!("c.yaml:{line}")), "{err}");
+    }
+
+    #[test]
     fn a_reader_server_id_of_zero_is_refused_naming_the_key() {
         let text = EXAMPLE.replace("  server_id: 4242\n", "  server_id: 0\n");
         let err = Config::from_yaml("c.yaml", &text).unwrap_err().to_string();
@@ -1107,10 +1212,13 @@ mod test {
     #[test]
     fn release_delay_defaults_and_is_bounded() {
         let c = Config::from_yaml("c.yaml", EXAMPLE).unwrap();
-        assert_eq!(c.proxy.as_ref().map(|p| p.pool.release_delay_ms), Some(500));
-        let text = EXAMPLE.replace("  users:\n", "  pool:\n    release_delay_ms: 0\n  users:\n");
-        let c = Config::from_yaml("c.yaml", &text).unwrap();
         assert_eq!(c.proxy.as_ref().map(|p| p.pool.release_delay_ms), Some(0));
+        let text = EXAMPLE.replace(
+            "  users:\n",
+            "  pool:\n    release_delay_ms: 500\n  users:\n",
+        );
+        let c = Config::from_yaml("c.yaml", &text).unwrap();
+        assert_eq!(c.proxy.as_ref().map(|p| p.pool.release_delay_ms), Some(500));
         let text = EXAMPLE.replace(
             "  users:\n",
             "  pool:\n    release_delay_ms: 600000\n  users:\n",

@@ -1,7 +1,9 @@
 //! One authenticated connection to a backend server, opened as the client's user with the
 //! client's response-shaping capabilities, so its responses can be forwarded unchanged.
 
+use super::fingerprint::Fingerprint;
 use super::handshake::{scramble, Greeting, Response};
+use super::stmt_cache::StmtCache;
 use super::tls::{TlsTarget, Transport};
 use super::Error;
 use crate::protocol::consts::{cap, com};
@@ -9,7 +11,7 @@ use crate::protocol::message::parse_err;
 use crate::protocol::packet::{read_packet, write_packet};
 use crate::protocol::relay::{self, End, Shape};
 use router::config::BackendTlsMode;
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
@@ -41,14 +43,6 @@ pub struct Target<'a> {
     pub tls: Option<TlsTarget>,
 }
 
-/// A prepared statement as it exists on this connection.
-#[derive(Debug, Clone, Copy)]
-pub struct BackendStmt {
-    pub id: u32,
-    /// Whether parameter types have been sent to this connection (`new_params_bound_flag`).
-    pub types_sent: bool,
-}
-
 /// An open backend connection.
 pub struct Conn {
     pub stream: BufStream<Transport>,
@@ -60,10 +54,15 @@ pub struct Conn {
     pub caps: u32,
     /// The default schema the connection is known to have (`None` = none or unknown).
     pub schema: Option<String>,
-    /// How many entries of the owning session's history this connection has replayed.
-    pub replayed: u64,
-    /// The session's statement id → this connection's statement.
-    pub stmts: HashMap<u32, BackendStmt>,
+    /// The session state this connection carries (see `fingerprint.rs`).
+    pub state: Arc<Fingerprint>,
+    /// Statements prepared here, by text (see `stmt_cache.rs`).
+    pub prepared: StmtCache,
+    /// `LAST_INSERT_ID()` here, when known: restored only before a statement that reads it.
+    pub last_insert_id: Option<u64>,
+    /// The last statement here left warnings, an error or a `FOUND_ROWS()` count: another
+    /// session must not see them (`SHOW WARNINGS`), so the connection is reset before reuse.
+    pub diagnostics: bool,
     /// When this connection last finished a command (for the pools' idle timeout).
     pub last_used: Instant,
     /// Set when the connection is out of step (I/O error, timeout): it must be closed.
@@ -78,6 +77,9 @@ pub struct Conn {
     /// The connection's place under `proxy.pool.max_per_server` (set by the pools). Last, so
     /// the socket is closed before the place goes to a waiting session.
     pub(crate) slot: Option<crate::context::Slot>,
+    /// The server's failed-check count ([`crate::context::Backend::outages`]) when this
+    /// connection was opened or last found alive.
+    pub outages_seen: u64,
 }
 
 impl Conn {
@@ -241,14 +243,17 @@ impl Conn {
             connection_id: g.connection_id,
             caps,
             schema: database.map(str::to_string),
-            replayed: 0,
-            stmts: HashMap::new(),
+            state: Fingerprint::fresh(),
+            prepared: StmtCache::default(),
+            last_insert_id: Some(0),
+            diagnostics: false,
             last_used: Instant::now(),
             broken: false,
             has_schema: database.is_some(),
             scratch: Vec::new(),
             read_timeout: Duration::from_secs(30),
             slot: None,
+            outages_seen: 0,
         })
     }
 
@@ -262,14 +267,17 @@ impl Conn {
             connection_id,
             caps: 0,
             schema: None,
-            replayed: 0,
-            stmts: HashMap::new(),
+            state: Fingerprint::fresh(),
+            prepared: StmtCache::default(),
+            last_insert_id: Some(0),
+            diagnostics: false,
             last_used: Instant::now(),
             broken: false,
             has_schema: false,
             scratch: Vec::new(),
             read_timeout: Duration::from_secs(30),
             slot: None,
+            outages_seen: 0,
         }
     }
 
@@ -309,6 +317,45 @@ impl Conn {
     /// nothing): a server ERR comes back as [`Error::Server`].
     pub async fn command(&mut self, payload: &[u8], shape: Shape) -> Result<End, Error> {
         self.send(payload).await?;
+        self.reply(shape).await
+    }
+
+    /// Sends several commands in one write and reads their answers in order: one round trip
+    /// (state hand-over, see `fingerprint.rs`). A server ERR to any of them comes back as
+    /// [`Error::Server`] once every answer has been read (the connection stays in step).
+    pub async fn pipeline(&mut self, packets: &[Vec<u8>]) -> Result<(), Error> {
+        let sent = async {
+            for p in packets {
+                write_packet(&mut self.stream, 0, p).await?;
+            }
+            self.stream.flush().await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(e) = sent {
+            self.broken = true;
+            return Err(e);
+        }
+        let mut failed = None;
+        for p in packets {
+            let shape = if p.first() == Some(&com::QUERY) {
+                Shape::Results
+            } else {
+                Shape::Single
+            };
+            match self.reply(shape).await {
+                Ok(_) => {}
+                Err(e @ Error::Server { .. }) => {
+                    failed.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Reads the answer to a command the proxy sent itself.
+    async fn reply(&mut self, shape: Shape) -> Result<End, Error> {
         let deprecate = self.deprecate_eof();
         let mut sink = Sink;
         let mut progress = relay::Progress::default();
@@ -359,9 +406,17 @@ impl Conn {
     pub async fn reset(&mut self) -> Result<(), Error> {
         self.command(&[com::RESET_CONNECTION], Shape::Single)
             .await?;
-        self.stmts.clear();
-        self.replayed = 0;
+        self.forget_state();
         Ok(())
+    }
+
+    /// After a reset: what the server dropped (state, statements, diagnostics, insert id).
+    /// The default database survives a reset (`has_schema` stays).
+    pub fn forget_state(&mut self) {
+        self.prepared.clear();
+        self.state = Fingerprint::fresh();
+        self.last_insert_id = Some(0);
+        self.diagnostics = false;
     }
 
     /// `COM_INIT_DB`.

@@ -2,12 +2,15 @@
 
 pub mod conn;
 pub mod control;
+pub mod fingerprint;
 pub mod handshake;
 pub mod pool;
+pub mod stmt_cache;
 pub mod tls;
 
-pub use conn::{BackendStmt, Conn, Key, Sink};
+pub use conn::{Conn, Key, Sink};
 pub use control::KillScope;
+pub use fingerprint::Fingerprint;
 pub use pool::{pools_for, Pools};
 
 /// What can go wrong talking to a backend.

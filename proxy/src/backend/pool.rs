@@ -1,8 +1,12 @@
 //! Pools of idle backend connections per (server, user, capabilities), with an exact
 //! per-server limit, a first-come-first-served queue for sessions waiting on a full server,
-//! and an idle timeout. Connections come back clean: the session resets each one
-//! (`COM_RESET_CONNECTION`) before it gives it back, so a client's transaction and locks end
-//! when its session does, not when someone next takes the connection.
+//! and an idle timeout. Connections change hands after every statement (statement-level
+//! multiplexing): each carries its session state as a fingerprint (`fingerprint.rs`), and a
+//! checkout prefers an idle connection whose state already matches the session's, so that
+//! most hand-overs cost no round trip at all. A connection that held state that cannot be
+//! handed on (a transaction, locks, temporary tables, user variables) is reset by its session
+//! (`COM_RESET_CONNECTION`) before it comes back, so a client's transaction and locks end when
+//! its session does, not when someone next takes the connection.
 //!
 //! The limit: every open connection carries a [`Slot`] of its server (a semaphore permit), so
 //! however many sessions open connections at once the server never sees more than
@@ -17,6 +21,7 @@
 //! back, never per packet.
 
 use super::conn::{Conn, Key, Target};
+use super::fingerprint::Fingerprint;
 use super::Error;
 use crate::context::{Backend, Context, Slot};
 use std::collections::{HashMap, VecDeque};
@@ -103,10 +108,10 @@ enum Served {
 }
 
 impl Pools {
-    /// Takes an idle connection for `key` (reset at check-in, so it carries no other session's
-    /// state) or opens a new one, waiting in line while the server is at
+    /// Takes an idle connection for `key` (one already in session state `want` if any, else
+    /// the most recently used) or opens a new one, waiting in line while the server is at
     /// `proxy.pool.max_per_server`. `no_schema`: the session has no default database, so a
-    /// connection that may still have one (a reset keeps it) does not qualify.
+    /// connection that may have one (nothing unselects a database) does not qualify.
     pub async fn acquire(
         &self,
         ctx: &Context,
@@ -114,6 +119,7 @@ impl Pools {
         key: &Key,
         password: &str,
         no_schema: bool,
+        want: &Arc<Fingerprint>,
     ) -> Result<Conn, Error> {
         let database: Option<&str> = None;
         let cfg = ctx.proxy_config();
@@ -122,7 +128,7 @@ impl Pools {
         let slot = loop {
             let step = {
                 let mut st = self.lock();
-                if let Some(idle) = take_idle(&mut st.idle, key, no_schema) {
+                if let Some(idle) = take_idle(&mut st.idle, key, no_schema, want) {
                     Step::Idle(idle)
                 } else if let Some(slot) = backend.try_slot() {
                     Step::Open(slot)
@@ -190,6 +196,9 @@ impl Pools {
                 }
             }
         };
+        // Read before connecting: a failed check during the connect makes the connection
+        // look older than it is (one liveness probe), never younger.
+        let outages = backend.outages();
         let addr = key.addr.clone();
         let tls = super::tls::target_for(
             ctx,
@@ -212,6 +221,7 @@ impl Pools {
         match r {
             Ok(mut c) => {
                 c.slot = Some(slot);
+                c.outages_seen = outages;
                 backend.metrics().connections_in_use.inc();
                 Ok(c)
             }
@@ -225,7 +235,7 @@ impl Pools {
         }
     }
 
-    /// Gives a connection back (already reset by the session): to the oldest session waiting
+    /// Gives a connection back (carrying no pinned state): to the oldest session waiting
     /// for the same key if there is one; closed if sessions of other keys wait for this
     /// server (its slot goes to the oldest of them); kept idle otherwise.
     pub fn release(&self, ctx: &Context, backend: &Backend, mut conn: Conn) {
@@ -244,10 +254,18 @@ impl Pools {
                 Some((c, Unwanted::Close)) => Some(c),
                 Some((c, Unwanted::Keep)) => {
                     backend.metrics().connections_idle.inc();
-                    st.idle.entry(c.key.clone()).or_default().push(Idle {
+                    let idle = Idle {
                         conn: c,
                         expires: now + timeout,
-                    });
+                    };
+                    // No key clone (an allocation) once the key has a list.
+                    match st.idle.get_mut(&idle.conn.key) {
+                        Some(v) => v.push(idle),
+                        None => {
+                            let k = idle.conn.key.clone();
+                            st.idle.insert(k, vec![idle]);
+                        }
+                    }
                     None
                 }
             }
@@ -389,10 +407,20 @@ fn hand_over(
     Some((conn, Unwanted::Close))
 }
 
-/// Takes the newest idle connection of `key` that suits the session.
-fn take_idle(idle: &mut HashMap<Key, Vec<Idle>>, key: &Key, no_schema: bool) -> Option<Idle> {
+/// Takes the newest idle connection of `key` already in state `want`, else the newest that
+/// suits the session.
+fn take_idle(
+    idle: &mut HashMap<Key, Vec<Idle>>,
+    key: &Key,
+    no_schema: bool,
+    want: &Arc<Fingerprint>,
+) -> Option<Idle> {
     let v = idle.get_mut(key)?;
-    let i = v.iter().rposition(|c| !(no_schema && c.conn.has_schema))?;
+    let suits = |c: &Idle| !(no_schema && c.conn.has_schema);
+    let i = v
+        .iter()
+        .rposition(|c| suits(c) && Fingerprint::same(&c.conn.state, want))
+        .or_else(|| v.iter().rposition(suits))?;
     Some(v.remove(i))
 }
 

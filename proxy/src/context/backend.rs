@@ -5,7 +5,7 @@
 use crate::metrics::{BackendMetrics, Metrics};
 use router::choice::{BreakerPolicy, BreakerState, CircuitBreaker};
 use router::config::{Config, ServerConfig};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -35,6 +35,12 @@ struct BackendShared {
     /// waiting on it give up their connection instead of waiting for a server that may never
     /// answer.
     hung: tokio::sync::watch::Sender<u64>,
+    /// Set from the check that found the server hung until the next check it answers: a
+    /// statement about to wait on it stops at once instead of waiting for the next bump.
+    hung_now: AtomicBool,
+    /// Failed health checks so far: a connection opened before the latest may belong to a
+    /// server process that is gone (killed and restarted), see [`Backend::outages`].
+    outages: AtomicU64,
     /// The server's `@@version` as the monitor last read it.
     version: Mutex<Option<Arc<str>>>,
 }
@@ -81,8 +87,36 @@ impl Backend {
     /// The health monitor got no answer in time: a hung host must not hold sessions, so
     /// statements in flight on it stop waiting (a read that has sent nothing to its client is
     /// re-run elsewhere). A slow statement on a server that answers its checks is untouched.
-    pub fn mark_hung(&self) {
+    /// Returns whether the server was answering until now (for a log line per hang).
+    pub fn mark_hung(&self) -> bool {
+        // The flag first: a waiter that subscribed before this either sees the flag or
+        // the bump (see `is_hung`).
+        let was = self.shared.hung_now.swap(true, Ordering::SeqCst);
         self.shared.hung.send_modify(|g| *g = g.wrapping_add(1));
+        !was
+    }
+
+    /// The server answered a health check again. Returns whether it had been hung.
+    pub fn mark_answering(&self) -> bool {
+        self.shared.hung_now.swap(false, Ordering::SeqCst)
+    }
+
+    /// Whether the last health check found the server hung. Subscribe to
+    /// [`Backend::hung_signal`] before asking, so that a hang found in between is not missed.
+    pub fn is_hung(&self) -> bool {
+        self.shared.hung_now.load(Ordering::SeqCst)
+    }
+
+    /// The monitor found the server down or hung (any failed check).
+    pub fn note_outage(&self) {
+        self.shared.outages.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many checks have failed so far. A connection records it when opened: one opened
+    /// before a later failure may have died with the server process (a restart closes every
+    /// connection), and must be looked at before a statement is trusted to it.
+    pub fn outages(&self) -> u64 {
+        self.shared.outages.load(Ordering::Acquire)
     }
 
     /// Pooled connections to this backend (idle + in use + being opened).
@@ -319,6 +353,8 @@ pub(super) fn build_backends(
                     breaker: Mutex::new(CircuitBreaker::new()),
                     breaker_open: AtomicBool::new(false),
                     hung: tokio::sync::watch::Sender::new(0),
+                    hung_now: AtomicBool::new(false),
+                    outages: AtomicU64::new(0),
                     version: Mutex::new(None),
                 }),
             };

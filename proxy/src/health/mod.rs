@@ -43,6 +43,10 @@ async fn run_generation(ctx: &Arc<Context>) {
     let generation = ctx.config_generation();
     let config = ctx.config();
     let interval = Duration::from_millis(ctx.proxy_config().monitor_interval_ms.max(50));
+    // A health check's own limit (`monitor.timeout_ms`): a server that does not answer within
+    // it is hung, out of the rotation at once. The sidecars' HTTP polls keep the pool's
+    // connect timeout: a slow sidecar is not a hung database.
+    let check_timeout = Duration::from_millis(config.monitor.timeout_ms.max(1));
     let timeout = Duration::from_millis(ctx.proxy_config().pool.connect_timeout_ms.max(100));
     let password = match binlog_reader::secret::resolve(&config.monitor.secret) {
         Ok(p) => p,
@@ -71,7 +75,10 @@ async fn run_generation(ctx: &Arc<Context>) {
             backend,
             i,
             checker,
-            Timing { interval, timeout },
+            Timing {
+                interval,
+                timeout: check_timeout,
+            },
             (slots.clone(), changed.clone()),
         ));
     }
@@ -244,13 +251,25 @@ async fn check_loop(
                     if b.breaker_allows() || was_down {
                         b.report_success();
                     }
+                    if b.mark_answering() {
+                        tracing::info!(
+                            server = b.name(),
+                            "server answers its health checks again: back in the rotation"
+                        );
+                    }
                 }
                 Err(e) => {
+                    b.note_outage();
                     if e.is_connect() {
                         b.metrics().connect_errors.inc();
                     }
-                    if e.is_hang() {
-                        b.mark_hung();
+                    if e.is_hang() && b.mark_hung() {
+                        tracing::warn!(
+                            server = b.name(),
+                            timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                            "server did not answer its health check within monitor.timeout_ms: \
+                             hung, out of the rotation; reads waiting on it are re-run elsewhere"
+                        );
                     }
                     ctx.report_failure(b);
                 }

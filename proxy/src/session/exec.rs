@@ -3,7 +3,7 @@
 //! before any byte reached the client, and reporting the outcome.
 
 use super::conns::ConnRef;
-use super::{backend_err, Error, Session};
+use super::{backend_err, hung, Error, Session};
 use crate::backend::{control, KillScope};
 use crate::metrics::route;
 use crate::protocol::consts::code;
@@ -277,7 +277,16 @@ impl Session {
                     .await?;
                 return Ok(Outcome::Failed(c));
             };
-            let h = match self.conn_for(idx).await {
+            // Taking a connection (connect, state replay) ends too when the monitor finds
+            // the server hung: such a server is not waited on.
+            let h = match hung::unless_hung(&backend, self.conn_for(idx)).await {
+                Some(r) => r,
+                None => {
+                    self.abandon(&backend);
+                    Err(crate::backend::Error::Relay(RelayError::Hung))
+                }
+            };
+            let h = match h {
                 Ok(h) => h,
                 Err(e) => {
                     // A server's refusal or a full pool says nothing about the server's
@@ -294,6 +303,7 @@ impl Session {
                     }
                     tracing::warn!(backend = backend.name(), error = %e, "backend connection failed");
                     if retryable && attempt == 1 && !healthy {
+                        self.note_retry(&backend, hung::setup_retry_reason(&e));
                         exclude = Some(idx);
                         continue;
                     }
@@ -307,7 +317,10 @@ impl Session {
             };
             let mut use_out = false;
             if let Some(id) = stmt {
-                match self.ready_execute(h, id).await {
+                let ready = hung::unless_hung(&backend, self.ready_execute(h, id))
+                    .await
+                    .unwrap_or(Err(crate::backend::Error::Relay(RelayError::Hung)));
+                match ready {
                     Ok(u) => use_out = u,
                     Err(e) => {
                         let server_side = matches!(e, crate::backend::Error::Server { .. });
@@ -315,6 +328,7 @@ impl Session {
                             self.discard(h);
                             self.ctx.report_failure(&backend);
                             if retryable && attempt == 1 {
+                                self.note_retry(&backend, hung::setup_retry_reason(&e));
                                 exclude = Some(idx);
                                 continue;
                             }
@@ -325,7 +339,6 @@ impl Session {
                     }
                 }
             }
-            let generation = self.router.history_generation();
             let started = Instant::now();
             let _in_flight = backend.begin();
             backend.metrics().query(route_label, reason_label(d.reason));
@@ -343,7 +356,8 @@ impl Session {
             // A statement has no time limit, but a hung server is another matter: when the
             // monitor finds this one not answering, the wait ends (and a read that has sent
             // nothing yet is re-run elsewhere).
-            let mut hung = backend.hung_signal();
+            let hung = hung::found_hung(&backend);
+            tokio::pin!(hung);
             let r = match sent {
                 Ok(()) => {
                     let relayed = relay::relay(
@@ -377,7 +391,7 @@ impl Session {
                         tokio::select! {
                             biased;
                             r = &mut relayed => break r,
-                            _ = hung.changed() => break Err(RelayError::Hung),
+                            _ = &mut hung => break Err(RelayError::Hung),
                             _ = deadline => {
                                 let Some((_, limit)) = cancel_at.take() else { continue };
                                 self.ctx.metrics.query_timeouts.inc();
@@ -402,10 +416,28 @@ impl Session {
                     if let Some(id) = stmt {
                         self.after_execute(h, id, end);
                     }
-                    self.held[h].conn.last_used = Instant::now();
-                    if self.held[h].conn.replayed == generation {
-                        // Whatever the statement changed in the history, this connection has it.
-                        self.held[h].conn.replayed = u64::MAX;
+                    for x in self.held.iter_mut() {
+                        x.in_step = false;
+                    }
+                    let held = &mut self.held[h];
+                    held.conn.last_used = Instant::now();
+                    // It ran in the session's state (synced before): whatever the statement
+                    // changed in that state, this connection has it (see `settle`).
+                    held.in_step = true;
+                    // Sticky until the reset at check-in: diagnostics statements (`SHOW
+                    // WARNINGS`, `SELECT @@warning_count`) leave the list in place while
+                    // reporting no warnings of their own.
+                    held.conn.diagnostics |= match end {
+                        End::Ok { warnings, .. } => warnings > 0 || d.calc_found_rows,
+                        End::Err { .. } => true,
+                    };
+                    match end {
+                        End::Ok { last_insert_id, .. } if last_insert_id != 0 => {
+                            held.conn.last_insert_id = Some(last_insert_id);
+                        }
+                        // `SELECT LAST_INSERT_ID(n)` sets it without saying.
+                        _ if d.reason == Reason::LastInsertId => held.conn.last_insert_id = None,
+                        _ => {}
                     }
                     let ran = ConnRef::of(&self.held[h]);
                     self.note_diagnostics(
@@ -452,14 +484,18 @@ impl Session {
                     return Err(Error::Client(e));
                 }
                 Err(e) => {
+                    // On a hung server: abandoned, closed without waiting for anything.
                     self.discard(h);
                     self.ctx.report_failure(&backend);
                     match e {
-                        RelayError::Timeout(_) => backend.metrics().errors_timeout.inc(),
+                        RelayError::Timeout(_) | RelayError::Hung => {
+                            backend.metrics().errors_timeout.inc()
+                        }
                         _ => backend.metrics().errors_io.inc(),
                     }
                     tracing::warn!(backend = backend.name(), error = %e, forwarded = progress.forwarded, "backend failed during a command");
                     if retryable && attempt == 1 && !progress.forwarded {
+                        self.note_retry(&backend, hung::relay_retry_reason(&e));
                         exclude = Some(idx);
                         continue;
                     }
@@ -575,6 +611,7 @@ impl Session {
             return self.send_err(1, c, st, "Malformed COM_SET_OPTION").await;
         };
         self.set_option = Some(v);
+        self.refresh_want();
         let mut i = 0;
         while i < self.held.len() {
             let [a, b] = v.to_le_bytes();
@@ -587,7 +624,8 @@ impl Session {
                 .await
             {
                 Ok(_) => {
-                    self.held[i].option = Some(v);
+                    let conn = &mut self.held[i].conn;
+                    conn.state = conn.state.with_option(Some(v));
                     i += 1;
                 }
                 Err(crate::backend::Error::Server {

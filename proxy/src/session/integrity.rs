@@ -29,23 +29,35 @@ impl Session {
     /// follows the router's pins, the pinned gauge follows the anchor, and newly started pins
     /// are counted by reason.
     pub(super) fn settle(&mut self) {
-        let generation = self.router.history_generation();
-        for h in self.held.iter_mut() {
-            if h.conn.replayed == u64::MAX {
-                h.conn.replayed = generation;
+        if self.held.iter().any(|h| h.in_step) {
+            self.refresh_want();
+            for h in self.held.iter_mut() {
+                if h.in_step {
+                    h.conn.state = self.want.clone();
+                    h.in_step = false;
+                }
             }
         }
         let pins = self.router.pins();
-        if pins.any() || self.router.in_replica_transaction() {
+        // A history too long to replay lives only where it ran: kept like pinned state.
+        if pins.any() || self.router.in_replica_transaction() || self.router.history_overflowed() {
             if self.anchor.is_none() {
                 self.anchor = self.previous.clone();
             }
         } else {
             self.anchor = None;
         }
+        // What a transaction's end does not clean up (see `Held::tainted`).
+        let lasting = pins.temp_tables
+            || pins.lock_tables
+            || pins.named_locks
+            || pins.user_variables
+            || pins.prepared_text
+            || self.router.history_overflowed();
         for i in 0..self.held.len() {
             let pinned = self.is_anchor(&self.held[i]);
             self.set_pinned(i, pinned);
+            self.held[i].tainted |= pinned && lasting;
         }
         if pins != self.pins_seen {
             for ((reason, now), (_, before)) in

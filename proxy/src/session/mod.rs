@@ -6,6 +6,7 @@ mod activity;
 mod change_user;
 mod conns;
 mod exec;
+mod hung;
 mod integrity;
 mod kill;
 mod limits;
@@ -89,6 +90,13 @@ pub struct Session {
     last_insert_id: u64,
     /// COM_SET_OPTION value to apply on every backend connection, when the client set one.
     set_option: Option<u16>,
+    /// The session state every connection must be in before a statement runs there (its
+    /// history and COM_SET_OPTION), rebuilt when they change: see `conns.rs`.
+    want: Arc<crate::backend::Fingerprint>,
+    /// The history generation `want` was built from.
+    want_generation: u64,
+    /// Pool keys per server, built once (see `Session::key_index`).
+    keys: Vec<(Arc<crate::context::Backend>, crate::backend::Key)>,
     stmts: HashMap<u32, stmt::Stmt>,
     next_stmt_id: u32,
     /// The current command packet.
@@ -111,9 +119,9 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
     let cfg = ctx.proxy_config();
     let idle_timeout = Duration::from_secs(cfg.client_idle_timeout_s.max(1));
     // Idle time after which the session gives back the backend connections its state does not
-    // need (`proxy.pool.release_delay_ms`): short enough that idle clients hold nothing, long
-    // enough that a busy client keeps its connections between statements (no reset and replay
-    // per statement). Read once per session, like the timeouts above.
+    // need (`proxy.pool.release_delay_ms`, 0 by default: as each statement ends, which costs no
+    // reset since connections carry their session state, see `conns.rs`). Read once per
+    // session, like the timeouts above.
     let release_delay = Duration::from_millis(cfg.pool.release_delay_ms);
     let limits = limits::Limits::new(&cfg);
     let write_timeout = (cfg.client_write_timeout_ms > 0)
@@ -153,6 +161,9 @@ pub async fn run(stream: ClientStream, client: Client, ctx: Arc<Context>) -> Res
         lost_notice: None,
         last_insert_id: 0,
         set_option: None,
+        want: crate::backend::Fingerprint::fresh(),
+        want_generation: u64::MAX,
+        keys: Vec::new(),
         stmts: HashMap::new(),
         next_stmt_id: 1,
         cmd: Vec::new(),
@@ -320,6 +331,7 @@ impl Session {
     async fn reset_session(&mut self) {
         self.release_all().await;
         self.router.reset();
+        self.forget_want();
         if let Some(db) = self.client.database.clone() {
             self.router.on_init_db(db.as_bytes());
         }

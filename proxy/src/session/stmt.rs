@@ -1,12 +1,15 @@
 //! Prepared statements (binary protocol). The session numbers statements itself; each backend
-//! gets a statement prepared lazily, the first time an execution is routed there, and the
-//! packets are rewritten with that backend's id. Executions are routed by what the statement
-//! does (DESIGN §2), never by where it was first prepared.
+//! connection keeps the statements prepared on it by text (`backend/stmt_cache.rs`), so an
+//! execution that lands on a connection where any session already prepared the same text
+//! reuses it, and one that lands elsewhere prepares it there first; the packets are rewritten
+//! with that connection's id. Executions are routed by what the statement does (DESIGN §2),
+//! never by where it was first prepared. `COM_STMT_CLOSE` from the client closes only the
+//! client's handle: the connections keep the statement for the next session that runs it.
 
 use super::exec::Outcome;
 use super::limits::{self, Limits};
 use super::{backend_err, Error, Session};
-use crate::backend::{BackendStmt, Error as BackendError};
+use crate::backend::Error as BackendError;
 use crate::protocol::consts::{code, com, status};
 use crate::protocol::packet::{read_packet, write_packet};
 use crate::protocol::relay::{End, Shape};
@@ -36,6 +39,11 @@ pub struct Stmt {
 }
 
 impl Stmt {
+    /// The statement's text.
+    pub fn sql(&self) -> &[u8] {
+        &self.sql
+    }
+
     /// Frees the buffered long data and gives its bytes back to the session's bound.
     fn drop_long_data(&mut self, limits: &mut Limits) {
         self.long_data = Vec::new();
@@ -100,16 +108,14 @@ impl Session {
         };
         let id = self.next_stmt_id;
         let r = prepare_on(&mut self.held[h].conn, &sql, Some((&mut self.stream, id))).await;
+        self.held[h].backend.metrics().prepares.inc();
         match r {
             Ok(Some((backend_id, params))) => {
                 self.next_stmt_id = self.next_stmt_id.wrapping_add(1).max(1);
-                self.held[h].conn.stmts.insert(
-                    id,
-                    BackendStmt {
-                        id: backend_id,
-                        types_sent: false,
-                    },
-                );
+                // The connection keeps it for any session that executes the same text; one
+                // prepared here before under that text is closed.
+                let close = self.held[h].conn.prepared.insert(sql.clone(), backend_id);
+                close_on(&mut self.held[h].conn, &close).await;
                 self.stmts.insert(
                     id,
                     Stmt {
@@ -180,45 +186,56 @@ impl Session {
         Ok(())
     }
 
-    /// Before an execution on held connection `h`: prepares statement `id` there if needed,
-    /// sends buffered long data, and builds the packet in `self.out` when it differs from the
-    /// client's. Returns whether `self.out` is to be sent instead of `self.cmd`.
+    /// Before an execution on held connection `h`: prepares statement `id` there unless that
+    /// connection already has its text, sends buffered long data, and builds the packet in
+    /// `self.out` with the connection's statement id (and the session's parameter types when
+    /// the connection last bound others). Returns whether `self.out` is to be sent instead of
+    /// `self.cmd`.
     pub(super) async fn ready_execute(&mut self, h: usize, id: u32) -> Result<bool, BackendError> {
         let Some(st) = self.stmts.get(&id) else {
             return Err(BackendError::Protocol(crate::protocol::Error::Malformed(
                 "unknown statement",
             )));
         };
-        let conn = &mut self.held[h].conn;
-        let bs = match conn.stmts.get(&id) {
-            Some(bs) => *bs,
-            None => match prepare_on(conn, &st.sql, None).await? {
-                Some((backend_id, _)) => {
-                    let bs = BackendStmt {
-                        id: backend_id,
-                        types_sent: false,
-                    };
-                    conn.stmts.insert(id, bs);
-                    bs
+        let held = &mut self.held[h];
+        let conn = &mut held.conn;
+        let metrics = held.backend.metrics();
+        let cached = conn
+            .prepared
+            .get(&st.sql)
+            .map(|c| (c.id, c.types.as_deref() == st.types.as_deref()));
+        let (backend_id, types_bound) = match cached {
+            Some(c) => {
+                metrics.prepare_cache_hits.inc();
+                c
+            }
+            None => {
+                metrics.prepares.inc();
+                match prepare_on(conn, &st.sql, None).await? {
+                    Some((backend_id, _)) => {
+                        let close = conn.prepared.insert(st.sql.clone(), backend_id);
+                        close_on(conn, &close).await;
+                        (backend_id, false)
+                    }
+                    None => {
+                        return Err(BackendError::Server {
+                            code: 1243,
+                            state: "HY000".into(),
+                            message: "statement could not be prepared on this backend".into(),
+                        })
+                    }
                 }
-                None => {
-                    return Err(BackendError::Server {
-                        code: 1243,
-                        state: "HY000".into(),
-                        message: "statement could not be prepared on this backend".into(),
-                    })
-                }
-            },
+            }
         };
         for ld in &st.long_data {
             let mut p = ld.clone();
-            p[1..5].copy_from_slice(&bs.id.to_le_bytes());
+            p[1..5].copy_from_slice(&backend_id.to_le_bytes());
             write_packet(&mut conn.stream, 0, &p).await?;
         }
         self.out.clear();
         self.out.extend_from_slice(&self.cmd);
-        self.out[1..5].copy_from_slice(&bs.id.to_le_bytes());
-        if st.params > 0 && !bs.types_sent {
+        self.out[1..5].copy_from_slice(&backend_id.to_le_bytes());
+        if st.params > 0 && !types_bound {
             let off = 10 + usize::from(st.params).div_ceil(8);
             if self.out.get(off) == Some(&0) {
                 if let Some(types) = &st.types {
@@ -232,18 +249,27 @@ impl Session {
         Ok(true)
     }
 
-    /// After an execution answered on held connection `h`.
+    /// After an execution answered on held connection `h`: the connection now has the
+    /// session's parameter types bound (unless it failed: then unknown), and maybe a cursor.
     pub(super) fn after_execute(&mut self, h: usize, id: u32, end: End) {
-        let conn = &mut self.held[h].conn;
-        if let Some(bs) = conn.stmts.get_mut(&id) {
-            bs.types_sent = true;
-        }
-        if let End::Ok { status: s, .. } = end {
-            let name: Arc<str> = self.held[h].backend.name().into();
-            if s & status::CURSOR_EXISTS != 0 {
-                self.held[h].cursor_open = true;
-                if let Some(st) = self.stmts.get_mut(&id) {
-                    st.cursor_on = Some(name);
+        let Some(st) = self.stmts.get_mut(&id) else {
+            return;
+        };
+        let held = &mut self.held[h];
+        if let Some(c) = held.conn.prepared.get(&st.sql) {
+            match end {
+                End::Ok { .. } => {
+                    if c.types.as_deref() != st.types.as_deref() {
+                        c.types = st.types.as_deref().map(Box::from);
+                    }
+                }
+                End::Err { .. } => c.types = None,
+            }
+            if let End::Ok { status: s, .. } = end {
+                if s & status::CURSOR_EXISTS != 0 {
+                    c.cursor = true;
+                    held.cursor_open = true;
+                    st.cursor_on = Some(held.backend.name().into());
                 }
             }
         }
@@ -272,25 +298,24 @@ impl Session {
         st.long_data.push(self.cmd.clone());
     }
 
-    /// COM_STMT_CLOSE: closed on every backend that has it; no answer. The close is buffered
-    /// and goes out with the next command on each connection.
+    /// COM_STMT_CLOSE: closes the client's handle; no answer. The connections keep the
+    /// statement for the next execution of the same text, except one holding a cursor of it,
+    /// where it is closed (which closes the cursor) so that the connection can go back to the
+    /// pool. That close is buffered and goes out with the next command on the connection.
     pub(super) async fn stmt_close(&mut self) {
         let Some(id) = stmt_id(&self.cmd) else { return };
         let Some(mut st) = self.stmts.remove(&id) else {
             return;
         };
         st.drop_long_data(&mut self.limits);
-        for h in self.held.iter_mut() {
-            if let Some(bs) = h.conn.stmts.remove(&id) {
-                let mut p = [com::STMT_CLOSE, 0, 0, 0, 0];
-                p[1..5].copy_from_slice(&bs.id.to_le_bytes());
-                if write_packet(&mut h.conn.stream, 0, &p).await.is_err() {
-                    h.conn.broken = true;
-                }
-                if h.cursor_open {
-                    h.cursor_open = false;
-                }
+        let Some(name) = st.cursor_on.take() else {
+            return;
+        };
+        if let Some(h) = self.held.iter_mut().find(|h| h.backend.name() == &*name) {
+            if let Some(backend_id) = h.conn.prepared.remove(&st.sql) {
+                close_on(&mut h.conn, &[backend_id]).await;
             }
+            h.cursor_open = h.conn.prepared.any_cursor();
         }
     }
 
@@ -305,13 +330,15 @@ impl Session {
         st.drop_long_data(&mut self.limits);
         st.long_data_refused = false;
         let cursor = st.cursor_on.take();
+        let sql = st.sql.clone();
         if let Some(name) = cursor {
             if let Some(h) = self.held.iter().position(|h| h.backend.name() == &*name) {
-                if let Some(bs) = self.held[h].conn.stmts.get(&id).copied() {
+                if let Some(c) = self.held[h].conn.prepared.get(&sql) {
+                    c.cursor = false;
                     let mut p = [com::STMT_RESET, 0, 0, 0, 0];
-                    p[1..5].copy_from_slice(&bs.id.to_le_bytes());
+                    p[1..5].copy_from_slice(&c.id.to_le_bytes());
                     let r = self.held[h].conn.command(&p, Shape::Single).await;
-                    self.held[h].cursor_open = false;
+                    self.held[h].cursor_open = self.held[h].conn.prepared.any_cursor();
                     if r.is_err() && self.held[h].conn.broken {
                         self.discard(h);
                     }
@@ -326,7 +353,13 @@ impl Session {
         let Some(id) = stmt_id(&self.cmd) else {
             return self.unknown_stmt(1).await;
         };
-        let cursor = self.stmts.get(&id).and_then(|s| s.cursor_on.clone());
+        let Some((cursor, sql)) = self
+            .stmts
+            .get(&id)
+            .map(|s| (s.cursor_on.clone(), s.sql.clone()))
+        else {
+            return self.unknown_stmt(1).await;
+        };
         let h = cursor.and_then(|name| self.held.iter().position(|h| h.backend.name() == &*name));
         let Some(h) = h else {
             let (c, st) = code::ER_UNKNOWN_STMT_HANDLER;
@@ -339,11 +372,11 @@ impl Session {
                 )
                 .await;
         };
-        let Some(bs) = self.held[h].conn.stmts.get(&id).copied() else {
+        let Some(backend_id) = self.held[h].conn.prepared.peek(&sql).map(|c| c.id) else {
             return self.unknown_stmt(1).await;
         };
         let target = self.held[h].backend.index;
-        self.cmd[1..5].copy_from_slice(&bs.id.to_le_bytes());
+        self.cmd[1..5].copy_from_slice(&backend_id.to_le_bytes());
         let d = Decision {
             target: Target::Previous,
             reason: router::Reason::PreparedStatement,
@@ -355,7 +388,10 @@ impl Session {
         if let Outcome::Done(End::Ok { status: s, .. }) = out {
             if s & status::LAST_ROW_SENT != 0 || s & status::CURSOR_EXISTS == 0 {
                 if let Some(h) = self.held.iter().position(|x| x.backend.index == target) {
-                    self.held[h].cursor_open = false;
+                    if let Some(c) = self.held[h].conn.prepared.get(&sql) {
+                        c.cursor = false;
+                    }
+                    self.held[h].cursor_open = self.held[h].conn.prepared.any_cursor();
                 }
                 if let Some(st) = self.stmts.get_mut(&id) {
                     st.cursor_on = None;
@@ -374,6 +410,18 @@ impl Session {
             "Unknown prepared statement handler given to the proxy",
         )
         .await
+    }
+}
+
+/// Closes statements `ids` on `conn` (COM_STMT_CLOSE has no answer: buffered, it goes out
+/// with the next command). A failed write marks the connection broken.
+async fn close_on(conn: &mut crate::backend::Conn, ids: &[u32]) {
+    for id in ids {
+        let mut p = [com::STMT_CLOSE, 0, 0, 0, 0];
+        p[1..5].copy_from_slice(&id.to_le_bytes());
+        if write_packet(&mut conn.stream, 0, &p).await.is_err() {
+            conn.broken = true;
+        }
     }
 }
 

@@ -34,6 +34,11 @@ impl History {
         self.entries.iter().map(|e| &*e.text)
     }
 
+    /// The commands with the key each is recorded under (what it sets), oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.entries.iter().map(|e| (&*e.key, &*e.text))
+    }
+
     pub fn generation(&self) -> u64 {
         self.generation
     }

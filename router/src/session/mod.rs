@@ -341,6 +341,12 @@ impl Session {
         self.history.commands()
     }
 
+    /// [`Session::history`] with the key of each command (what it sets: `use`, `names`, a
+    /// lowercased variable name...), for proxies that compare and diff connection states.
+    pub fn history_entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.history.entries()
+    }
+
     /// Increases whenever the history changes: a backend connection that has replayed
     /// generation `g` is up to date while `history_generation() == g`.
     pub fn history_generation(&self) -> u64 {

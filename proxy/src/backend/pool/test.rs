@@ -144,7 +144,11 @@ async fn a_connection_given_back_goes_to_a_waiter_of_its_key() {
     let (conn, _peer) = fake_conn(&b, "u", 42).await;
     let waiter = {
         let (ctx, pools, b) = (ctx.clone(), pools.clone(), b.clone());
-        tokio::spawn(async move { pools.acquire(&ctx, &b, &key(&b, "u"), "", false).await })
+        tokio::spawn(async move {
+            pools
+                .acquire(&ctx, &b, &key(&b, "u"), "", false, &Fingerprint::fresh())
+                .await
+        })
     };
     until(|| pools.waiting("p") == 1).await;
     assert_eq!(b.metrics().pool_queue.get(), 1);
@@ -166,7 +170,7 @@ async fn a_full_pool_refuses_after_the_queue_timeout_naming_the_setting() {
     let (_conn, _peer) = fake_conn(&b, "u", 1).await;
     let t = Instant::now();
     let e = pools
-        .acquire(&ctx, &b, &key(&b, "u"), "", false)
+        .acquire(&ctx, &b, &key(&b, "u"), "", false, &Fingerprint::fresh())
         .await
         .err()
         .expect("refused");
@@ -192,7 +196,18 @@ async fn a_connection_nobody_of_its_key_waits_for_makes_room_for_another_user() 
     let (conn, _peer) = fake_conn(&b, "a", 1).await;
     let waiter = {
         let (ctx, pools, b) = (ctx.clone(), pools.clone(), b.clone());
-        tokio::spawn(async move { pools.acquire(&ctx, &b, &key(&b, "other"), "", false).await })
+        tokio::spawn(async move {
+            pools
+                .acquire(
+                    &ctx,
+                    &b,
+                    &key(&b, "other"),
+                    "",
+                    false,
+                    &Fingerprint::fresh(),
+                )
+                .await
+        })
     };
     until(|| pools.waiting("p") == 1).await;
     pools.release(&ctx, &b, conn);
@@ -214,7 +229,14 @@ async fn an_idle_connection_of_another_user_is_closed_for_a_newcomer() {
     assert_eq!(pools.idle_count(), 1);
     let t = Instant::now();
     let e = pools
-        .acquire(&ctx, &b, &key(&b, "other"), "", false)
+        .acquire(
+            &ctx,
+            &b,
+            &key(&b, "other"),
+            "",
+            false,
+            &Fingerprint::fresh(),
+        )
         .await
         .err()
         .expect("no server");
