@@ -23,7 +23,7 @@ MAINTAINER="rwsplit maintainers <rwsplit@localhost>"
 if [ "$PROFILE" = release ]; then
   cargo build --release --locked -p proxy -p binlog-reader --bins
 else
-  [ -x "$TARGET_DIR/$PROFILE/rwsplit-proxy" ] && [ -x "$TARGET_DIR/$PROFILE/rwsplit-binlog-reader" ] \
+  [ -x "$TARGET_DIR/$PROFILE/rwsplit-proxy" ] && [ -x "$TARGET_DIR/$PROFILE/rwsplit-ctl" ] && [ -x "$TARGET_DIR/$PROFILE/rwsplit-binlog-reader" ] \
     || cargo build --locked -p proxy -p binlog-reader --bins
 fi
 BIN="$TARGET_DIR/$PROFILE"
@@ -54,6 +54,7 @@ sed -i '/^Depends: $/d' "$c/DEBIAN/control"
 install -D -m 0644 packaging/etc/rwsplit.yaml "$c/etc/rwsplit/rwsplit.yaml"
 install -D -m 0600 packaging/etc/rwsplit.env "$c/etc/rwsplit/rwsplit.env"
 install -D -m 0644 docs/PRODUCTION.md "$c/usr/share/doc/rwsplit-common/PRODUCTION.md"
+install -D -m 0644 docs/ADMIN.md "$c/usr/share/doc/rwsplit-common/ADMIN.md"
 install -D -m 0644 README.md "$c/usr/share/doc/rwsplit-common/README.md"
 printf '/etc/rwsplit/rwsplit.yaml\n/etc/rwsplit/rwsplit.env\n' > "$c/DEBIAN/conffiles"
 
@@ -71,6 +72,11 @@ for name in rwsplit-proxy rwsplit-binlog-reader; do
   control "$name" "$ARCH" "libc6 (>= $GLIBC), rwsplit-common (= $VERSION)" "$what"
   install -D -m 0755 "$BIN/$name" "$d/usr/bin/$name"
   if [ "$PROFILE" = release ]; then strip "$d/usr/bin/$name"; fi
+  if [ "$name" = rwsplit-proxy ]; then
+    # The operator's CLI over the proxy's admin API (docs/ADMIN.md) ships with the proxy.
+    install -D -m 0755 "$BIN/rwsplit-ctl" "$d/usr/bin/rwsplit-ctl"
+    if [ "$PROFILE" = release ]; then strip "$d/usr/bin/rwsplit-ctl"; fi
+  fi
   install -D -m 0644 "packaging/systemd/$name.service" "$d/lib/systemd/system/$name.service"
   # Maintainer scripts: tell systemd about the unit; never start it unasked (the servers in
   # /etc/rwsplit/rwsplit.yaml must be edited first); stop it before removal.

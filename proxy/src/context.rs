@@ -7,6 +7,7 @@
 //! reload or a topology change never tears a statement in half.
 
 mod backend;
+pub mod overrides;
 mod topology;
 mod write_gate;
 
@@ -99,6 +100,9 @@ pub struct Context {
     lag_reader: Mutex<Option<binlog_reader::LagHandle>>,
     /// Per-context state other layers own (the data path's pools, TLS acceptor), by type.
     extensions: Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>,
+    /// Runtime server overrides from the admin API, applied to `config` (see `overrides.rs`).
+    /// Locked only by the admin API and reloads, never on the data path.
+    overrides: Mutex<overrides::Overrides>,
 }
 
 impl Context {
@@ -120,6 +124,7 @@ impl Context {
             publish_lock: Mutex::new(()),
             lag_reader: Mutex::new(None),
             extensions: Mutex::new(Vec::new()),
+            overrides: Mutex::new(overrides::Overrides::default()),
         })
     }
 
@@ -176,6 +181,9 @@ impl Context {
 
     fn store_topology(&self, mut topology: Topology) {
         topology.generation = self.topology.load().generation + 1;
+        // Runtime overrides win over whatever config the topology was derived from (the
+        // monitor may have started its round before an override was set).
+        apply_server_settings(&mut topology.router, &self.config.load());
         // Once per publication, so that each read's choice scans only the candidates.
         topology.router.reindex();
         self.metrics
@@ -376,6 +384,10 @@ impl Context {
         let Ok(_guard) = self.publish_lock.lock() else {
             return Ok(());
         };
+        let mut new = new;
+        for what in self.lock_overrides().apply(&mut new) {
+            tracing::info!(override = %what, "runtime override dropped: the config file now says otherwise");
+        }
         self.backends.store(Arc::new(backends));
         self.config.store(Arc::new(new));
         crate::frontend::install_tls(self, tls);
@@ -383,6 +395,42 @@ impl Context {
         self.store_topology(topology);
         self.config_generation.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Changes server `name`'s runtime settings (admin API): effective for the next statement
+    /// (the current topology is republished with them), kept across reloads until the file
+    /// changes the same key. Returns the server's overrides after the change, or `None` when
+    /// no server has that name.
+    pub fn override_server(
+        &self,
+        name: &str,
+        change: &overrides::Change,
+    ) -> Option<overrides::ServerOverride> {
+        let Ok(_guard) = self.publish_lock.lock() else {
+            return None;
+        };
+        let mut config = Config::clone(&self.config.load());
+        let server = config.servers.iter_mut().find(|s| s.name == name)?;
+        let mut table = self.lock_overrides();
+        table.set(server, change);
+        let now = table.of(name).cloned().unwrap_or_default();
+        drop(table);
+        self.config.store(Arc::new(config));
+        let topology = Topology::clone(&self.topology.load());
+        self.store_topology(topology);
+        Some(now)
+    }
+
+    /// Server `name`'s runtime overrides (empty when it has none).
+    pub fn server_overrides(&self, name: &str) -> overrides::ServerOverride {
+        self.lock_overrides().of(name).cloned().unwrap_or_default()
+    }
+
+    fn lock_overrides(&self) -> std::sync::MutexGuard<'_, overrides::Overrides> {
+        match self.overrides.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
     }
 
     /// The context's single value of type `T`, created by `init` on first use: lets a layer
@@ -446,6 +494,23 @@ impl Context {
         self.metrics.client_connections.inc();
         self.metrics.client_connections_total.inc();
         Some(ClientSlot(self.clone()))
+    }
+}
+
+/// Brings the router snapshot's per-server settings (`maintenance`, `weight`, `max_lag_ms`) in
+/// line with `config`. A changed lag limit restarts that server's lag gate, so the new limit
+/// counts at once (in both directions) rather than after the recovery mark.
+fn apply_server_settings(snap: &mut router::choice::TopologySnapshot, config: &Config) {
+    let recovery = snap.lag_recovery_ms;
+    for (s, c) in snap.servers.iter_mut().zip(&config.servers) {
+        s.maintenance = c.maintenance;
+        s.weight = c.weight.max(1);
+        let max = c.max_lag_ms.unwrap_or(config.routing.max_lag_ms);
+        if s.max_lag_ms != max {
+            s.max_lag_ms = max;
+            s.lag_gate = router::choice::LagGate::default();
+            s.lag_gate.update(s.lag_ms, max, recovery);
+        }
     }
 }
 

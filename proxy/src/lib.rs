@@ -7,6 +7,7 @@ pub mod audit;
 pub mod config_watch;
 pub mod consistency;
 pub mod context;
+pub mod ctl;
 pub mod failover;
 pub mod health;
 pub mod metrics;

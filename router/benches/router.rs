@@ -91,6 +91,17 @@ fn bench(c: &mut Criterion) {
     // first token; the CONNECTION_ID() pre-check scans for `_` (many in ORM SQL, none in 1 MB of
     // INSERT values) and allocates nothing when the name is absent.
     let mut out = Vec::with_capacity(256);
+    // Statement digests for /admin/top: computed once per statement the proxy runs.
+    let mut digest_buf = String::new();
+    c.bench_function("digest/point_select", |b| {
+        b.iter(|| router::classify::digest(black_box(POINT_SELECT.as_bytes()), &mut digest_buf))
+    });
+    c.bench_function("digest/insert", |b| {
+        b.iter(|| router::classify::digest(black_box(INSERT.as_bytes()), &mut digest_buf))
+    });
+    c.bench_function("digest/orm_select_2kb", |b| {
+        b.iter(|| router::classify::digest(black_box(orm.as_bytes()), &mut digest_buf))
+    });
     c.bench_function("session_id/kill_check_point_select", |b| {
         b.iter(|| router::classify::kill(black_box(POINT_SELECT.as_bytes())))
     });

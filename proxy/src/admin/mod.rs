@@ -5,7 +5,10 @@
 
 pub mod auth;
 pub mod servers;
+pub mod servers_admin;
+pub mod sessions;
 pub mod switchover;
+pub mod top;
 
 use crate::context::Context;
 // The sidecar's small HTTP server serves the admin endpoint too: one implementation to fix.
@@ -72,6 +75,9 @@ fn admin_route(ctx: Arc<Context>, req: Request) -> ReplyFuture {
         ("POST", "/admin/reload") => ready(reload(&ctx, &req)),
         (_, "/admin/reload") => ready(Reply::text(405, "use POST\n")),
         (_, "/admin/switchover") => switchover::route(ctx, req),
+        (_, p) if p.starts_with("/admin/servers/") => ready(servers_admin::route(&ctx, &req)),
+        (_, p) if p.starts_with("/admin/sessions") => sessions::route(ctx, req),
+        (_, p) if p.starts_with("/admin/top") => ready(top::route(&ctx, &req)),
         _ => ready(Reply::text(404, "no such admin endpoint\n")),
     }
 }

@@ -7,8 +7,15 @@
 //!   "state": "up", "in_rotation": true, "reachable": true, "read_only": true,
 //!   "replicating": true, "replication_running": true, "lag_ms": 12, "in_flight": 0,
 //!   "connections": 3, "breaker": "closed", "maintenance": false, "weight": 1,
-//!   "last_error": null, "checked_ms_ago": 120}]}
+//!   "last_error": null, "checked_ms_ago": 120, "overrides": {"maintenance": {"value": true,
+//!   "file": false}}, "held_by_sessions": 0}]}
 //! ```
+//!
+//! `maintenance`, `weight` and `max_lag_ms` are the values in force: the file's, or a runtime
+//! override from `POST /admin/servers/NAME`, listed with the file's value in `overrides`.
+//! `held_by_sessions` counts the sessions that hold a connection to the server for their state
+//! (transaction, locks, temporary tables, cursor...): a drained server is free of work once it
+//! is 0 and `in_flight` is 0.
 //!
 //! `state` is the first that applies of `maintenance`, `down` (the monitor cannot reach it),
 //! `ejected` (circuit breaker open), `replication_stopped` (a replica whose IO or SQL thread is
@@ -26,6 +33,7 @@ pub fn json(ctx: &Context) -> Value {
     let config = ctx.config();
     let topology = ctx.topology();
     let backends = ctx.backends();
+    let sessions = crate::session::registry::Registry::of(ctx).all();
     let servers: Vec<Value> = config
         .servers
         .iter()
@@ -84,8 +92,14 @@ pub fn json(ctx: &Context) -> Value {
                 "breaker": breaker,
                 "maintenance": s.maintenance,
                 "weight": s.weight,
+                "max_lag_ms": s.max_lag_ms.unwrap_or(config.routing.max_lag_ms),
                 "last_error": health.last_error,
                 "checked_ms_ago": health.checked_at.map(|t| t.elapsed().as_millis() as u64),
+                "overrides": overrides_json(&ctx.server_overrides(&s.name)),
+                "held_by_sessions": sessions
+                    .iter()
+                    .filter(|e| e.activity().held.iter().any(|h| h.backend.name() == s.name && h.needed()))
+                    .count(),
             })
         })
         .collect();
@@ -106,6 +120,27 @@ pub fn json(ctx: &Context) -> Value {
         "topology_generation": topology.generation,
         "servers": servers,
     })
+}
+
+/// A server's runtime overrides: `{"key": {"value": v, "file": f}}`.
+pub fn overrides_json(o: &crate::context::overrides::ServerOverride) -> Value {
+    let mut m = serde_json::Map::new();
+    if let Some(p) = o.maintenance {
+        m.insert(
+            "maintenance".into(),
+            json!({"value": p.value, "file": p.file}),
+        );
+    }
+    if let Some(p) = o.weight {
+        m.insert("weight".into(), json!({"value": p.value, "file": p.file}));
+    }
+    if let Some(p) = o.max_lag_ms {
+        m.insert(
+            "max_lag_ms".into(),
+            json!({"value": p.value, "file": p.file}),
+        );
+    }
+    Value::Object(m)
 }
 
 /// Parses a `/servers` answer, for tools and tests that talk to a running proxy.

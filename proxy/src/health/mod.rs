@@ -140,7 +140,15 @@ async fn run_generation(ctx: &Arc<Context>) {
         ctx.metrics.lag_source_fallback.set(i64::from(fell_back));
         fill_lag(&config, &source, &answers, embedded.as_ref(), &mut samples);
         let previous = ctx.topology();
-        let next = topology::derive(&config, &samples, &previous);
+        // Runtime overrides (admin API) change the served config within a generation: derive
+        // with their maintenance, weight and lag limit.
+        let live = ctx.config();
+        let settings = if live.servers.len() == config.servers.len() {
+            &live
+        } else {
+            &config
+        };
+        let next = topology::derive(settings, &samples, &previous);
         // A switchover or failover in progress holds the writer it published.
         let next = crate::failover::steer(ctx, &config, next);
         // Refused only if a reload happened in between: the next round uses the new config.

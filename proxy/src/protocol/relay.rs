@@ -20,6 +20,8 @@ use tokio::io::{
 pub struct Progress {
     pub forwarded: bool,
     pub last_seq: u8,
+    /// Result-set rows relayed so far (for `/admin/top`).
+    pub rows: u64,
 }
 
 /// The shape of the response a command gets.
@@ -102,6 +104,8 @@ struct Tracker {
     deprecate_eof: bool,
     phase: Phase,
     last_insert_id: u64,
+    /// Rows seen in result sets.
+    rows: u64,
 }
 
 /// The end of a response from its final OK packet.
@@ -136,6 +140,7 @@ impl Tracker {
             deprecate_eof,
             phase,
             last_insert_id: 0,
+            rows: 0,
         }
     }
 
@@ -219,7 +224,9 @@ impl Tracker {
                 if p.first() == Some(&0xff) {
                     return Ok(Step::Done(End::Err { code: err_code(p) }));
                 }
-                if is_eof(p, len, self.deprecate_eof) {
+                if !is_eof(p, len, self.deprecate_eof) {
+                    self.rows += 1;
+                } else {
                     let (st, _) = end_packet_flags(p);
                     if message::more_results(st) && st & status::CURSOR_EXISTS == 0 {
                         self.phase = Phase::First;
@@ -373,6 +380,7 @@ where
                 let step = tracker.step(p, h.len);
                 off += 4 + h.len;
                 progress.last_seq = h.seq;
+                progress.rows = tracker.rows;
                 match step {
                     Ok(Step::More) => {}
                     Ok(Step::Done(end)) => {
@@ -444,7 +452,9 @@ where
             continue;
         }
         continuation = h.continues();
-        match tracker.step(buf, h.len)? {
+        let step = tracker.step(buf, h.len);
+        progress.rows = tracker.rows;
+        match step? {
             Step::More => {}
             Step::Done(end) => return Ok(end),
             Step::Infile => {

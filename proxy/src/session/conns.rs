@@ -92,6 +92,7 @@ impl Session {
                 i += 1;
             }
         }
+        self.publish_held(false);
     }
 
     /// Gives back everything (session end, reset, change of user). The anchor is reset too:

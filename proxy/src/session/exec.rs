@@ -439,7 +439,7 @@ impl Session {
                 }
                 Err(e) => Err(RelayError::Backend(std::io::Error::other(e.to_string()))),
             };
-            self.statement_ended(h).await?;
+            self.statement_ended(h, progress.rows).await?;
             if self.frame.capacity() > 1 << 20 {
                 self.frame = Vec::new();
             }
@@ -576,6 +576,9 @@ impl Session {
         let Ok(rule) = self.match_rules().await? else {
             return Ok(()); // blocked by a query rule
         };
+        let cmd = std::mem::take(&mut self.cmd);
+        self.track_begin(cmd.get(1..).unwrap_or_default());
+        self.cmd = cmd;
         let mut d = self.router.route_query(&self.cmd[1..]);
         let own_timeout = self.apply_rule(rule.as_ref(), &mut d);
         let (started, reason) = (Instant::now(), d.reason);
@@ -592,6 +595,7 @@ impl Session {
         self.audit_statement(out, reason, started);
         out.report(&mut self.router);
         self.settle();
+        self.track_end(out);
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! session side of the registry (marking the statement that runs now), and the answer to a
 //! client's `KILL [QUERY|CONNECTION] n` / `COM_PROCESS_KILL`.
 
-use super::registry::{Registration, Registry, Running};
+use super::registry::{Entry, Registration, Registry, Running};
 use super::{backend_err, Error, Session};
 use crate::backend::{control, KillScope};
 use crate::context::{Backend, Context};
@@ -13,7 +13,12 @@ use std::sync::Arc;
 
 /// Registers a new session under its handshake id.
 pub(super) fn register(ctx: &Context, client: &Client) -> Registration {
-    Registry::of(ctx).register(client.connection_id, &client.user, &client.password)
+    Registry::of(ctx).register(
+        client.connection_id,
+        &client.user,
+        &client.password,
+        &client.host,
+    )
 }
 
 impl Session {
@@ -36,6 +41,7 @@ impl Session {
     pub(super) async fn statement_started(&mut self, backend: &Arc<Backend>, h: usize) {
         let Some(held) = self.held.get(h) else { return };
         let thread = held.conn.connection_id;
+        self.track.server = Some(backend.index);
         *self.registration.entry.running().await = Some(Running {
             backend: backend.clone(),
             thread,
@@ -51,7 +57,8 @@ impl Session {
     /// A `KILL QUERY` that arrives after the statement ended needs no clean-up: MariaDB 10.11
     /// clears the flag before the connection's next command (measured: 0 of 800 statements
     /// that followed a late `KILL QUERY` were interrupted; `proxy_kill` tests it again).
-    pub(super) async fn statement_ended(&mut self, h: usize) -> Result<(), Error> {
+    pub(super) async fn statement_ended(&mut self, h: usize, rows: u64) -> Result<(), Error> {
+        self.track.rows += rows;
         let killed = self
             .registration
             .entry
@@ -164,38 +171,7 @@ impl Session {
                 .send_err(1, c, st, &format!("You are not owner of thread {id}"))
                 .await;
         }
-        let failed = {
-            let mut running = target.running().await;
-            match running.as_mut() {
-                Some(r) => {
-                    // The target's credentials: the thread's owner (equal to ours unless an
-                    // admin kills another user's session).
-                    let sent = control::kill(
-                        &self.ctx,
-                        &r.backend,
-                        &creds.user,
-                        &creds.password,
-                        r.thread,
-                        scope,
-                    )
-                    .await;
-                    match sent {
-                        Ok(()) => {
-                            r.killed = Some(scope);
-                            None
-                        }
-                        Err(e) => {
-                            tracing::warn!(session = id, backend = r.backend.name(), error = %e, "KILL could not reach the backend");
-                            Some(backend_err(r.backend.name(), &e))
-                        }
-                    }
-                }
-                None => None,
-            }
-        };
-        if scope == KillScope::Connection {
-            target.request_close();
-        }
+        let failed = kill_entry(&self.ctx, &target, scope).await.err();
         match failed {
             Some((c, st, msg)) => self.send_err(1, c, &st, &msg).await,
             None => self.send_ok(1).await,
@@ -206,5 +182,52 @@ impl Session {
     fn is_admin(&self) -> bool {
         let cfg = self.ctx.proxy_config();
         users::find(&cfg.users, &self.client.user).is_some_and(|u| u.admin)
+    }
+}
+
+/// Kills session `target`'s running statement, if any, on its backend (with the session's own
+/// credentials: the thread's owner) and, for [`KillScope::Connection`], asks the session to
+/// close. `Err` carries the ERR a client should get when the backend could not be reached
+/// (the close request stands all the same). Shared by `KILL` and `POST
+/// /admin/sessions/ID/kill`.
+pub async fn kill_entry(
+    ctx: &Context,
+    target: &Entry,
+    scope: KillScope,
+) -> Result<(), (u16, String, String)> {
+    let creds = target.creds();
+    let failed = {
+        let mut running = target.running().await;
+        match running.as_mut() {
+            Some(r) => {
+                let sent = control::kill(
+                    ctx,
+                    &r.backend,
+                    &creds.user,
+                    &creds.password,
+                    r.thread,
+                    scope,
+                )
+                .await;
+                match sent {
+                    Ok(()) => {
+                        r.killed = Some(scope);
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(session = target.id, backend = r.backend.name(), error = %e, "KILL could not reach the backend");
+                        Some(backend_err(r.backend.name(), &e))
+                    }
+                }
+            }
+            None => None,
+        }
+    };
+    if scope == KillScope::Connection {
+        target.request_close();
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }

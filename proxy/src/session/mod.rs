@@ -2,6 +2,7 @@
 //! backend connection per server it needs (replaying session state on it first), and streams
 //! the answers back as bytes.
 
+mod activity;
 mod audit;
 mod change_user;
 mod conns;
@@ -14,6 +15,7 @@ mod limits;
 pub mod registry;
 mod rules;
 mod stmt;
+pub mod top;
 mod view;
 mod write_gate;
 
@@ -25,6 +27,7 @@ use crate::protocol::consts::{code, com, status};
 use crate::protocol::message::{eof_payload, err_payload, ok_payload};
 use crate::protocol::packet::{read_packet, write_packet};
 use conns::{ConnRef, Held};
+pub use kill::kill_entry;
 use prometheus::Histogram;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -115,6 +118,8 @@ pub struct Session {
     cons: consistency::Consistency,
     /// Its way to the audit writer (see `audit.rs`).
     audit: crate::audit::SessionAudit,
+    /// The statement running now, for the admin API (see `activity.rs`).
+    track: activity::Track,
 }
 
 /// Runs the command loop for an authenticated client.
@@ -160,6 +165,7 @@ pub async fn run(
         view: view::View::new(&ctx),
         registration: kill::register(&ctx, &client),
         audit: crate::audit::SessionAudit::default(),
+        track: activity::Track::new(&ctx),
         ctx,
         client,
         stream,
@@ -186,6 +192,7 @@ pub async fn run(
         limits,
     };
     let r = s.serve(idle_timeout, release_delay).await;
+    s.track_abandoned();
     // Whatever ended the session (the client quit or vanished, an error, shutdown), its
     // transaction and locks end now, as on a direct connection: see `release_all`.
     s.release_all().await;

@@ -1,12 +1,14 @@
 //! The proxy's live sessions by id: whose each is, and which backend thread runs its statement
 //! right now, so that a `KILL` from another session can cancel that statement (and only it)
-//! and ask the session to close.
+//! and ask the session to close; and what each does, for `GET /admin/sessions` (see
+//! [`Activity`]).
 
 use crate::backend::{Credential, KillScope};
 use crate::context::{Backend, Context};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
 
 /// Session ids, shown to clients in the handshake and by `CONNECTION_ID()`. One counter for the
 /// whole process, so ids never repeat between sessions however many proxies a process runs.
@@ -52,9 +54,63 @@ pub struct Running {
     pub killed: Option<KillScope>,
 }
 
+/// Statement text kept for `GET /admin/sessions` (longer statements are cut).
+pub const MAX_TEXT: usize = 1024;
+
+/// A backend connection a session holds, and why it keeps it.
+#[derive(Clone)]
+pub struct HeldInfo {
+    pub backend: Arc<Backend>,
+    /// The server's thread id for the connection.
+    pub thread: u32,
+    /// The session's pinned state (transaction, locks, temporary tables...) lives here.
+    pub pins: Option<router::Pins>,
+    /// The session's open transaction runs here (on the primary, or a read-only one on a
+    /// replica).
+    pub transaction: bool,
+    /// A cursor is open on it.
+    pub cursor: bool,
+    /// The previous statement's warnings or error are only on this connection.
+    pub diagnostics: bool,
+}
+
+impl HeldInfo {
+    /// The session needs this connection (it cannot be given back while idle).
+    pub fn needed(&self) -> bool {
+        self.pins.is_some_and(|p| p.any()) || self.transaction || self.cursor || self.diagnostics
+    }
+}
+
+/// What a session publishes about itself: written by the session only when a statement
+/// starts and ends (and when it gives connections back), read by the admin API. The buffers
+/// are reused, so publishing allocates nothing once warm.
+#[derive(Default)]
+pub struct Activity {
+    /// The statement running now (its first [`MAX_TEXT`] bytes); empty between statements.
+    pub text: String,
+    /// When it started; `None` between statements.
+    pub started: Option<Instant>,
+    /// When the previous statement ended (or the session started).
+    pub idle_since: Option<Instant>,
+    /// The default database, when known.
+    pub schema: Option<String>,
+    /// A transaction is open.
+    pub in_transaction: bool,
+    /// The backend connections held as of the last statement.
+    pub held: Vec<HeldInfo>,
+    /// Statements run.
+    pub statements: u64,
+}
+
 /// One registered session.
 pub struct Entry {
     pub id: u32,
+    /// The client's address.
+    pub client: String,
+    /// When the session started.
+    pub connected: Instant,
+    pub connected_wall: SystemTime,
+    activity: Mutex<Activity>,
     creds: Mutex<Arc<Creds>>,
     /// Set by the session before it sends a statement and cleared after the response, before
     /// the connection can serve anything else; a killer holds the lock while its `KILL` is on
@@ -88,6 +144,21 @@ impl Entry {
     /// The running statement, locked (see [`Entry::running`]).
     pub async fn running(&self) -> tokio::sync::MutexGuard<'_, Option<Running>> {
         self.running.lock().await
+    }
+
+    /// The session's published activity, locked briefly (see [`Activity`]).
+    pub fn activity(&self) -> std::sync::MutexGuard<'_, Activity> {
+        match self.activity.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Where the session's statement runs now (server, thread), unless a `KILL` holds the
+    /// lock this instant. Never waits.
+    pub fn running_on(&self) -> Option<(Arc<Backend>, u32)> {
+        let r = self.running.try_lock().ok()?;
+        r.as_ref().map(|r| (r.backend.clone(), r.thread))
     }
 
     /// Asks the session to close (`KILL CONNECTION`). Remembered if the session is busy.
@@ -126,10 +197,23 @@ impl Registry {
         ctx.extension(Registry::default)
     }
 
-    /// Registers session `id` of `user`.
-    pub fn register(self: &Arc<Self>, id: u32, user: &str, password: &Credential) -> Registration {
+    /// Registers session `id` of `user`, connected from `client`.
+    pub fn register(
+        self: &Arc<Self>,
+        id: u32,
+        user: &str,
+        password: &Credential,
+        client: &str,
+    ) -> Registration {
         let entry = Arc::new(Entry {
             id,
+            client: client.to_string(),
+            connected: Instant::now(),
+            connected_wall: SystemTime::now(),
+            activity: Mutex::new(Activity {
+                idle_since: Some(Instant::now()),
+                ..Activity::default()
+            }),
             creds: Mutex::new(Arc::new(Creds {
                 user: user.to_string(),
                 password: password.clone(),
@@ -148,6 +232,13 @@ impl Registry {
     pub fn get(&self, id: u64) -> Option<Arc<Entry>> {
         let id = u32::try_from(id).ok()?;
         self.lock().get(&id).cloned()
+    }
+
+    /// Every live session, by id.
+    pub fn all(&self) -> Vec<Arc<Entry>> {
+        let mut v: Vec<Arc<Entry>> = self.lock().values().cloned().collect();
+        v.sort_by_key(|e| e.id);
+        v
     }
 
     /// Live sessions (for tests and the admin API).
@@ -175,8 +266,8 @@ mod test {
     #[test]
     fn sessions_leave_the_registry_when_they_end() {
         let registry = Arc::new(Registry::default());
-        let a = registry.register(next_id(), "app", &"pw".into());
-        let b = registry.register(next_id(), "other", &"pw2".into());
+        let a = registry.register(next_id(), "app", &"pw".into(), "127.0.0.1");
+        let b = registry.register(next_id(), "other", &"pw2".into(), "127.0.0.1");
         assert_ne!(a.entry.id, b.entry.id);
         assert_eq!(registry.len(), 2);
         let found = registry.get(u64::from(b.entry.id)).expect("registered");
@@ -193,7 +284,7 @@ mod test {
     #[tokio::test]
     async fn a_close_request_is_kept_until_the_session_looks() {
         let registry = Arc::new(Registry::default());
-        let a = registry.register(next_id(), "app", &"pw".into());
+        let a = registry.register(next_id(), "app", &"pw".into(), "127.0.0.1");
         a.entry.request_close();
         tokio::time::timeout(std::time::Duration::from_secs(1), a.entry.close_requested())
             .await

@@ -170,6 +170,8 @@ impl Session {
             }
         }
         let class = st.class.clone();
+        let sql = st.sql.clone();
+        self.track_begin(&sql);
         let d = self.router.route_execute(&class);
         let out = match self.gate().await? {
             Some(out) => out,
@@ -177,6 +179,7 @@ impl Session {
         };
         out.report(&mut self.router);
         self.settle();
+        self.track_end(out);
         if let Some(st) = self.stmts.get_mut(&id) {
             st.drop_long_data(&mut self.limits);
         }

@@ -7,6 +7,7 @@
 
 mod builtins;
 mod connection_id;
+mod digest;
 mod kill;
 mod lexer;
 mod parsed;
@@ -15,6 +16,7 @@ mod rules;
 pub(crate) mod set;
 
 pub use connection_id::{substitute_connection_id, substitute_row_count};
+pub use digest::{digest, MAX_DIGEST};
 pub use kill::{kill, Kill};
 pub use lexer::{for_each_leading_hint, split_statements, Span};
 
