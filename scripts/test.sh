@@ -31,7 +31,7 @@ export RWSPLIT_REQUIRE_CLUSTER=1
 export RWSPLIT_TEST_BASE_PORT=3310
 
 step "cargo test (unit and integration tests against the real topology)"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 step "Debian packages: install, start from the units against the topology, /healthz, purge"
 scripts/test-package.sh

@@ -26,7 +26,21 @@ async fn healthz_metrics_and_servers_describe_the_topology() {
     let one: Option<i64> = conn.query_first("SELECT 1").await.expect("query");
     assert_eq!(one, Some(1));
 
-    let (status, metrics) = proxy.get("/metrics").await;
+    // Families with labels appear once they have a first series: per-replica ones (lag,
+    // applied position age) once the lag source has answered, a moment after /healthz.
+    let missing = |text: &str| {
+        proxy::metrics::Metrics::NAMES
+            .iter()
+            .any(|name| !text.contains(&format!("# TYPE {name} ")))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (status, metrics) = loop {
+        let (status, metrics) = proxy.get("/metrics").await;
+        if status != 200 || !missing(&metrics) || std::time::Instant::now() > deadline {
+            break (status, metrics);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(status, 200);
     for name in proxy::metrics::Metrics::NAMES {
         assert!(
