@@ -26,13 +26,16 @@ async fn healthz_metrics_and_servers_describe_the_topology() {
     let one: Option<i64> = conn.query_first("SELECT 1").await.expect("query");
     assert_eq!(one, Some(1));
 
-    // Families with labels appear once they have a first series: per-replica ones (lag,
-    // applied position age) once the lag source has answered, a moment after /healthz.
-    let missing = |text: &str| {
+    // Families with labels appear once they have a first series: per-replica lag once the lag
+    // source has answered, a moment after /healthz. `seconds_behind_master` (this proxy's lag
+    // source) knows no applied GTID positions, so the position-age family stays absent here;
+    // the dashboards test sees it with the embedded reader and the sidecar.
+    let expected = || {
         proxy::metrics::Metrics::NAMES
             .iter()
-            .any(|name| !text.contains(&format!("# TYPE {name} ")))
+            .filter(|name| **name != "rwsplit_replica_position_age_seconds")
     };
+    let missing = |text: &str| expected().any(|name| !text.contains(&format!("# TYPE {name} ")));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let (status, metrics) = loop {
         let (status, metrics) = proxy.get("/metrics").await;
@@ -42,7 +45,7 @@ async fn healthz_metrics_and_servers_describe_the_topology() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(status, 200);
-    for name in proxy::metrics::Metrics::NAMES {
+    for name in expected() {
         assert!(
             metrics.contains(&format!("# TYPE {name} ")),
             "{name} missing from /metrics:\n{metrics}"
