@@ -496,13 +496,22 @@ fn claim_ports(replicas: usize) -> Result<(u16, PathBuf)> {
         if !ports_free {
             continue;
         }
-        let created = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&claim);
-        if let Ok(mut f) = created {
-            use std::io::Write;
-            let _ = write!(f, "{}", std::process::id());
+        // The claim appears with its holder's pid already in it (written aside, then hard-linked
+        // into place, which fails if a claim exists): a claim created empty and filled after
+        // looked stale to a concurrent test in that instant, which removed it and took the same
+        // ports, so two topologies shared one set of servers.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let tmp = claims.join(format!(
+            ".{base}.{}.{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        if std::fs::write(&tmp, std::process::id().to_string()).is_err() {
+            continue;
+        }
+        let linked = std::fs::hard_link(&tmp, &claim);
+        let _ = std::fs::remove_file(&tmp);
+        if linked.is_ok() {
             return Ok((base, claim));
         }
     }
