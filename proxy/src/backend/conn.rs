@@ -385,13 +385,17 @@ impl Conn {
 
     /// Reads the answer to a command the proxy sent itself.
     async fn reply(&mut self, shape: Shape) -> Result<End, Error> {
+        self.reply_to(shape, &mut Sink::default()).await
+    }
+
+    /// Reads the answer to a command the proxy sent itself into `client` (a [`Sink`]).
+    async fn reply_to(&mut self, shape: Shape, client: &mut Sink) -> Result<End, Error> {
         let deprecate = self.deprecate_eof();
-        let mut sink = Sink;
         let mut progress = relay::Progress::default();
         let mut scratch = std::mem::take(&mut self.scratch);
         let r = relay::relay(
             &mut self.stream,
-            &mut sink,
+            client,
             &mut scratch,
             shape,
             deprecate,
@@ -466,34 +470,9 @@ impl Conn {
         p.push(com::QUERY);
         p.extend_from_slice(sql);
         self.send(&p).await?;
-        let deprecate = self.deprecate_eof();
-        let mut capture = Capture::default();
-        let mut progress = relay::Progress::default();
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let r = relay::relay(
-            &mut self.stream,
-            &mut capture,
-            &mut scratch,
-            Shape::Results,
-            deprecate,
-            Some(self.read_timeout),
-            &mut progress,
-        )
-        .await;
-        scratch.clear();
-        self.scratch = scratch;
-        match r {
-            Ok(End::Ok { .. }) => Ok(first_value(&capture.0, deprecate)),
-            Ok(End::Err { code }) => Err(Error::Server {
-                code,
-                state: "HY000".into(),
-                message: String::new(),
-            }),
-            Err(e) => {
-                self.broken = true;
-                Err(Error::Relay(e))
-            }
-        }
+        let mut capture = Sink::keeping();
+        self.reply_to(Shape::Results, &mut capture).await?;
+        Ok(first_value(&capture.kept, self.deprecate_eof()))
     }
 
     /// `COM_QUERY` whose result is discarded.
@@ -502,43 +481,6 @@ impl Conn {
         p.push(com::QUERY);
         p.extend_from_slice(sql);
         self.command(&p, Shape::Results).await
-    }
-}
-
-/// A client stand-in that keeps what it is sent (and has nothing to upload).
-#[derive(Default)]
-struct Capture(Vec<u8>);
-
-impl tokio::io::AsyncWrite for Capture {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        self.0.extend_from_slice(buf);
-        std::task::Poll::Ready(Ok(buf.len()))
-    }
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-}
-
-impl tokio::io::AsyncRead for Capture {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-        _: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
     }
 }
 
@@ -564,15 +506,32 @@ fn first_value(frames: &[u8], deprecate_eof: bool) -> Option<String> {
     Some(String::from_utf8_lossy(v).into_owned())
 }
 
-/// A client stand-in that discards everything (and has nothing to upload).
-pub struct Sink;
+/// A client stand-in for the proxy's own commands: discards what it is sent, or with
+/// [`Sink::keeping`] keeps it (a one-value query's answer); has nothing to upload.
+#[derive(Default)]
+pub struct Sink {
+    keep: bool,
+    kept: Vec<u8>,
+}
+
+impl Sink {
+    pub fn keeping() -> Self {
+        Self {
+            keep: true,
+            kept: Vec::new(),
+        }
+    }
+}
 
 impl tokio::io::AsyncWrite for Sink {
     fn poll_write(
-        self: std::pin::Pin<&mut Self>,
+        mut self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.keep {
+            self.kept.extend_from_slice(buf);
+        }
         std::task::Poll::Ready(Ok(buf.len()))
     }
     fn poll_flush(
