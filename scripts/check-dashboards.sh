@@ -31,3 +31,25 @@ if missing:
     sys.exit("alerts with no promtool test that makes them fire: " + ", ".join(missing))
 print(f"every alert ({len(alerts)}) has a promtool test in which it fires")
 PY
+# Every panel expression over the binlog readers' families (per replica, per binlog stream:
+# exported once per reader, and readers run in pairs) has a two-reader test, verbatim.
+python3 - <<'PY'
+import json, re, sys
+doc = json.load(open("dashboards/rwsplit-overview.json"))
+def exprs(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "expr" and isinstance(v, str):
+                yield v
+            else:
+                yield from exprs(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from exprs(v)
+READER = re.compile(r"\brwsplit_(replica_(lag_seconds|lag_known|seconds_behind_master|io_lag_seconds|up|applied_gtid_seq|poll_errors_total)|binlog_[a-z_]+)\b")
+tested = set(re.findall(r"^\s*- expr:\s*(.+?)\s*$", open("dashboards/tests/two_readers.test.yml").read(), re.M))
+missing = sorted({e for e in exprs(doc) if READER.search(e) and e not in tested})
+if missing:
+    sys.exit("panel expressions over reader families with no two-reader test in dashboards/tests/two_readers.test.yml:\n  " + "\n  ".join(missing))
+print("every panel over the readers' families has a two-reader test")
+PY
