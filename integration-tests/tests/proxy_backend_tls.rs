@@ -22,6 +22,28 @@ async fn backend_cipher(conn: &mut integration_tests::mysql_async::Conn) -> (u16
     .expect("a row")
 }
 
+/// Closes, on every server, the application user's backend connections that sit idle (the
+/// proxy's pool), and gives the servers a moment to do it. Returns how many on each server.
+async fn close_idle_backend_connections(c: &Cluster) -> Vec<usize> {
+    let mut closed = Vec::new();
+    for server in 0..=c.replicas() {
+        let mut admin = c.admin(server).await.expect("admin connection");
+        let ids: Vec<u64> = admin
+            .query(format!(
+                "SELECT ID FROM information_schema.PROCESSLIST \
+                 WHERE USER = '{APP_USER}' AND COMMAND = 'Sleep'"
+            ))
+            .await
+            .expect("processlist");
+        closed.push(ids.len());
+        for id in ids {
+            let _ = admin.query_drop(format!("KILL CONNECTION {id}")).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    closed
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_connections_and_the_monitor_use_tls() {
     let c = match Cluster::private_tls(1) {
@@ -108,6 +130,27 @@ async fn backend_connections_and_the_monitor_use_tls() {
             matches!(&r, Err(integration_tests::mysql_async::Error::Server(e)) if e.code == 1317),
             "{tls}: {r:?}"
         );
+        // Backend connections the servers closed while idle in the pool (KILL, as a restart or
+        // wait_timeout would) are found closed over TLS as over plain TCP: the next statements
+        // get fresh connections, a read still on the replica and a write without an error.
+        let mut conn = conn;
+        // A clean statement: the session keeps no connection for diagnostics (ERR 1317 above).
+        conn.query_drop("SELECT 1").await.unwrap();
+        let closed = close_idle_backend_connections(&c).await;
+        assert!(
+            closed.iter().all(|&n| n > 0),
+            "{tls}: the pools kept idle connections on every server: {closed:?}"
+        );
+        let (port, _) = backend_cipher(&mut conn).await;
+        assert_eq!(
+            port,
+            c.port(1),
+            "{tls}: a read after its pooled connection was closed stays on the replica"
+        );
+        // The primary's pool still holds the connections closed above.
+        conn.query_drop("DO 1").await.unwrap_or_else(|e| {
+            panic!("{tls}: a write after its pooled connection was closed: {e}")
+        });
         if tls.contains("ca:") {
             // A reload whose CA file does not load is rejected; TLS to the backends goes on.
             let path = p.ctx.config_path().to_path_buf();

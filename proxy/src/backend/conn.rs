@@ -306,16 +306,18 @@ impl Conn {
     }
 
     /// A cheap check, without a round trip, that an idle connection is still open: a server
-    /// that closed it (restart, `wait_timeout`) has left an end of stream or an error packet
-    /// to read. Plain TCP only; a TLS connection is assumed alive (its first use tells).
+    /// that closed it (restart, `wait_timeout`, `KILL`) has left an end of stream, an error
+    /// packet or, over TLS, a `close_notify` alert to read. The socket under TLS is probed the
+    /// same way: an idle connection has nothing to read, so any byte (a record the proxy did
+    /// not ask for) means it is not fit for the next statement. A byte read here is consumed:
+    /// the caller drops a connection that does not look alive.
     pub fn looks_alive(&self) -> bool {
-        match self.stream.get_ref() {
-            Transport::Plain(tcp) => {
-                let mut probe = [0u8; 1];
-                matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-            }
-            Transport::Tls(_) => true,
-        }
+        let tcp = match self.stream.get_ref() {
+            Transport::Plain(tcp) => tcp,
+            Transport::Tls(tls) => tls.get_ref().0,
+        };
+        let mut probe = [0u8; 1];
+        matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
     /// Whether responses on this connection end result sets with OK instead of EOF.
