@@ -22,6 +22,8 @@ pub struct Progress {
     pub last_seq: u8,
     /// Result-set rows relayed so far (for `/admin/top`).
     pub rows: u64,
+    /// Result sets begun so far (`FOUND_ROWS()` is known only after exactly one).
+    pub results: u32,
 }
 
 /// The shape of the response a command gets.
@@ -106,6 +108,8 @@ struct Tracker {
     last_insert_id: u64,
     /// Rows seen in result sets.
     rows: u64,
+    /// Result sets begun.
+    results: u32,
 }
 
 /// The end of a response from its final OK packet.
@@ -141,6 +145,7 @@ impl Tracker {
             phase,
             last_insert_id: 0,
             rows: 0,
+            results: 0,
         }
     }
 
@@ -196,6 +201,7 @@ impl Tracker {
                     if n == 0 {
                         return Err(RelayError::Malformed);
                     }
+                    self.results += 1;
                     self.phase = Phase::Columns(n);
                 }
                 None => return Err(RelayError::Malformed),
@@ -381,6 +387,7 @@ where
                 off += 4 + h.len;
                 progress.last_seq = h.seq;
                 progress.rows = tracker.rows;
+                progress.results = tracker.results;
                 match step {
                     Ok(Step::More) => {}
                     Ok(Step::Done(end)) => {
@@ -454,6 +461,7 @@ where
         continuation = h.continues();
         let step = tracker.step(buf, h.len);
         progress.rows = tracker.rows;
+        progress.results = tracker.results;
         match step? {
             Step::More => {}
             Step::Done(end) => return Ok(end),

@@ -409,14 +409,17 @@ impl Session {
     /// After a read meant for a replica ran on the primary under `monotonic`/`causal`: the
     /// session saw the primary's newest state, which the lag source may not have read yet, so
     /// the primary's own position is asked for on the same connection (after the client has
-    /// its answer) and becomes what later reads must not go behind.
-    pub(super) async fn observe_primary(&mut self, h: usize) {
-        let Some(c) = &self.cons.current else { return };
+    /// its answer) and becomes what later reads must not go behind. Returns whether it asked
+    /// (the connection's `ROW_COUNT()` and `FOUND_ROWS()` are then those of its question).
+    pub(super) async fn observe_primary(&mut self, h: usize) -> bool {
+        let Some(c) = &self.cons.current else {
+            return false;
+        };
         if !matches!(c.level, Level::Monotonic | Level::Causal) {
-            return;
+            return false;
         }
         let Some(held) = self.held.get_mut(h) else {
-            return;
+            return false;
         };
         let mariadb = held
             .backend
@@ -438,6 +441,7 @@ impl Session {
                 tracing::debug!(error = %e, "cannot read the primary's position after a read");
             }
         }
+        true
     }
 
     /// Answers `SELECT @@last_gtid` / `SELECT @@rwsplit_last_gtid` itself: the GTID of the

@@ -3,6 +3,7 @@
 //! before any byte reached the client, and reporting the outcome.
 
 use super::conns::ConnRef;
+use super::last_statement::Ran;
 use super::{backend_err, hung, Error, Session};
 use crate::backend::{control, KillScope};
 use crate::metrics::route;
@@ -448,9 +449,10 @@ impl Session {
                     // Write quorum: a held commit OK goes out once enough replicas applied it.
                     self.release_held(&mut track).await?;
                     self.stream.flush().await?;
-                    if route_label == route::PRIMARY && !self.router.in_transaction() {
-                        self.observe_primary(h).await;
-                    }
+                    let observed = route_label == route::PRIMARY
+                        && !self.router.in_transaction()
+                        && self.observe_primary(h).await;
+                    let learned = self.learn_insert_id(h, d.reason, end).await;
                     self.after_statement(
                         &track,
                         Some(backend.name()),
@@ -479,9 +481,18 @@ impl Session {
                             held.conn.last_insert_id = Some(last_insert_id);
                         }
                         // `SELECT LAST_INSERT_ID(n)` sets it without saying.
-                        _ if d.reason == Reason::LastInsertId => held.conn.last_insert_id = None,
+                        _ if d.reason == Reason::LastInsertId && !learned => {
+                            held.conn.last_insert_id = None
+                        }
                         _ => {}
                     }
+                    self.record_last_statement(Ran {
+                        end,
+                        rows: progress.rows,
+                        results: progress.results,
+                        calc_found_rows: d.calc_found_rows,
+                        disturbed: observed || learned,
+                    });
                     let ran = ConnRef::of(&self.held[h]);
                     self.note_diagnostics(
                         ran,
@@ -582,8 +593,8 @@ impl Session {
         let mut d = self.router.route_query(&self.cmd[1..]);
         let own_timeout = self.apply_rule(rule.as_ref(), &mut d);
         let (started, reason) = (Instant::now(), d.reason);
-        if d.target == Target::Previous {
-            self.substitute_row_count();
+        if d.reads_last_statement {
+            self.answer_last_statement();
         }
         let out = match self.gate().await? {
             Some(out) => out,
@@ -599,27 +610,6 @@ impl Session {
         Ok(())
     }
 
-    /// `ROW_COUNT()` when the previous statement's connection went back to the pool (its count
-    /// left no warning to keep it for): a fresh connection would answer -1, so the count
-    /// recorded from the statement's OK packet is put in its place.
-    fn substitute_row_count(&mut self) {
-        let held = self
-            .previous
-            .as_ref()
-            .is_some_and(|p| self.held.iter().any(|h| p.is(h)));
-        if held {
-            return;
-        }
-        let Some(sql) = self.cmd.get(1..) else { return };
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        out.push(self.cmd[0]);
-        if router::classify::substitute_row_count(sql, self.row_count, &mut out) {
-            std::mem::swap(&mut self.cmd, &mut out);
-        }
-        self.out = out;
-    }
-
     /// COM_INIT_DB: runs where the previous statement ran (or the primary) and is recorded for
     /// replay on every other backend.
     pub(super) async fn init_db(&mut self) -> Result<(), Error> {
@@ -628,6 +618,7 @@ impl Session {
             reason: Reason::SessionState,
             max_lag_ms: None,
             calc_found_rows: false,
+            reads_last_statement: false,
         };
         let out = self.run(d, Shape::Single).await?;
         if let Outcome::Done(End::Ok { .. }) = out {
@@ -653,6 +644,7 @@ impl Session {
             reason: Reason::ServerAdmin,
             max_lag_ms: None,
             calc_found_rows: false,
+            reads_last_statement: false,
         };
         self.run(d, Shape::Single).await?;
         Ok(())

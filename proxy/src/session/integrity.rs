@@ -96,18 +96,8 @@ impl Session {
             return;
         }
         let keep = match end {
-            End::Ok {
-                warnings,
-                affected_rows,
-                ..
-            } => {
-                self.row_count = affected_rows.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
-                warnings > 0 || calc_found_rows
-            }
-            End::Err { .. } => {
-                self.row_count = -1;
-                true
-            }
+            End::Ok { warnings, .. } => warnings > 0 || calc_found_rows,
+            End::Err { .. } => true,
         };
         if keep && !self.diag_pin {
             self.ctx

@@ -11,6 +11,7 @@ mod exec;
 mod hung;
 mod integrity;
 mod kill;
+mod last_statement;
 mod limits;
 pub mod registry;
 mod rules;
@@ -78,8 +79,11 @@ pub struct Session {
     /// The previous statement left warnings, an error or a `FOUND_ROWS()` count that only
     /// its connection can answer: that connection is kept until the next statement.
     diag_pin: bool,
-    /// `ROW_COUNT()` of the previous statement: affected rows, or -1 after a result set.
-    row_count: i64,
+    /// What the previous statement left for `ROW_COUNT()`, `FOUND_ROWS()`... (see
+    /// `last_statement.rs`).
+    last: router::classify::LastStatement,
+    /// The proxy ran a statement of its own on the previous statement's connection since.
+    last_disturbed: bool,
     /// The connection the session's pinned state (transaction, locks, temporary tables...)
     /// lives on; every statement that needs that state runs there or fails.
     anchor: Option<ConnRef>,
@@ -173,7 +177,8 @@ pub async fn run(
         held: Vec::new(),
         previous: None,
         diag_pin: false,
-        row_count: -1,
+        last: last_statement::FRESH,
+        last_disturbed: false,
         anchor: None,
         pins_seen: router::Pins::default(),
         aborted: None,
@@ -364,7 +369,7 @@ impl Session {
             self.router.on_init_db(db.as_bytes());
         }
         self.last_insert_id = 0;
-        self.row_count = -1;
+        self.last = last_statement::FRESH;
         self.pins_seen = router::Pins::default();
         self.aborted = None;
         self.lost_notice = None;

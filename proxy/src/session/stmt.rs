@@ -88,6 +88,7 @@ impl Session {
             reason: class.class.reason,
             max_lag_ms: class.class.hint_max_lag_ms,
             calc_found_rows: false,
+            reads_last_statement: false,
         };
         let idx = match self.resolve_for_prepare(&d) {
             Ok(i) => i,
@@ -382,6 +383,7 @@ impl Session {
             reason: router::Reason::PreparedStatement,
             max_lag_ms: None,
             calc_found_rows: false,
+            reads_last_statement: false,
         };
         self.previous = Some(super::conns::ConnRef::of(&self.held[h]));
         let out = self.run(d, Shape::UntilEof).await?;

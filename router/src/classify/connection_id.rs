@@ -4,7 +4,6 @@
 
 use super::lexer::{Kind, Lexer, Token};
 use super::rules::upper;
-use std::io::Write;
 
 /// Replaces each `CONNECTION_ID()` call in `sql` (outside quotes and comments, not a qualified
 /// `db.connection_id()`, which is a stored function) with `id`, appending the rewritten text to
@@ -23,13 +22,21 @@ pub fn substitute_connection_id(sql: &[u8], id: u64, out: &mut Vec<u8>) -> bool 
     mentions(sql) && !stores_code(sql) && substitute_call(sql, b"CONNECTION_ID", id, out)
 }
 
-/// Replaces each `ROW_COUNT()` call with `n`, the previous statement's row count as the proxy
-/// recorded it from its OK packet (-1 after a result set): for a session whose previous
-/// statement's connection has gone back to the pool, so a fresh connection would answer -1.
-/// Same rules as [`substitute_connection_id`]; only statements that ask (routed to the previous
-/// backend) come here, so there is no fast pre-check.
-pub fn substitute_row_count(sql: &[u8], n: i64, out: &mut Vec<u8>) -> bool {
-    !stores_code(sql) && substitute_call(sql, b"ROW_COUNT", n, out)
+/// A name the substitution may replace: a call `name()` (no arguments, not qualified) or a
+/// session system variable `@@name` / `@@session.name` / `@@local.name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Name<'a> {
+    Call(&'a [u8]),
+    SysVar(&'a [u8]),
+}
+
+impl Name<'_> {
+    /// The name is `want` (any case).
+    pub(super) fn is(&self, want: &[u8]) -> bool {
+        match self {
+            Name::Call(n) | Name::SysVar(n) => n.eq_ignore_ascii_case(want),
+        }
+    }
 }
 
 /// Replaces each call `name()` outside quotes and comments (not qualified) with `literal`,
@@ -40,6 +47,22 @@ fn substitute_call(
     literal: impl std::fmt::Display,
     out: &mut Vec<u8>,
 ) -> bool {
+    substitute(sql, out, false, |n| match n {
+        Name::Call(_) if n.is(name) => Some(literal.to_string()),
+        _ => None,
+    })
+}
+
+/// Replaces each [`Name`] outside quotes and comments for which `literal` has a value, keeping
+/// the column name of a bare select item with `` AS `...` `` (in the spelling the client used).
+/// Appends the rewritten text to `out`; returns false, leaving `out` untouched, when nothing
+/// was replaced. `first_only`: only in the first statement of a multi-statement text.
+pub(super) fn substitute(
+    sql: &[u8],
+    out: &mut Vec<u8>,
+    first_only: bool,
+    mut literal: impl FnMut(Name<'_>) -> Option<String>,
+) -> bool {
     let mut lx = Lexer::new(sql, 0);
     let mut copied = 0usize;
     let mut depth = 0usize;
@@ -49,6 +72,8 @@ fn substitute_call(
     let mut prev: Option<Token> = None;
     let mut buf = [0u8; 32];
     while let Some(t) = lx.next() {
+        // What to replace: the byte range, the literal, and where the lexer goes on from.
+        let mut found: Option<(usize, usize, String, Lexer<'_>, Token)> = None;
         match t.kind {
             Kind::Punct(b'(') => {
                 depth += 1;
@@ -58,54 +83,85 @@ fn substitute_call(
                 select_list &= !bit(depth);
                 depth = depth.saturating_sub(1);
             }
+            Kind::Punct(b';') if first_only => break,
             Kind::Punct(b';') => {
                 depth = 0;
                 select_list = 0;
             }
-            Kind::Word | Kind::Quoted
-                if is_name(sql, &t, name) && !prev.is_some_and(|p| p.is_punct(b'.')) =>
-            {
+            Kind::Word | Kind::Quoted if !prev.is_some_and(|p| p.is_punct(b'.')) => {
                 let mut look = lx.clone();
                 if let (Some(open), Some(close)) = (look.next(), look.next()) {
                     if open.is_punct(b'(') && close.is_punct(b')') {
-                        let bare = select_list & bit(depth) != 0
-                            && item_start(sql, prev)
-                            && item_end(sql, look.clone().next());
-                        let start = t.span.start as usize;
-                        let end = close.span.end as usize;
-                        out.extend_from_slice(sql.get(copied..start).unwrap_or(&[]));
-                        let _ = write!(out, "{literal}");
-                        if bare {
-                            out.extend_from_slice(b" AS `");
-                            for &b in sql.get(start..end).unwrap_or(&[]) {
-                                if b == b'`' {
-                                    out.push(b'`');
-                                }
-                                out.push(b);
-                            }
-                            out.push(b'`');
+                        if let Some(l) = literal(Name::Call(unquoted(sql, &t))) {
+                            found = Some((
+                                t.span.start as usize,
+                                close.span.end as usize,
+                                l,
+                                look,
+                                close,
+                            ));
                         }
-                        copied = end;
-                        lx = look;
-                        prev = Some(close);
-                        continue;
+                    }
+                }
+                if found.is_none() && t.kind == Kind::Word {
+                    match upper(sql, t.span, &mut buf) {
+                        b"SELECT" | b"RETURNING" => select_list |= bit(depth),
+                        w if ends_select_list(w) => select_list &= !bit(depth),
+                        _ => {}
                     }
                 }
             }
-            Kind::Word => match upper(sql, t.span, &mut buf) {
-                b"SELECT" | b"RETURNING" => select_list |= bit(depth),
-                w if ends_select_list(w) => select_list &= !bit(depth),
-                _ => {}
-            },
+            Kind::SysVar => {
+                if let Some(start) = session_sysvar_start(sql, &t) {
+                    if let Some(l) = literal(Name::SysVar(t.span.of(sql))) {
+                        found = Some((start, t.span.end as usize, l, lx.clone(), t));
+                    }
+                }
+            }
             _ => {}
         }
-        prev = Some(t);
+        let Some((start, end, lit, look, last)) = found else {
+            prev = Some(t);
+            continue;
+        };
+        let bare = select_list & bit(depth) != 0
+            && item_start(sql, prev)
+            && item_end(sql, look.clone().next());
+        out.extend_from_slice(sql.get(copied..start).unwrap_or(&[]));
+        out.extend_from_slice(lit.as_bytes());
+        if bare {
+            out.extend_from_slice(b" AS `");
+            for &b in sql.get(start..end).unwrap_or(&[]) {
+                if b == b'`' {
+                    out.push(b'`');
+                }
+                out.push(b);
+            }
+            out.push(b'`');
+        }
+        copied = end;
+        lx = look;
+        prev = Some(last);
     }
     if copied == 0 {
         return false;
     }
     out.extend_from_slice(sql.get(copied..).unwrap_or(&[]));
     true
+}
+
+/// Where a session variable's `@@` starts (`@@x`, `@@session.x`, `@@local.x`); `None` for
+/// `@@global.x`, which names another value (or is an error the server must report).
+fn session_sysvar_start(sql: &[u8], t: &Token) -> Option<usize> {
+    let name = t.span.start as usize;
+    let head = sql.get(..name)?;
+    let at = head.windows(2).rposition(|w| w == b"@@")?;
+    let scope = head.get(at + 2..)?;
+    let scope = scope.strip_suffix(b".").unwrap_or(scope);
+    (scope.is_empty()
+        || scope.eq_ignore_ascii_case(b"session")
+        || scope.eq_ignore_ascii_case(b"local"))
+    .then_some(at)
 }
 
 /// Whether `sql` may contain the name (case-insensitively). Text without `_` is skipped by
@@ -155,7 +211,7 @@ fn name_at(sql: &[u8], j: usize) -> bool {
 }
 
 /// `CREATE ...` / `ALTER ...`: statements whose text the server may store.
-fn stores_code(sql: &[u8]) -> bool {
+pub(super) fn stores_code(sql: &[u8]) -> bool {
     let mut buf = [0u8; 32];
     match Lexer::new(sql, 0).next() {
         Some(t) if t.kind == Kind::Word => {
@@ -165,18 +221,17 @@ fn stores_code(sql: &[u8]) -> bool {
     }
 }
 
-/// The token names the function `name` (upper case): `CONNECTION_ID` or `` `connection_id` ``
-/// (servers look native functions up by name, quoted or not).
-fn is_name(sql: &[u8], t: &Token, name: &[u8]) -> bool {
+/// A name token without its backticks: servers look native functions up by name, quoted or
+/// not (`` `connection_id`() `` is `CONNECTION_ID()`).
+fn unquoted<'a>(sql: &'a [u8], t: &Token) -> &'a [u8] {
     let w = t.span.of(sql);
-    let w = match t.kind {
+    match t.kind {
         Kind::Quoted => w
             .strip_prefix(b"`")
             .and_then(|w| w.strip_suffix(b"`"))
             .unwrap_or(w),
         _ => w,
-    };
-    w.eq_ignore_ascii_case(name)
+    }
 }
 
 /// What may come just before a select item: the `SELECT` keyword, a select option, or a comma.
@@ -247,24 +302,6 @@ mod test {
             assert!(out.is_empty(), "nothing written when nothing replaced");
             None
         }
-    }
-
-    #[test]
-    fn row_count_is_replaced_with_the_recorded_count() {
-        let mut out = Vec::new();
-        assert!(substitute_row_count(b"SELECT ROW_COUNT()", -1, &mut out));
-        assert_eq!(out, b"SELECT -1 AS `ROW_COUNT()`");
-        out.clear();
-        assert!(substitute_row_count(
-            b"SELECT row_count() + 1 AS n, 'ROW_COUNT()'",
-            3,
-            &mut out
-        ));
-        assert_eq!(out, b"SELECT 3 + 1 AS n, 'ROW_COUNT()'");
-        out.clear();
-        assert!(!substitute_row_count(b"SELECT db.row_count()", 3, &mut out));
-        assert!(!substitute_row_count(b"SHOW WARNINGS", 3, &mut out));
-        assert!(out.is_empty());
     }
 
     #[test]

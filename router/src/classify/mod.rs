@@ -9,15 +9,19 @@ mod builtins;
 mod connection_id;
 mod digest;
 mod kill;
+mod last_statement;
 mod lexer;
 mod parsed;
 mod reads;
 mod rules;
 pub(crate) mod set;
 
-pub use connection_id::{substitute_connection_id, substitute_row_count};
+pub use connection_id::substitute_connection_id;
 pub use digest::{digest, MAX_DIGEST};
 pub use kill::{kill, Kill};
+pub use last_statement::{
+    keeps_last_statement, sets_last_insert_id, substitute_last_statement, Keeps, LastStatement,
+};
 pub use lexer::{for_each_leading_hint, split_statements, Span};
 
 /// Where a statement may run.
@@ -223,6 +227,9 @@ pub struct Classification {
     pub effect: Effect,
     /// `SELECT SQL_CALC_FOUND_ROWS ...`: `FOUND_ROWS()` will ask the connection that ran it.
     pub calc_found_rows: bool,
+    /// Asks about the session's previous statement (`ROW_COUNT()`, `FOUND_ROWS()`,
+    /// `@@warning_count`, `@@error_count`), whatever else sends it where it goes.
+    pub reads_last_statement: bool,
 }
 
 impl Classification {
@@ -233,6 +240,7 @@ impl Classification {
             hint_max_lag_ms: None,
             effect,
             calc_found_rows: false,
+            reads_last_statement: false,
         }
     }
 

@@ -138,5 +138,6 @@ pub(super) fn scan_read(cur: &mut Cursor<'_>, with: bool) -> Classification {
         None => Classification::new(Target::Replica, Reason::Read, Effect::None),
     };
     class.calc_found_rows = calc_found_rows;
+    class.reads_last_statement = previous;
     class
 }

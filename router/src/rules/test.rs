@@ -103,6 +103,7 @@ fn decision(target: Target, reason: Reason) -> Decision {
         reason,
         max_lag_ms: None,
         calc_found_rows: false,
+        reads_last_statement: false,
     }
 }
 

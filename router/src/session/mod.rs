@@ -37,6 +37,11 @@ pub struct Decision {
     /// The statement is a `SELECT SQL_CALC_FOUND_ROWS`: a later `FOUND_ROWS()` asks the
     /// connection that ran it, so the proxy keeps that connection until the next statement.
     pub calc_found_rows: bool,
+    /// The statement asks about the previous one (`ROW_COUNT()`, `FOUND_ROWS()`,
+    /// `@@warning_count`...), also when something else sends it to the primary
+    /// (`SELECT LAST_INSERT_ID(), ROW_COUNT()`): the proxy answers from what it recorded
+    /// where that connection cannot.
+    pub reads_last_statement: bool,
 }
 
 /// Session behaviour taken from the configuration.
@@ -239,6 +244,7 @@ impl Session {
             reason,
             max_lag_ms,
             calc_found_rows: c.calc_found_rows,
+            reads_last_statement: c.reads_last_statement || c.target == Target::Previous,
         };
         let st = &self.state;
         if st.in_trans && st.trx_on_replica {

@@ -646,6 +646,22 @@ fn sql_calc_found_rows_is_flagged_for_the_proxy() {
 }
 
 #[test]
+fn questions_about_the_previous_statement_are_flagged_wherever_they_go() {
+    let mut s = session();
+    let d = s.route_query(b"SELECT LAST_INSERT_ID(), ROW_COUNT()");
+    assert!(d.reads_last_statement && d.target == Primary, "{d:?}");
+    s.on_ok(AC);
+    let d = s.route_query(b"SELECT FOUND_ROWS()");
+    assert!(d.reads_last_statement && d.target == Previous, "{d:?}");
+    s.on_ok(AC);
+    let d = s.route_query(b"SHOW WARNINGS");
+    assert!(d.reads_last_statement && d.target == Previous, "{d:?}");
+    s.on_ok(AC);
+    let d = s.route_query(b"SELECT * FROM t WHERE c = 'ROW_COUNT()'");
+    assert!(!d.reads_last_statement, "{d:?}");
+}
+
+#[test]
 fn session_setup_may_run_without_a_writer_and_nothing_else() {
     let setup = |s: &mut Session, sql: &str| {
         s.route_query(sql.as_bytes());
