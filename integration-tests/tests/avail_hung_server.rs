@@ -5,14 +5,15 @@
 //! re-run on the other replica, and no session waits longer than a second. A slow statement
 //! on a server that answers its checks is not a hung server.
 
+mod avail_support;
 mod proxy_support;
 
+use avail_support::{reads_ok, start_load, Load, Op, ONE_AT_A_TIME};
 use integration_tests::mysql_async::prelude::Queryable;
-use integration_tests::mysql_async::{Conn, Opts, OptsBuilder};
 use integration_tests::Cluster;
 use proxy_support::{start_edited, Proxy};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SESSIONS: usize = 8;
@@ -21,10 +22,6 @@ const FROZEN: Duration = Duration::from_secs(5);
 /// The longest any operation may wait, the hang included.
 const LONGEST_WAIT: Duration = Duration::from_secs(1);
 const RETRIED_HUNG: &str = "rwsplit_reads_retried_total{reason=\"server_hung\"}";
-
-/// The load tests run one at a time: each drives 8 sessions against its own topology, and two
-/// at once on a 2-core machine measure the machine, not the proxy.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The proxy in zone-a with replica1 (zone-a) serving every read and replica2 (zone-b) as the
 /// fallback, so "the replica serving reads" is one server. The monitor's check timeout is
@@ -57,94 +54,6 @@ impl Drop for Thaw<'_> {
     fn drop(&mut self) {
         let _ = self.cluster.resume_server(self.index);
     }
-}
-
-/// One operation of the load.
-#[derive(Debug, Clone)]
-struct Op {
-    session: usize,
-    at: Instant,
-    write: bool,
-    took: Duration,
-    /// The server that answered a read (`@@port`).
-    port: Option<u16>,
-    error: Option<String>,
-}
-
-/// 8 sessions, each 70 % `SELECT @@port` / 30 % `INSERT`, until `stop` is set; every
-/// operation logged with how long it took.
-fn start_load(
-    p: &Proxy,
-    stop: Arc<AtomicBool>,
-) -> (Arc<Mutex<Vec<Op>>>, Vec<tokio::task::JoinHandle<()>>) {
-    let ops = Arc::new(Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    for session in 0..SESSIONS {
-        let ops = ops.clone();
-        let stop = stop.clone();
-        let url = p.url();
-        tasks.push(tokio::spawn(async move {
-            let opts =
-                OptsBuilder::from_opts(Opts::from_url(&url).expect("url")).prefer_socket(false);
-            let mut conn = Conn::new(opts.clone())
-                .await
-                .expect("load session connects");
-            let mut n = session as u64;
-            while !stop.load(Ordering::Relaxed) {
-                n = n
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let write = (n >> 33) % 10 < 3;
-                let at = Instant::now();
-                let (port, error) = if write {
-                    let r = conn
-                        .query_drop("INSERT INTO hung_t (session) VALUES (1)")
-                        .await;
-                    (None, r.err())
-                } else {
-                    match conn.query_first::<u16, _>("SELECT @@port").await {
-                        Ok(port) => (port, None),
-                        Err(e) => (None, Some(e)),
-                    }
-                };
-                let took = at.elapsed();
-                let broken = error.is_some() && conn.ping().await.is_err();
-                ops.lock().unwrap().push(Op {
-                    session,
-                    at,
-                    write,
-                    took,
-                    port,
-                    error: error.map(|e| e.to_string()),
-                });
-                if broken {
-                    // A session whose connection broke reconnects, as an application would.
-                    let at = Instant::now();
-                    let r = Conn::new(opts.clone()).await;
-                    let error = r.as_ref().err().map(|e| format!("reconnect: {e}"));
-                    ops.lock().unwrap().push(Op {
-                        session,
-                        at,
-                        write: false,
-                        took: at.elapsed(),
-                        port: None,
-                        error,
-                    });
-                    match r {
-                        Ok(c) => conn = c,
-                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                    }
-                }
-            }
-        }));
-    }
-    (ops, tasks)
-}
-
-fn reads_ok(ops: &[Op], from: Instant, to: Instant) -> usize {
-    ops.iter()
-        .filter(|o| !o.write && o.error.is_none() && o.at >= from && o.at < to)
-        .count()
 }
 
 fn retried_hung(p: &Proxy) -> f64 {
@@ -180,7 +89,14 @@ async fn frozen_replica_under_load_leaves_rotation_and_no_session_waits() {
     let retried_before = retried_hung(&p);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (ops, tasks) = start_load(&p, stop.clone());
+    let (ops, tasks) = start_load(
+        Load {
+            url: p.url(),
+            sessions: SESSIONS,
+            insert: "INSERT INTO hung_t (session) VALUES (1)",
+        },
+        stop.clone(),
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let baseline_from = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -3,18 +3,28 @@
 //! fail fast with "no writable primary (primary down since …)" and work again within a second
 //! of the primary's return; a fresh PyMySQL client can connect and read meanwhile.
 
+mod avail_support;
 mod proxy_support;
 
+use avail_support::{reads_ok, start_load, Load, Op, ONE_AT_A_TIME};
 use integration_tests::mysql_async::prelude::Queryable;
-use integration_tests::mysql_async::{Conn, Opts, OptsBuilder};
 use integration_tests::Cluster;
 use proxy_support::{start_edited, Proxy};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CONNECT_TIMEOUT_MS: u64 = 500;
 const SESSIONS: usize = 8;
 const DOWN_ERROR: &str = "no writable primary (primary down since ";
+
+/// The load these tests run while the primary fails.
+fn load(p: &Proxy) -> Load {
+    Load {
+        url: p.url(),
+        sessions: SESSIONS,
+        insert: "INSERT INTO avail_t (session) VALUES (1)",
+    }
+}
 
 fn timeouts() -> String {
     format!("  pool:\n    connect_timeout_ms: {CONNECT_TIMEOUT_MS}\n    read_timeout_ms: 3000\n")
@@ -30,85 +40,6 @@ fn embedded(c: &Cluster) -> impl FnOnce(String) -> String {
         )
     }
 }
-
-/// One operation of the load.
-#[derive(Debug, Clone)]
-struct Op {
-    at: Instant,
-    write: bool,
-    took: Duration,
-    error: Option<String>,
-}
-
-/// 8 sessions, each 70 % `SELECT` / 30 % `INSERT`, until `stop` is set; every operation logged.
-fn start_load(
-    p: &Proxy,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) -> (Arc<Mutex<Vec<Op>>>, Vec<tokio::task::JoinHandle<()>>) {
-    let ops = Arc::new(Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    for s in 0..SESSIONS {
-        let ops = ops.clone();
-        let stop = stop.clone();
-        let url = p.url();
-        tasks.push(tokio::spawn(async move {
-            let opts =
-                OptsBuilder::from_opts(Opts::from_url(&url).expect("url")).prefer_socket(false);
-            let mut conn = Conn::new(opts.clone())
-                .await
-                .expect("load session connects");
-            let mut n = s as u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                n = n
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let write = (n >> 33) % 10 < 3;
-                let at = Instant::now();
-                let result = if write {
-                    conn.query_drop("INSERT INTO avail_t (session) VALUES (1)")
-                        .await
-                } else {
-                    conn.query_drop("SELECT @@port").await
-                };
-                let took = at.elapsed();
-                let error = result.err().map(|e| e.to_string());
-                let broken = error.is_some() && conn.ping().await.is_err();
-                ops.lock().unwrap().push(Op {
-                    at,
-                    write,
-                    took,
-                    error,
-                });
-                if broken {
-                    // A session whose connection broke reconnects, as an application would.
-                    match Conn::new(opts.clone()).await {
-                        Ok(c) => conn = c,
-                        Err(e) => {
-                            ops.lock().unwrap().push(Op {
-                                at: Instant::now(),
-                                write: false,
-                                took: Duration::ZERO,
-                                error: Some(format!("reconnect: {e}")),
-                            });
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                }
-            }
-        }));
-    }
-    (ops, tasks)
-}
-
-fn reads_ok(ops: &[Op], from: Instant, to: Instant) -> usize {
-    ops.iter()
-        .filter(|o| !o.write && o.error.is_none() && o.at >= from && o.at < to)
-        .count()
-}
-
-/// The load tests run one at a time: each drives 8 sessions against its own topology, and two
-/// at once on a 2-core machine measure the machine, not the proxy.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn primary_killed_under_load(c: Cluster, p: Proxy) {
     // Installed here, not left to whichever test happened to run first.
@@ -126,7 +57,7 @@ async fn primary_killed_under_load(c: Cluster, p: Proxy) {
     drop(setup);
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (ops, tasks) = start_load(&p, stop.clone());
+    let (ops, tasks) = start_load(load(&p), stop.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let baseline_from = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -345,7 +276,7 @@ async fn external_failover_under_load_writes_and_reader_follow() {
         .await
         .expect("caught up");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (ops, tasks) = start_load(&p, stop.clone());
+    let (ops, tasks) = start_load(load(&p), stop.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The failover: demote, let replica2 apply everything, promote it, repoint the others.

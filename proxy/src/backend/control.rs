@@ -3,11 +3,10 @@
 //! middle of a statement. The thread's own connection is busy with the statement, so the kill
 //! has to come from another one.
 
-use super::conn::{Conn, Key, Target};
+use super::conn::Key;
 use super::Error;
 use crate::context::{Backend, Context};
 use crate::protocol::consts::{com, DEFAULT_COLLATION};
-use std::time::Duration;
 
 /// What to cancel on the backend thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,40 +34,15 @@ pub async fn kill(
     thread: u32,
     scope: KillScope,
 ) -> Result<(), Error> {
-    let (connect_timeout, read_timeout) = {
-        let cfg = ctx.proxy_config();
-        (
-            Duration::from_millis(cfg.pool.connect_timeout_ms.max(1)),
-            Duration::from_millis(cfg.pool.read_timeout_ms.max(1)),
-        )
-    };
-    let tls = super::tls::target_for(
-        ctx,
-        backend.name(),
-        &backend.config.host,
-        &backend.config.tls,
-    )?;
-    let addr = format!("{}:{}", backend.config.host, backend.config.port);
     let key = Key {
         server: backend.name().to_string(),
-        addr: addr.clone(),
+        addr: format!("{}:{}", backend.config.host, backend.config.port),
         user: user.to_string(),
         caps: 0,
         collation: DEFAULT_COLLATION,
         tls: backend.config.tls.mode,
     };
-    let mut conn = Conn::connect(
-        key,
-        Target {
-            addr: &addr,
-            password,
-            connect_timeout,
-            read_timeout,
-            tls,
-        },
-        None,
-    )
-    .await?;
+    let mut conn = super::open::open(ctx, backend, key, password, None).await?;
     let sql = match scope {
         KillScope::Query => format!("KILL QUERY {thread}"),
         KillScope::Connection => format!("KILL CONNECTION {thread}"),

@@ -5,6 +5,7 @@ pub mod control;
 pub mod credential;
 pub mod fingerprint;
 pub mod handshake;
+pub mod open;
 pub mod pool;
 pub mod stmt_cache;
 pub mod tls;

@@ -20,7 +20,7 @@
 //! uses. The lock is taken once when a session takes a connection and once when it gives it
 //! back, never per packet.
 
-use super::conn::{Conn, Key, Target};
+use super::conn::{Conn, Key};
 use super::credential::Credential;
 use super::fingerprint::Fingerprint;
 use super::Error;
@@ -244,25 +244,7 @@ impl Pools {
         // Read before connecting: a failed check during the connect makes the connection
         // look older than it is (one liveness probe), never younger.
         let outages = backend.outages();
-        let addr = key.addr.clone();
-        let tls = super::tls::target_for(
-            ctx,
-            backend.name(),
-            &backend.config.host,
-            &backend.config.tls,
-        )?;
-        let r = Conn::connect(
-            key.clone(),
-            Target {
-                addr: &addr,
-                password,
-                connect_timeout: Duration::from_millis(cfg.pool.connect_timeout_ms),
-                read_timeout: Duration::from_millis(cfg.pool.read_timeout_ms),
-                tls,
-            },
-            database,
-        )
-        .await;
+        let r = super::open::open(ctx, backend, key.clone(), password, database).await;
         match r {
             Ok(mut c) => {
                 c.slot = Some(slot);
