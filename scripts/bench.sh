@@ -13,9 +13,11 @@
 #
 # It starts what it needs (a release build, the local topology on its own ports, the proxy,
 # HAProxy, installing Debian's haproxy if missing), prints a table (q/s, ratio to direct and to
-# the relay, p50/p95/p99 latency, proxy or relay CPU µs per query, server connections held),
-# appends it with the command and date to docs/BENCHMARKS.md, and stops everything it started,
-# also on Ctrl-C. A topology already running on its ports is used and left running.
+# the relay of the same round, p50/p95/p99 latency, proxy or relay CPU µs per query, server
+# connections held) and, with BENCH_ROUNDS > 1, a summary per scenario and path (median q/s and
+# CPU, min and median of the per-round ratios), appends them with the command and date to
+# docs/BENCHMARKS.md, and stops everything it started, also on Ctrl-C. A topology already
+# running on its ports is used and left running.
 #
 # Environment:
 #   BENCH_SECONDS      length of each sysbench run                     (default 20)
