@@ -11,8 +11,9 @@
 //! Steady state means the pools neither grow nor shrink: opening a server connection
 //! allocates (buffers, a handshake), and `CLIENTS` sessions drawing from shared pools may
 //! still meet a moment where all of one replica's connections are busy. A window in which any
-//! server accepted a new connection is therefore measured again (at most `WINDOWS` times);
-//! the idle timeout is an hour so that nothing is closed meanwhile. Set
+//! server accepted a new connection is therefore measured again, and so is one with a few
+//! allocations that do not come back in the next (growth that happens once), at most
+//! `WINDOWS` times; the idle timeout is an hour so that nothing is closed meanwhile. Set
 //! `RWSPLIT_ALLOC_TRACE=1` to print a backtrace of the first counted allocations when looking
 //! for one.
 //!
@@ -161,31 +162,35 @@ fn point_selects_allocate_nothing_in_the_session_loop() {
         for prepared in [false, true] {
             let kind = if prepared { "prepared" } else { "text" };
             conns = run_all(conns, WARM_UP, prepared).await;
-            let mut steady = None;
+            // Per kind: the counts of the steady windows measured, until one counts zero.
+            let mut counts = Vec::new();
             for _ in 0..WINDOWS {
                 let opened_before = connections_opened(&mut admins).await;
                 let mut back = None;
                 let n = counted(async { back = Some(run_all(conns, STATEMENTS, prepared).await) }).await;
                 conns = back.take().expect("the clients");
-                if connections_opened(&mut admins).await == opened_before {
-                    steady = Some(n);
+                if connections_opened(&mut admins).await != opened_before {
+                    eprintln!("{kind}: a server connection was opened during the window ({n} allocations): measuring again");
+                    continue;
+                }
+                eprintln!(
+                    "allocations on the proxy's threads, {kind}: {n} in {} statements",
+                    STATEMENTS * CLIENTS
+                );
+                counts.push(n);
+                if n == 0 {
                     break;
                 }
-                eprintln!("{kind}: a server connection was opened during the window ({n} allocations): measuring again");
             }
-            let n = steady.unwrap_or_else(|| {
-                panic!("{kind}: the pools still opened connections after {WINDOWS} windows")
-            });
-            eprintln!(
-                "allocations on the proxy's threads, {kind}: {n} in {} statements",
-                STATEMENTS * CLIENTS
-            );
-            results.push((kind, n));
+            results.push((kind, counts));
         }
-        for (kind, n) in results {
+        for (kind, counts) in results {
+            // A statement that allocates shows in every window; growth that happens once (a
+            // buffer of the runtime reaching its size) leaves the next window at zero.
             assert_eq!(
-                n, 0,
-                "allocations during {STATEMENTS}×{CLIENTS} {kind} point selects"
+                counts.last(),
+                Some(&0),
+                "allocations in each steady window of {STATEMENTS}×{CLIENTS} {kind} point selects: {counts:?}"
             );
         }
         drop(conns);
