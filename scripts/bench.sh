@@ -13,9 +13,11 @@
 #
 # It starts what it needs (a release build, the local topology on its own ports, the proxy,
 # HAProxy, installing Debian's haproxy if missing), prints a table (q/s, ratio to direct and to
-# the relay, p50/p95/p99 latency, proxy or relay CPU µs per query, server connections held),
-# appends it with the command and date to docs/BENCHMARKS.md, and stops everything it started,
-# also on Ctrl-C. A topology already running on its ports is used and left running.
+# the relay of the same round, p50/p95/p99 latency, proxy or relay CPU µs per query, server
+# connections held) and, with BENCH_ROUNDS > 1, a summary per scenario and path (median q/s and
+# CPU, min and median of the per-round ratios), appends them with the command and date to
+# docs/BENCHMARKS.md, and stops everything it started, also on Ctrl-C. A topology already
+# running on its ports is used and left running.
 #
 # Environment:
 #   BENCH_SECONDS      length of each sysbench run                     (default 20)
@@ -28,6 +30,9 @@
 #   BENCH_RECORD       0: print only, do not append to docs/BENCHMARKS.md (default 1)
 #   BENCH_SCENARIOS    which to run, of: point_select_8t read_only_8t point_select_1t web
 #                                                                       (default all)
+#   BENCH_BASELINE     another rwsplit-proxy binary (e.g. main's), run with the same default
+#                      config as path `baseline` right after `rwsplit` in every scenario
+#                      (rwsplit +12, HTTP +13), to compare two builds in one run (default none)
 # sysbench's output of each run stays in .scratch/bench-$BENCH_BASE_PORT/ (the last run's).
 #   CARGO_TARGET_DIR   where the release build goes                     (default target/)
 set -euo pipefail
@@ -40,11 +45,13 @@ RATE=${BENCH_RATE:-4000}
 WEB_CLIENTS=${BENCH_WEB_CLIENTS:-1000 5000}
 RECORD=${BENCH_RECORD:-1}
 SCENARIOS=${BENCH_SCENARIOS:-point_select_8t read_only_8t point_select_1t web}
+BASELINE=${BENCH_BASELINE:-}
 OUTDIR=$ROOT/.scratch/bench-$BASE
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 REPLICA1=$((BASE + 1)) REPLICA2=$((BASE + 2))
 RELAY_PORT=$((BASE + 7)) PROXY_PORT=$((BASE + 8)) HTTP_PORT=$((BASE + 9))
 PROXY0_PORT=$((BASE + 10)) HTTP0_PORT=$((BASE + 11))
+BASE_PROXY_PORT=$((BASE + 12)) BASE_HTTP_PORT=$((BASE + 13))
 ADMIN=(-h127.0.0.1 -uadmin -padmin-password --batch --skip-column-names)
 COMMON=(--mysql-host=127.0.0.1 --mysql-user=app --mysql-password=app-password
         --mysql-db=rwsplit_test --tables=4 --table-size=10000)
@@ -56,13 +63,13 @@ say() { echo "bench: $*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
 
 WORK=$(mktemp -d)
-bench_pid="" proxy_pid="" proxy0_pid="" relay_pid="" sampler_pid="" started_cluster=0
+bench_pid="" proxy_pid="" proxy0_pid="" baseline_pid="" relay_pid="" sampler_pid="" started_cluster=0
 cleanup() {
   trap - EXIT INT TERM
-  for pid in $bench_pid $sampler_pid $proxy_pid $proxy0_pid $relay_pid; do
+  for pid in $bench_pid $sampler_pid $proxy_pid $proxy0_pid $baseline_pid $relay_pid; do
     kill "$pid" 2>/dev/null || true
   done
-  for pid in $bench_pid $sampler_pid $proxy_pid $proxy0_pid $relay_pid; do
+  for pid in $bench_pid $sampler_pid $proxy_pid $proxy0_pid $baseline_pid $relay_pid; do
     wait "$pid" 2>/dev/null || true
   done
   if [[ $started_cluster == 1 ]]; then
@@ -133,6 +140,13 @@ sed -e "s/127.0.0.1:$PROXY_PORT/127.0.0.1:$PROXY0_PORT/" -e "s/127.0.0.1:$HTTP_P
 printf '  pool:\n    release_delay_ms: 60000\n' >>"$WORK/proxy0.yaml"
 "$TARGET/release/rwsplit-proxy" -c "$WORK/proxy0.yaml" >"$WORK/proxy0.log" 2>&1 &
 proxy0_pid=$!
+if [[ -n $BASELINE ]]; then
+  [[ -x $BASELINE ]] || die "BENCH_BASELINE=$BASELINE is not an executable"
+  sed -e "s/127.0.0.1:$PROXY_PORT/127.0.0.1:$BASE_PROXY_PORT/" -e "s/127.0.0.1:$HTTP_PORT/127.0.0.1:$BASE_HTTP_PORT/" \
+    "$WORK/proxy.yaml" >"$WORK/baseline.yaml"
+  "$BASELINE" -c "$WORK/baseline.yaml" >"$WORK/baseline.log" 2>&1 &
+  baseline_pid=$!
+fi
 
 cat >"$WORK/haproxy.cfg" <<EOF
 global
@@ -208,7 +222,7 @@ run() {
   c1=$(cpu "$pid")
   kill "$sampler_pid" 2>/dev/null; wait "$sampler_pid" 2>/dev/null || true
   sampler_pid=""
-  awk -v s="$scenario" -v p="$path" -v dc="$((c1 - c0))" -v hz="$TICK" -v pid="$pid" \
+  awk -v s="$scenario" -v p="$path" -v dc="$((c1 - c0))" -v hz="$TICK" -v pid="$pid" -v r="$round" \
       -v conns="$(cat "$WORK/conns")" '
     /^ +queries:/ { q = $2; gsub(/\(/, "", $3); qps = $3 }
     /ignored errors:/ { errs = $3 }
@@ -224,7 +238,7 @@ run() {
       cpu = (pid != "" && q > 0) ? sprintf("%.1f", (dc / hz) * 1e6 / q) : "-"
       if (!fatal) fatal = anyfatal
       if (fatal) errs = errs " (aborted: " substr(fatal, 1, 120) ")"
-      printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s, p, (qps == "" ? 0 : qps), lat[1], lat[2], lat[3], cpu, (errs == "" ? 0 : errs), conns
+      printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s, p, (qps == "" ? 0 : qps), lat[1], lat[2], lat[3], cpu, (errs == "" ? 0 : errs), conns, r
     }' <<<"$out" >>"$WORK/rows"
   say "$(tail -1 "$WORK/rows" | tr '\t' ' ')"
 }
@@ -241,6 +255,9 @@ for round in $(seq "$ROUNDS"); do
     run "$scenario" direct "$REPLICA1" "" "$test" "$threads"
     run "$scenario" haproxy "$RELAY_PORT" "$relay_pid" "$test" "$threads"
     run "$scenario" rwsplit "$PROXY_PORT" "$proxy_pid" "$test" "$threads"
+    if [[ -n $BASELINE ]]; then
+      run "$scenario" baseline "$BASE_PROXY_PORT" "$baseline_pid" "$test" "$threads"
+    fi
     run "$scenario" rwsplit_keep "$PROXY0_PORT" "$proxy0_pid" "$test" "$threads"
   done
   wanted web || continue
@@ -253,25 +270,76 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- the table ------------------------------------------------------------------------------------
 
+# One row per run, its ratios against the direct and relay runs of the same round; with several
+# rounds, a summary per scenario and path: the median q/s and CPU, and the ratio to the relay
+# round by round (min and median: a target "steadily over N runs" is about the min).
 table=$(awk -F'\t' '
   BEGIN {
-    print "| scenario | path | q/s | vs direct | vs relay | p50 ms | p95 ms | p99 ms | CPU µs/query | errors | server conns (max) |"
-    print "|---|---|---|---|---|---|---|---|---|---|---|"
+    print "| round | scenario | path | q/s | vs direct | vs relay | p50 ms | p95 ms | p99 ms | CPU µs/query | errors | server conns (max) |"
+    print "|---|---|---|---|---|---|---|---|---|---|---|---|"
   }
   {
-    key = $1 "#" NR
-    if ($2 == "direct") d[$1] = $3
-    if ($2 == "haproxy") h[$1] = $3
+    if ($2 == "direct") d[$1 "#" $10] = $3
+    if ($2 == "haproxy") h[$1 "#" $10] = $3
     row[NR] = $0
   }
   END {
     for (i = 1; i <= NR; i++) {
       split(row[i], f, "\t")
-      vd = (d[f[1]] > 0) ? sprintf("%.2f", f[3] / d[f[1]]) : "-"
-      vh = (h[f[1]] > 0) ? sprintf("%.2f", f[3] / h[f[1]]) : "-"
-      printf "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], vd, vh, f[4], f[5], f[6], f[7], f[8], f[9]
+      k = f[1] "#" f[10]
+      vd = (d[k] > 0) ? sprintf("%.2f", f[3] / d[k]) : "-"
+      vh = (h[k] > 0) ? sprintf("%.2f", f[3] / h[k]) : "-"
+      printf "| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n", f[10], f[1], f[2], f[3], vd, vh, f[4], f[5], f[6], f[7], f[8], f[9]
     }
   }' "$WORK/rows")
+summary=""
+if (( ROUNDS > 1 )); then
+  summary=$(awk -F'\t' '
+    # Median of the n values a[1..n] (sorted in place; n is small).
+    function median(a, n,   i, j, t) {
+      for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+      return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    function minimum(a, n,   i, m) { m = a[1]; for (i = 2; i <= n; i++) if (a[i] < m) m = a[i]; return m }
+    BEGIN {
+      print "| scenario | path | rounds | q/s (median) | vs direct (median) | vs relay (min) | vs relay (median) | CPU µs/query (median) | errors (all rounds) |"
+      print "|---|---|---|---|---|---|---|---|---|"
+    }
+    {
+      row[NR] = $0
+      if ($2 == "direct") d[$1 "#" $10] = $3
+      if ($2 == "haproxy") h[$1 "#" $10] = $3
+      k = $1 "#" $2
+      if (!(k in seen)) { seen[k] = 1; order[++nk] = k }
+    }
+    END {
+      for (x = 1; x <= nk; x++) {
+        split(order[x], sp, "#")
+        n = 0; nd = 0; nh = 0; nc = 0; errs = 0
+        delete q; delete vd; delete vh; delete cpu
+        for (i = 1; i <= NR; i++) {
+          split(row[i], f, "\t")
+          if (f[1] != sp[1] || f[2] != sp[2]) continue
+          q[++n] = f[3]
+          r = f[1] "#" f[10]
+          if (d[r] > 0) vd[++nd] = f[3] / d[r]
+          if (h[r] > 0) vh[++nh] = f[3] / h[r]
+          if (f[7] != "-") cpu[++nc] = f[7]
+          e = f[8]; sub(/ .*/, "", e); errs += e
+        }
+        printf "| %s | %s | %d | %.0f | %s | %s | %s | %s | %d |\n", sp[1], sp[2], n, median(q, n),
+          (nd ? sprintf("%.2f", median(vd, nd)) : "-"),
+          (nh ? sprintf("%.2f", minimum(vh, nh)) : "-"),
+          (nh ? sprintf("%.2f", median(vh, nh)) : "-"),
+          (nc ? sprintf("%.1f", median(cpu, nc)) : "-"), errs
+      }
+    }' "$WORK/rows")
+  table="$table
+
+Per scenario and path over the $ROUNDS rounds (each ratio taken against the same round's run):
+
+$summary"
+fi
 echo
 echo "$table"
 

@@ -212,17 +212,23 @@ impl Context {
 
     /// Picks the server for a read (DESIGN §3) over the latest topology, with live in-flight
     /// counts, connection counts and breakers. `buf` is the caller's scratch snapshot (keep
-    /// one per session): refilled with `clone_from`, so a choice allocates nothing once warm.
+    /// one per session) and `copied` the topology generation it holds a copy of (`None` once
+    /// the caller changed it): refilled with `clone_from` only when the monitor published a new
+    /// topology since, so a choice copies and allocates nothing in between.
     /// Returns the choice and the topology it was made on (indices refer to its servers and
     /// to `backends()` of the same config).
     pub fn choose_replica(
         &self,
         buf: &mut TopologySnapshot,
+        copied: &mut Option<u64>,
         max_lag_override: Option<u64>,
         seed: u64,
     ) -> (Choice, Arc<Topology>) {
         let topology = self.topology.load_full();
-        buf.clone_from(&topology.router);
+        if *copied != Some(topology.generation) {
+            buf.clone_from(&topology.router);
+            *copied = Some(topology.generation);
+        }
         let backends = self.backends.load();
         for s in buf.servers.iter_mut() {
             if let Some(b) = backends.get(s.idx) {

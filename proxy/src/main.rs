@@ -103,6 +103,10 @@ fn main() -> ExitCode {
 /// scheduler: every wake-up stays on that thread, which is what makes it cheaper per query
 /// than a one-worker pool (no handoff between the accept thread and the worker).
 fn runtime_for(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = match threads {
+        0 => automatic_threads(),
+        n => n,
+    };
     if threads == 1 {
         return tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -113,6 +117,22 @@ fn runtime_for(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
         b.worker_threads(threads);
     }
     b.enable_all().build()
+}
+
+/// `proxy.worker_threads: 0`: one thread per CPU the process may use (`available_parallelism`
+/// counts a container's CPU quota), except on two CPUs or fewer, where one thread does it.
+/// Most of a relayed statement's cost is the kernel's (sends, receives, wake-ups): with two
+/// workers, a worker that finds more than one session ready wakes the other (tokio's work
+/// stealing, a futex wake and a context switch), on CPUs that also run the clients or the
+/// servers. Counted per point select: 0.6 futex calls and 0.9 `epoll_wait` with two workers,
+/// none and 0.5 with one (docs/BENCHMARKS.md, "Per-query cost").
+fn automatic_threads() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus <= 2 {
+        1
+    } else {
+        cpus
+    }
 }
 
 fn init_tracing() {

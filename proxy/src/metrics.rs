@@ -681,20 +681,25 @@ pub struct BackendMetrics {
 }
 
 impl BackendMetrics {
-    /// Counts one statement routed to this backend: a read-locked lookup of two static
-    /// strings, no allocation, no label resolution after the first time.
+    /// Counts one statement routed to this backend.
     pub fn query(&self, route: &'static str, reason: &'static str) {
+        self.query_counter(route, reason).inc();
+    }
+
+    /// The `rwsplit_queries_total` series of this backend for (`route`, `reason`): a
+    /// read-locked lookup of two static strings after the first time. Sessions keep what it
+    /// returns (`session/counters.rs`), so a statement is counted without a lock or a lookup.
+    pub fn query_counter(&self, route: &'static str, reason: &'static str) -> IntCounter {
         if let Ok(cache) = self.query_cache.read() {
             if let Some(c) = cache.get(&(route, reason)) {
-                c.inc();
-                return;
+                return c.clone();
             }
         }
         let c = self.queries.with_label_values(&[route, &self.name, reason]);
-        c.inc();
         if let Ok(mut cache) = self.query_cache.write() {
-            cache.insert((route, reason), c);
+            cache.insert((route, reason), c.clone());
         }
+        c
     }
 }
 

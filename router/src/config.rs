@@ -516,9 +516,9 @@ pub struct ProxyConfig {
     /// `net_write_timeout`. 0: no limit.
     #[serde(default = "default_client_write_timeout_ms")]
     pub client_write_timeout_ms: u64,
-    /// Threads that run client sessions: 0 = one per CPU. 1 runs everything on one thread
-    /// with no cross-thread wake-ups, the cheapest per query when the proxy shares a small
-    /// machine with the servers or clients it talks to.
+    /// Threads that run client sessions: 0 = one per CPU, but one thread on two CPUs or fewer.
+    /// 1 runs everything on one thread with no cross-thread wake-ups, the cheapest per query
+    /// when the proxy shares a small machine with the servers or clients it talks to.
     #[serde(default)]
     pub worker_threads: usize,
     /// Who may change the running proxy through `/admin/...` on `http_listen`.

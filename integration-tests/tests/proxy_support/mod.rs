@@ -73,6 +73,24 @@ pub async fn start_edited(
     extra_proxy: &str,
     edit: impl FnOnce(String) -> String,
 ) -> Proxy {
+    start_serving_on(
+        cluster,
+        extra_proxy,
+        edit,
+        tokio::runtime::Handle::current(),
+    )
+    .await
+}
+
+/// Like [`start_edited`], with the accept loop and every client session on the runtime of
+/// `sessions` (the monitor stays on the caller's): a test can tell what the session loop does
+/// from what the monitor does, e.g. count allocations on the sessions' threads only.
+pub async fn start_serving_on(
+    cluster: &Cluster,
+    extra_proxy: &str,
+    edit: impl FnOnce(String) -> String,
+    sessions: tokio::runtime::Handle,
+) -> Proxy {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -88,7 +106,7 @@ pub async fn start_edited(
     let positions = proxy::consistency::Positions::new();
     let follower = tokio::spawn(proxy::consistency::follow(ctx.clone(), positions.clone()));
     let accept_ctx = ctx.clone();
-    let accept = tokio::spawn(async move {
+    let accept = sessions.spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;

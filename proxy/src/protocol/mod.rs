@@ -7,7 +7,10 @@ pub mod packet;
 pub mod relay;
 pub mod session_track;
 pub mod stall;
+pub mod timer;
 pub mod transport;
+
+pub use timer::lazy_timeout;
 
 /// What can go wrong reading or writing packets.
 #[derive(Debug, thiserror::Error)]

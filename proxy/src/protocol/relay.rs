@@ -358,10 +358,11 @@ where
     let mut continuation = false;
     loop {
         if !continuation {
+            // A timer only when the bytes are not buffered yet (see `timer.rs`).
             let avail = match timeout {
-                Some(t) => tokio::time::timeout(t, backend.fill_buf())
+                Some(t) => super::lazy_timeout(t, backend.fill_buf())
                     .await
-                    .map_err(|_| RelayError::Timeout(t))?,
+                    .ok_or(RelayError::Timeout(t))?,
                 None => backend.fill_buf().await,
             }
             .map_err(RelayError::Backend)?;
@@ -416,9 +417,9 @@ where
             }
         }
         let h = match timeout {
-            Some(t) => tokio::time::timeout(t, read_header(backend))
+            Some(t) => super::lazy_timeout(t, read_header(backend))
                 .await
-                .map_err(|_| RelayError::Timeout(t))?,
+                .ok_or(RelayError::Timeout(t))?,
             None => read_header(backend).await,
         }
         .map_err(RelayError::backend)?;

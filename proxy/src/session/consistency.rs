@@ -341,6 +341,7 @@ impl Session {
             .map(|s| self.replica_may_serve(s.idx))
             .collect();
         self.view.snap.retain_servers(|i| keep[i]);
+        self.view.snap_generation = None;
     }
 
     /// Whether backend `name` may serve the current read.
@@ -383,7 +384,17 @@ impl Session {
             if let Some(a) = self.cons.positions.replica(name) {
                 self.cons.pos.read_at(&a.position);
             }
-            self.cons.last_replica = Some((name.to_string(), Instant::now()));
+            // In place: a read per statement must not allocate the name each time.
+            match &mut self.cons.last_replica {
+                Some((last, ended)) => {
+                    if last != name {
+                        last.clear();
+                        last.push_str(name);
+                    }
+                    *ended = Instant::now();
+                }
+                None => self.cons.last_replica = Some((name.to_string(), Instant::now())),
+            }
         } else if track.gtids.is_empty() {
             // A read on the primary saw its newest state: at least what the stream has read.
             let p = self.cons.positions.primary();
@@ -488,13 +499,11 @@ fn last_gtid_query(sql: &[u8]) -> Option<&'static str> {
     if !rest.starts_with(|c: char| c.is_ascii_whitespace()) {
         return None;
     }
-    let var = rest.trim().to_ascii_lowercase();
-    match var.as_str() {
-        "@@last_gtid" => Some("@@last_gtid"),
-        "@@session.last_gtid" => Some("@@session.last_gtid"),
-        "@@rwsplit_last_gtid" => Some("@@rwsplit_last_gtid"),
-        _ => None,
-    }
+    // Compared without lowering a copy: every COM_QUERY of 64 bytes or less comes here.
+    let var = rest.trim();
+    ["@@last_gtid", "@@session.last_gtid", "@@rwsplit_last_gtid"]
+        .into_iter()
+        .find(|name| var.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]

@@ -110,11 +110,15 @@ impl Session {
             }
             Target::Replica => {
                 let seed = fastrand::u64(..);
-                let (mut choice, _topo) =
-                    self.ctx
-                        .choose_replica(&mut self.view.snap, d.max_lag_ms, seed);
+                let (mut choice, _topo) = self.ctx.choose_replica(
+                    &mut self.view.snap,
+                    &mut self.view.snap_generation,
+                    d.max_lag_ms,
+                    seed,
+                );
                 if let (Some(x), Choice::Replica { server, .. }) = (exclude, choice) {
                     if server == x {
+                        self.view.snap_generation = None;
                         if let Some(s) = self.view.snap.servers.iter_mut().find(|s| s.idx == x) {
                             s.reachable = false;
                         }
@@ -375,7 +379,8 @@ impl Session {
             let mut track = self.track(idx);
             let started = Instant::now();
             let _in_flight = backend.begin();
-            backend.metrics().query(route_label, reason_label(d.reason));
+            self.counters
+                .count(&backend, route_label, reason_label(d.reason));
             let deprecate = self.held[h].conn.deprecate_eof();
             self.statement_started(&backend, h).await;
             let held = &mut self.held[h];

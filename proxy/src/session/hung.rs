@@ -8,6 +8,7 @@ use crate::context::Backend;
 use crate::metrics::retried;
 use crate::protocol::relay::RelayError;
 use std::future::Future;
+use std::task::Poll;
 
 /// Resolves when the monitor finds `backend` hung, at once if its last check already did.
 /// Subscribes when called (not when first polled), so a hang found between this call and the
@@ -28,10 +29,23 @@ pub(super) fn found_hung(backend: &Backend) -> impl Future<Output = ()> + Send +
 
 /// Runs `work` (talking to `backend`) unless the monitor finds `backend` hung first: then
 /// `None`, and whatever connection `work` was using is out of step and must be discarded.
+///
+/// Work that completes without waiting (most of it: a pooled connection already in the
+/// session's state, a statement already prepared there) does not subscribe to the monitor's
+/// signal: a subscription registers with a channel every session shares. Once `work` waits it
+/// does, and `found_hung` looks at the flag again after subscribing, so a hang found in
+/// between is not missed.
 pub(super) async fn unless_hung<F: Future>(backend: &Backend, work: F) -> Option<F::Output> {
+    // A server already known hung is not even asked.
+    if backend.is_hung() {
+        return None;
+    }
+    let mut work = std::pin::pin!(work);
+    if let Poll::Ready(r) = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
+        return Some(r);
+    }
     let hung = found_hung(backend);
     tokio::select! {
-        // A server already known hung is not even asked.
         biased;
         _ = hung => None,
         r = work => Some(r),

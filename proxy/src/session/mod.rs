@@ -7,6 +7,7 @@ mod audit;
 mod change_user;
 mod conns;
 mod consistency;
+mod counters;
 mod exec;
 mod hung;
 mod integrity;
@@ -114,6 +115,8 @@ pub struct Session {
     /// A rewritten command packet (statement id and types for one backend).
     out: Vec<u8>,
     timers: Timers,
+    /// `rwsplit_queries_total` series this session counts into (see `counters.rs`).
+    counters: counters::QueryCounters,
     /// Packet, statement and long-data bounds (see `limits.rs`).
     limits: limits::Limits,
     /// This session in the registry `KILL` looks sessions up in (see `kill.rs`).
@@ -194,6 +197,7 @@ pub async fn run(
         frame: Vec::new(),
         out: Vec::new(),
         timers,
+        counters: counters::QueryCounters::default(),
         limits,
     };
     let r = s.serve(idle_timeout, release_delay).await;
@@ -223,6 +227,18 @@ impl Session {
         // proxy.max_allowed_packet, never what the client declares (see limits.rs).
         let max_packet = self.limits.max_packet;
         let registered = self.registry_entry();
+        // One idle timer for the whole session, armed at most once per `idle_timeout` rather
+        // than once per command (a timer costs a registration and a removal in the runtime's
+        // timer wheel): when it fires it looks at when the client last sent a command.
+        let idle = tokio::time::sleep(idle_timeout);
+        tokio::pin!(idle);
+        // Waits made once per session, not per command: each registers with a list (the
+        // shutdown signal's is shared by every session).
+        let close = registered.close_requested();
+        tokio::pin!(close);
+        let shutdown_changed = shutdown.changed();
+        tokio::pin!(shutdown_changed);
+        let mut shutdown_seen = false;
         loop {
             // A statement boundary: after SIGTERM, no new statement starts here unless it
             // belongs to a transaction already open (which may finish, then the session ends).
@@ -230,54 +246,65 @@ impl Session {
                 return Ok(());
             }
             // Wait for the next command; give back unneeded connections while idle.
-            let mut waited = Duration::ZERO;
             if release_delay.is_zero() && self.has_releasable() {
                 // No delay: give back at once rather than through a zero-length timed read.
                 self.release_idle().await;
             }
+            let waiting_since = tokio::time::Instant::now();
             // Wait for the first byte of the next command (a wait that is safe to cut short:
             // nothing is consumed), then read the whole packet. Cutting a read in the middle of
             // a packet would lose its bytes and put the stream out of step.
             loop {
-                let wait = if self.has_releasable() {
-                    release_delay
-                } else {
-                    idle_timeout.saturating_sub(waited)
+                // Only with `proxy.pool.release_delay_ms` > 0 and something to give back.
+                let release_at = self
+                    .has_releasable()
+                    .then(|| tokio::time::Instant::now() + release_delay);
+                let release = async {
+                    match release_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
                 };
                 tokio::select! {
-                    r = tokio::time::timeout(wait, self.stream.readable()) => match r {
-                        Ok(Ok(true)) => break,
-                        Ok(Ok(false)) => return Ok(()),
-                        Ok(Err(e)) => return Err(Error::Client(e)),
-                        Err(_) => {
-                            waited += wait;
-                            if self.has_releasable() {
-                                self.release_idle().await;
-                            } else if waited >= idle_timeout {
-                                return Err(Error::IdleTimeout(idle_timeout));
-                            }
-                        }
-                    },
+                    // A kill or a shutdown is seen even by a client that always has its next
+                    // command sent already.
+                    biased;
                     // KILL CONNECTION from another session.
-                    _ = registered.close_requested() => return Ok(()),
-                    _ = shutdown.changed() => {
+                    () = &mut close => return Ok(()),
+                    _ = &mut shutdown_changed, if !shutdown_seen => {
+                        // Once: a transaction still open may finish (see the loop's top).
+                        shutdown_seen = true;
                         if self.router.in_transaction() {
                             continue;
                         }
                         return Ok(());
                     }
+                    r = self.stream.readable() => match r {
+                        Ok(true) => break,
+                        Ok(false) => return Ok(()),
+                        Err(e) => return Err(Error::Client(e)),
+                    },
+                    () = release => self.release_idle().await,
+                    () = &mut idle => {
+                        let deadline = waiting_since + idle_timeout;
+                        if tokio::time::Instant::now() >= deadline {
+                            return Err(Error::IdleTimeout(idle_timeout));
+                        }
+                        idle.as_mut().reset(deadline);
+                    }
                 }
             }
-            // A client that stops in the middle of a packet is cut off like an idle one.
+            // A client that stops in the middle of a packet is cut off like an idle one. The
+            // whole packet is usually buffered already: then no timer is set.
             let read = read_packet(&mut self.stream, &mut self.cmd, max_packet);
-            let seq = match tokio::time::timeout(idle_timeout, read).await {
-                Ok(Ok(seq)) => seq,
-                Ok(Err(crate::protocol::Error::Closed)) => return Ok(()),
-                Ok(Err(crate::protocol::Error::TooLarge(n))) => {
+            let seq = match crate::protocol::lazy_timeout(idle_timeout, read).await {
+                Some(Ok(seq)) => seq,
+                Some(Err(crate::protocol::Error::Closed)) => return Ok(()),
+                Some(Err(crate::protocol::Error::TooLarge(n))) => {
                     return self.packet_too_large(n).await;
                 }
-                Ok(Err(e)) => return Err(e.into()),
-                Err(_) => return Err(Error::IdleTimeout(idle_timeout)),
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(Error::IdleTimeout(idle_timeout)),
             };
             let Some(&command) = self.cmd.first() else {
                 // An empty packet is not a command: the stream is out of step.

@@ -166,7 +166,15 @@ impl Session {
             if self.cmd.get(off) == Some(&1) {
                 let n = 2 * usize::from(st.params);
                 if let Some(t) = self.cmd.get(off + 1..off + 1 + n) {
-                    st.types = Some(t.to_vec());
+                    // Drivers send the same types with every execution: kept in place.
+                    match &mut st.types {
+                        Some(v) if v.as_slice() == t => {}
+                        Some(v) => {
+                            v.clear();
+                            v.extend_from_slice(t);
+                        }
+                        None => st.types = Some(t.to_vec()),
+                    }
                 }
             }
         }
@@ -241,9 +249,8 @@ impl Session {
             if self.out.get(off) == Some(&0) {
                 if let Some(types) = &st.types {
                     self.out[off] = 1;
-                    let tail = self.out.split_off(off + 1);
-                    self.out.extend_from_slice(types);
-                    self.out.extend_from_slice(&tail);
+                    // In place (no second buffer for the tail).
+                    self.out.splice(off + 1..off + 1, types.iter().copied());
                 }
             }
         }

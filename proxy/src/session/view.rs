@@ -8,6 +8,9 @@ use std::sync::Arc;
 
 pub struct View {
     pub snap: TopologySnapshot,
+    /// The topology generation `snap` is an unchanged copy of (`None`: changed since, e.g. a
+    /// replica taken out for one read): see [`Context::choose_replica`].
+    pub snap_generation: Option<u64>,
     pub backends: Arc<Vec<Arc<Backend>>>,
     /// Writes wait here while a switchover moves the writer.
     pub writes: Arc<WriteGate>,
@@ -18,6 +21,7 @@ impl View {
     pub fn new(ctx: &Context) -> View {
         View {
             snap: TopologySnapshot::from_config(&ctx.config()),
+            snap_generation: None,
             backends: ctx.backends(),
             writes: ctx.extension(WriteGate::default),
             config_gen: ctx.config_generation(),
