@@ -136,12 +136,14 @@ async fn poll_loop(shared: &Shared, index: usize, mut conn: Conn) -> String {
         let need_status = text.trim().is_empty()
             || io_stale
             || stream_down
+            || status_wanted(shared)
             || last_status.is_none_or(|t| t.elapsed() >= STATUS_EVERY);
         let mut status = None;
         if need_status {
             let io_cutoff = lock(&shared.timeline).next_index();
+            let io_asked = Instant::now();
             match read_status(&mut conn, mariadb, limit).await {
-                Ok(s) => status = Some((s, io_cutoff, now_us())),
+                Ok(s) => status = Some((s, io_cutoff, now_us(), io_asked)),
                 Err(e) => return e,
             }
             last_status = Some(Instant::now());
@@ -149,9 +151,9 @@ async fn poll_loop(shared: &Shared, index: usize, mut conn: Conn) -> String {
         let mut applied_text = text.trim().replace('\n', "");
         if applied.is_empty() {
             // No GTIDs: fall back to the executed file/position.
-            if let Some(Some(e)) = status.as_ref().map(|(s, _, _)| s.exec_pos) {
+            if let Some(Some(e)) = status.as_ref().map(|(s, ..)| s.exec_pos) {
                 applied.insert(FILE_POS_KEY.to_string(), e);
-                if let Some((s, _, _)) = &status {
+                if let Some((s, ..)) = &status {
                     applied_text = s.exec_text.clone();
                 }
             }
@@ -165,7 +167,7 @@ async fn poll_loop(shared: &Shared, index: usize, mut conn: Conn) -> String {
         r.polled_at_us = polled_at_us;
         r.polled_instant = Some(Instant::now());
         r.asked_instant = Some(asked);
-        if let Some((s, io_cutoff, at)) = status {
+        if let Some((s, io_cutoff, at, io_asked)) = status {
             r.io_running = s.io_running;
             r.sql_running = s.sql_running;
             r.seconds_behind_master = s.seconds_behind_master;
@@ -177,12 +179,22 @@ async fn poll_loop(shared: &Shared, index: usize, mut conn: Conn) -> String {
                 *e = (*e).max(*done);
             }
             r.io_applied = Some(io);
+            r.io_asked_instant = Some(io_asked);
             r.io_cutoff = io_cutoff;
             r.io_polled_at_us = at;
         }
         drop(r);
         shared.polled.send_modify(|n| *n = n.wrapping_add(1));
     }
+}
+
+/// Whether a session asked for fresh received positions lately (see
+/// `Shared::status_wanted_until_us`).
+fn status_wanted(shared: &Shared) -> bool {
+    now_us()
+        < shared
+            .status_wanted_until_us
+            .load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The parts of SHOW SLAVE/REPLICA STATUS the reader uses.
@@ -240,39 +252,128 @@ async fn read_status(conn: &mut Conn, mariadb: bool, limit: Duration) -> Result<
             exec_text: String::new(),
         });
     };
+    Ok(status_from(mariadb, |names| col(&row, names)))
+}
+
+/// The status from one row of SHOW SLAVE/REPLICA STATUS, given as its column lookup (first of
+/// `names` present, `None` for NULL): separate from the query so that both flavours' column
+/// sets are tested on rows built by hand (no MySQL server here).
+fn status_from(mariadb: bool, col: impl Fn(&[&str]) -> Option<String>) -> Status {
     let yes = |v: Option<String>| v.map(|s| s.eq_ignore_ascii_case("yes"));
-    let io_running = yes(col(&row, &["Slave_IO_Running", "Replica_IO_Running"]));
-    let sql_running = yes(col(&row, &["Slave_SQL_Running", "Replica_SQL_Running"]));
+    let io_running = yes(col(&["Slave_IO_Running", "Replica_IO_Running"]));
+    let sql_running = yes(col(&["Slave_SQL_Running", "Replica_SQL_Running"]));
     let seconds_behind_master =
-        col(&row, &["Seconds_Behind_Master", "Seconds_Behind_Source"]).and_then(|s| s.parse().ok());
+        col(&["Seconds_Behind_Master", "Seconds_Behind_Source"]).and_then(|s| s.parse().ok());
     let io_pos = if mariadb {
-        col(&row, &["Gtid_IO_Pos"]).and_then(|s| position::mariadb_watermarks(&s).ok())
+        col(&["Gtid_IO_Pos"]).and_then(|s| position::mariadb_watermarks(&s).ok())
     } else {
-        col(&row, &["Retrieved_Gtid_Set"])
+        col(&["Retrieved_Gtid_Set"])
             .filter(|s| !s.trim().is_empty())
             .and_then(|s| position::mysql_watermarks(&s).ok())
     };
-    let read_file = col(&row, &["Master_Log_File", "Source_Log_File"]);
+    let read_file = col(&["Master_Log_File", "Source_Log_File"]);
     let read_pos =
-        col(&row, &["Read_Master_Log_Pos", "Read_Source_Log_Pos"]).and_then(|s| s.parse().ok());
+        col(&["Read_Master_Log_Pos", "Read_Source_Log_Pos"]).and_then(|s| s.parse().ok());
     let io_pos = io_pos.filter(|w| !w.is_empty()).or_else(|| {
         let e = position::encode_file_pos(&read_file?, read_pos?)?;
         Some([(FILE_POS_KEY.to_string(), e)].into_iter().collect())
     });
-    let exec_file = col(&row, &["Relay_Master_Log_File", "Relay_Source_Log_File"]);
+    let exec_file = col(&["Relay_Master_Log_File", "Relay_Source_Log_File"]);
     let exec_p: Option<u64> =
-        col(&row, &["Exec_Master_Log_Pos", "Exec_Source_Log_Pos"]).and_then(|s| s.parse().ok());
+        col(&["Exec_Master_Log_Pos", "Exec_Source_Log_Pos"]).and_then(|s| s.parse().ok());
     let exec_text = match (&exec_file, exec_p) {
         (Some(f), Some(p)) => format!("{f}:{p}"),
         _ => String::new(),
     };
     let exec_pos = exec_file.and_then(|f| position::encode_file_pos(&f, exec_p?));
-    Ok(Status {
+    Status {
         io_running,
         sql_running,
         seconds_behind_master,
         io_pos,
         exec_pos,
         exec_text,
-    })
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn row(cols: &[(&str, &str)]) -> impl Fn(&[&str]) -> Option<String> {
+        let m: HashMap<String, String> = cols
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |names: &[&str]| names.iter().find_map(|n| m.get(*n).cloned())
+    }
+
+    const U: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+
+    #[test]
+    fn mysql_received_position_is_the_retrieved_gtid_set() {
+        // SHOW REPLICA STATUS (MySQL 8.4 names) with the SQL thread stopped: received 1-9,
+        // executed 1-5.
+        let retrieved = format!("{U}:1-9");
+        let executed = format!("{U}:1-5");
+        let s = status_from(
+            false,
+            row(&[
+                ("Replica_IO_Running", "Yes"),
+                ("Replica_SQL_Running", "No"),
+                ("Retrieved_Gtid_Set", retrieved.as_str()),
+                ("Executed_Gtid_Set", executed.as_str()),
+                ("Source_Log_File", "binlog.000002"),
+                ("Read_Source_Log_Pos", "4242"),
+            ]),
+        );
+        assert_eq!((s.io_running, s.sql_running), (Some(true), Some(false)));
+        assert_eq!(s.io_pos.and_then(|w| w.get(U).copied()), Some(9));
+        // MySQL 5.7 names, tagged GTIDs (8.3+).
+        let retrieved = format!("{U}:1-3:fast:1-7");
+        let s = status_from(
+            false,
+            row(&[
+                ("Slave_IO_Running", "Yes"),
+                ("Retrieved_Gtid_Set", retrieved.as_str()),
+            ]),
+        );
+        let io = s.io_pos.unwrap_or_default();
+        assert_eq!(io.get(U), Some(&3));
+        assert_eq!(io.get(&format!("{U}:fast")), Some(&7));
+    }
+
+    #[test]
+    fn mysql_without_gtids_receives_by_file_and_position() {
+        let s = status_from(
+            false,
+            row(&[
+                ("Retrieved_Gtid_Set", ""),
+                ("Source_Log_File", "binlog.000002"),
+                ("Read_Source_Log_Pos", "4242"),
+            ]),
+        );
+        let io = s.io_pos.unwrap_or_default();
+        assert_eq!(
+            io.get(FILE_POS_KEY).copied(),
+            position::encode_file_pos("binlog.000002", 4242)
+        );
+    }
+
+    #[test]
+    fn mariadb_received_position_is_gtid_io_pos() {
+        let s = status_from(
+            true,
+            row(&[
+                ("Slave_IO_Running", "Yes"),
+                ("Slave_SQL_Running", "No"),
+                ("Gtid_IO_Pos", "0-1-42,1-2-7"),
+                ("Seconds_Behind_Master", "NULL-is-not-a-number"),
+            ]),
+        );
+        let io = s.io_pos.unwrap_or_default();
+        assert_eq!((io.get("0"), io.get("1")), (Some(&42), Some(&7)));
+        assert_eq!(s.seconds_behind_master, None);
+    }
 }

@@ -131,6 +131,9 @@ impl Drop for Inner {
 pub struct Positions {
     pub primary: Watermarks,
     pub replicas: Vec<(String, Option<(Watermarks, std::time::Instant)>)>,
+    /// Each replica's received position (IO thread) with the instant the status query that
+    /// read it was sent; `None` while unreachable or never read.
+    pub received: Vec<(String, Option<(Watermarks, std::time::Instant)>)>,
 }
 
 /// A running reader. Clone freely; all methods are cheap and never block on the network.
@@ -194,7 +197,39 @@ impl LagHandle {
                 (n.clone(), applied)
             })
             .collect();
-        Positions { primary, replicas }
+        Positions {
+            primary,
+            replicas,
+            received: self.received_positions(),
+        }
+    }
+
+    /// Each replica's received position and when it was asked for (see [`Positions`]).
+    fn received_positions(&self) -> Vec<(String, Option<(Watermarks, std::time::Instant)>)> {
+        self.inner
+            .shared
+            .replicas
+            .iter()
+            .map(|(n, s)| {
+                let r = lock(s);
+                let received = match (&r.io_applied, r.io_asked_instant) {
+                    (Some(w), Some(at)) if r.reachable => Some((w.clone(), at)),
+                    _ => None,
+                };
+                (n.clone(), received)
+            })
+            .collect()
+    }
+
+    /// Asks every replica poll loop for a poll now that also reads the replication status,
+    /// and to keep reading it at every poll for a second: a write quorum on `received` waits.
+    pub fn poll_received_now(&self) {
+        let until = crate::state::now_us() + 1_000_000;
+        self.inner
+            .shared
+            .status_wanted_until_us
+            .fetch_max(until, std::sync::atomic::Ordering::Relaxed);
+        self.poll_now();
     }
 
     /// Asks every replica poll loop for a poll now (at most one per millisecond each): a
@@ -279,7 +314,7 @@ impl LagHandle {
         })
     }
 
-    /// `/lag?after=N[&timeout_ms=T][&kick=1]`: the snapshot once a replica poll newer than `N`
+    /// `/lag?after=N[&timeout_ms=T][&kick=1][&received=1]`: the snapshot once a replica poll newer than `N`
     /// landed, or at the timeout (see [`crate::snapshot`]).
     async fn lag_after(&self, req: &Request, after: u64) -> Reply {
         let timeout = req
@@ -288,7 +323,9 @@ impl LagHandle {
             .unwrap_or(1000)
             .min(30_000);
         let mut polls = self.subscribe_polls();
-        if req.query_param("kick") == Some("1") {
+        if req.query_param("received") == Some("1") {
+            self.poll_received_now();
+        } else if req.query_param("kick") == Some("1") {
             self.poll_now();
         }
         let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout);

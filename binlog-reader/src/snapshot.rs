@@ -18,6 +18,7 @@
 //!       "lag_ms": 12, "known": true, "truncated": false,
 //!       "io_lag_ms": 0, "io_running": true, "sql_running": true,
 //!       "applied": "0-1-4710", "applied_seq": {"0": 4710}, "asked_at_ms": 1764400000120,
+//!       "received_seq": {"0": 4711}, "received_asked_at_ms": 1764400000020,
 //!       "seconds_behind_master": 0, "reachable": true, "error": null
 //!     }
 //!   }
@@ -27,7 +28,9 @@
 //! `GET /lag?after=N&timeout_ms=T` is a long poll: it answers as soon as `polls` exceeds `N` (a
 //! replica poll landed), or after `T` ms (default 1000, at most 30000) with the snapshot as it is,
 //! so proxies learn replica positions as fast as the sidecar does. `&kick=1` also asks for a poll
-//! of every replica now (a proxy has a read waiting for a position).
+//! of every replica now (a proxy has a read waiting for a position); `&received=1` asks that the
+//! polls of the next second read the replication status too, so `received_seq` is as fresh as
+//! `applied_seq` (a proxy holds a commit for a write quorum on `received`).
 //!
 //! `lag_ms` is now − the commit time of the oldest transaction the replica has not applied
 //! (0 when it has applied everything). It is `null` (and `known` false) when the replica cannot
@@ -97,6 +100,13 @@ pub struct ReplicaLag {
     /// applied at least that much by then (read-your-writes across replicas).
     #[serde(default)]
     pub asked_at_ms: Option<u64>,
+    /// Received watermark per domain/source (what the IO thread has: MariaDB `Gtid_IO_Pos`,
+    /// MySQL `Retrieved_Gtid_Set`, never below `applied_seq` as of the same status read).
+    #[serde(default)]
+    pub received_seq: BTreeMap<String, u64>,
+    /// When the status query that read `received_seq` was sent (ms since the epoch).
+    #[serde(default)]
+    pub received_asked_at_ms: Option<u64>,
     pub seconds_behind_master: Option<u64>,
     /// The last poll succeeded.
     pub reachable: bool,

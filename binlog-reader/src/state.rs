@@ -81,6 +81,9 @@ pub struct ReplicaState {
     /// `applied` at that instant (read-your-writes reasons about "applied by then").
     pub asked_instant: Option<Instant>,
     pub io_applied: Option<Watermarks>,
+    /// When the status query that read `io_applied` was sent: the replica had received at
+    /// least that much by then (a write quorum on `received`).
+    pub io_asked_instant: Option<Instant>,
     pub io_cutoff: u64,
     pub io_polled_at_us: u64,
     pub io_running: Option<bool>,
@@ -118,6 +121,9 @@ pub struct Shared {
     pub polled: tokio::sync::watch::Sender<u64>,
     /// Bumped to ask every replica poll loop for a poll now (a session waits for a position).
     pub kick: tokio::sync::watch::Sender<u64>,
+    /// Until this time (µs since the epoch) every poll also reads the replication status, so
+    /// received positions are as fresh as applied ones: a write quorum on `received` waits.
+    pub status_wanted_until_us: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -141,6 +147,7 @@ impl Shared {
             metrics: Metrics::new(),
             polled: tokio::sync::watch::channel(0).0,
             kick: tokio::sync::watch::channel(0).0,
+            status_wanted_until_us: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -192,6 +199,11 @@ impl Shared {
                 applied: r.applied_text.clone(),
                 applied_seq: r.applied.clone().unwrap_or_default(),
                 asked_at_ms: r.asked_instant.map(|t| {
+                    let age = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    (now_us() / 1000).saturating_sub(age)
+                }),
+                received_seq: r.io_applied.clone().unwrap_or_default(),
+                received_asked_at_ms: r.io_asked_instant.map(|t| {
                     let age = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
                     (now_us() / 1000).saturating_sub(age)
                 }),

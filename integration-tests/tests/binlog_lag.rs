@@ -141,6 +141,11 @@ impl Lag {
             let Some((name, rest)) = part.split_once("\":{") else {
                 continue;
             };
+            // A nested object inside a replica (`applied_seq`, `received_seq`) also ends in
+            // `},"`: what follows it is not a replica's name.
+            if name.contains('"') {
+                continue;
+            }
             let field = |key: &str| {
                 rest.split(&format!("\"{key}\":"))
                     .nth(1)

@@ -392,6 +392,50 @@ async fn a_gtid_token_from_one_proxy_is_honoured_by_another() {
     let (v, port) = read_row(&mut on_b, &hint, "tokens", 1).await;
     assert_eq!(v, Some(5), "with the token B sees A's write");
     assert_eq!(port, c.primary_port());
+    // The same token as a session variable, on a third connection (through B): every read
+    // that follows demands it, until it is cleared.
+    let mut by_var = b.conn().await;
+    by_var
+        .query_drop(format!("SET @rwsplit_after_gtid = '{token}'"))
+        .await
+        .expect("set the token variable");
+    let kept: Option<String> = by_var
+        .query_first::<Option<String>, _>("SELECT @rwsplit_after_gtid")
+        .await
+        .expect("read the token variable")
+        .flatten();
+    assert_eq!(kept.as_deref(), Some(token.as_str()));
+    for _ in 0..3 {
+        let (v, port) = read_row(&mut by_var, "", "tokens", 1).await;
+        assert_eq!(v, Some(5), "with the token variable B sees A's write");
+        assert_eq!(port, c.primary_port());
+    }
+    let err = by_var
+        .query_drop("SELECT @rwsplit_after_gtid, 1")
+        .await
+        .expect_err("the variable lives in the proxy, not on the servers");
+    assert!(err.to_string().contains("kept by the proxy"), "{err}");
+    let err = by_var
+        .query_drop("SET @rwsplit_after_gtid = 'not a gtid'")
+        .await
+        .expect_err("not a GTID set");
+    assert!(err.to_string().contains("GTID"), "{err}");
+    by_var
+        .query_drop("SET @rwsplit_after_gtid = NULL")
+        .await
+        .expect("clear the token variable");
+    let kept: Option<String> = by_var
+        .query_first::<Option<String>, _>("SELECT @rwsplit_after_gtid")
+        .await
+        .expect("read the token variable")
+        .flatten();
+    assert_eq!(kept, None);
+    let (v, _) = read_row(&mut by_var, "", "tokens", 1).await;
+    assert_eq!(v, None, "cleared: B reads a lagging replica again");
+    by_var
+        .query_drop(format!("SET @rwsplit_after_gtid = '{token}'"))
+        .await
+        .expect("set the token variable again");
     set_delay(&c, 0).await;
     c.wait_replicas_caught_up(Duration::from_secs(10))
         .await
@@ -402,6 +446,13 @@ async fn a_gtid_token_from_one_proxy_is_honoured_by_another() {
     assert!(
         c.replica_ports().contains(&port),
         "a replica that applied the token serves it: {port}"
+    );
+    // The variable pins nothing: once a replica has the token, reads go there.
+    let (v, port) = read_row(&mut by_var, "", "tokens", 1).await;
+    assert_eq!(v, Some(5));
+    assert!(
+        c.replica_ports().contains(&port),
+        "a replica that applied the token variable's position serves it: {port}"
     );
 }
 
@@ -532,11 +583,19 @@ async fn write_quorum_holds_the_ok_until_enough_replicas_applied_it() {
     let off = insert_latency(&mut conn, "/* rwsplit:quorum=0 */", "quorum", n).await;
     let one = insert_latency(&mut conn, "/* rwsplit:quorum=1 */", "quorum", n).await;
     let two = insert_latency(&mut conn, "/* rwsplit:quorum=2 */", "quorum", n).await;
+    let majority = insert_latency(&mut conn, "/* rwsplit:quorum=majority */", "quorum", n).await;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let ratio = |d: Duration| d.as_secs_f64() / off.as_secs_f64().max(1e-9);
     println!(
-        "write quorum: mean autocommit INSERT {:.2} ms without, {:.2} ms with quorum=1, {:.2} ms with quorum=2 ({n} each)",
-        off.as_secs_f64() * 1000.0,
-        one.as_secs_f64() * 1000.0,
-        two.as_secs_f64() * 1000.0
+        "write quorum: mean autocommit INSERT {:.2} ms without, {:.2} ms with quorum=1 ({:.2}x), \
+         {:.2} ms with quorum=2 ({:.2}x), {:.2} ms with quorum=majority ({:.2}x) ({n} each)",
+        ms(off),
+        ms(one),
+        ratio(one),
+        ms(two),
+        ratio(two),
+        ms(majority),
+        ratio(majority)
     );
     // One of the two replicas stops applying: quorum 2 cannot be reached.
     c.stop_sql_thread(2).await.expect("stop sql thread");
@@ -593,5 +652,164 @@ async fn write_quorum_holds_the_ok_until_enough_replicas_applied_it() {
     let m = &p.ctx.metrics.quorum_waits;
     assert!(m.with_label_values(&["timeout"]).get() >= 3);
     assert!(m.with_label_values(&["reached"]).get() >= 2);
+    c.start_sql_thread(2).await.expect("start sql thread");
+}
+
+/// Write quorum on `received` (`routing.quorum_wait_for`): a replica whose SQL thread is
+/// stopped but whose IO thread still receives counts; on `applied` it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_quorum_on_received_counts_a_replica_that_only_receives() {
+    let Some(c) =
+        Cluster::private_or_skip("write_quorum_on_received_counts_a_replica_that_only_receives")
+    else {
+        return;
+    };
+    let quorum = "  write_quorum: 2\n  quorum_timeout_ms: 500\n";
+    let received =
+        start_embedded(&c, 7800, &format!("{quorum}  quorum_wait_for: received\n")).await;
+    let applied = start_embedded(&c, 7810, quorum).await;
+    let mut on_received = received.conn().await;
+    let mut on_applied = applied.conn().await;
+    on_received
+        .query_drop("CREATE TABLE received (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+        .await
+        .expect("create");
+    c.stop_sql_thread(2).await.expect("stop sql thread");
+    let started = Instant::now();
+    on_received
+        .query_drop("INSERT INTO received (v) VALUES (1)")
+        .await
+        .expect("both replicas received it: quorum 2 on received is reached");
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    let err = on_applied
+        .query_drop("INSERT INTO received (v) VALUES (2)")
+        .await
+        .expect_err("one replica applied it: quorum 2 on applied times out");
+    let text = err.to_string();
+    assert!(
+        text.contains("committed on the primary") && text.contains("only 1 of the 2 replicas"),
+        "{text}"
+    );
+    assert!(text.contains("applied it within 500 ms"), "{text}");
+    c.start_sql_thread(2).await.expect("start sql thread");
+}
+
+/// `routing.quorum_on_timeout: warning`: the client gets its OK with a warning, which the next
+/// `SHOW WARNINGS` tells (the proxy answers it, with the backend's own warnings of the
+/// statement), once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_timeout_in_warning_mode_is_a_real_warning() {
+    let Some(c) = Cluster::private_or_skip("a_quorum_timeout_in_warning_mode_is_a_real_warning")
+    else {
+        return;
+    };
+    let p = start_embedded(
+        &c,
+        7900,
+        "  write_quorum: 2\n  quorum_timeout_ms: 300\n  quorum_on_timeout: warning\n",
+    )
+    .await;
+    let mut conn = p.conn().await;
+    conn.query_drop("CREATE TABLE warned (id INT PRIMARY KEY, v INT)")
+        .await
+        .expect("create");
+    c.stop_sql_thread(2).await.expect("stop sql thread");
+    conn.query_drop("INSERT INTO warned VALUES (1, 1)")
+        .await
+        .expect("warning mode: the OK comes");
+    assert_eq!(conn.get_warnings(), 1, "one warning: the proxy's");
+    let rows: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").await.expect("show");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (level, code, msg) = &rows[0];
+    assert_eq!((level.as_str(), *code), ("Warning", 1105));
+    assert!(
+        msg.contains("committed on the primary") && msg.contains("only 1 of the 2 replicas"),
+        "{msg}"
+    );
+    // Told once: the next SHOW WARNINGS is the server's again (which has none).
+    let rows: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").await.expect("show");
+    assert!(rows.is_empty(), "{rows:?}");
+    // The backend's own warnings of the statement come with the proxy's.
+    conn.query_drop("INSERT IGNORE INTO warned VALUES (1, 2), (2, 2)")
+        .await
+        .expect("insert ignore");
+    assert_eq!(conn.get_warnings(), 2, "the duplicate's and the proxy's");
+    let count: u32 = conn
+        .query_first("SHOW COUNT(*) WARNINGS")
+        .await
+        .expect("count")
+        .expect("row");
+    assert_eq!(count, 2);
+    let rows: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").await.expect("show");
+    let codes: Vec<u32> = rows.iter().map(|r| r.1).collect();
+    assert_eq!(codes, [1062, 1105], "{rows:?}");
+    // Any other statement forgets it, as on a server.
+    conn.query_drop("INSERT INTO warned VALUES (3, 3)")
+        .await
+        .expect("insert");
+    conn.query_drop("SELECT 1").await.expect("select");
+    let rows: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").await.expect("show");
+    assert!(rows.is_empty(), "{rows:?}");
+    c.start_sql_thread(2).await.expect("start sql thread");
+}
+
+/// The rows of the last result set of a multi-statement.
+async fn last_rows(
+    conn: &mut Conn,
+    sql: &str,
+) -> Result<Vec<i64>, integration_tests::mysql_async::Error> {
+    let mut r = conn.query_iter(sql).await?;
+    let mut last = Vec::new();
+    while !r.is_empty() {
+        last = r.collect::<i64>().await?;
+    }
+    Ok(last)
+}
+
+/// A multi-statement that commits and ends with a result set (`INSERT …; SELECT …`) is held
+/// for the quorum too: only its last packet waits, the rows come first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_statement_ending_with_rows_waits_for_the_quorum() {
+    let Some(c) =
+        Cluster::private_or_skip("a_multi_statement_ending_with_rows_waits_for_the_quorum")
+    else {
+        return;
+    };
+    let p = start_embedded(&c, 7950, "  write_quorum: 2\n  quorum_timeout_ms: 500\n").await;
+    let mut conn = p.conn().await;
+    conn.query_drop("CREATE TABLE multi (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+        .await
+        .expect("create");
+    // Both replicas apply: the whole answer comes.
+    let rows = last_rows(
+        &mut conn,
+        "INSERT INTO multi (v) VALUES (1); SELECT v FROM multi",
+    )
+    .await
+    .expect("quorum reached");
+    assert_eq!(rows, [1]);
+    c.stop_sql_thread(2).await.expect("stop sql thread");
+    let started = Instant::now();
+    let err = last_rows(
+        &mut conn,
+        "INSERT INTO multi (v) VALUES (2); SELECT v FROM multi",
+    )
+    .await
+    .expect_err("quorum 2 times out at the end of the multi-statement");
+    let took = started.elapsed();
+    assert!(
+        err.to_string().contains("committed on the primary"),
+        "{err}"
+    );
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    // Quorum 1 is reached: the rows and the end come.
+    let rows = last_rows(
+        &mut conn,
+        "/* rwsplit:quorum=1 */ INSERT INTO multi (v) VALUES (3); SELECT COUNT(*) FROM multi",
+    )
+    .await
+    .expect("quorum 1 reached");
+    assert_eq!(rows, [3]);
     c.start_sql_thread(2).await.expect("start sql thread");
 }

@@ -24,6 +24,9 @@ pub struct Applied {
 struct State {
     primary: Position,
     replicas: HashMap<String, Applied>,
+    /// What each replica's IO thread has received (a write quorum on `received`), as of a
+    /// status read, which is less frequent than applied polls unless a quorum asks for it.
+    received: HashMap<String, Applied>,
 }
 
 /// The latest positions, shared by every session of the proxy.
@@ -33,6 +36,9 @@ pub struct Positions {
     changed: watch::Sender<u64>,
     /// Bumped by a session that waits for a position: the source polls replicas now.
     kick: watch::Sender<u64>,
+    /// Bumped by a session that waits for received positions: the source reads replicas'
+    /// replication status at every poll for a while.
+    kick_received: watch::Sender<u64>,
 }
 
 impl Positions {
@@ -41,6 +47,7 @@ impl Positions {
             state: RwLock::new(State::default()),
             changed: watch::channel(0).0,
             kick: watch::channel(0).0,
+            kick_received: watch::channel(0).0,
         })
     }
 
@@ -56,6 +63,23 @@ impl Positions {
             .ok()
             .and_then(|s| s.replicas.get(name).map(|a| need.covered_by(&a.position)))
             .unwrap_or(false)
+    }
+
+    /// Whether the replica is known to have received `need` (its IO thread has it; applied
+    /// implies received).
+    pub fn covers_received(&self, name: &str, need: &Position) -> bool {
+        self.covers(name, need)
+            || self
+                .state
+                .read()
+                .ok()
+                .and_then(|s| s.received.get(name).map(|a| need.covered_by(&a.position)))
+                .unwrap_or(false)
+    }
+
+    /// Asks the source for fresh received positions now, and at every poll for a while.
+    pub fn kick_received(&self) {
+        self.kick_received.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The primary's position as the lag source last read it (empty when unknown).
@@ -96,6 +120,30 @@ impl Positions {
                     }
                     None => {
                         s.replicas.remove(&name);
+                    }
+                }
+            }
+        }
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Replaces the received positions from one source answer, as [`Self::publish`] does the
+    /// applied ones (called right after it, which has woken the waiting sessions' wake-up
+    /// already: one more wake-up here for those counting received).
+    fn publish_received(&self, received: Vec<(String, Option<Applied>)>) {
+        if let Ok(mut s) = self.state.write() {
+            for (name, got) in received {
+                match got {
+                    Some(a) => {
+                        let newer = s.received.get(&name).is_none_or(|old| {
+                            old.asked <= a.asked || old.position.covered_by(&a.position)
+                        });
+                        if newer {
+                            s.received.insert(name, a);
+                        }
+                    }
+                    None => {
+                        s.received.remove(&name);
                     }
                 }
             }
@@ -155,6 +203,7 @@ async fn follow_embedded(ctx: &Context, positions: &Positions) {
     };
     let mut polls = reader.subscribe_polls();
     let mut kicks = positions.kick.subscribe();
+    let mut received_kicks = positions.kick_received.subscribe();
     let until = tokio::time::Instant::now() + Duration::from_secs(1);
     loop {
         publish_embedded(&reader, positions);
@@ -165,6 +214,10 @@ async fn follow_embedded(ctx: &Context, positions: &Positions) {
                 if r.is_err() { return }
                 reader.poll_now();
             }
+            r = received_kicks.changed() => {
+                if r.is_err() { return }
+                reader.poll_received_now();
+            }
             _ = tokio::time::sleep_until(until) => return,
         }
     }
@@ -172,6 +225,17 @@ async fn follow_embedded(ctx: &Context, positions: &Positions) {
 
 fn publish_embedded(reader: &binlog_reader::LagHandle, positions: &Positions) {
     let p = reader.positions();
+    let received = p
+        .received
+        .into_iter()
+        .map(|(name, a)| {
+            let got = a.map(|(w, asked)| Applied {
+                position: position_of(&w),
+                asked,
+            });
+            (name, got)
+        })
+        .collect();
     let replicas = p
         .replicas
         .into_iter()
@@ -184,6 +248,7 @@ fn publish_embedded(reader: &binlog_reader::LagHandle, positions: &Positions) {
         })
         .collect();
     positions.publish(position_of(&p.primary), replicas);
+    positions.publish_received(received);
 }
 
 /// Follows every sidecar of the configuration until it is reloaded: one long poll per sidecar
@@ -224,20 +289,28 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(fs: impl Iterator
 async fn follow_sidecar(url: &str, positions: &Positions, metrics: &crate::metrics::Metrics) {
     let mut after = 0u64;
     let mut kicks = positions.kick.subscribe();
-    let mut kicked = false;
+    let mut received_kicks = positions.kick_received.subscribe();
+    let (mut kicked, mut kicked_received) = (false, false);
     loop {
         let sep = if url.contains('?') { '&' } else { '?' };
         let long = format!(
-            "{url}{sep}after={after}&timeout_ms=1000{}",
-            if kicked { "&kick=1" } else { "" }
+            "{url}{sep}after={after}&timeout_ms=1000{}{}",
+            if kicked { "&kick=1" } else { "" },
+            if kicked_received { "&received=1" } else { "" }
         );
-        kicked = false;
+        (kicked, kicked_received) = (false, false);
         let sent = Instant::now();
         let got = tokio::select! {
             r = crate::health::lag::fetch_snapshot(&long, Duration::from_secs(3)) => r,
             r = kicks.changed() => {
                 if r.is_ok() {
                     kicked = true;
+                }
+                continue;
+            }
+            r = received_kicks.changed() => {
+                if r.is_ok() {
+                    kicked_received = true;
                 }
                 continue;
             }
@@ -262,31 +335,43 @@ async fn follow_sidecar(url: &str, positions: &Positions, metrics: &crate::metri
 
 fn publish_sidecar(snap: &binlog_reader::LagSnapshot, sent: Instant, positions: &Positions) {
     let now_ms = crate::health::lag::now_ms();
+    let at = |seq: &std::collections::BTreeMap<String, u64>, asked_at_ms: Option<u64>| Applied {
+        position: position_of(seq),
+        asked: sidecar_instant(asked_at_ms, now_ms, sent),
+    };
     let replicas = snap
         .replicas
         .iter()
         .map(|(name, r)| {
-            let applied = (r.reachable && !r.applied_seq.is_empty()).then(|| {
-                // The sidecar says when it asked (its clock, as `taken_at_ms`); never later
-                // than our request went out. Unknown: as old as a snapshot may be.
-                let age = r
-                    .asked_at_ms
-                    .map(|t| now_ms.saturating_sub(t))
-                    .unwrap_or(5_000)
-                    .min(3_600_000);
-                let asked = Instant::now()
-                    .checked_sub(Duration::from_millis(age))
-                    .unwrap_or(sent)
-                    .min(sent);
-                Applied {
-                    position: position_of(&r.applied_seq),
-                    asked,
-                }
-            });
+            let applied = (r.reachable && !r.applied_seq.is_empty())
+                .then(|| at(&r.applied_seq, r.asked_at_ms));
             (name.clone(), applied)
         })
         .collect();
+    let received = snap
+        .replicas
+        .iter()
+        .map(|(name, r)| {
+            let got = (r.reachable && !r.received_seq.is_empty())
+                .then(|| at(&r.received_seq, r.received_asked_at_ms));
+            (name.clone(), got)
+        })
+        .collect();
     positions.publish(position_of(&snap.primary.gtid_seq), replicas);
+    positions.publish_received(received);
+}
+
+/// When a sidecar asked a replica (its clock, as `taken_at_ms`), as an instant here: never
+/// later than our request went out; unknown means as old as a snapshot may be.
+fn sidecar_instant(asked_at_ms: Option<u64>, now_ms: u64, sent: Instant) -> Instant {
+    let age = asked_at_ms
+        .map(|t| now_ms.saturating_sub(t))
+        .unwrap_or(5_000)
+        .min(3_600_000);
+    Instant::now()
+        .checked_sub(Duration::from_millis(age))
+        .unwrap_or(sent)
+        .min(sent)
 }
 
 #[cfg(test)]

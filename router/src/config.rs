@@ -172,10 +172,15 @@ pub struct RoutingConfig {
     #[serde(default = "default_quorum_timeout_ms")]
     pub quorum_timeout_ms: u64,
     /// What the client gets when the quorum is not reached in time: `error` (ERR 1105 saying
-    /// the write is committed on the primary but not yet on enough replicas) or `ok` (the OK,
-    /// counted and logged).
+    /// the write is committed on the primary but not yet on enough replicas) or `warning` (the
+    /// OK with one more warning, which `SHOW WARNINGS` then tells; counted and logged).
     #[serde(default)]
     pub quorum_on_timeout: QuorumOnTimeout,
+    /// What a replica must have done with a commit to count for `write_quorum`: `applied` it
+    /// (its SQL thread did, so reads there see it) or merely `received` it (its IO thread wrote
+    /// it to the relay log: durable on that replica, cheaper to wait for, not yet readable).
+    #[serde(default)]
+    pub quorum_wait_for: QuorumWaitFor,
     /// `manual` (default): a lost primary stays lost until someone promotes another server.
     /// `auto`: after `failover_after_ms` the proxy promotes the most advanced replica itself,
     /// unless that could lose a write it knows was committed (see docs/ADMIN.md).
@@ -197,9 +202,34 @@ pub struct RoutingConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QuorumOnTimeout {
+    /// ERR 1105 in place of the OK (the write stays committed).
     #[default]
     Error,
-    Ok,
+    /// The OK with one warning more (`SHOW WARNINGS` tells it). `ok`, its former name, is
+    /// still read.
+    #[serde(alias = "ok")]
+    Warning,
+}
+
+/// `routing.quorum_wait_for`: the replica position a write quorum counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuorumWaitFor {
+    /// The SQL thread applied the commit (`@@gtid_slave_pos`, `@@gtid_executed`).
+    #[default]
+    Applied,
+    /// The IO thread received it (`Gtid_IO_Pos`, `Retrieved_Gtid_Set`).
+    Received,
+}
+
+impl QuorumWaitFor {
+    /// As written in the configuration (and in the proxy's timeout message).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuorumWaitFor::Applied => "applied",
+            QuorumWaitFor::Received => "received",
+        }
+    }
 }
 
 fn default_quorum_timeout_ms() -> u64 {
@@ -262,6 +292,7 @@ impl Default for RoutingConfig {
             write_quorum: crate::consistency::Quorum::Off,
             quorum_timeout_ms: default_quorum_timeout_ms(),
             quorum_on_timeout: QuorumOnTimeout::Error,
+            quorum_wait_for: QuorumWaitFor::Applied,
             failover: FailoverMode::Manual,
             failover_after_ms: default_failover_after_ms(),
             switchover_write_wait_ms: default_switchover_write_wait_ms(),
@@ -1264,11 +1295,20 @@ mod test {
         let d = with("").expect("defaults");
         assert_eq!(d.routing.consistency, Level::Lag);
         assert_eq!(d.routing.write_quorum, Quorum::Off);
+        assert_eq!(d.routing.quorum_on_timeout, QuorumOnTimeout::Error);
+        assert_eq!(d.routing.quorum_wait_for, QuorumWaitFor::Applied);
+        let w = with("routing: {quorum_on_timeout: warning, quorum_wait_for: received}\n")
+            .expect("valid");
+        assert_eq!(w.routing.quorum_on_timeout, QuorumOnTimeout::Warning);
+        assert_eq!(w.routing.quorum_wait_for, QuorumWaitFor::Received);
+        let old = with("routing: {quorum_on_timeout: ok}\n").expect("former name");
+        assert_eq!(old.routing.quorum_on_timeout, QuorumOnTimeout::Warning);
         for bad in [
             "routing: {consistency: strong}\n",
             "routing: {write_quorum: most}\n",
             "routing: {causal_wait_ms: 600000}\n",
             "routing: {quorum_timeout_ms: 0}\n",
+            "routing: {quorum_wait_for: synced}\n",
         ] {
             let err = with(bad).expect_err(bad).to_string();
             assert!(

@@ -477,6 +477,18 @@ impl Conn {
         Ok(first_value(&capture.kept, self.deprecate_eof()))
     }
 
+    /// `COM_QUERY` of a small query whose rows the proxy reads itself (`SHOW WARNINGS`): every
+    /// row's values as text, `None` for NULL.
+    pub async fn query_rows(&mut self, sql: &[u8]) -> Result<Vec<Vec<Option<String>>>, Error> {
+        let mut p = Vec::with_capacity(1 + sql.len());
+        p.push(com::QUERY);
+        p.extend_from_slice(sql);
+        self.send(&p).await?;
+        let mut capture = Sink::keeping();
+        self.reply_to(Shape::Results, &mut capture).await?;
+        Ok(text_rows(&capture.kept, self.deprecate_eof()).unwrap_or_default())
+    }
+
     /// `COM_QUERY` whose result is discarded.
     pub async fn query_discard(&mut self, sql: &[u8]) -> Result<End, Error> {
         let mut p = Vec::with_capacity(1 + sql.len());
@@ -489,23 +501,49 @@ impl Conn {
 /// The first column of the first row in a text result set's frames (`None` for NULL or no
 /// row).
 fn first_value(frames: &[u8], deprecate_eof: bool) -> Option<String> {
+    text_rows(frames, deprecate_eof)?
+        .into_iter()
+        .next()?
+        .into_iter()
+        .next()?
+}
+
+/// Every row of a text result set's frames (`None` for a NULL value); `None` when the frames
+/// are not one result set.
+fn text_rows(frames: &[u8], deprecate_eof: bool) -> Option<Vec<Vec<Option<String>>>> {
     let mut packets = Vec::new();
     let mut rest = frames;
     while rest.len() >= 4 {
         let len = usize::from(rest[0]) | usize::from(rest[1]) << 8 | usize::from(rest[2]) << 16;
-        let p = rest.get(4..4 + len)?;
-        packets.push(p);
+        packets.push(rest.get(4..4 + len)?);
         rest = &rest[4 + len..];
     }
     let (cols, _) = crate::protocol::message::lenenc_int(packets.first()?)?;
-    let row_at = 1 + usize::try_from(cols).ok()? + usize::from(!deprecate_eof);
-    let row = packets.get(row_at)?;
-    if row.first() == Some(&0xfb) {
-        return None;
+    let cols = usize::try_from(cols).ok()?;
+    let first_row = 1 + cols + usize::from(!deprecate_eof);
+    let mut rows = Vec::new();
+    for row in packets.get(first_row..)? {
+        if crate::protocol::message::is_eof(row, row.len(), deprecate_eof) {
+            break;
+        }
+        let mut values = Vec::with_capacity(cols);
+        let mut at = 0;
+        for _ in 0..cols {
+            if row.get(at) == Some(&0xfb) {
+                values.push(None);
+                at += 1;
+                continue;
+            }
+            let (len, n) = crate::protocol::message::lenenc_int(row.get(at..)?)?;
+            let end = at + n + usize::try_from(len).ok()?;
+            values.push(Some(
+                String::from_utf8_lossy(row.get(at + n..end)?).into_owned(),
+            ));
+            at = end;
+        }
+        rows.push(values);
     }
-    let (len, n) = crate::protocol::message::lenenc_int(row)?;
-    let v = row.get(n..n + usize::try_from(len).ok()?)?;
-    Some(String::from_utf8_lossy(v).into_owned())
+    Some(rows)
 }
 
 /// A client stand-in for the proxy's own commands: discards what it is sent, or with

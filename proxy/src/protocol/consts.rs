@@ -119,6 +119,7 @@ pub mod code {
     pub const ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: (u16, &str) = (1792, "25006");
     pub const ER_SECURE_TRANSPORT_REQUIRED: (u16, &str) = (3159, "HY000");
     pub const ER_UNKNOWN_ERROR: (u16, &str) = (1105, "HY000");
+    pub const ER_WRONG_VALUE_FOR_VAR: (u16, &str) = (1231, "42000");
     pub const ER_NOT_SUPPORTED_AUTH_MODE: (u16, &str) = (1251, "08004");
     pub const ER_LOCK_WAIT_TIMEOUT_PROXY: (u16, &str) = (2013, "HY000");
     pub const ER_NO_SUCH_THREAD: (u16, &str) = (1094, "HY000");

@@ -166,29 +166,71 @@ pub fn eof_payload(caps: u32, status_flags: u16) -> Vec<u8> {
 /// The packets (payloads, sequence ids from 1) of a text result set with one string column
 /// named `name` and one row holding `value`, as a server answers `SELECT @@var`.
 pub fn one_value_result(name: &str, value: &[u8], caps: u32, status_flags: u16) -> Vec<Vec<u8>> {
-    let mut col = Vec::with_capacity(32 + name.len());
-    put_lenenc_str(&mut col, b"def");
-    put_lenenc_str(&mut col, b"");
-    put_lenenc_str(&mut col, b"");
-    put_lenenc_str(&mut col, b"");
-    put_lenenc_str(&mut col, name.as_bytes());
-    put_lenenc_str(&mut col, b"");
-    col.push(0x0c);
-    col.extend_from_slice(&33u16.to_le_bytes()); // utf8_general_ci
-    col.extend_from_slice(&1024u32.to_le_bytes()); // column length
-    col.push(0xfd); // MYSQL_TYPE_VAR_STRING
-    col.extend_from_slice(&0u16.to_le_bytes()); // flags
-    col.push(0x27); // decimals: 39 = not fixed, as servers send for strings
-    col.extend_from_slice(&[0, 0]);
-    let mut row = Vec::with_capacity(9 + value.len());
-    put_lenenc_str(&mut row, value);
-    let mut out = vec![vec![1u8], col];
+    text_result(&[name], &[vec![Some(value)]], caps, status_flags)
+}
+
+/// The packets (payloads, sequence ids from 1) of a text result set with string columns
+/// `names` and `rows` (`None` is NULL), for answers the proxy makes itself.
+pub fn text_result(
+    names: &[&str],
+    rows: &[Vec<Option<&[u8]>>],
+    caps: u32,
+    status_flags: u16,
+) -> Vec<Vec<u8>> {
+    let mut count = Vec::with_capacity(9);
+    put_lenenc_int(&mut count, names.len() as u64);
+    let mut out = vec![count];
+    for name in names {
+        let mut col = Vec::with_capacity(32 + name.len());
+        put_lenenc_str(&mut col, b"def");
+        put_lenenc_str(&mut col, b"");
+        put_lenenc_str(&mut col, b"");
+        put_lenenc_str(&mut col, b"");
+        put_lenenc_str(&mut col, name.as_bytes());
+        put_lenenc_str(&mut col, b"");
+        col.push(0x0c);
+        col.extend_from_slice(&33u16.to_le_bytes()); // utf8_general_ci
+        col.extend_from_slice(&1024u32.to_le_bytes()); // column length
+        col.push(0xfd); // MYSQL_TYPE_VAR_STRING
+        col.extend_from_slice(&0u16.to_le_bytes()); // flags
+        col.push(0x27); // decimals: 39 = not fixed, as servers send for strings
+        col.extend_from_slice(&[0, 0]);
+        out.push(col);
+    }
     if caps & cap::DEPRECATE_EOF == 0 {
         out.push(eof_payload(caps, status_flags));
     }
-    out.push(row);
+    for values in rows {
+        let mut row = Vec::new();
+        for v in values {
+            match v {
+                Some(v) => put_lenenc_str(&mut row, v),
+                None => row.push(0xfb),
+            }
+        }
+        out.push(row);
+    }
     out.push(eof_payload(caps, status_flags));
     out
+}
+
+/// Adds one to the warning count of a packet that ends a response (OK, OK with header 0xFE,
+/// classic EOF), for a warning the proxy adds: the count before. `None` (unchanged) for
+/// anything else.
+pub fn add_warning(p: &mut [u8]) -> Option<u16> {
+    let at = match p.first() {
+        Some(0xfe) if p.len() == 5 => 1,
+        Some(0x00 | 0xfe) => {
+            let (_, n1) = p.get(1..).and_then(lenenc_int)?;
+            let (_, n2) = p.get(1 + n1..).and_then(lenenc_int)?;
+            1 + n1 + n2 + 2
+        }
+        _ => return None,
+    };
+    let w = p.get_mut(at..at + 2)?;
+    let before = u16::from_le_bytes([w[0], w[1]]);
+    w.copy_from_slice(&before.saturating_add(1).to_le_bytes());
+    Some(before)
 }
 
 /// True if the status says another result follows.
@@ -242,6 +284,26 @@ mod test {
         // A text row whose first value is 8-byte length-encoded is not an EOF.
         let row = [0xfe, 1, 0, 0, 0, 0, 0, 0, 0, b'x'];
         assert!(!is_eof(&row, row.len(), false));
+    }
+
+    #[test]
+    fn a_warning_is_added_to_any_end_packet() {
+        let mut ok = ok_payload(300, 70000, status::AUTOCOMMIT, 2);
+        assert_eq!(add_warning(&mut ok), Some(2));
+        assert_eq!(
+            parse_ok(&ok).map(|o| (o.warnings, o.last_insert_id)),
+            Some((3, 70000))
+        );
+        let mut new = eof_payload(cap::DEPRECATE_EOF, status::AUTOCOMMIT);
+        assert_eq!(add_warning(&mut new), Some(0));
+        assert_eq!(parse_ok(&new).map(|o| o.warnings), Some(1));
+        let mut classic = eof_payload(0, status::AUTOCOMMIT);
+        assert_eq!(add_warning(&mut classic), Some(0));
+        assert_eq!(classic[1..3], [1, 0]);
+        assert_eq!(parse_eof_status(&classic), Some(status::AUTOCOMMIT));
+        let mut err = err_payload(1062, "23000", "Duplicate entry");
+        assert_eq!(add_warning(&mut err), None);
+        assert_eq!(add_warning(&mut [0x00, 0x01]), None);
     }
 
     #[test]

@@ -160,6 +160,19 @@ impl Tracker {
         ok && session_track::ok_status(p).is_some_and(|st| st & status::SESSION_STATE_CHANGED != 0)
     }
 
+    /// True when `p` (a frame of `len` bytes starting a logical packet) could be the one that
+    /// ends the response (OK, ERR, EOF): a held response takes the frame-by-frame path there.
+    /// Cheap and may say yes too often; never no for an end.
+    fn may_end(&self, p: &[u8], len: usize) -> bool {
+        match (self.shape, self.phase) {
+            (Shape::Single, _) => true,
+            (_, Phase::First) => matches!(p.first(), Some(0x00 | 0xff)),
+            (_, Phase::ColumnsEof) => p.first() == Some(&0xfe),
+            (_, Phase::Rows) => p.first() == Some(&0xff) || is_eof(p, len, self.deprecate_eof),
+            (_, Phase::Columns(_)) => false,
+        }
+    }
+
     /// True while the next packet is the first of a result (where 0xFB means LOCAL INFILE).
     fn at_first_packet(&self) -> bool {
         self.shape == Shape::Results && matches!(self.phase, Phase::First)
@@ -248,26 +261,22 @@ impl Tracker {
 
 /// What the relay does with OK packets that carry session state: records the GTIDs they
 /// report (see [`session_track`]), removes what the client did not ask for, and with `hold`
-/// keeps back the final OK of a commit (write quorum: the caller sends it once enough replicas
-/// applied the commit).
+/// keeps back the final packet of a response that committed something (write quorum: the
+/// caller sends it once enough replicas have the commit). That final packet is the commit's OK,
+/// or for a multi-statement such as `INSERT …; SELECT …` whatever ends the whole response (the
+/// last result set's EOF/OK, or an ERR): only that one packet is kept, the rows before it
+/// stream as usual.
 #[derive(Debug)]
 pub struct Track {
     pub strip: Strip,
     /// GTIDs the response's OK packets reported, in order (a multi-statement may commit
     /// several); the caller takes them.
     pub gtids: Vec<String>,
-    /// Keep back the final OK packet of a response that committed something.
+    /// Keep back the final packet of a response that committed something.
     pub hold: bool,
-    /// The OK packet kept back (sequence id, payload as the client is to see it).
+    /// The packet kept back (sequence id, payload as the client is to see it).
     pub held: Option<(u8, Vec<u8>)>,
     out: Vec<u8>,
-}
-
-/// What becomes of one OK packet with session state.
-enum OkAction<'a> {
-    Forward,
-    Replace(&'a [u8]),
-    Hold,
 }
 
 impl Track {
@@ -281,28 +290,18 @@ impl Track {
         }
     }
 
-    /// Looks at one OK packet (sequence id `seq`).
-    fn ok(&mut self, p: &[u8], seq: u8) -> OkAction<'_> {
+    /// Looks at one OK packet with session state: records its GTID and rewrites it for the
+    /// client into `out`. True when the client is to get `out` instead of the packet.
+    fn ok(&mut self, p: &[u8]) -> bool {
         if let Some(g) = session_track::gtid(p) {
             self.gtids.push(String::from_utf8_lossy(g).into_owned());
         }
-        let replaced = session_track::rewrite(p, self.strip, &mut self.out);
-        let last =
-            session_track::ok_status(p).is_some_and(|st| st & status::MORE_RESULTS_EXISTS == 0);
-        if self.hold && last && !self.gtids.is_empty() {
-            let bytes = if replaced {
-                self.out.clone()
-            } else {
-                p.to_vec()
-            };
-            self.held = Some((seq, bytes));
-            return OkAction::Hold;
-        }
-        if replaced {
-            OkAction::Replace(&self.out)
-        } else {
-            OkAction::Forward
-        }
+        session_track::rewrite(p, self.strip, &mut self.out)
+    }
+
+    /// Whether the packet that ends the response is to be kept back: something committed.
+    fn holds_end(&self) -> bool {
+        self.hold && !self.gtids.is_empty()
     }
 }
 
@@ -381,6 +380,7 @@ where
                 if h.continues()
                     || (tracker.at_first_packet() && p.first() == Some(&0xfb))
                     || (track.is_some() && tracker.ok_with_state(p, h.len))
+                    || (track.as_deref().is_some_and(Track::holds_end) && tracker.may_end(p, h.len))
                 {
                     break;
                 }
@@ -428,26 +428,33 @@ where
         backend.read_exact(buf).await.map_err(RelayError::Backend)?;
         progress.forwarded = true;
         progress.last_seq = h.seq;
-        let action = match track.as_deref_mut() {
-            Some(t) if !continuation && !h.continues() && tracker.ok_with_state(buf, h.len) => {
-                t.ok(buf, h.seq)
-            }
-            _ => OkAction::Forward,
+        let with_state =
+            !continuation && !h.continues() && track.is_some() && tracker.ok_with_state(buf, h.len);
+        let replaced = match track.as_deref_mut() {
+            Some(t) if with_state => t.ok(buf),
+            _ => false,
         };
-        match action {
-            OkAction::Hold => {}
-            OkAction::Replace(p) => {
+        // Stepped before it is written: the packet that ends a response that committed
+        // something is kept back for the write quorum instead.
+        let step = (!continuation).then(|| tracker.step(buf, h.len));
+        let ends = matches!(step, Some(Ok(Step::Done(_))));
+        match track.as_deref_mut() {
+            Some(t) if ends && t.holds_end() => {
+                let bytes = if replaced { t.out.clone() } else { buf.clone() };
+                t.held = Some((h.seq, bytes));
+            }
+            Some(t) if replaced => {
                 let h2 = Header {
-                    len: p.len(),
+                    len: t.out.len(),
                     seq: h.seq,
                 };
                 client
                     .write_all(&h2.bytes())
                     .await
                     .map_err(RelayError::Client)?;
-                client.write_all(p).await.map_err(RelayError::Client)?;
+                client.write_all(&t.out).await.map_err(RelayError::Client)?;
             }
-            OkAction::Forward => {
+            _ => {
                 client
                     .write_all(&h.bytes())
                     .await
@@ -455,12 +462,11 @@ where
                 client.write_all(buf).await.map_err(RelayError::Client)?;
             }
         }
-        if continuation {
+        let Some(step) = step else {
             continuation = h.continues();
             continue;
-        }
+        };
         continuation = h.continues();
-        let step = tracker.step(buf, h.len);
         progress.rows = tracker.rows;
         progress.results = tracker.results;
         match step? {

@@ -9,7 +9,7 @@ use super::Session;
 use crate::consistency::Positions;
 use crate::protocol::relay::Track;
 use crate::protocol::session_track::Strip;
-use router::config::QuorumOnTimeout;
+use router::config::{QuorumOnTimeout, QuorumWaitFor};
 use router::consistency::{Level, Position, Quorum, SessionPositions};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,10 +38,15 @@ pub struct Consistency {
     last_replica: Option<(String, Instant)>,
     /// The current read: its level, requirement, whether it waited.
     pub current: Option<Current>,
-    /// `routing.write_quorum` (or the user's), its timeout and what a timeout gives.
-    quorum: Quorum,
-    quorum_timeout: Duration,
-    on_timeout: QuorumOnTimeout,
+    /// `routing.write_quorum` (or the user's), its timeout, what a timeout gives and what a
+    /// replica must have done with the commit (see `quorum.rs`).
+    pub(super) quorum: Quorum,
+    pub(super) quorum_timeout: Duration,
+    pub(super) on_timeout: QuorumOnTimeout,
+    pub(super) wait_for: QuorumWaitFor,
+    /// `SET @rwsplit_after_gtid = '…'`: the position every read of the session demands until
+    /// it is cleared or replaced (see `token.rs`), with its text as the client set it.
+    pub(super) token: Option<(String, Position)>,
 }
 
 /// A read with a requirement, between its planning and its end.
@@ -77,6 +82,8 @@ impl Consistency {
                 .unwrap_or(config.routing.write_quorum),
             quorum_timeout: Duration::from_millis(config.routing.quorum_timeout_ms),
             on_timeout: config.routing.quorum_on_timeout,
+            wait_for: config.routing.quorum_wait_for,
+            token: None,
         }
     }
 
@@ -140,96 +147,6 @@ impl Session {
         }
     }
 
-    /// The relay's OK-packet handling for the current statement on server `idx`: on the
-    /// primary with a write quorum, a commit's final OK is held back (see [`Self::release_held`]).
-    pub(super) fn track(&self, idx: usize) -> Track {
-        let mut t = Track::new(self.cons.strip());
-        if self.ctx.topology().primary() == Some(idx) {
-            t.hold = self.statement_quorum() != Quorum::Off;
-        }
-        t
-    }
-
-    /// The write quorum of the current statement: its hint, else the session's.
-    fn statement_quorum(&self) -> Quorum {
-        let hinted = match self.cmd.first() {
-            Some(&crate::protocol::consts::com::QUERY) => {
-                router::consistency::hints(&self.cmd[1..]).quorum
-            }
-            _ => None,
-        };
-        hinted.unwrap_or(self.cons.quorum)
-    }
-
-    /// Sends the commit OK the relay held back once the quorum of replicas has applied the
-    /// statement's GTIDs, or at `routing.quorum_timeout_ms`: then an ERR saying the write is
-    /// committed on the primary but not yet on enough replicas (or the OK, per
-    /// `routing.quorum_on_timeout`).
-    pub(super) async fn release_held(&mut self, track: &mut Track) -> Result<(), super::Error> {
-        let Some((seq, ok)) = track.held.take() else {
-            return Ok(());
-        };
-        let mut need = Position::default();
-        for g in &track.gtids {
-            if let Ok(p) = Position::parse(g) {
-                need.merge(&p);
-            }
-        }
-        let topo = self.ctx.topology();
-        let replicas: Vec<String> = self
-            .view
-            .backends
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| topo.primary() != Some(*i))
-            .map(|(_, b)| b.name().to_string())
-            .collect();
-        drop(topo);
-        let required = self.statement_quorum().required(replicas.len());
-        let applied = |p: &Positions| replicas.iter().filter(|r| p.covers(r, &need)).count();
-        let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + self.cons.quorum_timeout;
-        let mut changes = self.cons.positions.subscribe();
-        let mut have = applied(&self.cons.positions);
-        if have < required {
-            self.cons.positions.kick();
-        }
-        while have < required {
-            if tokio::time::timeout_at(deadline, changes.changed())
-                .await
-                .is_err()
-            {
-                break;
-            }
-            have = applied(&self.cons.positions);
-            if have < required {
-                self.cons.positions.kick();
-            }
-        }
-        let m = &self.ctx.metrics;
-        m.quorum_wait.observe(started.elapsed().as_secs_f64());
-        let reached = have >= required;
-        m.quorum_waits
-            .with_label_values(&[if reached { "reached" } else { "timeout" }])
-            .inc();
-        let gtid = track.gtids.join(",");
-        if reached || self.cons.on_timeout == QuorumOnTimeout::Ok {
-            if !reached {
-                tracing::warn!(%gtid, applied = have, required, "write quorum not reached in routing.quorum_timeout_ms: the commit's OK went to the client anyway (routing.quorum_on_timeout: ok)");
-            }
-            crate::protocol::packet::write_packet(&mut self.stream, seq, &ok).await?;
-            return Ok(());
-        }
-        let msg = format!(
-            "rwsplit: the write is committed on the primary (GTID {gtid}) but only {have} of the {required} replicas routing.write_quorum requires applied it within {} ms (routing.quorum_timeout_ms); it was not rolled back",
-            self.cons.quorum_timeout.as_millis()
-        );
-        let (c, st) = crate::protocol::consts::code::ER_UNKNOWN_ERROR;
-        let p = crate::protocol::message::err_payload(c, st, &msg);
-        crate::protocol::packet::write_packet(&mut self.stream, seq, &p).await?;
-        Ok(())
-    }
-
     /// Plans a read routed to a replica: its requirement, and when no replica has applied it
     /// yet, a wait of up to `routing.causal_wait_ms` for one to. Sets `cons.current`.
     pub(super) async fn plan_read(&mut self) {
@@ -240,10 +157,13 @@ impl Session {
                 _ => &[][..],
             };
             let hints = router::consistency::hints(sql);
-            let token = hints
+            let hinted = hints
                 .after_gtid
                 .and_then(|t| Position::parse(&String::from_utf8_lossy(t)).ok());
-            (hints.level.unwrap_or(self.cons.level), token)
+            (
+                hints.level.unwrap_or(self.cons.level),
+                self.session_token(hinted),
+            )
         };
         if level == Level::Lag && token.is_none() {
             return;

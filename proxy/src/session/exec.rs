@@ -452,7 +452,7 @@ impl Session {
             match r {
                 Ok(end) => {
                     // Write quorum: a held commit OK goes out once enough replicas applied it.
-                    self.release_held(&mut track).await?;
+                    self.release_held(&mut track, h).await?;
                     self.stream.flush().await?;
                     let observed = route_label == route::PRIMARY
                         && !self.router.in_transaction()
@@ -586,7 +586,10 @@ impl Session {
         if self.kill_statement().await? {
             return Ok(());
         }
-        if self.answer_last_gtid().await? {
+        if self.answer_own_warnings().await? || self.answer_last_gtid().await? {
+            return Ok(());
+        }
+        if self.answer_token().await? {
             return Ok(());
         }
         let Ok(rule) = self.match_rules().await? else {

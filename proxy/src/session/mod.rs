@@ -14,11 +14,14 @@ mod integrity;
 mod kill;
 mod last_statement;
 mod limits;
+mod quorum;
 pub mod registry;
 mod rules;
 mod stmt;
+mod token;
 pub mod top;
 mod view;
+mod warnings;
 mod write_gate;
 
 use crate::backend::{pools_for, Pools};
@@ -123,6 +126,8 @@ pub struct Session {
     registration: registry::Registration,
     /// Read-your-writes: its commits' GTIDs, what it read (see `consistency.rs`).
     cons: consistency::Consistency,
+    /// A warning the proxy added to the previous statement's answer (see `warnings.rs`).
+    own_warning: Option<warnings::OwnWarning>,
     /// Its way to the audit writer (see `audit.rs`).
     audit: crate::audit::SessionAudit,
     /// The statement running now, for the admin API (see `activity.rs`).
@@ -168,6 +173,7 @@ pub async fn run(
     };
     let mut s = Session {
         cons,
+        own_warning: None,
         pools: pools_for(&ctx),
         view: view::View::new(&ctx),
         registration: kill::register(&ctx, &client),
@@ -320,6 +326,10 @@ impl Session {
                 return Err(crate::protocol::Error::Malformed("empty command packet").into());
             };
             let reply = seq.wrapping_add(1);
+            if command != com::QUERY {
+                // Only a query can ask for the previous statement's warnings.
+                self.own_warning = None;
+            }
             match command {
                 com::QUIT => return Ok(()),
                 com::QUERY => self.query().await?,
@@ -400,6 +410,8 @@ impl Session {
         self.pins_seen = router::Pins::default();
         self.aborted = None;
         self.lost_notice = None;
+        self.forget_token();
+        self.own_warning = None;
         self.stmts.clear();
         self.limits.long_data = 0;
     }

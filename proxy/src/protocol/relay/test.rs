@@ -352,3 +352,73 @@ async fn rows_ending_ok_with_state_is_stripped_too() {
     frame_into(&mut want, seq, &plain);
     assert_eq!(out, want);
 }
+
+#[tokio::test]
+async fn a_multi_statement_ending_with_rows_holds_only_its_last_packet() {
+    // INSERT …; SELECT … (autocommit): the INSERT's OK commits, the SELECT's rows follow; the
+    // response ends with the result set's EOF/OK (no session state of its own).
+    for deprecate in [true, false] {
+        let more = status::AUTOCOMMIT | status::MORE_RESULTS_EXISTS;
+        let mut wire = Vec::new();
+        frame_into(&mut wire, 1, &ok_with_gtid(more, "0-1-11"));
+        let rows = [row(&["1"]), row(&["2"])];
+        let rs = result_set(deprecate, 1, &rows, status::AUTOCOMMIT);
+        // The result set's frames, renumbered from 2.
+        let mut off = 0;
+        let mut seq = 2u8;
+        while off < rs.len() {
+            let len = usize::from(rs[off]) | usize::from(rs[off + 1]) << 8;
+            seq = frame_into(&mut wire, seq, &rs[off + 4..off + 4 + len]);
+            off += 4 + len;
+        }
+        let last_seq = seq.wrapping_sub(1);
+        let (b_near, mut b_far) = duplex(1 << 20);
+        let mut b_near = tokio::io::BufStream::new(b_near);
+        let (mut c_near, mut c_far) = duplex(1 << 20);
+        b_far.write_all(&wire).await.unwrap();
+        drop(b_far);
+        let mut track = Track::new(Strip::All);
+        track.hold = true;
+        let mut buf = Vec::new();
+        let mut progress = Progress::default();
+        let end = relay_tracked(
+            &mut b_near,
+            &mut c_near,
+            &mut buf,
+            (Shape::Results, deprecate),
+            None,
+            &mut progress,
+            Some(&mut track),
+        )
+        .await
+        .expect("relays");
+        c_near.flush().await.unwrap();
+        drop(c_near);
+        let mut out = Vec::new();
+        c_far.read_to_end(&mut out).await.unwrap();
+        assert!(matches!(end, End::Ok { .. }));
+        assert_eq!(track.gtids, ["0-1-11"]);
+        let caps = if deprecate { cap::DEPRECATE_EOF } else { 0 };
+        let end_packet = eof_payload(caps, status::AUTOCOMMIT);
+        assert_eq!(
+            track.held,
+            Some((last_seq, end_packet.clone())),
+            "deprecate_eof {deprecate}"
+        );
+        // Everything else reached the client: the stripped OK, columns, rows.
+        let mut want = Vec::new();
+        frame_into(&mut want, 1, &ok_payload(1, 0, more, 0));
+        let last_frame = 4 + end_packet.len();
+        want.extend_from_slice(
+            &wire[ok_with_gtid(more, "0-1-11").len() + 4..wire.len() - last_frame],
+        );
+        assert_eq!(out, want, "deprecate_eof {deprecate}");
+    }
+    // Without a commit, the same response streams through whole.
+    let wire = result_set(true, 1, &[row(&["1"])], status::AUTOCOMMIT);
+    let mut track = Track::new(Strip::All);
+    track.hold = true;
+    let (_, out, track) = run_track(wire.clone(), Shape::Results, track).await;
+    assert_eq!(out, wire);
+    assert_eq!(track.held, None);
+}
