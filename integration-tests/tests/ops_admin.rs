@@ -31,10 +31,12 @@ async fn healthz_metrics_and_servers_describe_the_topology() {
     // source) knows no applied GTID positions, so the position-age family stays absent here;
     // the dashboards test sees it with the embedded reader and the sidecar. Query-rule
     // families are per rule, and this config has none (proxy_query_rules checks them).
-    const ABSENT_HERE: [&str; 3] = [
+    const ABSENT_HERE: [&str; 4] = [
         "rwsplit_replica_position_age_seconds",
         "rwsplit_query_rule_hits_total",
         "rwsplit_query_rule_overrides_refused_total",
+        // Only with proxy.users_from_primary (proxy_users_from_primary.rs checks it).
+        "rwsplit_users_from_primary_skipped",
     ];
     let expected = || {
         proxy::metrics::Metrics::NAMES

@@ -165,6 +165,18 @@ pub struct Metrics {
     pub switchovers: IntCounterVec,
     /// `rwsplit_switchover_duration_seconds{kind}`: how long a successful one took.
     pub switchover_duration: HistogramVec,
+    /// `rwsplit_users_from_primary_accounts`: accounts loaded from the primary and served
+    /// (`proxy.users_from_primary`), as of the last successful refresh.
+    pub users_from_primary_accounts: IntGauge,
+    /// `rwsplit_users_from_primary_skipped{reason}`: accounts of the primary not served, by
+    /// reason, as of the last successful refresh.
+    pub users_from_primary_skipped: IntGaugeVec,
+    /// `rwsplit_users_from_primary_refresh_failures_total`: refreshes that could not read the
+    /// accounts (the last good list stayed).
+    pub users_from_primary_refresh_failures: IntCounter,
+    /// `rwsplit_users_from_primary_last_refresh_timestamp_seconds`: Unix time of the last
+    /// successful refresh.
+    pub users_from_primary_last_refresh: IntGauge,
 }
 
 /// Buckets from 100 µs to 10 s: proxied point selects take well under a millisecond.
@@ -218,6 +230,10 @@ impl Metrics {
         "rwsplit_backend_prepare_cache_hits_total",
         "rwsplit_switchovers_total",
         "rwsplit_switchover_duration_seconds",
+        "rwsplit_users_from_primary_accounts",
+        "rwsplit_users_from_primary_skipped",
+        "rwsplit_users_from_primary_refresh_failures_total",
+        "rwsplit_users_from_primary_last_refresh_timestamp_seconds",
     ];
 
     /// Builds and registers every metric.
@@ -453,6 +469,23 @@ impl Metrics {
                 "Duration of successful switchovers and failovers, from holding writes to the last replica repointed.",
                 &["kind"],
                 LATENCY_BUCKETS,
+            ),
+            users_from_primary_accounts: reg.gauge(
+                "rwsplit_users_from_primary_accounts",
+                "Accounts loaded from the primary and served (proxy.users_from_primary), as of the last successful refresh.",
+            ),
+            users_from_primary_skipped: reg.gauge_vec(
+                "rwsplit_users_from_primary_skipped",
+                "Accounts of the primary not served, by reason (unsupported_plugin, no_password, locked, ...), as of the last successful refresh.",
+                &["reason"],
+            ),
+            users_from_primary_refresh_failures: reg.counter(
+                "rwsplit_users_from_primary_refresh_failures_total",
+                "Refreshes of proxy.users_from_primary that could not read the primary's accounts (the last good list stayed served).",
+            ),
+            users_from_primary_last_refresh: reg.gauge(
+                "rwsplit_users_from_primary_last_refresh_timestamp_seconds",
+                "Unix time of the last successful refresh of the accounts loaded from the primary.",
             ),
             registry,
         };
@@ -778,6 +811,9 @@ mod test {
         m.replica_position_age.with_label_values(&["r1"]).set(0.01);
         m.query_rule_hits.with_label_values(&["r"]).inc();
         m.query_rule_refused.with_label_values(&["r"]).inc();
+        m.users_from_primary_skipped
+            .with_label_values(&["unsupported_plugin"])
+            .set(1);
         let text = m.render();
         for name in Metrics::NAMES {
             assert!(

@@ -74,6 +74,7 @@ pub fn handshake_err_packet(code: u16, message: &str) -> Vec<u8> {
 pub async fn serve_all(ctx: Arc<Context>, listener: TcpListener, admin: TcpListener) {
     let monitor = crate::health::spawn(ctx.clone());
     let failover = crate::failover::auto::spawn(ctx.clone());
+    let primary_users = crate::frontend::primary_users::spawn(ctx.clone());
     crate::frontend::rsa_key::warm(&ctx);
     let admin = tokio::spawn(crate::admin::serve(admin, ctx.clone()));
     let reloader = crate::config_watch::Reloader::new(ctx.clone());
@@ -82,6 +83,7 @@ pub async fn serve_all(ctx: Arc<Context>, listener: TcpListener, admin: TcpListe
     run(ctx, listener).await;
     monitor.abort();
     failover.abort();
+    primary_users.abort();
     admin.abort();
     signals.abort();
     watcher.abort();

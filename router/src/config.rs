@@ -9,8 +9,10 @@ use std::fmt;
 
 mod audit;
 mod users;
+mod users_from_primary;
 pub use audit::{AuditConfig, AuditStatements};
 pub use users::PasswordHash;
+pub use users_from_primary::{glob_match, UsersFromPrimary, ALWAYS_EXCLUDED};
 
 /// What went wrong loading a configuration file.
 #[derive(Debug, thiserror::Error)]
@@ -520,6 +522,11 @@ pub struct ProxyConfig {
     pub rsa_private_key: Option<String>,
     #[serde(default)]
     pub users: Vec<UserConfig>,
+    /// Also serve the primary's own accounts (`mysql_native_password` ones), read with the
+    /// monitor account and refreshed periodically; `users` wins for a name in both. Off when
+    /// unset; see docs/USERS.md.
+    #[serde(default)]
+    pub users_from_primary: Option<UsersFromPrimary>,
     #[serde(default)]
     pub pool: PoolConfig,
     #[serde(default)]
@@ -782,6 +789,15 @@ impl Config {
         Ok(())
     }
 
+    /// The user names of the proxy's own accounts (monitor, switchover, replication), which
+    /// `proxy.users_from_primary` never serves to clients.
+    pub fn service_accounts(&self) -> Vec<&str> {
+        let mut names = vec![self.monitor.user.as_str()];
+        names.extend(self.switchover_account.iter().map(|a| a.user.as_str()));
+        names.extend(self.replication.iter().map(|a| a.user.as_str()));
+        names
+    }
+
     /// The server configured as primary.
     pub fn primary(&self) -> Option<&ServerConfig> {
         self.servers.iter().find(|s| s.role == Role::Primary)
@@ -972,6 +988,14 @@ impl Config {
             if let Some(a) = &proxy.audit {
                 audit::check(a).map_err(|(key, m)| {
                     invalid(format!("proxy.audit.{key}"), &format!("{key}:"), m)
+                })?;
+            }
+            if let Some(u) = &proxy.users_from_primary {
+                users_from_primary::check(u).map_err(|(key, m)| ConfigError::Invalid {
+                    file: file.to_string(),
+                    line: user_key_line(text, "users_from_primary", key),
+                    key: format!("proxy.users_from_primary.{key}"),
+                    message: m,
                 })?;
             }
             let mut users = HashSet::new();

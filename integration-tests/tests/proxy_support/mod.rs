@@ -210,49 +210,34 @@ pub fn python_clients() -> Option<String> {
 /// Logs in as the application user with raw packets (mysql_native_password), for tests that
 /// send what no driver would; returns the stream after the OK.
 pub async fn raw_login(port: u16) -> tokio::net::TcpStream {
-    use proxy::backend::handshake::{scramble, Greeting, Response};
     use proxy::protocol::consts::cap;
-    use proxy::protocol::packet::{read_packet, write_packet};
-    use tokio::io::AsyncWriteExt;
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let mut buf = Vec::new();
-    read_packet(&mut s, &mut buf, 1 << 20)
-        .await
-        .expect("greeting");
-    let g = Greeting::parse(&buf).expect("a greeting");
-    let login = Response {
-        capabilities: cap::PROXY_OFFERS & !cap::CONNECT_ATTRS,
-        max_packet: 1 << 24,
-        collation: 45,
-        user: APP_USER.into(),
-        auth: scramble("mysql_native_password", &g.nonce, APP_PASSWORD).expect("scramble"),
-        database: Some(TEST_DB.into()),
-        auth_plugin: Some("mysql_native_password".into()),
-        attrs: Vec::new(),
-    };
-    write_packet(&mut s, 1, &login.build())
-        .await
-        .expect("login");
-    s.flush().await.expect("flush");
-    read_packet(&mut s, &mut buf, 1 << 20)
-        .await
-        .expect("auth answer");
-    assert_eq!(buf.first(), Some(&0), "logged in");
-    s
+    raw_login_caps(port, cap::PROXY_OFFERS & !cap::CONNECT_ATTRS).await
 }
 
 /// Like [`raw_login`], announcing exactly `capabilities`.
 pub async fn raw_login_caps(port: u16, capabilities: u32) -> tokio::net::TcpStream {
-    use proxy::backend::handshake::{scramble, Greeting, Response};
-    use proxy::protocol::packet::{read_packet, write_packet};
-    use tokio::io::AsyncWriteExt;
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
+    let answer = raw_auth(&mut s, APP_USER, APP_PASSWORD, capabilities).await;
+    assert_eq!(answer.first(), Some(&0), "logged in");
+    s
+}
+
+/// Answers the greeting on a fresh connection `s` as `user` with `mysql_native_password`,
+/// announcing `capabilities`; returns the server's answer to the login (an OK `0x00` or an
+/// ERR `0xff` packet).
+pub async fn raw_auth(
+    s: &mut tokio::net::TcpStream,
+    user: &str,
+    password: &str,
+    capabilities: u32,
+) -> Vec<u8> {
+    use proxy::backend::handshake::{scramble, Greeting, Response};
+    use proxy::protocol::packet::{read_packet, write_packet};
+    use tokio::io::AsyncWriteExt;
     let mut buf = Vec::new();
-    read_packet(&mut s, &mut buf, 1 << 20)
+    read_packet(&mut *s, &mut buf, 1 << 20)
         .await
         .expect("greeting");
     let g = Greeting::parse(&buf).expect("a greeting");
@@ -260,21 +245,20 @@ pub async fn raw_login_caps(port: u16, capabilities: u32) -> tokio::net::TcpStre
         capabilities,
         max_packet: 1 << 24,
         collation: 45,
-        user: APP_USER.into(),
-        auth: scramble("mysql_native_password", &g.nonce, APP_PASSWORD).expect("scramble"),
+        user: user.into(),
+        auth: scramble("mysql_native_password", &g.nonce, password).expect("scramble"),
         database: Some(TEST_DB.into()),
         auth_plugin: Some("mysql_native_password".into()),
         attrs: Vec::new(),
     };
-    write_packet(&mut s, 1, &login.build())
+    write_packet(&mut *s, 1, &login.build())
         .await
         .expect("login");
     s.flush().await.expect("flush");
-    read_packet(&mut s, &mut buf, 1 << 20)
+    read_packet(&mut *s, &mut buf, 1 << 20)
         .await
         .expect("auth answer");
-    assert_eq!(buf.first(), Some(&0), "logged in");
-    s
+    buf
 }
 
 /// Sends one COM_QUERY on a raw connection and returns the first packet of the answer.

@@ -1,6 +1,7 @@
 //! One control connection to one server, opened with `switchover_account` for the length of a
-//! switchover or failover: every statement bounded in time, errors that name the server and
-//! the statement (never a password).
+//! switchover or failover (and with the monitor account to read the account table, see
+//! `frontend::primary_users`): every statement bounded in time, errors that name the server
+//! and the statement (never a password).
 
 use super::sql::Flavor;
 use crate::health::check::{parse_replica_status, Replication};
@@ -117,6 +118,21 @@ impl ServerConn {
         let r = tokio::time::timeout(timeout, self.conn.query_first::<Row, _>(sql)).await;
         let row = self.result(sql, timeout, r)?;
         Ok(row.and_then(|r| r.as_ref(0).and_then(text)))
+    }
+
+    /// Every row of a statement's answer, each column as text (NULL as empty).
+    pub async fn rows(&mut self, sql: &str) -> Result<Vec<Vec<String>>, Error> {
+        let timeout = self.timeout;
+        let r = tokio::time::timeout(timeout, self.conn.query::<Row, _>(sql)).await;
+        let rows = self.result(sql, timeout, r)?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|i| row.as_ref(i).and_then(text).unwrap_or_default())
+                    .collect()
+            })
+            .collect())
     }
 
     /// The replica status, `None` when the server replicates from no one.

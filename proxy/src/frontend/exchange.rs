@@ -3,12 +3,16 @@
 //! authentication over TLS or with the proxy's RSA key; an auth switch when needed), compare in
 //! constant time, and give up on a client that stops answering ([`authenticate_in_time`]).
 //!
+//! The user is looked up in `proxy.users` first, then among the accounts loaded from the
+//! primary (`proxy.users_from_primary`, see [`super::primary_users`]), which are hash-only.
+//!
 //! A user configured with a `mysql_native_password` hash only is always asked for
 //! `mysql_native_password` (an auth switch when the client offers another plugin): its answer
 //! is checked against the hash and yields SHA1(password), all the backends' native scramble
 //! needs. `caching_sha2_password` cannot be served that way: its scramble is built from
 //! SHA256(password), which the hash does not give.
 
+use super::primary_users;
 use super::rsa_key;
 use super::user_limit::{self, UserSlot, ER_USER_LIMIT_REACHED};
 use super::users;
@@ -42,7 +46,8 @@ pub struct Offer<'a> {
     /// still decides "using password" for a user that is refused at once.
     pub ask_again: bool,
     pub nonce: &'a [u8],
-    /// The client's address, as the access-denied message names it.
+    /// The client's address, as the access-denied message names it and as an account loaded
+    /// from the primary's `Host` is matched against.
     pub host: &'a str,
     /// The connection is under TLS: full authentication may receive the password in clear.
     pub on_tls: bool,
@@ -114,11 +119,16 @@ where
 {
     let (stored, limit) = {
         let cfg = ctx.proxy_config();
-        let user = users::find(&cfg.users, offer.user);
-        (
-            user.and_then(users::stored),
-            user.and_then(|u| u.max_connections),
-        )
+        match users::find(&cfg.users, offer.user) {
+            Some(user) => (users::stored(user), user.max_connections),
+            // Not configured: an account loaded from the primary (`users_from_primary`)
+            // whose Host admits the client's address, without limits of its own.
+            None => (
+                primary_users::stage2(ctx, &cfg, offer.user, offer.host)
+                    .map(users::Stored::NativeHash),
+                None,
+            ),
+        }
     };
     let Some(stored) = stored else {
         return deny(stream, seq, &offer, !offer.answer.is_empty()).await;

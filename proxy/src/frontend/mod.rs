@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod exchange;
+pub mod primary_users;
 pub mod rsa_key;
 pub mod stream;
 pub mod user_limit;
