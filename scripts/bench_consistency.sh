@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # sysbench oltp_read_write through rwsplit-proxy under each routing.consistency level: throughput,
 # the share of statements that ran on replicas, and how the reads with a requirement ended
-# (rwsplit_consistent_reads_total). Used for docs/BENCHMARKS.md.
+# (rwsplit_consistent_reads_total), and what the embedded reader's replica polls cost meanwhile
+# (rwsplit_replica_polls_total per replica). Default poll settings. Used for docs/BENCHMARKS.md.
 #
 # Usage: scripts/bench_consistency.sh [BASE_PORT] [SECONDS] [THREADS]
 # The topology must be up (BASE_PORT=3390 scripts/cluster.sh up) and the proxy built in release
@@ -47,11 +48,11 @@ proxy:
       password: app-password
 sidecar:
   server_id: $((base + 4000))
-  poll_interval_ms: 10
 YAML
   "$proxy_bin" --config "$dir/proxy.yaml" >"$dir/proxy.log" 2>&1 &
   pid=$!
   sleep 3
+  polls_before=$(metric rwsplit_replica_polls_total '')
   out=$(sysbench oltp_read_write "${common[@]}" --skip_trx=on --mysql-ignore-errors=1062 --mysql-port="$listen" --threads="$threads" \
         --time="$secs" --report-interval=0 run)
   tps=$(echo "$out" | grep -E '^ +transactions:' | awk '{gsub(/\(/,"",$3); print $3}')
@@ -61,10 +62,11 @@ YAML
   on_replica=$(metric rwsplit_consistent_reads_total 'level="'"$level"'",outcome="replica"')
   waited=$(metric rwsplit_consistent_reads_total 'level="'"$level"'",outcome="waited"')
   primary=$(metric rwsplit_consistent_reads_total 'level="'"$level"'",outcome="primary"')
+  polls=$(( $(metric rwsplit_replica_polls_total '') - polls_before ))
   awk -v l="$level" -v t="$tps" -v q="$qps" -v r="$replica" -v a="$all" -v o="$on_replica" \
-      -v w="$waited" -v p="$primary" 'BEGIN {
-    printf "%-16s %8.1f tps %9.1f q/s  statements on replicas %5.1f %%  consistent reads: replica %d, waited %d, primary %d\n",
-      l, t, q, (a > 0 ? 100 * r / a : 0), o, w, p }'
+      -v w="$waited" -v p="$primary" -v n="$polls" -v s="$secs" 'BEGIN {
+    printf "%-16s %8.1f tps %9.1f q/s  statements on replicas %5.1f %%  consistent reads: replica %d, waited %d, primary %d  polls %.0f/s per replica\n",
+      l, t, q, (a > 0 ? 100 * r / a : 0), o, w, p, n / s / 2 }'
   kill "$pid"; wait "$pid" 2>/dev/null || true
   pid=0
 done

@@ -188,7 +188,15 @@ fn commit(shared: &Shared, t: &mut Tracker, ev: &Event, arrival_us: u64) {
         }
     }
     let file = p.file.clone();
+    // Read as it happens (not replayed history): the replicas have it to apply now.
+    let current = p.caught_up;
+    if current {
+        p.last_commit_at = Some(Instant::now());
+    }
     drop(p);
+    if current {
+        shared.committed.send_modify(|n| *n = n.wrapping_add(1));
+    }
     if !added {
         return;
     }

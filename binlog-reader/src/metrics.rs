@@ -10,7 +10,7 @@
 //! - per replica: `rwsplit_replica_lag_seconds`, `rwsplit_replica_lag_known`,
 //!   `rwsplit_replica_io_lag_seconds`, `rwsplit_replica_applied_gtid_seq{replica,domain}`,
 //!   `rwsplit_replica_seconds_behind_master`, `rwsplit_replica_up`,
-//!   `rwsplit_replica_poll_errors_total`;
+//!   `rwsplit_replica_polls_total`, `rwsplit_replica_poll_errors_total`;
 //! - the stream: `rwsplit_binlog_events_total{type}`, `rwsplit_binlog_bytes_total{type}`,
 //!   `rwsplit_binlog_transactions_total`, `rwsplit_binlog_stream_reconnects_total`,
 //!   `rwsplit_binlog_checksum_errors_total`, `rwsplit_binlog_stream_connected`,
@@ -45,6 +45,7 @@ pub struct Metrics {
     pub reconnects: IntCounter,
     pub checksum_errors: IntCounter,
     pub poll_errors: IntCounterVec,
+    pub polls: IntCounterVec,
     timeline_entries: IntGauge,
     timeline_capacity: IntGauge,
     timeline_dropped: IntCounter,
@@ -108,6 +109,7 @@ impl Metrics {
             transactions: counter(&r, "rwsplit_binlog_transactions_total", "Committed transactions added to the timeline"),
             reconnects: counter(&r, "rwsplit_binlog_stream_reconnects_total", "Times the binlog stream was lost and re-opened"),
             checksum_errors: counter(&r, "rwsplit_binlog_checksum_errors_total", "Events whose CRC32 did not match (the stream is re-opened)"),
+            polls: counter_vec(&r, "rwsplit_replica_polls_total", "Queries for a replica's applied position (the reader's cost on the replica)", &["replica"]),
             poll_errors: counter_vec(&r, "rwsplit_replica_poll_errors_total", "Failed polls of a replica's applied position", &["replica"]),
             timeline_entries: int_gauge(&r, "rwsplit_binlog_timeline_entries", "Transactions held in the commit timeline"),
             timeline_capacity: int_gauge(&r, "rwsplit_binlog_timeline_capacity", "sidecar.timeline_capacity: transactions the timeline holds before dropping the oldest"),

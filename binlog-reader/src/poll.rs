@@ -1,7 +1,13 @@
-//! Polls one replica's applied position every `poll_interval_ms` with the cheapest query the
-//! server offers (`SELECT @@gtid_slave_pos` on MariaDB, `SELECT @@gtid_executed` on MySQL), and
-//! its replication status (IO/SQL threads, IO position, Seconds_Behind_Master) at a slower
-//! cadence. A failed or slow poll makes the replica's lag unknown at once.
+//! Polls one replica's applied position with the cheapest query the server offers (`SELECT
+//! @@gtid_slave_pos` on MariaDB, `SELECT @@gtid_executed` on MySQL) at the [`Pace`] its state
+//! calls for (every `poll_interval_ms` when caught up, every `fast_poll_interval_ms` while it
+//! is behind a recent commit, at once when a session waits), and its replication status
+//! (IO/SQL threads, IO position, Seconds_Behind_Master) at a slower cadence. A failed or slow
+//! poll makes the replica's lag unknown at once.
+
+mod pace;
+
+pub use pace::{Pace, FAST_FOR};
 
 use crate::position::{self, Watermarks, FILE_POS_KEY};
 use crate::state::{lock, now_us, Shared};
@@ -87,27 +93,64 @@ async fn poll_loop(shared: &Shared, index: usize, mut conn: Conn) -> String {
     } else {
         "SELECT @@gtid_executed"
     };
-    let mut tick = tokio::time::interval(shared.settings.poll_interval);
+    let pace = Pace {
+        slow: shared.settings.poll_interval,
+        fast: shared.settings.fast_poll_interval,
+    };
+    let mut tick = tokio::time::interval(pace.slow);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_status: Option<Instant> = None;
     let slot = &shared.replicas[index].1;
+    let polls = shared
+        .metrics
+        .polls
+        .with_label_values(&[shared.replicas[index].0.as_str()]);
     let mut kicks = shared.kick.subscribe();
+    let mut commits = shared.committed.subscribe();
     let mut last_poll: Option<Instant> = None;
+    let mut last_news = Instant::now();
+    // When a session last asked for a poll (it waits for a position).
+    let mut kicked_at: Option<Instant> = None;
+    // A fast poll is due then (the replica is behind a recent commit, or one just arrived).
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
-        // The next tick, or sooner when a session waits for a position (but never two polls
-        // within MIN_GAP: many waiting sessions cost one poll stream, not one poll each).
+        // The slow tick, a due fast poll, or sooner when a session waits for a position (but
+        // never two polls within MIN_GAP: many waiting sessions cost one poll stream, not one
+        // poll each). A commit while caught up makes a fast poll due: the replica has it to
+        // apply, and will have within about one fast interval on a healthy topology.
+        let mut fast_poll = false;
         tokio::select! {
             _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                fast_poll = true;
+            }
+            r = commits.changed(), if due.is_none() && pace.fast.is_some() => {
+                match (r, pace.fast) {
+                    // Without GTIDs (file/position) a poll cannot tell whether the replica
+                    // has applied the commit: the slow pace then.
+                    (Ok(()), Some(fast)) => {
+                        if !lock(&shared.primary).gtid_seq.is_empty() {
+                            due = Some(tokio::time::Instant::now() + fast);
+                        }
+                    }
+                    _ => {
+                        tick.tick().await;
+                    }
+                }
+                continue;
+            }
             r = kicks.changed() => {
                 if r.is_err() {
                     tick.tick().await;
                 }
+                kicked_at = Some(Instant::now());
                 if let Some(gap) = last_poll.map(|t| MIN_GAP.saturating_sub(t.elapsed())) {
                     tokio::time::sleep(gap).await;
                 }
             }
         }
         last_poll = Some(Instant::now());
+        polls.inc();
         let cutoff = lock(&shared.timeline).next_index();
         let asked = Instant::now();
         let text: String = match timed(limit, applied_sql, conn.query_first(applied_sql)).await {
@@ -158,7 +201,26 @@ async fn poll_loop(shared: &Shared, index: usize, mut conn: Conn) -> String {
                 }
             }
         }
+        // Commits seen from here on wake the loop; those before are in the comparison.
+        commits.borrow_and_update();
+        let behind = {
+            let p = lock(&shared.primary);
+            pace.after_poll(
+                &applied,
+                &p.gtid_seq,
+                p.last_commit_at.map(|t| t.elapsed()),
+                kicked_at.map(|t| t.elapsed()),
+            )
+        };
         let mut r = lock(slot);
+        // A fast poll that found the replica where it was has nothing to tell sessions or
+        // proxies (the replica is still behind): it wakes no one. Slow and asked-for polls
+        // always do, and any poll a slow interval after the last that did, so positions are
+        // never older than the slow pace to those who follow.
+        let news = !fast_poll
+            || !r.reachable
+            || r.applied.as_ref() != Some(&applied)
+            || last_news.elapsed() >= pace.slow;
         r.reachable = true;
         r.error = None;
         r.applied = Some(applied);
@@ -184,7 +246,12 @@ async fn poll_loop(shared: &Shared, index: usize, mut conn: Conn) -> String {
             r.io_polled_at_us = at;
         }
         drop(r);
-        shared.polled.send_modify(|n| *n = n.wrapping_add(1));
+        due = behind.map(|fast| tokio::time::Instant::from_std(asked + fast));
+        tick.reset();
+        if news {
+            last_news = Instant::now();
+            shared.polled.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 }
 

@@ -66,6 +66,10 @@ impl LagReader {
         let poll_interval = Duration::from_millis(config.sidecar.poll_interval_ms.max(1));
         let settings = Settings {
             poll_interval,
+            fast_poll_interval: crate::poll::Pace::fast_interval(
+                poll_interval,
+                config.sidecar.fast_poll_interval_ms,
+            ),
             poll_timeout: Duration::from_millis(1000).max(poll_interval * 2),
             heartbeat: Duration::from_millis(500),
             server_id: config.sidecar.server_id,
@@ -241,7 +245,8 @@ impl LagHandle {
             .send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Changes after every replica poll (see [`Self::positions`]).
+    /// Changes after every replica poll that has something to tell: every slow or asked-for
+    /// poll, and a fast one that found a new position (see [`Self::positions`]).
     pub fn subscribe_polls(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.shared.polled.subscribe()
     }

@@ -26,11 +26,13 @@
 //! ```
 //!
 //! `GET /lag?after=N&timeout_ms=T` is a long poll: it answers as soon as `polls` exceeds `N` (a
-//! replica poll landed), or after `T` ms (default 1000, at most 30000) with the snapshot as it is,
-//! so proxies learn replica positions as fast as the sidecar does. `&kick=1` also asks for a poll
-//! of every replica now (a proxy has a read waiting for a position); `&received=1` asks that the
-//! polls of the next second read the replication status too, so `received_seq` is as fresh as
-//! `applied_seq` (a proxy holds a commit for a write quorum on `received`).
+//! replica poll landed with something to tell: a new position, or a slow or asked-for poll; a
+//! fast poll that found a replica still behind where it was does not count), or after `T` ms
+//! (default 1000, at most 30000) with the snapshot as it is, so proxies learn replica positions
+//! as fast as the sidecar does. `&kick=1` also asks for a poll of every replica now (a proxy has
+//! a read waiting for a position); `&received=1` asks that the polls of the next second read the
+//! replication status too, so `received_seq` is as fresh as `applied_seq` (a proxy holds a commit
+//! for a write quorum on `received`).
 //!
 //! `lag_ms` is now − the commit time of the oldest transaction the replica has not applied
 //! (0 when it has applied everything). It is `null` (and `known` false) when the replica cannot
@@ -50,7 +52,8 @@ use std::collections::BTreeMap;
 /// Everything the reader knows, at one instant.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct LagSnapshot {
-    /// Replica polls completed so far: `/lag?after=N` answers once this exceeds N (long poll).
+    /// Replica polls with news completed so far (see the module docs): `/lag?after=N` answers
+    /// once this exceeds N (long poll).
     #[serde(default)]
     pub polls: u64,
     /// Wall-clock time the snapshot was taken, ms since the Unix epoch.

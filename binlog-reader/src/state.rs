@@ -58,6 +58,9 @@ pub struct PrimaryState {
     pub resume_file: String,
     pub resume_pos: u64,
     pub last_event_at: Option<Instant>,
+    /// When the last transaction read live (caught up) committed, as it arrived: replica
+    /// pollers hurry while a replica is behind a recent commit.
+    pub last_commit_at: Option<Instant>,
     pub error: Option<String>,
     /// The last session ended caught up: the timeline holds everything the primary sent
     /// until the stream dropped. Cleared when a new session opens.
@@ -96,6 +99,9 @@ pub struct ReplicaState {
 #[derive(Debug)]
 pub struct Settings {
     pub poll_interval: Duration,
+    /// `sidecar.fast_poll_interval_ms`: the poll interval while a replica is behind a recent
+    /// commit (`None`: off).
+    pub fast_poll_interval: Option<Duration>,
     /// How long a poll query may take before the replica counts as unreadable.
     pub poll_timeout: Duration,
     /// Requested heartbeat period; a stream silent for 3× this is considered dead.
@@ -124,6 +130,9 @@ pub struct Shared {
     /// Until this time (µs since the epoch) every poll also reads the replication status, so
     /// received positions are as fresh as applied ones: a write quorum on `received` waits.
     pub status_wanted_until_us: std::sync::atomic::AtomicU64,
+    /// Bumped for every transaction the stream reads live: replicas now have something to
+    /// apply, and their pollers hurry until they have.
+    pub committed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -148,6 +157,7 @@ impl Shared {
             polled: tokio::sync::watch::channel(0).0,
             kick: tokio::sync::watch::channel(0).0,
             status_wanted_until_us: std::sync::atomic::AtomicU64::new(0),
+            committed: tokio::sync::watch::channel(0).0,
         }
     }
 

@@ -11,7 +11,8 @@ use integration_tests::mysql_async::Conn;
 use integration_tests::Cluster;
 use proxy::protocol::consts::{cap, status};
 use proxy::protocol::session_track;
-use proxy_support::{cluster, raw_login_caps, raw_query, start_edited, start_with, Proxy};
+use proxy_support::lag_sources::{self, start_following, start_sidecar, wait_positions_caught_up};
+use proxy_support::{cluster, raw_login_caps, raw_query, start_with, Proxy};
 use std::time::{Duration, Instant};
 
 /// The primary's binlog position (one domain on the test topologies).
@@ -122,45 +123,9 @@ async fn gtid_tracking_stays_off_the_wire_unless_asked_for() {
     );
 }
 
-/// The proxy's YAML with lag and positions from the embedded binlog reader (its own server
-/// id), `routing` lines added.
-fn embedded(
-    c: &Cluster,
-    server_id: u32,
-    routing: &str,
-    poll_ms: u64,
-) -> impl FnOnce(String) -> String {
-    let routing = routing.to_string();
-    let server_id = server_id + u32::from(c.base_port());
-    move |yaml: String| {
-        format!(
-            "{}sidecar:\n  server_id: {server_id}\n  poll_interval_ms: {poll_ms}\n",
-            yaml.replace("lag_source: seconds_behind_master", "lag_source: embedded")
-                .replace("routing:\n", &format!("routing:\n{routing}"))
-        )
-    }
-}
-
+/// A proxy with the embedded binlog reader (default poll settings), `routing` lines added.
 async fn start_embedded(c: &Cluster, server_id: u32, routing: &str) -> Proxy {
-    start_embedded_polling(c, server_id, routing, 10).await
-}
-
-async fn start_embedded_polling(c: &Cluster, server_id: u32, routing: &str, poll_ms: u64) -> Proxy {
-    let p = start_edited(c, "", embedded(c, server_id, routing, poll_ms)).await;
-    // Until the reader has polled every replica, no position is known.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let known = p
-            .ctx
-            .lag_reader()
-            .map(|r| r.positions().replicas.iter().all(|(_, a)| a.is_some()))
-            .unwrap_or(false);
-        if known {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    p
+    lag_sources::start_embedded(c, server_id, routing, "").await
 }
 
 fn reads(p: &Proxy, level: &str, outcome: &str) -> u64 {
@@ -169,6 +134,15 @@ fn reads(p: &Proxy, level: &str, outcome: &str) -> u64 {
         .consistent_reads
         .with_label_values(&[level, outcome])
         .get()
+}
+
+/// Reads at `level` counted so far under each outcome (replica, waited, primary). A read is
+/// counted just after its answer went out: `conn` is pinged first, and the session answers
+/// the ping only once it is done with the statements before it, so every read `conn` sent is
+/// in the count.
+async fn outcomes(p: &Proxy, conn: &mut Conn, level: &str) -> [u64; 3] {
+    conn.ping().await.expect("ping");
+    ["replica", "waited", "primary"].map(|o| reads(p, level, o))
 }
 
 /// `(v, @@port)` of row `id` through `conn`, `None` for v when the row is missing.
@@ -203,6 +177,21 @@ async fn read_your_writes_never_reads_a_replica_that_lacks_the_write() {
             .unwrap_or_else(|| panic!("{series} exported: {text}"));
         assert!((0.0..1.0).contains(&age), "{r}: position age {age} s");
     }
+    // `/servers` shows the same per replica: the position sessions decide on and its age.
+    let doc = proxy::admin::servers::json(&p.ctx, &p.positions);
+    for s in doc["servers"].as_array().expect("servers") {
+        let (name, age) = (&s["name"], &s["applied_position_age_ms"]);
+        if s["role"] == "primary" {
+            assert!(age.is_null() && s["applied_position"].is_null(), "{s}");
+            continue;
+        }
+        let age = age
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name}: an age: {s}"));
+        assert!(age < 1000, "{name}: position age {age} ms");
+        let pos = s["applied_position"].as_str().unwrap_or_default();
+        assert!(pos.starts_with("0="), "{name}: a position in domain 0: {s}");
+    }
     let mut conn = p.conn().await;
     conn.query_drop("CREATE TABLE ryw (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
         .await
@@ -221,10 +210,16 @@ async fn read_your_writes_never_reads_a_replica_that_lacks_the_write() {
         .await
         .expect("id")
         .expect("row");
+    let before = outcomes(&p, &mut conn, "read_your_writes").await;
     let (v, port) = read_row(&mut conn, "", "ryw", id).await;
     assert_eq!(v, Some(42), "the session reads its own write");
     assert_eq!(port, c.primary_port(), "no replica has it yet: the primary");
-    assert_eq!(reads(&p, "read_your_writes", "primary"), 1);
+    let after = outcomes(&p, &mut conn, "read_your_writes").await;
+    assert_eq!(
+        after,
+        [before[0], before[1], before[2] + 1],
+        "counted once, as a primary read"
+    );
     // The same read without the guarantee goes to a lagging replica and misses the write:
     // what the guarantee prevents (so the assertions above can fail).
     let (v, port) = read_row(&mut conn, "/* rwsplit:consistency=lag */", "ryw", id).await;
@@ -235,19 +230,22 @@ async fn read_your_writes_never_reads_a_replica_that_lacks_the_write() {
     assert_eq!(v, None, "the replica has not applied the write yet");
     // Once the replicas applied it, the read goes to one of them again.
     set_delay(&c, 0).await;
-    c.wait_replicas_caught_up(Duration::from_secs(10))
-        .await
-        .expect("caught up");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let (v, port) = read_row(&mut conn, "", "ryw", id).await;
-    assert_eq!(v, Some(42));
-    assert!(
-        replicas.contains(&port),
-        "a replica that applied it: {port}"
-    );
-    // Which outcome this read is counted under (`replica`, or none when the session's
-    // requirement was already met) varied between runs on a loaded machine: see the session
-    // note. What the user sees is asserted above: a replica, with the write.
+    wait_positions_caught_up(&p, &c).await;
+    let before = outcomes(&p, &mut conn, "read_your_writes").await;
+    let n = 5;
+    for _ in 0..n {
+        let (v, port) = read_row(&mut conn, "", "ryw", id).await;
+        assert_eq!(v, Some(42));
+        assert!(
+            replicas.contains(&port),
+            "a replica that applied it: {port}"
+        );
+    }
+    // Every read under the level is counted, under exactly one outcome: here `replica` (the
+    // requirement was met, no wait).
+    let after = outcomes(&p, &mut conn, "read_your_writes").await;
+    assert_eq!(after.iter().sum::<u64>(), before.iter().sum::<u64>() + n);
+    assert_eq!(after[0], before[0] + n, "{before:?} → {after:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,76 +287,6 @@ async fn a_read_waits_for_a_replica_within_causal_wait_ms() {
     );
     assert_eq!(reads(&p, "read_your_writes", "waited"), 1);
     set_delay(&c, 0).await;
-}
-
-/// A sidecar (`rwsplit-binlog-reader`) for `c`, polling replicas every 10 ms; killed on drop.
-struct Sidecar {
-    child: std::process::Child,
-    port: u16,
-    config: std::path::PathBuf,
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.config);
-    }
-}
-
-async fn start_sidecar(c: &Cluster, server_id: u32) -> Sidecar {
-    let port = integration_tests::free_port();
-    let yaml = format!(
-        "{}sidecar:\n  http_listen: 127.0.0.1:{port}\n  server_id: {}\n  poll_interval_ms: 10\n",
-        proxy_support::config_yaml(c, integration_tests::free_port(), ""),
-        server_id + u32::from(c.base_port())
-    );
-    let config = integration_tests::repo_root().join(format!(".scratch/sidecar-{port}.yaml"));
-    std::fs::write(&config, yaml).expect("write sidecar config");
-    let bin = integration_tests::binary("rwsplit-binlog-reader").expect("cargo build --bins");
-    let child = std::process::Command::new(bin)
-        .arg("--config")
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn the sidecar");
-    let s = Sidecar {
-        child,
-        port,
-        config,
-    };
-    // Until it has polled every replica.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        let url = format!("http://127.0.0.1:{port}/lag");
-        if let Ok(snap) = proxy::health::lag::fetch_snapshot(&url, Duration::from_secs(1)).await {
-            if snap.primary.connected
-                && snap
-                    .replicas
-                    .values()
-                    .all(|r| r.reachable && !r.applied_seq.is_empty())
-            {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    s
-}
-
-/// A proxy following `sidecar`, `routing` lines added.
-async fn start_following(c: &Cluster, sidecar: &Sidecar, routing: &str) -> Proxy {
-    let url = format!("http://127.0.0.1:{}/lag", sidecar.port);
-    let routing = routing.to_string();
-    start_edited(c, "", move |yaml| {
-        yaml.replace(
-            "lag_source: seconds_behind_master",
-            &format!("lag_source:\n    sidecar:\n      url: {url}"),
-        )
-        .replace("routing:\n", &format!("routing:\n{routing}"))
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,10 +365,7 @@ async fn a_gtid_token_from_one_proxy_is_honoured_by_another() {
         .await
         .expect("set the token variable again");
     set_delay(&c, 0).await;
-    c.wait_replicas_caught_up(Duration::from_secs(10))
-        .await
-        .expect("caught up");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_positions_caught_up(&b, &c).await;
     let (v, port) = read_row(&mut on_b, &hint, "tokens", 1).await;
     assert_eq!(v, Some(5));
     assert!(
@@ -497,10 +422,11 @@ async fn replica_share_after_writes(
     (on_replica as f64 / n as f64, read_time / n as u32)
 }
 
-/// Fresh positions (issue 10): with replicas polled every 10 ms and sessions seeing each poll
-/// as it lands, a read 20 ms after a write goes to a replica, embedded or through the sidecar;
-/// right after the write, `causal_wait_ms: 10` (which asks for a poll at once) keeps it there.
-/// Prints the figures recorded in docs/BENCHMARKS.md.
+/// Fresh positions (issue 10), with the DEFAULT poll settings: replicas are polled fast while
+/// they are behind a commit the reader saw, and sessions see each poll as it lands, so a read
+/// 20 ms after a write goes to a replica, embedded or through the sidecar; right after the
+/// write, `causal_wait_ms: 10` (which asks for a poll at once) keeps it there. Prints the
+/// figures recorded in docs/BENCHMARKS.md.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_after_writes_stay_on_replicas_with_fresh_positions() {
     let Some(c) =
@@ -510,29 +436,36 @@ async fn reads_after_writes_stay_on_replicas_with_fresh_positions() {
     };
     let n = 200;
     let sidecar = start_sidecar(&c, 7400).await;
-    // (source, causal_wait_ms, gap between write and read, poll interval); the last two are
-    // for comparison only: the former default 100 ms polls, and no wait right after a write.
-    let cases: [(&str, u64, u64, u64); 6] = [
-        ("embedded", 0, 20, 10),
-        ("sidecar", 0, 20, 10),
-        ("embedded", 10, 0, 10),
-        ("sidecar", 10, 0, 10),
-        ("embedded", 0, 20, 100),
-        ("embedded", 0, 0, 10),
+    // (source, causal_wait_ms, gap between write and read, sidecar settings); the last two are
+    // for comparison only: fast polls off (the former default: every 100 ms), and no wait
+    // right after a write.
+    let fast_off = "  fast_poll_interval_ms: 0\n";
+    let cases: [(&str, u64, u64, &str); 6] = [
+        ("embedded", 0, 20, ""),
+        ("sidecar", 0, 20, ""),
+        ("embedded", 10, 0, ""),
+        ("sidecar", 10, 0, ""),
+        ("embedded", 0, 20, fast_off),
+        ("embedded", 0, 0, ""),
     ];
     let mut results = Vec::new();
-    for (i, (source, wait, gap, poll)) in cases.into_iter().enumerate() {
+    for (i, (source, wait, gap, settings)) in cases.into_iter().enumerate() {
         let routing = format!("  consistency: read_your_writes\n  causal_wait_ms: {wait}\n");
         let p = if source == "embedded" {
-            start_embedded_polling(&c, 7500 + i as u32 * 10, &routing, poll).await
+            lag_sources::start_embedded(&c, 7500 + i as u32 * 10, &routing, settings).await
         } else {
             start_following(&c, &sidecar, &routing).await
         };
         let table = format!("fresh_{i}");
         let (share, read) =
             replica_share_after_writes(&p, &c, &table, Duration::from_millis(gap), n).await;
+        let settings = if settings.is_empty() {
+            "defaults"
+        } else {
+            settings.trim()
+        };
         println!(
-            "fresh positions: source={source} poll_interval_ms={poll} causal_wait_ms={wait} \
+            "fresh positions: source={source} ({settings}) causal_wait_ms={wait} \
              read {gap} ms after the write: {:.1} % of {n} reads on replicas, mean read {:.2} ms",
             share * 100.0,
             read.as_secs_f64() * 1000.0

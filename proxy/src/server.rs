@@ -76,11 +76,13 @@ pub async fn serve_all(ctx: Arc<Context>, listener: TcpListener, admin: TcpListe
     let failover = crate::failover::auto::spawn(ctx.clone());
     let primary_users = crate::frontend::primary_users::spawn(ctx.clone());
     crate::frontend::rsa_key::warm(&ctx);
-    let admin = tokio::spawn(crate::admin::serve(admin, ctx.clone()));
+    // Replica positions for read-your-writes, shared by every session (and shown in /servers).
+    let positions = crate::consistency::Positions::new();
+    let admin = tokio::spawn(crate::admin::serve(admin, ctx.clone(), positions.clone()));
     let reloader = crate::config_watch::Reloader::new(ctx.clone());
     let signals = tokio::spawn(handle_signals(ctx.clone(), reloader.clone()));
     let watcher = tokio::spawn(crate::config_watch::watch(reloader));
-    run(ctx, listener).await;
+    run(ctx, listener, positions).await;
     monitor.abort();
     failover.abort();
     primary_users.abort();
@@ -135,11 +137,14 @@ fn stop(ctx: &Context, signal: &str) {
 
 /// Runs the accept loop until shutdown begins, then waits for sessions to finish (at most
 /// `proxy.shutdown_timeout_s`). Returns the number of sessions still open at the deadline.
-pub async fn run(ctx: Arc<Context>, listener: TcpListener) -> usize {
+/// `positions` is kept up to date from the lag source meanwhile.
+pub async fn run(
+    ctx: Arc<Context>,
+    listener: TcpListener,
+    positions: Arc<crate::consistency::Positions>,
+) -> usize {
     let mut shutdown = ctx.shutdown_signal();
     let mut sessions = tokio::task::JoinSet::new();
-    // Replica positions for read-your-writes, shared by every session.
-    let positions = crate::consistency::Positions::new();
     let follower = tokio::spawn(crate::consistency::follow(ctx.clone(), positions.clone()));
     loop {
         if *shutdown.borrow() {

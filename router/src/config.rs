@@ -656,8 +656,17 @@ pub struct SidecarConfig {
     /// The server id the reader presents to the primary; must be unique in the topology.
     #[serde(default = "default_reader_server_id")]
     pub server_id: u32,
+    /// How often each replica's applied position is read while it has applied everything
+    /// the binlog stream has seen (nothing to learn but that it is still there).
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
+    /// How often a replica is polled while it is behind a commit the binlog stream saw in the
+    /// last second (the reader learns every commit from the stream, so it knows when a replica
+    /// has something to apply): positions are then at most this old when a replica catches
+    /// up, so reads after writes stay on replicas. `0`, or anything at or above
+    /// `poll_interval_ms`, polls every `poll_interval_ms` only.
+    #[serde(default = "default_fast_poll_interval_ms")]
+    pub fast_poll_interval_ms: u64,
     /// Transactions kept in the commit timeline before the oldest are dropped.
     #[serde(default = "default_timeline_capacity")]
     pub timeline_capacity: usize,
@@ -672,6 +681,9 @@ fn default_reader_server_id() -> u32 {
 fn default_poll_interval_ms() -> u64 {
     100
 }
+fn default_fast_poll_interval_ms() -> u64 {
+    5
+}
 fn default_timeline_capacity() -> usize {
     1_000_000
 }
@@ -682,6 +694,7 @@ impl Default for SidecarConfig {
             http_listen: default_sidecar_http(),
             server_id: default_reader_server_id(),
             poll_interval_ms: default_poll_interval_ms(),
+            fast_poll_interval_ms: default_fast_poll_interval_ms(),
             timeline_capacity: default_timeline_capacity(),
         }
     }

@@ -10,6 +10,7 @@ fn replay(name: &str, mariadb: bool, caught_up: bool) -> Vec<Transaction> {
     let events = crate::file::read_file(&bytes).expect("file parses");
     let settings = Settings {
         poll_interval: Duration::from_millis(100),
+        fast_poll_interval: None,
         poll_timeout: Duration::from_secs(1),
         heartbeat: Duration::from_millis(500),
         server_id: 1,

@@ -8,6 +8,7 @@ const MS: u64 = 1_000;
 fn shared() -> Shared {
     let settings = Settings {
         poll_interval: Duration::from_millis(100),
+        fast_poll_interval: None,
         poll_timeout: Duration::from_secs(1),
         heartbeat: Duration::from_millis(500),
         server_id: 1,

@@ -2,6 +2,8 @@
 //! loop calling `frontend::serve_client`) in front of a real topology.
 #![allow(dead_code)]
 
+pub mod lag_sources;
+
 use integration_tests::mysql_async::prelude::Queryable;
 use integration_tests::mysql_async::{Conn, Opts, OptsBuilder};
 use integration_tests::{Cluster, APP_PASSWORD, APP_USER, MONITOR_PASSWORD, MONITOR_USER, TEST_DB};
@@ -24,6 +26,8 @@ pub fn cluster(test: &str) -> Option<Cluster> {
 pub struct Proxy {
     pub port: u16,
     pub ctx: Arc<Context>,
+    /// The replica positions its sessions route on (read-your-writes).
+    pub positions: Arc<proxy::consistency::Positions>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     pub config_file: std::path::PathBuf,
 }
@@ -106,13 +110,14 @@ pub async fn start_serving_on(
     let positions = proxy::consistency::Positions::new();
     let follower = tokio::spawn(proxy::consistency::follow(ctx.clone(), positions.clone()));
     let accept_ctx = ctx.clone();
+    let accept_positions = positions.clone();
     let accept = sessions.spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             let ctx = accept_ctx.clone();
-            let positions = positions.clone();
+            let positions = accept_positions.clone();
             tokio::spawn(async move {
                 let _ = proxy::frontend::serve_client(stream, ctx, positions).await;
             });
@@ -121,6 +126,7 @@ pub async fn start_serving_on(
     let p = Proxy {
         port,
         ctx,
+        positions,
         tasks: vec![monitor, follower, accept],
         config_file: path,
     };

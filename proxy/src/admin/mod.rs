@@ -10,6 +10,7 @@ pub mod sessions;
 pub mod switchover;
 pub mod top;
 
+use crate::consistency::Positions;
 use crate::context::Context;
 // The sidecar's small HTTP server serves the admin endpoint too: one implementation to fix.
 use binlog_reader::http::{self, Reply, ReplyFuture, Request};
@@ -17,19 +18,20 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// Serves the admin endpoint until the task is dropped or aborted.
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
+/// `positions` are the replica positions the sessions route on (shown in `/servers`).
+pub async fn serve(listener: TcpListener, ctx: Arc<Context>, positions: Arc<Positions>) {
     if let Some(proxy) = &ctx.config().proxy {
         auth::announce(&proxy.admin);
     }
     http::serve(
         listener,
-        Arc::new(move |req: Request| route(ctx.clone(), req)),
+        Arc::new(move |req: Request| route(ctx.clone(), &positions, req)),
     )
     .await
 }
 
 /// Every endpoint: the read ones answer at once; `/admin/...` is authenticated first.
-pub fn route(ctx: Arc<Context>, req: Request) -> ReplyFuture {
+pub fn route(ctx: Arc<Context>, positions: &Positions, req: Request) -> ReplyFuture {
     if req.path.starts_with("/admin/") {
         let admin = ctx
             .config()
@@ -41,16 +43,16 @@ pub fn route(ctx: Arc<Context>, req: Request) -> ReplyFuture {
             tracing::warn!(peer = %req.peer, path = %req.path, status = refused.status, "admin request refused");
             return ready(refused);
         }
-        return admin_route(ctx, req);
+        return admin_route(ctx, positions, req);
     }
-    ready(read_route(&ctx, &req))
+    ready(read_route(&ctx, positions, &req))
 }
 
 fn ready(reply: Reply) -> ReplyFuture {
     Box::pin(async move { reply })
 }
 
-fn read_route(ctx: &Context, req: &Request) -> Reply {
+fn read_route(ctx: &Context, positions: &Positions, req: &Request) -> Reply {
     if !req.is_read() {
         return Reply::text(
             405,
@@ -60,7 +62,10 @@ fn read_route(ctx: &Context, req: &Request) -> Reply {
     match req.path.as_str() {
         "/healthz" => healthz(ctx),
         "/metrics" => Reply::ok("text/plain; version=0.0.4; charset=utf-8", metrics(ctx)),
-        "/servers" => Reply::ok("application/json", servers::json(ctx).to_string() + "\n"),
+        "/servers" => Reply::ok(
+            "application/json",
+            servers::json(ctx, positions).to_string() + "\n",
+        ),
         "/" => Reply::text(
             200,
             "rwsplit-proxy: /healthz /metrics /servers /admin/...\n",
@@ -70,12 +75,14 @@ fn read_route(ctx: &Context, req: &Request) -> Reply {
 }
 
 /// The authenticated endpoints. Each logs what it changed, with the caller's address.
-fn admin_route(ctx: Arc<Context>, req: Request) -> ReplyFuture {
+fn admin_route(ctx: Arc<Context>, positions: &Positions, req: Request) -> ReplyFuture {
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", "/admin/reload") => ready(reload(&ctx, &req)),
         (_, "/admin/reload") => ready(Reply::text(405, "use POST\n")),
         (_, "/admin/switchover") => switchover::route(ctx, req),
-        (_, p) if p.starts_with("/admin/servers/") => ready(servers_admin::route(&ctx, &req)),
+        (_, p) if p.starts_with("/admin/servers/") => {
+            ready(servers_admin::route(&ctx, positions, &req))
+        }
         (_, p) if p.starts_with("/admin/sessions") => sessions::route(ctx, req),
         (_, p) if p.starts_with("/admin/top") => ready(top::route(&ctx, &req)),
         _ => ready(Reply::text(404, "no such admin endpoint\n")),

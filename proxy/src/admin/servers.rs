@@ -8,7 +8,8 @@
 //!   "replicating": true, "replication_running": true, "lag_ms": 12, "in_flight": 0,
 //!   "connections": 3, "breaker": "closed", "maintenance": false, "weight": 1,
 //!   "last_error": null, "checked_ms_ago": 120, "overrides": {"maintenance": {"value": true,
-//!   "file": false}}, "held_by_sessions": 0}]}
+//!   "file": false}}, "held_by_sessions": 0, "applied_position": "0=1042",
+//!   "applied_position_age_ms": 4}]}
 //! ```
 //!
 //! `maintenance`, `weight` and `max_lag_ms` are the values in force: the file's, or a runtime
@@ -22,14 +23,23 @@
 //! not running), `lagging` (lag unknown or over the limit: out of the read rotation), `up`.
 //! `lag_ms` is `null` when unknown (never 0 for unknown). `in_rotation` says a replica may
 //! take reads now: `up`, and in this proxy's location or one of `routing.location_fallback`.
+//!
+//! `applied_position` is a replica's applied GTID position as read-your-writes sees it (per
+//! replication stream, `domain=seq` on MariaDB, `uuid=seq` on MySQL) and
+//! `applied_position_age_ms` how long ago the poll that read it was sent (the replica had
+//! applied at least that much then): both `null` for the primary and while no position is
+//! known (lag source `seconds_behind_master`, replica unreachable). A large age means reads
+//! that must see recent writes go to the primary (`rwsplit_replica_position_age_seconds`
+//! graphs it).
 
+use crate::consistency::Positions;
 use crate::context::{Context, ObservedRole};
 use serde_json::json;
 /// The JSON value type of `/servers` (re-exported for tools and tests).
 pub use serde_json::Value;
 
-/// The `/servers` document.
-pub fn json(ctx: &Context) -> Value {
+/// The `/servers` document; `positions` are the replica positions sessions route on.
+pub fn json(ctx: &Context, positions: &Positions) -> Value {
     let config = ctx.config();
     let topology = ctx.topology();
     let backends = ctx.backends();
@@ -60,6 +70,7 @@ pub fn json(ctx: &Context) -> Value {
             } else {
                 "up"
             };
+            let applied = positions.replica(&s.name).filter(|_| !is_primary);
             let role = if is_primary {
                 "primary"
             } else {
@@ -100,6 +111,10 @@ pub fn json(ctx: &Context) -> Value {
                     .iter()
                     .filter(|e| e.activity().held.iter().any(|h| h.backend.name() == s.name && h.needed()))
                     .count(),
+                "applied_position": applied.as_ref().map(|a| a.position.to_string()),
+                "applied_position_age_ms": applied
+                    .as_ref()
+                    .map(|a| u64::try_from(a.asked.elapsed().as_millis()).unwrap_or(u64::MAX)),
             })
         })
         .collect();

@@ -15,6 +15,7 @@
 
 use super::Reply;
 use crate::backend::KillScope;
+use crate::consistency::Positions;
 use crate::context::overrides::Change;
 use crate::context::Context;
 use crate::session::registry::Registry;
@@ -23,19 +24,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// `/admin/servers/NAME`.
-pub fn route(ctx: &Arc<Context>, req: &super::Request) -> Reply {
+pub fn route(ctx: &Arc<Context>, positions: &Positions, req: &super::Request) -> Reply {
     let name = req
         .path
         .trim_start_matches("/admin/servers/")
         .trim_end_matches('/');
     match req.method.as_str() {
-        "POST" => post(ctx, name, &req.body, &req.peer.to_string()),
+        "POST" => post(ctx, positions, name, &req.body, &req.peer.to_string()),
         _ => Reply::text(405, "use POST with a JSON body\n"),
     }
 }
 
 /// Handles `POST /admin/servers/NAME`.
-pub fn post(ctx: &Arc<Context>, name: &str, body: &[u8], peer: &str) -> Reply {
+pub fn post(
+    ctx: &Arc<Context>,
+    positions: &Positions,
+    name: &str,
+    body: &[u8],
+    peer: &str,
+) -> Reply {
     let (change, drain_timeout) = match parse(body) {
         Ok(x) => x,
         Err(e) => return Reply::json(400, &json!({ "error": e })),
@@ -56,7 +63,7 @@ pub fn post(ctx: &Arc<Context>, name: &str, body: &[u8], peer: &str) -> Reply {
     if let (Some(timeout), true) = (drain_timeout, maintenance) {
         tokio::spawn(close_after_drain(ctx.clone(), name.to_string(), timeout));
     }
-    let doc = super::servers::json(ctx);
+    let doc = super::servers::json(ctx, positions);
     let entry = doc["servers"]
         .as_array()
         .and_then(|a| a.iter().find(|s| s["name"] == name).cloned())

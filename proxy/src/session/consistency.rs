@@ -49,14 +49,40 @@ pub struct Consistency {
     pub(super) token: Option<(String, Position)>,
 }
 
-/// A read with a requirement, between its planning and its end.
+/// A read under a consistency level (or with a token), between its planning and its end.
 #[derive(Debug, Clone)]
 pub struct Current {
     pub level: Level,
+    /// What a replica must have applied to serve it (empty: any replica may).
     pub need: Position,
     /// Only this replica may serve it (monotonic: no other one is known to be as new).
     pub only: Option<String>,
     pub waited: bool,
+}
+
+impl Current {
+    /// The plan of a read meant for a replica at `level`: `None` only for a `lag` read without
+    /// a token, which promises nothing and is counted nowhere. Every other read is planned,
+    /// even one whose requirement is already met or empty (nothing written or read yet), so
+    /// that it is counted under exactly one outcome.
+    fn plan(level: Level, token: bool, need: Position, only: Option<String>) -> Option<Current> {
+        (level != Level::Lag || token).then_some(Current {
+            level,
+            need,
+            only,
+            waited: false,
+        })
+    }
+
+    /// The `outcome` label of the read once it ran: on a replica at once, on a replica after
+    /// waiting for one to catch up, or on the primary.
+    fn outcome(&self, on_replica: bool) -> &'static str {
+        match (on_replica, self.waited) {
+            (false, _) => outcome::PRIMARY,
+            (true, true) => outcome::WAITED,
+            (true, false) => outcome::REPLICA,
+        }
+    }
 }
 
 impl Consistency {
@@ -183,15 +209,8 @@ impl Session {
                 }
             }
         }
-        if need.is_empty() && only.is_none() {
-            // Nothing to demand yet (no write, nothing read): an ordinary read.
+        let Some(mut current) = Current::plan(level, token.is_some(), need, only) else {
             return;
-        }
-        let mut current = Current {
-            level,
-            need,
-            only,
-            waited: false,
         };
         if !current.need.is_empty()
             && !self.any_replica_covers(&current)
@@ -322,17 +341,10 @@ impl Session {
             self.cons.last_replica = None;
         }
         if let Some(c) = self.cons.current.take() {
-            let out = if !replica {
-                outcome::PRIMARY
-            } else if c.waited {
-                outcome::WAITED
-            } else {
-                outcome::REPLICA
-            };
             self.ctx
                 .metrics
                 .consistent_reads
-                .with_label_values(&[c.level.as_str(), out])
+                .with_label_values(&[c.level.as_str(), c.outcome(replica)])
                 .inc();
         }
     }
@@ -429,6 +441,23 @@ fn last_gtid_query(sql: &[u8]) -> Option<&'static str> {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn every_read_but_a_plain_lag_read_is_counted_under_one_outcome() {
+        let none = Position::default;
+        assert!(Current::plan(Level::Lag, false, none(), None).is_none());
+        for level in [Level::ReadYourWrites, Level::Monotonic, Level::Causal] {
+            // Nothing demanded yet (no write, nothing read), or already met: still planned.
+            let c = Current::plan(level, false, none(), None).expect("planned");
+            assert_eq!(c.outcome(true), outcome::REPLICA);
+            assert_eq!(c.outcome(false), outcome::PRIMARY);
+        }
+        let need = Position::parse("0-1-5").expect("gtid");
+        let mut c = Current::plan(Level::Lag, true, need, None).expect("a token is planned");
+        c.waited = true;
+        assert_eq!(c.outcome(true), outcome::WAITED);
+        assert_eq!(c.outcome(false), outcome::PRIMARY);
+    }
 
     #[test]
     fn last_gtid_queries_are_recognised_exactly() {
