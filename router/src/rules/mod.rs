@@ -4,21 +4,26 @@
 //! the statement to the primary, prefer a replica (only where the classification allows one),
 //! bound replica lag, set a timeout, or block it with a message.
 //!
-//! Pure and cheap: matching runs before every statement, so the session-level conditions
-//! (user, address) are checked first, the digest is computed only when a rule has one, and no
-//! regular expression runs when no rule has one. Regular expressions use the `regex` crate
-//! (linear time, no backtracking: a rule cannot make the proxy hang on a crafted statement).
+//! Pure and cheap: matching runs before every statement. Per rule, the session-level
+//! conditions (user, address, schema) are checked first; a `digest` condition first checks the
+//! statement's leading keyword and that its text holds the digest's longest name, and only then
+//! asks for the statement's digest ([`StatementDigest`]: computed at most once per statement and
+//! shared with statement statistics and the audit log, so a rule adds no second computation);
+//! regular expressions of several rules are searched in one pass (a [`RegexSet`]), and only
+//! when a rule that has one got that far. Regular expressions use the `regex` crate (linear
+//! time, no backtracking: a rule cannot make the proxy hang on a crafted statement).
 
 mod addr;
 mod config;
-pub mod digest;
+mod digest_match;
 
 pub use addr::AddrMatch;
 pub use config::{compile, QueryRuleConfig, RuleRoute};
 
-use crate::classify::{Reason, Target};
+use crate::classify::{leading_keyword, Reason, StatementDigest, Target};
 use crate::session::{Decision, Pins};
-use regex::bytes::Regex;
+use digest_match::DigestMatch;
+use regex::bytes::{Regex, RegexSet, SetMatches};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -39,8 +44,9 @@ pub struct Action {
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: Arc<str>,
-    digest: Option<String>,
-    regex: Option<Regex>,
+    digest: Option<DigestMatch>,
+    /// The compiled expression and its index in [`QueryRules::regex_set`].
+    regex: Option<(Regex, usize)>,
     user: Option<String>,
     schema: Option<String>,
     client: Option<AddrMatch>,
@@ -51,8 +57,9 @@ pub struct Rule {
 #[derive(Debug, Clone, Default)]
 pub struct QueryRules {
     rules: Vec<Rule>,
-    needs_digest: bool,
-    needs_schema: bool,
+    /// Every rule's regular expression, when more than one rule has one: one pass over the
+    /// statement answers them all.
+    regex_set: Option<RegexSet>,
 }
 
 /// What a statement is matched on. `schema` is asked for only when a rule names one.
@@ -63,19 +70,39 @@ pub struct Input<'a, F: FnOnce() -> Option<String>> {
     pub schema: F,
 }
 
-/// A reusable buffer for the digest, kept by the caller (one per session) so that matching a
-/// digest rule does not allocate per statement.
-#[derive(Debug, Default)]
-pub struct Scratch(String);
+/// What matching learnt about the statement so far, each part computed on first need.
+struct Seen<F> {
+    schema_fn: Option<F>,
+    schema: Option<Option<String>>,
+    lead: Option<Option<&'static str>>,
+    regex_hits: Option<SetMatches>,
+}
 
 impl QueryRules {
-    /// Compiles checked rule configurations (see [`config::compile`] for the checks).
-    pub fn new(rules: Vec<Rule>) -> QueryRules {
-        QueryRules {
-            needs_digest: rules.iter().any(|r| r.digest.is_some()),
-            needs_schema: rules.iter().any(|r| r.schema.is_some()),
-            rules,
+    /// Rules in order (see [`config::compile`] for the checks). Regular expressions that
+    /// compiled alone always compile as a set; should the set still fail (its size bound),
+    /// each rule searches its own.
+    pub fn new(mut rules: Vec<Rule>) -> QueryRules {
+        let patterns: Vec<&str> = rules
+            .iter()
+            .filter_map(|r| r.regex.as_ref().map(|(re, _)| re.as_str()))
+            .collect();
+        let regex_set = (patterns.len() > 1)
+            .then(|| {
+                regex::bytes::RegexSetBuilder::new(&patterns)
+                    .size_limit(config::REGEX_SIZE_LIMIT.saturating_mul(patterns.len()))
+                    .build()
+                    .ok()
+            })
+            .flatten();
+        let mut slot = 0;
+        for r in &mut rules {
+            if let Some((_, i)) = &mut r.regex {
+                *i = slot;
+                slot += 1;
+            }
         }
+        QueryRules { rules, regex_set }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -91,18 +118,24 @@ impl QueryRules {
         self.rules.iter().map(|r| &r.name)
     }
 
-    /// The first rule that matches, with its index.
+    /// The first rule that matches, with its index. `digest` is the statement's (see
+    /// [`StatementDigest`]): computed here only if a `digest` condition needs it and nothing
+    /// computed it before.
     pub fn first_match<F: FnOnce() -> Option<String>>(
         &self,
         input: Input<'_, F>,
-        scratch: &mut Scratch,
+        digest: &mut StatementDigest,
     ) -> Option<(usize, &Rule)> {
         if self.rules.is_empty() {
             return None;
         }
-        let mut digest_done = false;
-        let mut schema_fn = Some(input.schema);
-        let mut schema: Option<Option<String>> = None;
+        let mut seen = Seen {
+            schema_fn: Some(input.schema),
+            schema: None,
+            lead: None,
+            regex_hits: None,
+        };
+        let sql = input.sql;
         for (i, r) in self.rules.iter().enumerate() {
             if r.user.as_deref().is_some_and(|u| u != input.user) {
                 continue;
@@ -113,25 +146,31 @@ impl QueryRules {
                 }
             }
             if let Some(want) = &r.schema {
-                if self.needs_schema && schema.is_none() {
-                    schema = Some(schema_fn.take().and_then(|f| f()));
-                }
-                let have = schema.as_ref().and_then(|s| s.as_deref());
-                if !have.is_some_and(|h| h.eq_ignore_ascii_case(want)) {
+                let have = seen
+                    .schema
+                    .get_or_insert_with(|| seen.schema_fn.take().and_then(|f| f()));
+                if !have
+                    .as_deref()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(want))
+                {
                     continue;
                 }
             }
-            if let Some(want) = &r.digest {
-                if self.needs_digest && !digest_done {
-                    digest::digest_into(input.sql, &mut scratch.0);
-                    digest_done = true;
-                }
-                if scratch.0 != *want {
+            if let Some(m) = &r.digest {
+                let lead = *seen.lead.get_or_insert_with(|| leading_keyword(sql));
+                if !m.may_match(lead, sql) || !m.matches(sql, digest) {
                     continue;
                 }
             }
-            if let Some(re) = &r.regex {
-                if !re.is_match(input.sql) {
+            if let Some((re, slot)) = &r.regex {
+                let hit = match &self.regex_set {
+                    Some(set) => seen
+                        .regex_hits
+                        .get_or_insert_with(|| set.matches(sql))
+                        .matched(*slot),
+                    None => re.is_match(sql),
+                };
+                if !hit {
                     continue;
                 }
             }
