@@ -54,7 +54,7 @@ pub struct QueryRuleConfig {
 }
 
 /// Largest compiled regular expression, so a rule cannot make the proxy hold megabytes.
-pub(super) const REGEX_SIZE_LIMIT: usize = 1 << 20;
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Checks and compiles the rules; errors name `file`, the rule's line in `text` and the key.
 pub fn compile(
@@ -137,7 +137,7 @@ pub fn compile(
         out.push(Rule {
             name: r.name.as_str().into(),
             digest,
-            regex: regex.map(|re| (re, 0)),
+            regex,
             user: r.user.clone(),
             schema: r.schema.clone(),
             client,

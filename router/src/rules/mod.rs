@@ -9,9 +9,11 @@
 //! statement's leading keyword and that its text holds the digest's longest name, and only then
 //! asks for the statement's digest ([`StatementDigest`]: computed at most once per statement and
 //! shared with statement statistics and the audit log, so a rule adds no second computation);
-//! regular expressions of several rules are searched in one pass (a [`RegexSet`]), and only
-//! when a rule that has one got that far. Regular expressions use the `regex` crate (linear
-//! time, no backtracking: a rule cannot make the proxy hang on a crafted statement).
+//! a rule's regular expression is searched only when its other conditions held. Each rule
+//! searches its own: a `RegexSet` over all rules' expressions measured several times slower
+//! on long statements (no literal prefilter for an overlapping multi-pattern search; see
+//! docs/BENCHMARKS.md). Regular expressions use the `regex` crate (linear time, no
+//! backtracking: a rule cannot make the proxy hang on a crafted statement).
 
 mod addr;
 mod config;
@@ -23,7 +25,7 @@ pub use config::{compile, QueryRuleConfig, RuleRoute};
 use crate::classify::{leading_keyword, Reason, StatementDigest, Target};
 use crate::session::{Decision, Pins};
 use digest_match::DigestMatch;
-use regex::bytes::{Regex, RegexSet, SetMatches};
+use regex::bytes::Regex;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -45,8 +47,7 @@ pub struct Action {
 pub struct Rule {
     pub name: Arc<str>,
     digest: Option<DigestMatch>,
-    /// The compiled expression and its index in [`QueryRules::regex_set`].
-    regex: Option<(Regex, usize)>,
+    regex: Option<Regex>,
     user: Option<String>,
     schema: Option<String>,
     client: Option<AddrMatch>,
@@ -57,9 +58,6 @@ pub struct Rule {
 #[derive(Debug, Clone, Default)]
 pub struct QueryRules {
     rules: Vec<Rule>,
-    /// Every rule's regular expression, when more than one rule has one: one pass over the
-    /// statement answers them all.
-    regex_set: Option<RegexSet>,
 }
 
 /// What a statement is matched on. `schema` is asked for only when a rule names one.
@@ -75,34 +73,12 @@ struct Seen<F> {
     schema_fn: Option<F>,
     schema: Option<Option<String>>,
     lead: Option<Option<&'static str>>,
-    regex_hits: Option<SetMatches>,
 }
 
 impl QueryRules {
-    /// Rules in order (see [`config::compile`] for the checks). Regular expressions that
-    /// compiled alone always compile as a set; should the set still fail (its size bound),
-    /// each rule searches its own.
-    pub fn new(mut rules: Vec<Rule>) -> QueryRules {
-        let patterns: Vec<&str> = rules
-            .iter()
-            .filter_map(|r| r.regex.as_ref().map(|(re, _)| re.as_str()))
-            .collect();
-        let regex_set = (patterns.len() > 1)
-            .then(|| {
-                regex::bytes::RegexSetBuilder::new(&patterns)
-                    .size_limit(config::REGEX_SIZE_LIMIT.saturating_mul(patterns.len()))
-                    .build()
-                    .ok()
-            })
-            .flatten();
-        let mut slot = 0;
-        for r in &mut rules {
-            if let Some((_, i)) = &mut r.regex {
-                *i = slot;
-                slot += 1;
-            }
-        }
-        QueryRules { rules, regex_set }
+    /// Rules in order (see [`config::compile`] for the checks).
+    pub fn new(rules: Vec<Rule>) -> QueryRules {
+        QueryRules { rules }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -133,7 +109,6 @@ impl QueryRules {
             schema_fn: Some(input.schema),
             schema: None,
             lead: None,
-            regex_hits: None,
         };
         let sql = input.sql;
         for (i, r) in self.rules.iter().enumerate() {
@@ -162,15 +137,8 @@ impl QueryRules {
                     continue;
                 }
             }
-            if let Some((re, slot)) = &r.regex {
-                let hit = match &self.regex_set {
-                    Some(set) => seen
-                        .regex_hits
-                        .get_or_insert_with(|| set.matches(sql))
-                        .matched(*slot),
-                    None => re.is_match(sql),
-                };
-                if !hit {
+            if let Some(re) = &r.regex {
+                if !re.is_match(sql) {
                     continue;
                 }
             }
