@@ -85,7 +85,7 @@ async fn every_write_of_a_workload_is_audited_once() {
     assert_eq!(got.len(), want, "lines in {}", path.display());
     let inserts: Vec<&serde_json::Value> = got
         .iter()
-        .filter(|v| v["digest"] == "insert into audit_rows values (?)")
+        .filter(|v| v["digest"] == "INSERT INTO audit_rows VALUES (?)")
         .collect();
     assert_eq!(inserts.len(), WRITES + 1);
     for v in &inserts[..WRITES] {
@@ -116,7 +116,7 @@ async fn every_write_of_a_workload_is_audited_once() {
         .unwrap();
     let after = wait_lines(&path, 1).await;
     assert_eq!(after.len(), 1, "a new file after the reopen");
-    assert_eq!(after[0]["digest"], "delete from audit_rows where id = ?");
+    assert_eq!(after[0]["digest"], "DELETE FROM audit_rows WHERE id = ?");
     assert_eq!(lines(&moved).len(), want, "the rotated file is untouched");
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_file(&moved);

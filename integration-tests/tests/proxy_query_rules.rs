@@ -17,7 +17,7 @@ const RULES: &str = "query_rules:
     match: \"rwsplit_block_probe\"
     block: \"statement refused by rule block_probe\"
   - name: reports_on_primary
-    digest: \"SELECT @@port AS reports_port WHERE 1 = 1\"
+    digest: \"SELECT @@port AS reports_port WHERE ? = ?\"
     route: primary
   - name: writes_to_replica
     match: \"^INSERT INTO rule_rows\"

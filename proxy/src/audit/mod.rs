@@ -2,9 +2,9 @@
 //! user, client address, schema, server, digest (or full text), affected rows, GTID (not known
 //! yet: always null), duration, error code.
 //!
-//! Off the hot path: a session hands a [`Record`] (its fields and the statement's bytes) to a
-//! bounded queue with `try_send` and goes on; a writer thread computes the digest, serialises,
-//! writes and flushes. A full queue drops the record and counts it
+//! Off the hot path: a session hands a [`Record`] (its fields and the statement's digest, which
+//! statement statistics computed already, or its bytes with `full_text`) to a bounded queue
+//! with `try_send` and goes on; a writer thread serialises, writes and flushes. A full queue drops the record and counts it
 //! (`rwsplit_audit_dropped_total`): a session never waits for the disk. The file is rotated by
 //! size (renamed to `<path>.1`) and reopened after SIGHUP ([`reopen`]), so logrotate can move
 //! it away and signal the proxy.
@@ -12,7 +12,7 @@
 mod record;
 mod writer;
 
-pub use record::Record;
+pub use record::{Record, Text};
 
 use crate::context::Context;
 use router::config::AuditConfig;

@@ -1,10 +1,32 @@
 //! One audited statement, as the session hands it over, and its JSON line.
 
+use router::classify::StatementDigest;
 use router::config::AuditConfig;
 use std::time::{Duration, SystemTime};
 
-/// What the session knows about a statement once it is over. The text is the statement's
-/// bytes as sent; the writer turns it into a digest unless `full_text` is on.
+/// What a line says the statement was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Text {
+    /// Its digest (`router::classify::digest`, as `/admin/top` shows it): the session's, which
+    /// statement statistics computed already, so auditing adds no second pass over the text.
+    Digest(String),
+    /// The statement as sent (`full_text: true`).
+    Statement(Vec<u8>),
+}
+
+impl Text {
+    /// What `config` asks to record of `sql`, whose digest is `digest` (the session's cache:
+    /// computed only if nothing did yet, and only when the digest is what is recorded).
+    pub fn of(config: &AuditConfig, sql: &[u8], digest: &mut StatementDigest) -> Text {
+        if config.full_text {
+            Text::Statement(sql.to_vec())
+        } else {
+            Text::Digest(digest.get(sql).1.to_string())
+        }
+    }
+}
+
+/// What the session knows about a statement once it is over.
 #[derive(Debug)]
 pub struct Record {
     pub time: SystemTime,
@@ -14,7 +36,7 @@ pub struct Record {
     pub schema: Option<String>,
     /// The server that ran it (`None`: answered by the proxy itself).
     pub server: Option<String>,
-    pub text: Vec<u8>,
+    pub text: Text,
     pub affected_rows: Option<u64>,
     pub duration: Duration,
     /// The error code the client got, if any.
@@ -23,11 +45,10 @@ pub struct Record {
 
 impl Record {
     /// The JSON line (with its newline), into `out`: fields in the documented order.
-    pub fn write_json(&self, config: &AuditConfig, out: &mut Vec<u8>) {
-        let text = if config.full_text {
-            String::from_utf8_lossy(&self.text).into_owned()
-        } else {
-            router::rules::digest::digest(&self.text)
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let (digest, statement) = match &self.text {
+            Text::Digest(d) => (Some(d.as_str()), None),
+            Text::Statement(s) => (None, Some(String::from_utf8_lossy(s))),
         };
         let line = Line {
             time: rfc3339(self.time),
@@ -36,8 +57,8 @@ impl Record {
             client: &self.client,
             schema: self.schema.as_deref(),
             server: self.server.as_deref(),
-            digest: (!config.full_text).then_some(text.as_str()),
-            statement: config.full_text.then_some(text.as_str()),
+            digest,
+            statement: statement.as_deref(),
             affected_rows: self.affected_rows,
             gtid: None,
             duration_ms: (self.duration.as_secs_f64() * 1e6).round() / 1e3,

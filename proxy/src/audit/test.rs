@@ -2,6 +2,7 @@
 
 use super::writer::Writer;
 use super::*;
+use router::classify::StatementDigest;
 use router::config::AuditStatements;
 use std::time::{Duration, SystemTime};
 
@@ -15,7 +16,13 @@ fn config(path: &str, full_text: bool) -> AuditConfig {
     }
 }
 
-fn record(text: &str) -> Record {
+/// The record of `text` as a session under `config` hands it over.
+fn record_under(config: &AuditConfig, text: &str) -> Record {
+    let mut digest = StatementDigest::default();
+    record(Text::of(config, text.as_bytes(), &mut digest))
+}
+
+fn record(text: Text) -> Record {
     Record {
         time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_658_201_123),
         session: 7,
@@ -23,7 +30,7 @@ fn record(text: &str) -> Record {
         client: "10.0.0.5".into(),
         schema: Some("shop".into()),
         server: Some("primary".into()),
-        text: text.as_bytes().to_vec(),
+        text,
         affected_rows: Some(1),
         duration: Duration::from_micros(1500),
         error: None,
@@ -45,14 +52,14 @@ fn timestamps_are_utc_rfc3339_with_milliseconds() {
 #[test]
 fn a_line_carries_the_digest_unless_full_text_is_on() {
     let mut out = Vec::new();
-    record("INSERT INTO t VALUES (42, 'secret')").write_json(&config("x", false), &mut out);
+    record_under(&config("x", false), "INSERT INTO t VALUES (42, 'secret')").write_json(&mut out);
     let v: serde_json::Value = serde_json::from_slice(&out).expect("one JSON object");
     assert!(out.ends_with(b"\n"));
     assert!(
         out.starts_with(b"{\"time\":"),
         "fields in the documented order"
     );
-    assert_eq!(v["digest"], "insert into t values (?, ?)");
+    assert_eq!(v["digest"], "INSERT INTO t VALUES (...)");
     assert!(v.get("statement").is_none());
     assert_eq!(v["session"], 7);
     assert_eq!(v["user"], "app");
@@ -65,7 +72,7 @@ fn a_line_carries_the_digest_unless_full_text_is_on() {
     assert_eq!(v["error"], serde_json::Value::Null);
     assert_eq!(v["time"], "2025-12-02T06:50:01.123Z");
     out.clear();
-    record("INSERT INTO t VALUES (42, 'secret')").write_json(&config("x", true), &mut out);
+    record_under(&config("x", true), "INSERT INTO t VALUES (42, 'secret')").write_json(&mut out);
     let v: serde_json::Value = serde_json::from_slice(&out).expect("one JSON object");
     assert_eq!(v["statement"], "INSERT INTO t VALUES (42, 'secret')");
 }
@@ -87,7 +94,8 @@ fn the_writer_rotates_past_max_size_and_keeps_every_line() {
     let big = format!("INSERT INTO t VALUES ('{}')", "x".repeat(4000));
     let n = 640;
     for _ in 0..n {
-        tx.send(record(&big)).unwrap();
+        tx.send(record(Text::Statement(big.clone().into_bytes())))
+            .unwrap();
     }
     drop(tx);
     t.join().unwrap();

@@ -85,7 +85,7 @@ impl Writer {
             // Everything queued now, then one flush.
             for r in std::iter::once(first).chain(rx.try_iter()) {
                 line.clear();
-                r.write_json(&self.config, &mut line);
+                r.write_json(&mut line);
                 if out.size > 0 && out.size + line.len() as u64 > max {
                     let _ = out.file.flush();
                     let mut rotated = self.path.clone().into_os_string();

@@ -2,8 +2,9 @@
 //! statement (COM_QUERY, COM_STMT_EXECUTE) starts and [`Session::track_end`] when it ends.
 //! They publish what the session runs and holds in its registry entry (`GET /admin/sessions`)
 //! and count the statement under its digest (`GET /admin/top`). Buffers are reused, so a
-//! statement costs its digest (one pass of the lexer), two uncontended locks and a copy of at
-//! most [`registry::MAX_TEXT`] bytes.
+//! statement costs its digest (one pass of the lexer, shared with query rules and the audit
+//! log through the session's `StatementDigest`), two uncontended locks and a copy of at most
+//! [`registry::MAX_TEXT`] bytes.
 
 use super::exec::Outcome;
 use super::registry::{self, HeldInfo};
@@ -17,9 +18,6 @@ use std::time::Instant;
 pub(super) struct Track {
     top: Arc<Top>,
     started: Instant,
-    /// The digest of the statement and its text (the buffer is reused).
-    hash: u64,
-    digest: String,
     /// The server the statement ran on last (set by `statement_started`).
     pub server: Option<usize>,
     /// Rows sent to the client (added by `statement_ended`).
@@ -35,8 +33,6 @@ impl Track {
         Track {
             top: Top::of(ctx),
             started: Instant::now(),
-            hash: 0,
-            digest: String::new(),
             server: None,
             rows: 0,
             schema_generation: u64::MAX,
@@ -46,14 +42,15 @@ impl Track {
 }
 
 impl Session {
-    /// A client statement with text `sql` starts.
+    /// A client statement with text `sql` starts. Its digest is computed here (or was, by a
+    /// query rule), so the statement is counted under the text it had when it arrived.
     pub(super) fn track_begin(&mut self, sql: &[u8]) {
+        self.digest.get(sql);
         let t = &mut self.track;
         t.open = true;
         t.started = Instant::now();
         t.server = None;
         t.rows = 0;
-        t.hash = router::classify::digest(sql, &mut t.digest);
         let mut a = self.registration.entry.activity();
         a.text.clear();
         let cut = &sql[..sql.len().min(registry::MAX_TEXT)];
@@ -71,16 +68,19 @@ impl Session {
             .server
             .is_some_and(|s| self.ctx.topology().primary() != Some(s));
         let error = matches!(out, Outcome::Failed(_) | Outcome::Done(End::Err { .. }));
-        self.track.top.record(
-            self.track.hash,
-            &self.track.digest,
-            &Sample {
-                elapsed,
-                error,
-                rows: self.track.rows,
-                on_replica,
-            },
-        );
+        // Computed by `track_begin`; the command (and so the cache) cannot change in between.
+        if let Some((hash, text)) = self.digest.computed() {
+            self.track.top.record(
+                hash,
+                text,
+                &Sample {
+                    elapsed,
+                    error,
+                    rows: self.track.rows,
+                    on_replica,
+                },
+            );
+        }
         self.publish_held(true);
     }
 

@@ -4,7 +4,7 @@
 
 use super::exec::Outcome;
 use super::Session;
-use crate::audit::Record;
+use crate::audit::{Record, Text};
 use crate::protocol::relay::End;
 use router::config::AuditStatements;
 use router::Reason;
@@ -48,7 +48,7 @@ impl Session {
             server: server
                 .then(|| self.previous.as_ref().map(|p| p.backend.name().to_string()))
                 .flatten(),
-            text: self.cmd.get(1..).unwrap_or(&[]).to_vec(),
+            text: Text::of(audit, self.cmd.get(1..).unwrap_or(&[]), &mut self.digest),
             affected_rows,
             duration: started.elapsed(),
             error,

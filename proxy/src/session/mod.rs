@@ -132,6 +132,9 @@ pub struct Session {
     audit: crate::audit::SessionAudit,
     /// The statement running now, for the admin API (see `activity.rs`).
     track: activity::Track,
+    /// The current command's digest, computed at most once and only when asked for: shared by
+    /// statement statistics, query rules and the audit log. Reset as each command is read.
+    digest: router::classify::StatementDigest,
 }
 
 /// Runs the command loop for an authenticated client.
@@ -179,6 +182,7 @@ pub async fn run(
         registration: kill::register(&ctx, &client),
         audit: crate::audit::SessionAudit::default(),
         track: activity::Track::new(&ctx),
+        digest: router::classify::StatementDigest::default(),
         ctx,
         client,
         stream,
@@ -326,6 +330,7 @@ impl Session {
                 return Err(crate::protocol::Error::Malformed("empty command packet").into());
             };
             let reply = seq.wrapping_add(1);
+            self.digest.reset();
             if command != com::QUERY {
                 // Only a query can ask for the previous statement's warnings.
                 self.own_warning = None;

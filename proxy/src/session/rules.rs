@@ -4,18 +4,12 @@
 //! bound and the statement's timeout. The matching itself is pure (`router::rules`).
 
 use super::{Error, Session};
-use router::rules::{self, Input, Override, Scratch};
+use router::rules::{self, Input, Override};
 use router::Decision;
-use std::cell::RefCell;
 use std::time::Duration;
 
 /// ER_NOT_ALLOWED_COMMAND: what a server answers for a statement it refuses to run.
 const ER_NOT_ALLOWED_COMMAND: (u16, &str) = (1148, "42000");
-
-thread_local! {
-    /// The digest buffer, reused across statements on this thread (matching is synchronous).
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
-}
 
 /// The action of the rule a statement matched.
 pub(super) struct Matched {
@@ -33,22 +27,22 @@ impl Session {
         }
         let sql = self.cmd.get(1..).unwrap_or(&[]);
         let client = self.client.host.parse().ok();
-        let matched = SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            let input = Input {
-                sql,
-                user: &self.client.user,
-                client,
-                schema: || self.current_schema(),
-            };
-            config
-                .rules
-                .first_match(input, &mut s)
-                .map(|(_, r)| Matched {
-                    name: r.name.clone(),
-                    action: r.action.clone(),
-                })
-        });
+        // The statement's digest, if a rule computes it, stays for top statements and audit.
+        let mut digest = std::mem::take(&mut self.digest);
+        let input = Input {
+            sql,
+            user: &self.client.user,
+            client,
+            schema: || self.current_schema(),
+        };
+        let matched = config
+            .rules
+            .first_match(input, &mut digest)
+            .map(|(_, r)| Matched {
+                name: r.name.clone(),
+                action: r.action.clone(),
+            });
+        self.digest = digest;
         let Some(m) = matched else {
             return Ok(Ok(None));
         };

@@ -175,6 +175,37 @@ pub fn digest(sql: &[u8], out: &mut String) -> u64 {
     hash(out.as_bytes())
 }
 
+/// The keyword a statement starts with (upper-cased, as its digest starts), or `None` when
+/// its first token is not a keyword. One token of lexing: the cheap "statement kind" that lets
+/// a digest comparison be skipped for statements that cannot have the wanted digest.
+pub(crate) fn leading_keyword(sql: &[u8]) -> Option<&'static str> {
+    let t = Lexer::new(sql, 0).next()?;
+    match t.kind {
+        Kind::Word => keyword(t.span.of(sql)),
+        _ => None,
+    }
+}
+
+/// The longest name (identifier, quoted identifier, variable) in a digest text that every
+/// statement with this digest holds byte for byte: names are copied into a digest as written,
+/// so a statement whose text lacks it cannot have this digest. Keywords (upper-cased in a
+/// digest, any case in a statement) and names with non-ASCII bytes (a lossy conversion or
+/// the cut mark `…` may have changed them) do not qualify.
+pub(crate) fn longest_name(digest_text: &str) -> Option<&str> {
+    let text = digest_text.as_bytes();
+    Lexer::new(text, 0)
+        .filter_map(|t| {
+            let b = t.span.of(text);
+            let name = match t.kind {
+                Kind::Word if keyword(b).is_none() => b,
+                Kind::Quoted | Kind::UserVar | Kind::SysVar => b,
+                _ => return None,
+            };
+            std::str::from_utf8(name).ok().filter(|n| n.is_ascii())
+        })
+        .max_by_key(|n| n.len())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tok<'a> {
     Literal,
@@ -441,6 +472,31 @@ mod test {
             d("SELECT * FROM t WHERE id IN (SELECT id FROM u WHERE x = 1)"),
             "SELECT * FROM t WHERE id IN (SELECT id FROM u WHERE x = ?)"
         );
+    }
+
+    #[test]
+    fn a_statement_holds_the_leading_keyword_and_longest_name_of_its_digest() {
+        for sql in [
+            "select c from sbtest1 where id=1",
+            "/* app */ SELECT `c`, @@session.sql_mode FROM sbtest1 WHERE id=?",
+            "SELECT @v, t.col_name FROM db.t WHERE x IN (1,2)",
+            "insert into t(a,b) values (1,'x'),(2,'y')",
+        ] {
+            let text = d(sql);
+            assert_eq!(
+                leading_keyword(sql.as_bytes()),
+                keyword(&text.as_bytes()[..6])
+            );
+            let name = longest_name(&text).expect("a name");
+            assert!(sql.contains(name), "{name} in {sql}");
+        }
+        assert_eq!(longest_name("SELECT ? FROM sbtest1"), Some("sbtest1"));
+        assert_eq!(longest_name("SELECT @@sql_mode"), Some("sql_mode"));
+        assert_eq!(longest_name("SELECT ?"), None, "keywords are not names");
+        assert_eq!(longest_name("SELECT caf\u{e9}"), None, "non-ASCII");
+        assert_eq!(leading_keyword(b"  -- c\n select 1"), Some("SELECT"));
+        assert_eq!(leading_keyword(b"(SELECT 1)"), None);
+        assert_eq!(leading_keyword(b"sbtest1"), None);
     }
 
     #[test]

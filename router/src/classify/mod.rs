@@ -15,14 +15,17 @@ mod parsed;
 mod reads;
 mod rules;
 pub(crate) mod set;
+mod statement_digest;
 
 pub use connection_id::substitute_connection_id;
 pub use digest::{digest, MAX_DIGEST};
+pub(crate) use digest::{leading_keyword, longest_name};
 pub use kill::{kill, Kill};
 pub use last_statement::{
     keeps_last_statement, sets_last_insert_id, substitute_last_statement, Keeps, LastStatement,
 };
 pub use lexer::{for_each_leading_hint, split_statements, Span};
+pub use statement_digest::StatementDigest;
 
 /// Where a statement may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

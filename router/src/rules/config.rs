@@ -3,7 +3,7 @@
 //! compiles, an address or CIDR block that parses, and `block` alone (a blocked statement has
 //! nowhere to go and no time to take).
 
-use super::{digest, Action, AddrMatch, QueryRules, Rule};
+use super::{Action, AddrMatch, DigestMatch, QueryRules, Rule};
 use crate::config::ConfigError;
 use regex::bytes::RegexBuilder;
 use serde::Deserialize;
@@ -26,8 +26,9 @@ pub enum RuleRoute {
 pub struct QueryRuleConfig {
     /// Names the rule in `rwsplit_query_rule_hits_total{rule}` and in errors.
     pub name: String,
-    /// The statement's digest text: the statement with its literals as `?` (or with any
-    /// values: the rule's text is normalised the same way). Exact match.
+    /// The statement's digest, as `/admin/top` and the audit log show it (keywords upper-case,
+    /// names as written, literals as `?`, lists of literals as `(...)`); the rule's text is
+    /// normalised the same way, so any literal values may be written. Exact match.
     #[serde(default)]
     pub digest: Option<String>,
     /// A regular expression searched in the statement text (case-sensitive unless it starts
@@ -129,11 +130,7 @@ pub fn compile(
         };
         let digest = match &r.digest {
             Some(d) => {
-                let d = digest::digest(d.as_bytes());
-                if d.is_empty() {
-                    return Err(err("digest", "must not be empty".into()));
-                }
-                Some(d)
+                Some(DigestMatch::new(d).ok_or_else(|| err("digest", "must not be empty".into()))?)
             }
             None => None,
         };

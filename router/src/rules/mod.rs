@@ -4,20 +4,27 @@
 //! the statement to the primary, prefer a replica (only where the classification allows one),
 //! bound replica lag, set a timeout, or block it with a message.
 //!
-//! Pure and cheap: matching runs before every statement, so the session-level conditions
-//! (user, address) are checked first, the digest is computed only when a rule has one, and no
-//! regular expression runs when no rule has one. Regular expressions use the `regex` crate
-//! (linear time, no backtracking: a rule cannot make the proxy hang on a crafted statement).
+//! Pure and cheap: matching runs before every statement. Per rule, the session-level
+//! conditions (user, address, schema) are checked first; a `digest` condition first checks the
+//! statement's leading keyword and that its text holds the digest's longest name, and only then
+//! asks for the statement's digest ([`StatementDigest`]: computed at most once per statement and
+//! shared with statement statistics and the audit log, so a rule adds no second computation);
+//! a rule's regular expression is searched only when its other conditions held. Each rule
+//! searches its own: a `RegexSet` over all rules' expressions measured several times slower
+//! on long statements (no literal prefilter for an overlapping multi-pattern search; see
+//! docs/BENCHMARKS.md). Regular expressions use the `regex` crate (linear time, no
+//! backtracking: a rule cannot make the proxy hang on a crafted statement).
 
 mod addr;
 mod config;
-pub mod digest;
+mod digest_match;
 
 pub use addr::AddrMatch;
 pub use config::{compile, QueryRuleConfig, RuleRoute};
 
-use crate::classify::{Reason, Target};
+use crate::classify::{leading_keyword, Reason, StatementDigest, Target};
 use crate::session::{Decision, Pins};
+use digest_match::DigestMatch;
 use regex::bytes::Regex;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -39,7 +46,7 @@ pub struct Action {
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: Arc<str>,
-    digest: Option<String>,
+    digest: Option<DigestMatch>,
     regex: Option<Regex>,
     user: Option<String>,
     schema: Option<String>,
@@ -51,8 +58,6 @@ pub struct Rule {
 #[derive(Debug, Clone, Default)]
 pub struct QueryRules {
     rules: Vec<Rule>,
-    needs_digest: bool,
-    needs_schema: bool,
 }
 
 /// What a statement is matched on. `schema` is asked for only when a rule names one.
@@ -63,19 +68,17 @@ pub struct Input<'a, F: FnOnce() -> Option<String>> {
     pub schema: F,
 }
 
-/// A reusable buffer for the digest, kept by the caller (one per session) so that matching a
-/// digest rule does not allocate per statement.
-#[derive(Debug, Default)]
-pub struct Scratch(String);
+/// What matching learnt about the statement so far, each part computed on first need.
+struct Seen<F> {
+    schema_fn: Option<F>,
+    schema: Option<Option<String>>,
+    lead: Option<Option<&'static str>>,
+}
 
 impl QueryRules {
-    /// Compiles checked rule configurations (see [`config::compile`] for the checks).
+    /// Rules in order (see [`config::compile`] for the checks).
     pub fn new(rules: Vec<Rule>) -> QueryRules {
-        QueryRules {
-            needs_digest: rules.iter().any(|r| r.digest.is_some()),
-            needs_schema: rules.iter().any(|r| r.schema.is_some()),
-            rules,
-        }
+        QueryRules { rules }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -91,18 +94,23 @@ impl QueryRules {
         self.rules.iter().map(|r| &r.name)
     }
 
-    /// The first rule that matches, with its index.
+    /// The first rule that matches, with its index. `digest` is the statement's (see
+    /// [`StatementDigest`]): computed here only if a `digest` condition needs it and nothing
+    /// computed it before.
     pub fn first_match<F: FnOnce() -> Option<String>>(
         &self,
         input: Input<'_, F>,
-        scratch: &mut Scratch,
+        digest: &mut StatementDigest,
     ) -> Option<(usize, &Rule)> {
         if self.rules.is_empty() {
             return None;
         }
-        let mut digest_done = false;
-        let mut schema_fn = Some(input.schema);
-        let mut schema: Option<Option<String>> = None;
+        let mut seen = Seen {
+            schema_fn: Some(input.schema),
+            schema: None,
+            lead: None,
+        };
+        let sql = input.sql;
         for (i, r) in self.rules.iter().enumerate() {
             if r.user.as_deref().is_some_and(|u| u != input.user) {
                 continue;
@@ -113,25 +121,24 @@ impl QueryRules {
                 }
             }
             if let Some(want) = &r.schema {
-                if self.needs_schema && schema.is_none() {
-                    schema = Some(schema_fn.take().and_then(|f| f()));
-                }
-                let have = schema.as_ref().and_then(|s| s.as_deref());
-                if !have.is_some_and(|h| h.eq_ignore_ascii_case(want)) {
+                let have = seen
+                    .schema
+                    .get_or_insert_with(|| seen.schema_fn.take().and_then(|f| f()));
+                if !have
+                    .as_deref()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(want))
+                {
                     continue;
                 }
             }
-            if let Some(want) = &r.digest {
-                if self.needs_digest && !digest_done {
-                    digest::digest_into(input.sql, &mut scratch.0);
-                    digest_done = true;
-                }
-                if scratch.0 != *want {
+            if let Some(m) = &r.digest {
+                let lead = *seen.lead.get_or_insert_with(|| leading_keyword(sql));
+                if !m.may_match(lead, sql) || !m.matches(sql, digest) {
                     continue;
                 }
             }
             if let Some(re) = &r.regex {
-                if !re.is_match(input.sql) {
+                if !re.is_match(sql) {
                     continue;
                 }
             }

@@ -21,7 +21,7 @@ fn hit(r: &QueryRules, sql: &str, user: &str, schema: Option<&str>, addr: &str) 
         client: addr.parse().ok(),
         schema: || schema.map(str::to_string),
     };
-    r.first_match(input, &mut Scratch::default())
+    r.first_match(input, &mut StatementDigest::default())
         .map(|(_, rule)| rule.name.to_string())
 }
 
@@ -76,7 +76,104 @@ fn the_schema_is_asked_for_only_when_a_rule_needs_it() {
         client: None,
         schema: || -> Option<String> { panic!("not needed") },
     };
-    assert!(r.first_match(input, &mut Scratch::default()).is_some());
+    assert!(r
+        .first_match(input, &mut StatementDigest::default())
+        .is_some());
+}
+
+/// The rule `sql` matches as a new statement of user `app` from 192.168.1.1 in schema `shop`
+/// (`digest` counts the digests computed).
+fn hit_counting(r: &QueryRules, sql: &str, digest: &mut StatementDigest) -> Option<String> {
+    digest.reset();
+    let input = Input {
+        sql: sql.as_bytes(),
+        user: "app",
+        client: "192.168.1.1".parse().ok(),
+        schema: || Some("shop".to_string()),
+    };
+    r.first_match(input, digest)
+        .map(|(_, rule)| rule.name.to_string())
+}
+
+#[test]
+fn the_digest_is_computed_at_most_once_and_only_when_a_digest_rule_may_match() {
+    let session_only = rules(
+        "  - {name: u, user: batch, route: primary}\n\
+         \x20 - {name: s, schema: reports, route: primary}\n\
+         \x20 - {name: a, client_addr: 10.0.0.0/8, route: primary}\n",
+    );
+    let mut d = StatementDigest::default();
+    for sql in ["SELECT c FROM sbtest1 WHERE id=1", "UPDATE t SET a = 1"] {
+        assert_eq!(hit_counting(&session_only, sql, &mut d), None);
+    }
+    assert_eq!(
+        d.computations(),
+        0,
+        "user, schema and address rules need no digest"
+    );
+    // Three digest rules: a statement of another kind or table is turned away without its
+    // digest; one that may match computes it once for all three.
+    let by_digest = rules(
+        "  - {name: d1, digest: \"SELECT c FROM sbtest1 WHERE id BETWEEN ? AND ?\", route: primary}\n\
+         \x20 - {name: d2, digest: \"SELECT c FROM sbtest1 WHERE id IN (1, 2)\", route: primary}\n\
+         \x20 - {name: d3, digest: \"SELECT c FROM sbtest1 WHERE id = ?\", route: primary}\n",
+    );
+    for sql in [
+        "UPDATE sbtest1 SET k=k+1 WHERE id=5",
+        "SELECT c FROM sbtest2 WHERE id=5",
+    ] {
+        assert_eq!(hit_counting(&by_digest, sql, &mut d), None);
+    }
+    assert_eq!(d.computations(), 0);
+    assert_eq!(
+        hit_counting(&by_digest, "select c from sbtest1 where id=5017", &mut d).as_deref(),
+        Some("d3")
+    );
+    assert_eq!(d.computations(), 1, "one digest for the three rules");
+    assert_eq!(
+        hit_counting(
+            &by_digest,
+            "SELECT c FROM sbtest1 WHERE id in (1,2,3)",
+            &mut d
+        )
+        .as_deref(),
+        Some("d2")
+    );
+    assert_eq!(d.computations(), 2);
+    // A digest computed before matching (statement statistics) is the one rules use.
+    d.reset();
+    d.get(b"SELECT c FROM sbtest1 WHERE id = 9");
+    let input = Input {
+        sql: b"SELECT c FROM sbtest1 WHERE id = 9",
+        user: "app",
+        client: None,
+        schema: || None,
+    };
+    assert_eq!(
+        by_digest.first_match(input, &mut d).map(|(i, _)| i),
+        Some(2)
+    );
+    assert_eq!(d.computations(), 3, "shared, not recomputed");
+}
+
+#[test]
+fn several_regular_expressions_answer_in_rule_order() {
+    let r = rules(
+        "  - {name: other_user, user: batch, match: \"sbtest\", route: primary}\n\
+         \x20 - {name: sleepy, match: \"(?i)sleep\\\\(\", timeout_ms: 100}\n\
+         \x20 - {name: any_sbtest, match: \"sbtest\\\\d\", max_lag_ms: 10}\n\
+         \x20 - {name: outfile, match: \"(?i)into\\\\s+outfile\", block: no}\n",
+    );
+    let mut d = StatementDigest::default();
+    for (sql, want) in [
+        ("SELECT SLEEP(1) FROM sbtest1", Some("sleepy")),
+        ("SELECT c FROM sbtest1", Some("any_sbtest")),
+        ("SELECT * FROM t INTO OUTFILE '/tmp/x'", Some("outfile")),
+        ("SELECT 1", None),
+    ] {
+        assert_eq!(hit_counting(&r, sql, &mut d).as_deref(), want, "{sql}");
+    }
+    assert_eq!(d.computations(), 0);
 }
 
 #[test]
