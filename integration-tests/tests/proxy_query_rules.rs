@@ -2,12 +2,16 @@
 //! the statement reaches no server (a blocked INSERT leaves no row, a blocked SLEEP returns at
 //! once); `route: primary` moves a read; `route: replica` never moves a write (refusal
 //! counted); `timeout_ms` cancels a statement (ERR 1317); hits are counted per rule; a reload swaps the
-//! rules in.
+//! rules in. The same for server-side prepared statements (binary protocol): a blocked prepare
+//! reaches no server (`Com_stmt_prepare` unchanged on every server), each execution follows its
+//! rule and counts a hit, and executions of handles prepared before a reload follow the new
+//! rules.
 
 mod proxy_support;
 
 use integration_tests::mysql_async::prelude::Queryable;
 use integration_tests::mysql_async::Error as MyError;
+use integration_tests::Cluster;
 use integration_tests::TEST_DB;
 use proxy_support::{cluster, start_edited};
 use std::time::{Duration, Instant};
@@ -161,4 +165,177 @@ async fn query_rules_block_route_and_time_statements() {
     conn.query_drop("delete from rule_rows")
         .await
         .expect_err("still blocked");
+}
+
+const PS_RULES: &str = "query_rules:
+  - name: ps_block
+    match: \"rwsplit_ps_block\"
+    block: \"prepared statement refused by rule ps_block\"
+  - name: ps_on_primary
+    digest: \"SELECT @@port AS ps_port WHERE 1 = 1\"
+    route: primary
+  - name: ps_writes_to_replica
+    match: \"^INSERT INTO ps_rule_rows\"
+    route: replica
+  - name: ps_slow_capped
+    match: \"ps_slow\"
+    timeout_ms: 300
+";
+
+/// `Com_stmt_prepare` of every server of `c`, summed: what the servers prepared so far.
+async fn prepares_on_servers(c: &Cluster) -> u64 {
+    let mut sum = 0;
+    for i in 0..=c.replicas() {
+        let mut admin = c.admin(i).await.expect("admin");
+        let row: Option<(String, u64)> = admin
+            .query_first("SHOW GLOBAL STATUS LIKE 'Com_stmt_prepare'")
+            .await
+            .unwrap();
+        sum += row.map_or(0, |(_, n)| n);
+    }
+    sum
+}
+
+async fn replace_rules(p: &proxy_support::Proxy, rules: &str) {
+    let yaml = std::fs::read_to_string(&p.config_file).unwrap();
+    let (head, _) = yaml.split_once("query_rules:").unwrap();
+    std::fs::write(&p.config_file, format!("{head}{rules}")).unwrap();
+    p.ctx.reload().expect("reload");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_rules_apply_to_prepared_statements() {
+    let Some(c) = cluster("query_rules_apply_to_prepared_statements") else {
+        return;
+    };
+    let p = start_edited(&c, "", |yaml| format!("{yaml}{PS_RULES}")).await;
+    let mut conn = p.conn().await;
+    conn.query_drop("CREATE TABLE IF NOT EXISTS ps_rule_rows (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    conn.query_drop("DELETE FROM ps_rule_rows").await.unwrap();
+    // Blocked at COM_STMT_PREPARE: the rule's ERR 1148, and no server prepared anything.
+    let before = prepares_on_servers(&c).await;
+    let e = conn
+        .prep("INSERT INTO ps_rule_rows VALUES (?) /* rwsplit_ps_block */")
+        .await
+        .expect_err("blocked");
+    assert_eq!(code(&e), Some(1148), "{e}");
+    assert!(
+        e.to_string()
+            .contains("prepared statement refused by rule ps_block"),
+        "{e}"
+    );
+    let e = conn
+        .exec_drop("SELECT SLEEP(?) AS rwsplit_ps_block", (2,))
+        .await
+        .expect_err("blocked");
+    assert_eq!(code(&e), Some(1148), "{e}");
+    assert_eq!(
+        prepares_on_servers(&c).await,
+        before,
+        "a blocked statement is prepared on no server"
+    );
+    // route: primary on each execution of one handle, by digest (placeholders digest as
+    // literals do); a read without a rule stays on replicas.
+    let primary = c.primary_port();
+    let on_primary = conn
+        .prep("SELECT @@port AS ps_port WHERE 1 = ?")
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let port: u16 = conn.exec_first(&on_primary, (1,)).await.unwrap().unwrap();
+        assert_eq!(port, primary, "execution {i}");
+    }
+    let port: u16 = conn
+        .exec_first("SELECT @@port WHERE 1 = ?", (1,))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        c.replica_ports().contains(&port),
+        "plain reads stay on replicas"
+    );
+    // route: replica for a prepared write: refused, it runs on the primary.
+    conn.exec_drop("INSERT INTO ps_rule_rows VALUES (?)", (2,))
+        .await
+        .expect("the write runs");
+    // timeout_ms on an execution: ERR 1317, as for text.
+    let t = Instant::now();
+    let e = conn
+        .exec_drop("SELECT SLEEP(?) AS ps_slow", (3,))
+        .await
+        .expect_err("cancelled");
+    assert_eq!(code(&e), Some(1317), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let mut admin = c.admin(0).await.expect("admin");
+    let ids: Vec<i64> = admin
+        .query(format!("SELECT id FROM {TEST_DB}.ps_rule_rows ORDER BY id"))
+        .await
+        .unwrap();
+    assert_eq!(ids, [2], "only the unblocked row, on the primary");
+    // One hit per blocked prepare, one per execution.
+    let m = p.ctx.metrics.render();
+    let hits = |rule: &str| {
+        counter(
+            &m,
+            &format!("rwsplit_query_rule_hits_total{{rule=\"{rule}\"}}"),
+        )
+    };
+    assert_eq!(hits("ps_block"), 2, "{m}");
+    assert_eq!(hits("ps_on_primary"), 3, "{m}");
+    assert_eq!(hits("ps_writes_to_replica"), 1, "{m}");
+    assert_eq!(hits("ps_slow_capped"), 1, "{m}");
+    assert_eq!(
+        counter(
+            &m,
+            "rwsplit_query_rule_overrides_refused_total{rule=\"ps_writes_to_replica\"}"
+        ),
+        1,
+        "{m}"
+    );
+    // A reload: handles prepared before it follow the new rules at their next execution.
+    let delete = conn
+        .prep("DELETE FROM ps_rule_rows WHERE id = ?")
+        .await
+        .unwrap();
+    replace_rules(
+        &p,
+        "query_rules:\n  - name: no_deletes\n    match: \"(?i)^delete\"\n    block: \"deletes are off\"\n",
+    )
+    .await;
+    let e = conn
+        .exec_drop(&delete, (2,))
+        .await
+        .expect_err("blocked since the reload");
+    assert_eq!(code(&e), Some(1148), "{e}");
+    assert!(e.to_string().contains("deletes are off"), "{e}");
+    let port: u16 = conn.exec_first(&on_primary, (1,)).await.unwrap().unwrap();
+    assert!(
+        c.replica_ports().contains(&port),
+        "its rule is gone: a read again"
+    );
+    let ids: Vec<i64> = admin
+        .query(format!("SELECT id FROM {TEST_DB}.ps_rule_rows ORDER BY id"))
+        .await
+        .unwrap();
+    assert_eq!(ids, [2], "the blocked execution deleted nothing");
+    // And unblocked again by the next reload.
+    replace_rules(
+        &p,
+        "query_rules:\n  - name: unrelated\n    user: nobody\n    route: primary\n",
+    )
+    .await;
+    conn.exec_drop(&delete, (2,)).await.expect("runs again");
+    let ids: Vec<i64> = admin
+        .query(format!("SELECT id FROM {TEST_DB}.ps_rule_rows ORDER BY id"))
+        .await
+        .unwrap();
+    assert!(ids.is_empty(), "{ids:?}");
+    let m = p.ctx.metrics.render();
+    assert_eq!(
+        counter(&m, "rwsplit_query_rule_hits_total{rule=\"no_deletes\"}"),
+        1,
+        "{m}"
+    );
 }

@@ -15,6 +15,7 @@ mod limits;
 pub mod registry;
 mod rules;
 mod stmt;
+mod stmt_rules;
 pub mod top;
 mod view;
 mod write_gate;
