@@ -16,6 +16,9 @@ pub struct Record {
     pub server: Option<String>,
     pub text: Vec<u8>,
     pub affected_rows: Option<u64>,
+    /// The GTID the statement committed, as the server reported it in its OK packet (several,
+    /// comma-separated, for a packet of statements that committed more than one).
+    pub gtid: Option<String>,
     pub duration: Duration,
     /// The error code the client got, if any.
     pub error: Option<u16>,
@@ -39,7 +42,7 @@ impl Record {
             digest: (!config.full_text).then_some(text.as_str()),
             statement: config.full_text.then_some(text.as_str()),
             affected_rows: self.affected_rows,
-            gtid: None,
+            gtid: self.gtid.as_deref(),
             duration_ms: (self.duration.as_secs_f64() * 1e6).round() / 1e3,
             error: self.error,
         };

@@ -16,6 +16,7 @@ use crate::protocol::packet::{read_packet, write_packet};
 use crate::protocol::relay::{End, Shape};
 use router::{Decision, Target};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 
 /// Largest prepare-response packet (metadata) accepted.
@@ -194,6 +195,7 @@ impl Session {
         self.track_begin(&sql);
         let mut d = self.router.route_execute(&class);
         let own_timeout = self.apply_rule(rule.as_deref(), &mut d);
+        let (started, reason) = (Instant::now(), d.reason);
         let out = match self.gate().await? {
             Some(out) => out,
             None => self.run_with(d, Shape::Results, Some(id)).await?,
@@ -201,6 +203,7 @@ impl Session {
         if let Some(t) = own_timeout {
             self.limits.query_timeout = t;
         }
+        self.audit_statement(out, reason, started, &sql);
         out.report(&mut self.router);
         self.settle();
         self.track_end(out);
