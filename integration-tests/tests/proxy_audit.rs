@@ -9,8 +9,10 @@
 mod proxy_support;
 
 use integration_tests::mysql_async::prelude::Queryable;
+use integration_tests::mysql_async::Conn;
+use integration_tests::Cluster;
 use integration_tests::TEST_DB;
-use proxy_support::{cluster, start_with};
+use proxy_support::{cluster, start_with, Proxy};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -49,14 +51,12 @@ fn audit_path() -> PathBuf {
     path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_write_of_a_workload_is_audited_once() {
-    let Some(c) = cluster("every_write_of_a_workload_is_audited_once") else {
-        return;
-    };
+/// A proxy auditing writes into a fresh file, and a session through it in which `table` (name
+/// and columns) exists and is empty (two audit lines: CREATE, DELETE); with the session's id.
+async fn audited_session(c: &Cluster, table: &str) -> (Proxy, PathBuf, Conn, u32) {
     let path = audit_path();
     let p = start_with(
-        &c,
+        c,
         &format!(
             "  audit:\n    path: {}\n    statements: writes\n",
             path.display()
@@ -64,15 +64,27 @@ async fn every_write_of_a_workload_is_audited_once() {
     )
     .await;
     let mut conn = p.conn().await;
-    conn.query_drop("CREATE TABLE IF NOT EXISTS audit_rows (id INT PRIMARY KEY)")
+    conn.query_drop(format!("CREATE TABLE IF NOT EXISTS {table}"))
         .await
         .unwrap();
-    conn.query_drop("DELETE FROM audit_rows").await.unwrap();
+    let name = table.split_whitespace().next().unwrap_or(table);
+    conn.query_drop(format!("DELETE FROM {name}"))
+        .await
+        .unwrap();
     let me: u32 = conn
         .query_first("SELECT CONNECTION_ID()")
         .await
         .unwrap()
         .unwrap();
+    (p, path, conn, me)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_of_a_workload_is_audited_once() {
+    let Some(c) = cluster("every_write_of_a_workload_is_audited_once") else {
+        return;
+    };
+    let (p, path, mut conn, me) = audited_session(&c, "audit_rows (id INT PRIMARY KEY)").await;
     for i in 0..WRITES {
         conn.query_drop(format!("INSERT INTO audit_rows VALUES ({i})"))
             .await
@@ -134,7 +146,7 @@ async fn every_write_of_a_workload_is_audited_once() {
 const PREPARED_WRITES: usize = 200;
 
 /// The session's last commit GTID, as the proxy answers `SELECT @@last_gtid`.
-async fn last_gtid(conn: &mut integration_tests::mysql_async::Conn) -> String {
+async fn last_gtid(conn: &mut Conn) -> String {
     conn.query_first::<String, _>("SELECT @@last_gtid")
         .await
         .unwrap()
@@ -146,25 +158,8 @@ async fn prepared_writes_and_commits_are_audited_with_their_gtid() {
     let Some(c) = cluster("prepared_writes_and_commits_are_audited_with_their_gtid") else {
         return;
     };
-    let path = audit_path();
-    let p = start_with(
-        &c,
-        &format!(
-            "  audit:\n    path: {}\n    statements: writes\n",
-            path.display()
-        ),
-    )
-    .await;
-    let mut conn = p.conn().await;
-    conn.query_drop("CREATE TABLE IF NOT EXISTS audit_ps_rows (id INT PRIMARY KEY, v VARCHAR(8))")
-        .await
-        .unwrap();
-    conn.query_drop("DELETE FROM audit_ps_rows").await.unwrap();
-    let me: u32 = conn
-        .query_first("SELECT CONNECTION_ID()")
-        .await
-        .unwrap()
-        .unwrap();
+    let (p, path, mut conn, me) =
+        audited_session(&c, "audit_ps_rows (id INT PRIMARY KEY, v VARCHAR(8))").await;
     // Autocommit prepared writes (binary protocol, one handle): each its own GTID.
     let insert = conn
         .prep("INSERT INTO audit_ps_rows VALUES (?, ?)")

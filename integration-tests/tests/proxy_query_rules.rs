@@ -10,10 +10,11 @@
 mod proxy_support;
 
 use integration_tests::mysql_async::prelude::Queryable;
+use integration_tests::mysql_async::Conn;
 use integration_tests::mysql_async::Error as MyError;
 use integration_tests::Cluster;
 use integration_tests::TEST_DB;
-use proxy_support::{cluster, start_edited};
+use proxy_support::{cluster, start_edited, Proxy};
 use std::time::{Duration, Instant};
 
 const RULES: &str = "query_rules:
@@ -39,6 +40,20 @@ fn code(e: &MyError) -> Option<u16> {
     }
 }
 
+/// The client got a query rule's refusal: ERR 1148 with the rule's message.
+fn assert_blocked(e: &MyError, message: &str) {
+    assert_eq!(code(e), Some(1148), "{e}");
+    assert!(e.to_string().contains(message), "{e}");
+}
+
+/// The ids in `table` on the primary (through an admin connection to it).
+async fn ids_on_primary(admin: &mut Conn, table: &str) -> Vec<i64> {
+    admin
+        .query(format!("SELECT id FROM {TEST_DB}.{table} ORDER BY id"))
+        .await
+        .unwrap()
+}
+
 fn counter(text: &str, series: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series))
@@ -46,28 +61,34 @@ fn counter(text: &str, series: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A proxy with `rules`, and a session through it in which table `table` (an `id` column)
+/// exists and is empty.
+async fn session_with_rules(c: &Cluster, rules: &str, table: &str) -> (Proxy, Conn) {
+    let p = start_edited(c, "", |yaml| format!("{yaml}{rules}")).await;
+    let mut conn = p.conn().await;
+    conn.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {table} (id INT PRIMARY KEY)"
+    ))
+    .await
+    .unwrap();
+    conn.query_drop(format!("DELETE FROM {table}"))
+        .await
+        .unwrap();
+    (p, conn)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_rules_block_route_and_time_statements() {
     let Some(c) = cluster("query_rules_block_route_and_time_statements") else {
         return;
     };
-    let p = start_edited(&c, "", |yaml| format!("{yaml}{RULES}")).await;
-    let mut conn = p.conn().await;
-    conn.query_drop("CREATE TABLE IF NOT EXISTS rule_rows (id INT PRIMARY KEY)")
-        .await
-        .unwrap();
-    conn.query_drop("DELETE FROM rule_rows").await.unwrap();
+    let (p, mut conn) = session_with_rules(&c, RULES, "rule_rows").await;
     // Blocked: the message, code 1148, and no server saw it.
     let e = conn
         .query_drop("INSERT INTO rule_rows VALUES (1) /* rwsplit_block_probe */")
         .await
         .expect_err("blocked");
-    assert_eq!(code(&e), Some(1148), "{e}");
-    assert!(
-        e.to_string()
-            .contains("statement refused by rule block_probe"),
-        "{e}"
-    );
+    assert_blocked(&e, "statement refused by rule block_probe");
     let t = Instant::now();
     let e = conn
         .query_drop("SELECT SLEEP(2) AS rwsplit_block_probe")
@@ -105,10 +126,7 @@ async fn query_rules_block_route_and_time_statements() {
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     // Only the unblocked row exists, on the primary.
     let mut admin = c.admin(0).await.expect("admin");
-    let ids: Vec<i64> = admin
-        .query(format!("SELECT id FROM {TEST_DB}.rule_rows ORDER BY id"))
-        .await
-        .unwrap();
+    let ids = ids_on_primary(&mut admin, "rule_rows").await;
     assert_eq!(ids, [2]);
     let m = p.ctx.metrics.render();
     assert_eq!(
@@ -196,7 +214,7 @@ async fn prepares_on_servers(c: &Cluster) -> u64 {
     sum
 }
 
-async fn replace_rules(p: &proxy_support::Proxy, rules: &str) {
+async fn replace_rules(p: &Proxy, rules: &str) {
     let yaml = std::fs::read_to_string(&p.config_file).unwrap();
     let (head, _) = yaml.split_once("query_rules:").unwrap();
     std::fs::write(&p.config_file, format!("{head}{rules}")).unwrap();
@@ -208,24 +226,14 @@ async fn query_rules_apply_to_prepared_statements() {
     let Some(c) = cluster("query_rules_apply_to_prepared_statements") else {
         return;
     };
-    let p = start_edited(&c, "", |yaml| format!("{yaml}{PS_RULES}")).await;
-    let mut conn = p.conn().await;
-    conn.query_drop("CREATE TABLE IF NOT EXISTS ps_rule_rows (id INT PRIMARY KEY)")
-        .await
-        .unwrap();
-    conn.query_drop("DELETE FROM ps_rule_rows").await.unwrap();
+    let (p, mut conn) = session_with_rules(&c, PS_RULES, "ps_rule_rows").await;
     // Blocked at COM_STMT_PREPARE: the rule's ERR 1148, and no server prepared anything.
     let before = prepares_on_servers(&c).await;
     let e = conn
         .prep("INSERT INTO ps_rule_rows VALUES (?) /* rwsplit_ps_block */")
         .await
         .expect_err("blocked");
-    assert_eq!(code(&e), Some(1148), "{e}");
-    assert!(
-        e.to_string()
-            .contains("prepared statement refused by rule ps_block"),
-        "{e}"
-    );
+    assert_blocked(&e, "prepared statement refused by rule ps_block");
     let e = conn
         .exec_drop("SELECT SLEEP(?) AS rwsplit_ps_block", (2,))
         .await
@@ -269,10 +277,7 @@ async fn query_rules_apply_to_prepared_statements() {
     assert_eq!(code(&e), Some(1317), "{e}");
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     let mut admin = c.admin(0).await.expect("admin");
-    let ids: Vec<i64> = admin
-        .query(format!("SELECT id FROM {TEST_DB}.ps_rule_rows ORDER BY id"))
-        .await
-        .unwrap();
+    let ids = ids_on_primary(&mut admin, "ps_rule_rows").await;
     assert_eq!(ids, [2], "only the unblocked row, on the primary");
     // One hit per blocked prepare, one per execution.
     let m = p.ctx.metrics.render();
@@ -308,17 +313,13 @@ async fn query_rules_apply_to_prepared_statements() {
         .exec_drop(&delete, (2,))
         .await
         .expect_err("blocked since the reload");
-    assert_eq!(code(&e), Some(1148), "{e}");
-    assert!(e.to_string().contains("deletes are off"), "{e}");
+    assert_blocked(&e, "deletes are off");
     let port: u16 = conn.exec_first(&on_primary, (1,)).await.unwrap().unwrap();
     assert!(
         c.replica_ports().contains(&port),
         "its rule is gone: a read again"
     );
-    let ids: Vec<i64> = admin
-        .query(format!("SELECT id FROM {TEST_DB}.ps_rule_rows ORDER BY id"))
-        .await
-        .unwrap();
+    let ids = ids_on_primary(&mut admin, "ps_rule_rows").await;
     assert_eq!(ids, [2], "the blocked execution deleted nothing");
     // And unblocked again by the next reload.
     replace_rules(
@@ -327,10 +328,7 @@ async fn query_rules_apply_to_prepared_statements() {
     )
     .await;
     conn.exec_drop(&delete, (2,)).await.expect("runs again");
-    let ids: Vec<i64> = admin
-        .query(format!("SELECT id FROM {TEST_DB}.ps_rule_rows ORDER BY id"))
-        .await
-        .unwrap();
+    let ids = ids_on_primary(&mut admin, "ps_rule_rows").await;
     assert!(ids.is_empty(), "{ids:?}");
     let m = p.ctx.metrics.render();
     assert_eq!(
