@@ -5,7 +5,7 @@
 //! rules in. The same for server-side prepared statements (binary protocol): a blocked prepare
 //! reaches no server (`Com_stmt_prepare` unchanged on every server), each execution follows its
 //! rule and counts a hit, and executions of handles prepared before a reload follow the new
-//! rules.
+//! rules. sysbench (server-side prepared statements) stops at its prepare with the rule's error.
 
 mod proxy_support;
 
@@ -335,5 +335,64 @@ async fn query_rules_apply_to_prepared_statements() {
         counter(&m, "rwsplit_query_rule_hits_total{rule=\"no_deletes\"}"),
         1,
         "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_rule_stops_sysbench_at_its_prepare() {
+    let Some(c) = cluster("a_block_rule_stops_sysbench_at_its_prepare") else {
+        return;
+    };
+    let rules = "query_rules:
+  - name: no_point_selects
+    digest: \"SELECT c FROM sbtest1 WHERE id = 1\"
+    block: \"point selects are off\"
+";
+    let p = start_edited(&c, "", |yaml| format!("{yaml}{rules}")).await;
+    // sysbench prepares its statements (server-side, its default) when a thread starts: the
+    // block answers the prepare, so no table is needed and nothing may reach a server.
+    let port = format!("--mysql-port={}", p.port);
+    let out = tokio::process::Command::new("sysbench")
+        .args([
+            "oltp_point_select",
+            "--mysql-host=127.0.0.1",
+            "--mysql-user=app",
+            "--mysql-password=app-password",
+            "--mysql-db=rwsplit_test",
+            "--tables=1",
+            "--threads=2",
+            "--time=2",
+            &port,
+            "run",
+        ])
+        .output()
+        .await
+        .expect("sysbench runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("1148") && text.contains("point selects are off"),
+        "{text}"
+    );
+    let m = p.ctx.metrics.render();
+    assert!(
+        counter(
+            &m,
+            "rwsplit_query_rule_hits_total{rule=\"no_point_selects\"}"
+        ) >= 1,
+        "{m}"
+    );
+    let prepared: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("rwsplit_backend_prepares_total{"))
+        .filter(|l| !l.ends_with(" 0"))
+        .collect();
+    assert!(
+        prepared.is_empty(),
+        "nothing prepared on a server: {prepared:?}"
     );
 }
