@@ -3,7 +3,10 @@
 # topology, one with the audit log off and one with it on (`proxy.audit`, statements: writes),
 # alternating short runs so that both see the same machine. Used for docs/BENCHMARKS.md.
 #
-# Usage: bench_audit.sh OFF_PORT ON_PORT AUDIT_FILE [SECONDS] [THREADS] [ROUNDS]
+# Usage: [PS_MODE=auto|disable] bench_audit.sh OFF_PORT ON_PORT AUDIT_FILE [SECONDS] [THREADS] [ROUNDS]
+#   PS_MODE  sysbench --db-ps-mode: auto (server-side prepared statements, sysbench's default and
+#            what most drivers do; their executions are audited) or disable (text statements).
+#            Default auto.
 set -euo pipefail
 off_port=$1
 on_port=$2
@@ -12,7 +15,7 @@ secs=${4:-10}
 threads=${5:-4}
 rounds=${6:-3}
 common=(--mysql-host=127.0.0.1 --mysql-user=app --mysql-password=app-password
-        --mysql-db=rwsplit_test --tables=4 --table-size=10000 --db-ps-mode=disable)
+        --mysql-db=rwsplit_test --tables=4 --table-size=10000 --db-ps-mode="${PS_MODE:-auto}")
 
 sysbench oltp_write_only "${common[@]}" --mysql-port="$off_port" cleanup >/dev/null 2>&1 || true
 sysbench oltp_write_only "${common[@]}" --mysql-port="$off_port" prepare >/dev/null

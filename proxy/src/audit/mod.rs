@@ -1,6 +1,6 @@
 //! The audit log (`proxy.audit`): one JSON line per audited statement — time, session id,
-//! user, client address, schema, server, digest (or full text), affected rows, GTID (not known
-//! yet: always null), duration, error code.
+//! user, client address, schema, server, digest (or full text), affected rows, the GTID the
+//! statement committed (when the server reported one), duration, error code.
 //!
 //! Off the hot path: a session hands a [`Record`] (its fields and the statement's digest, which
 //! statement statistics computed already, or its bytes with `full_text`) to a bounded queue
@@ -73,9 +73,32 @@ impl Auditor {
 #[derive(Default)]
 pub struct SessionAudit {
     handle: Option<Handle>,
+    /// The GTIDs the current statement's OK packets reported (what it committed), until the
+    /// statement is audited.
+    gtid: Option<String>,
 }
 
 impl SessionAudit {
+    /// A statement is about to run: nothing committed yet.
+    pub fn statement_started(&mut self) {
+        self.gtid = None;
+    }
+
+    /// The GTIDs the statement's OK packets reported, in order (empty: it committed nothing,
+    /// or the server does not report GTIDs).
+    pub fn committed(&mut self, gtids: &[String]) {
+        self.gtid = match gtids {
+            [] => None,
+            [one] => Some(one.clone()),
+            many => Some(many.join(",")),
+        };
+    }
+
+    /// What the statement committed; forgotten once taken.
+    pub fn take_gtid(&mut self) -> Option<String> {
+        self.gtid.take()
+    }
+
     /// Queues `record` under `config` (the session's current `proxy.audit`); never waits.
     pub fn send(&mut self, ctx: &Context, config: &AuditConfig, record: Record) {
         if self.handle.as_ref().is_none_or(|h| h.config != *config) {

@@ -38,6 +38,9 @@ pub struct Record {
     pub server: Option<String>,
     pub text: Text,
     pub affected_rows: Option<u64>,
+    /// The GTID the statement committed, as the server reported it in its OK packet (several,
+    /// comma-separated, for a packet of statements that committed more than one).
+    pub gtid: Option<String>,
     pub duration: Duration,
     /// The error code the client got, if any.
     pub error: Option<u16>,
@@ -60,7 +63,7 @@ impl Record {
             digest,
             statement: statement.as_deref(),
             affected_rows: self.affected_rows,
-            gtid: None,
+            gtid: self.gtid.as_deref(),
             duration_ms: (self.duration.as_secs_f64() * 1e6).round() / 1e3,
             error: self.error,
         };

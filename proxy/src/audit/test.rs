@@ -32,6 +32,7 @@ fn record(text: Text) -> Record {
         server: Some("primary".into()),
         text,
         affected_rows: Some(1),
+        gtid: None,
         duration: Duration::from_micros(1500),
         error: None,
     }
@@ -75,6 +76,36 @@ fn a_line_carries_the_digest_unless_full_text_is_on() {
     record_under(&config("x", true), "INSERT INTO t VALUES (42, 'secret')").write_json(&mut out);
     let v: serde_json::Value = serde_json::from_slice(&out).expect("one JSON object");
     assert_eq!(v["statement"], "INSERT INTO t VALUES (42, 'secret')");
+}
+
+#[test]
+fn a_line_carries_the_gtid_the_statement_committed() {
+    let mut out = Vec::new();
+    let mut r = record("COMMIT");
+    r.gtid = Some("0-1-42".into());
+    r.write_json(&config("x", false), &mut out);
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("one JSON object");
+    assert_eq!(v["gtid"], "0-1-42");
+    let mut a = SessionAudit::default();
+    a.committed(&["0-1-7".into(), "0-1-8".into()]);
+    assert_eq!(a.take_gtid().as_deref(), Some("0-1-7,0-1-8"));
+    assert_eq!(a.take_gtid(), None, "taken once");
+    a.committed(&[]);
+    assert_eq!(a.take_gtid(), None);
+}
+
+#[test]
+fn a_prepared_statements_placeholders_digest_like_literals() {
+    // Audit lines (and digest rules) for COM_STMT_EXECUTE use the prepared text: the same
+    // digest as the statement sent with its values.
+    assert_eq!(
+        router::rules::digest::digest(b"INSERT INTO t VALUES (?, ?)"),
+        router::rules::digest::digest(b"INSERT INTO t VALUES (42, 'secret')")
+    );
+    assert_eq!(
+        router::rules::digest::digest(b"SELECT c FROM t WHERE id=?"),
+        router::rules::digest::digest(b"SELECT c FROM t WHERE id = 7")
+    );
 }
 
 #[test]

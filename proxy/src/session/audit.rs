@@ -1,6 +1,7 @@
-//! The session's side of the audit log (`proxy.audit`): after a client statement, decide
-//! whether it is audited (writes, or all statements) and hand a record to the writer's queue.
-//! Costs nothing but a configuration read when the audit log is off.
+//! The session's side of the audit log (`proxy.audit`): after a client statement (COM_QUERY or
+//! COM_STMT_EXECUTE), decide whether it is audited (writes and commits, or all statements) and
+//! hand a record to the writer's queue. Costs nothing but a configuration read when the audit
+//! log is off.
 
 use super::exec::Outcome;
 use super::Session;
@@ -24,14 +25,23 @@ fn is_write(reason: Reason) -> bool {
 }
 
 impl Session {
-    /// Audits the COM_QUERY in `self.cmd` that ended with `out`, routed for `reason`, started
-    /// at `started`.
-    pub(super) fn audit_statement(&mut self, out: Outcome, reason: Reason, started: Instant) {
+    /// Audits the client statement `text` (a COM_QUERY's text, or a prepared statement's text
+    /// for COM_STMT_EXECUTE) that ended with `out`, routed for `reason`, started at `started`.
+    /// A statement that committed (its OK reported a GTID: an autocommit write, a COMMIT, an
+    /// implicit commit) is audited under `writes` too, carrying that GTID.
+    pub(super) fn audit_statement(
+        &mut self,
+        out: Outcome,
+        reason: Reason,
+        started: Instant,
+        text: &[u8],
+    ) {
+        let gtid = self.audit.take_gtid();
         let config = self.ctx.config();
         let Some(audit) = config.proxy.as_ref().and_then(|p| p.audit.as_ref()) else {
             return;
         };
-        if audit.statements == AuditStatements::Writes && !is_write(reason) {
+        if audit.statements == AuditStatements::Writes && !is_write(reason) && gtid.is_none() {
             return;
         }
         let (server, affected_rows, error) = match out {
@@ -48,8 +58,9 @@ impl Session {
             server: server
                 .then(|| self.previous.as_ref().map(|p| p.backend.name().to_string()))
                 .flatten(),
-            text: Text::of(audit, self.cmd.get(1..).unwrap_or(&[]), &mut self.digest),
+            text: Text::of(audit, text, &mut self.digest),
             affected_rows,
+            gtid,
             duration: started.elapsed(),
             error,
         };

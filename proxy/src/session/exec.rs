@@ -282,6 +282,7 @@ impl Session {
             }
         };
         self.cons.current = None;
+        self.audit.statement_started();
         if retryable {
             self.plan_read().await;
         }
@@ -463,6 +464,7 @@ impl Session {
                         Some(backend.name()),
                         route_label == route::REPLICA,
                     );
+                    self.audit.committed(&track.gtids);
                     if let Some(id) = stmt {
                         self.after_execute(h, id, end);
                     }
@@ -611,7 +613,9 @@ impl Session {
         if let Some(t) = own_timeout {
             self.limits.query_timeout = t;
         }
-        self.audit_statement(out, reason, started);
+        let cmd = std::mem::take(&mut self.cmd);
+        self.audit_statement(out, reason, started, cmd.get(1..).unwrap_or_default());
+        self.cmd = cmd;
         out.report(&mut self.router);
         self.settle();
         self.track_end(out);

@@ -18,6 +18,7 @@ mod quorum;
 pub mod registry;
 mod rules;
 mod stmt;
+mod stmt_rules;
 mod token;
 pub mod top;
 mod view;

@@ -4,8 +4,10 @@
 //! bound and the statement's timeout. The matching itself is pure (`router::rules`).
 
 use super::{Error, Session};
+use router::classify::StatementDigest;
 use router::rules::{self, Input, Override};
 use router::Decision;
+use std::cell::RefCell;
 use std::time::Duration;
 
 /// ER_NOT_ALLOWED_COMMAND: what a server answers for a statement it refuses to run.
@@ -17,6 +19,20 @@ pub(super) struct Matched {
     action: rules::Action,
 }
 
+impl Matched {
+    /// The rule refuses the statement.
+    pub(super) fn blocks(&self) -> bool {
+        self.action.block.is_some()
+    }
+}
+
+/// A match and the schema it looked at: `Some` only when a rule names a schema, so that a
+/// prepared statement's cached match is redone after a `USE` (see `stmt_rules.rs`).
+pub(super) struct Found {
+    pub matched: Option<Matched>,
+    pub schema: Option<Option<String>>,
+}
+
 impl Session {
     /// Matches the current COM_QUERY. `Ok(None)` also when no rule matches; a blocked
     /// statement is answered here and reported as `Err(())` inside `Ok`.
@@ -26,37 +42,63 @@ impl Session {
             return Ok(Ok(None));
         }
         let sql = self.cmd.get(1..).unwrap_or(&[]);
-        let client = self.client.host.parse().ok();
-        // The statement's digest, if a rule computes it, stays for top statements and audit.
         let mut digest = std::mem::take(&mut self.digest);
+        let found = self.find_rule(&config.rules, sql, &mut digest);
+        self.digest = digest;
+        let Some(m) = found.matched else {
+            return Ok(Ok(None));
+        };
+        if self.rule_hit(&m).await? {
+            return Ok(Err(()));
+        }
+        Ok(Ok(Some(m)))
+    }
+
+    /// The first rule of `rules` that statement `sql` matches in this session. No metric, no
+    /// answer; the statement's digest, if a rule computes it, stays in `digest` (the session's, for
+    /// top statements and audit).
+    pub(super) fn find_rule(
+        &self,
+        rules: &rules::QueryRules,
+        sql: &[u8],
+        digest: &mut StatementDigest,
+    ) -> Found {
+        let client = self.client.host.parse().ok();
+        let seen = RefCell::new(None);
         let input = Input {
             sql,
             user: &self.client.user,
             client,
-            schema: || self.current_schema(),
+            schema: || {
+                let schema = self.current_schema();
+                *seen.borrow_mut() = Some(schema.clone());
+                schema
+            },
         };
-        let matched = config
-            .rules
-            .first_match(input, &mut digest)
-            .map(|(_, r)| Matched {
-                name: r.name.clone(),
-                action: r.action.clone(),
-            });
-        self.digest = digest;
-        let Some(m) = matched else {
-            return Ok(Ok(None));
-        };
+        let matched = rules.first_match(input, digest).map(|(_, r)| Matched {
+            name: r.name.clone(),
+            action: r.action.clone(),
+        });
+        Found {
+            matched,
+            schema: seen.into_inner(),
+        }
+    }
+
+    /// Counts a statement's hit on rule `m` and, when the rule blocks, answers the statement
+    /// with ERR 1148 (sequence 1: the answer to a command). True when blocked.
+    pub(super) async fn rule_hit(&mut self, m: &Matched) -> Result<bool, Error> {
         self.ctx
             .metrics
             .query_rule_hits
             .with_label_values(&[&*m.name])
             .inc();
-        if let Some(msg) = &m.action.block {
-            let (c, st) = ER_NOT_ALLOWED_COMMAND;
-            self.send_err(1, c, st, msg).await?;
-            return Ok(Err(()));
-        }
-        Ok(Ok(Some(m)))
+        let Some(msg) = &m.action.block else {
+            return Ok(false);
+        };
+        let (c, st) = ER_NOT_ALLOWED_COMMAND;
+        self.send_err(1, c, st, msg).await?;
+        Ok(true)
     }
 
     /// Applies a matched rule to the routing decision and the statement's timeout; returns the

@@ -8,6 +8,7 @@
 
 use super::exec::Outcome;
 use super::limits::{self, Limits};
+use super::stmt_rules::StmtRule;
 use super::{backend_err, Error, Session};
 use crate::backend::Error as BackendError;
 use crate::protocol::consts::{code, com, status};
@@ -15,6 +16,7 @@ use crate::protocol::packet::{read_packet, write_packet};
 use crate::protocol::relay::{End, Shape};
 use router::{Decision, Target};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 
 /// Largest prepare-response packet (metadata) accepted.
@@ -36,12 +38,19 @@ pub struct Stmt {
     long_data_refused: bool,
     /// Server holding an open cursor for this statement.
     cursor_on: Option<Arc<str>>,
+    /// The query rule it matched (see `stmt_rules.rs`).
+    pub(super) rule: StmtRule,
 }
 
 impl Stmt {
     /// The statement's text.
     pub fn sql(&self) -> &[u8] {
         &self.sql
+    }
+
+    /// The statement's text, shared.
+    pub(super) fn sql_arc(&self) -> Arc<[u8]> {
+        self.sql.clone()
     }
 
     /// Frees the buffered long data and gives its bytes back to the session's bound.
@@ -70,13 +79,17 @@ impl Session {
         if self.refuse_prepared_kill().await? {
             return Ok(());
         }
+        // Query rules: a blocked statement is refused here and reaches no server.
+        let sql: Arc<[u8]> = Arc::from(&self.cmd[1..]);
+        let Ok(rule) = self.prepare_rule(&sql).await? else {
+            return Ok(());
+        };
         if self.stmts.len() >= self.limits.max_stmts {
             // Nothing is prepared anywhere (proxy.max_prepared_statements).
             let (c, st) = code::ER_MAX_PREPARED_STMT_COUNT_REACHED;
             let msg = limits::too_many_statements(self.limits.max_stmts);
             return self.send_err(1, c, st, &msg).await;
         }
-        let sql: Arc<[u8]> = Arc::from(&self.cmd[1..]);
         let class = self.router.on_prepare(&sql);
         let pinned = self.router.in_transaction() || self.router.needs_pinned_primary();
         let target = match class.class.target {
@@ -128,6 +141,7 @@ impl Session {
                         long_data_bytes: 0,
                         long_data_refused: false,
                         cursor_on: None,
+                        rule,
                     },
                 );
                 Ok(())
@@ -180,12 +194,25 @@ impl Session {
         }
         let class = st.class.clone();
         let sql = st.sql.clone();
+        // Query rules, as for a COM_QUERY: a blocked execution reaches no server.
+        let Ok(rule) = self.execute_rule(id).await? else {
+            if let Some(st) = self.stmts.get_mut(&id) {
+                st.drop_long_data(&mut self.limits);
+            }
+            return Ok(());
+        };
         self.track_begin(&sql);
-        let d = self.router.route_execute(&class);
+        let mut d = self.router.route_execute(&class);
+        let own_timeout = self.apply_rule(rule.as_deref(), &mut d);
+        let (started, reason) = (Instant::now(), d.reason);
         let out = match self.gate().await? {
             Some(out) => out,
             None => self.run_with(d, Shape::Results, Some(id)).await?,
         };
+        if let Some(t) = own_timeout {
+            self.limits.query_timeout = t;
+        }
+        self.audit_statement(out, reason, started, &sql);
         out.report(&mut self.router);
         self.settle();
         self.track_end(out);
