@@ -468,25 +468,26 @@ impl Conn {
     /// `COM_QUERY` of a one-value query (`SELECT @@gtid_binlog_pos`): the value, `None` for
     /// NULL.
     pub async fn query_value(&mut self, sql: &[u8]) -> Result<Option<String>, Error> {
-        let mut p = Vec::with_capacity(1 + sql.len());
-        p.push(com::QUERY);
-        p.extend_from_slice(sql);
-        self.send(&p).await?;
-        let mut capture = Sink::keeping();
-        self.reply_to(Shape::Results, &mut capture).await?;
-        Ok(first_value(&capture.kept, self.deprecate_eof()))
+        let kept = self.query_kept(sql).await?;
+        Ok(first_value(&kept, self.deprecate_eof()))
     }
 
     /// `COM_QUERY` of a small query whose rows the proxy reads itself (`SHOW WARNINGS`): every
     /// row's values as text, `None` for NULL.
     pub async fn query_rows(&mut self, sql: &[u8]) -> Result<Vec<Vec<Option<String>>>, Error> {
+        let kept = self.query_kept(sql).await?;
+        Ok(text_rows(&kept, self.deprecate_eof()).unwrap_or_default())
+    }
+
+    /// `COM_QUERY` of a small query the proxy reads itself: the answer's frames as received.
+    async fn query_kept(&mut self, sql: &[u8]) -> Result<Vec<u8>, Error> {
         let mut p = Vec::with_capacity(1 + sql.len());
         p.push(com::QUERY);
         p.extend_from_slice(sql);
         self.send(&p).await?;
         let mut capture = Sink::keeping();
         self.reply_to(Shape::Results, &mut capture).await?;
-        Ok(text_rows(&capture.kept, self.deprecate_eof()).unwrap_or_default())
+        Ok(capture.kept)
     }
 
     /// `COM_QUERY` whose result is discarded.

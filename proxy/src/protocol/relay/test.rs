@@ -257,7 +257,16 @@ async fn run_tracked(wire: Vec<u8>, shape: Shape, strip: Strip) -> (End, Vec<u8>
     (end, out, track.gtids)
 }
 
-async fn run_track(wire: Vec<u8>, shape: Shape, mut track: Track) -> (End, Vec<u8>, Track) {
+async fn run_track(wire: Vec<u8>, shape: Shape, track: Track) -> (End, Vec<u8>, Track) {
+    run_track_as(wire, (shape, true), track).await
+}
+
+/// Relays `wire` as a response of `shape` (with `deprecate_eof` as given) through `track`.
+async fn run_track_as(
+    wire: Vec<u8>,
+    shape: (Shape, bool),
+    mut track: Track,
+) -> (End, Vec<u8>, Track) {
     let (b_near, mut b_far) = duplex(1 << 20);
     let mut b_near = tokio::io::BufStream::new(b_near);
     let (mut c_near, mut c_far) = duplex(1 << 20);
@@ -269,7 +278,7 @@ async fn run_track(wire: Vec<u8>, shape: Shape, mut track: Track) -> (End, Vec<u
         &mut b_near,
         &mut c_near,
         &mut buf,
-        (shape, true),
+        shape,
         None,
         &mut progress,
         Some(&mut track),
@@ -372,30 +381,10 @@ async fn a_multi_statement_ending_with_rows_holds_only_its_last_packet() {
             off += 4 + len;
         }
         let last_seq = seq.wrapping_sub(1);
-        let (b_near, mut b_far) = duplex(1 << 20);
-        let mut b_near = tokio::io::BufStream::new(b_near);
-        let (mut c_near, mut c_far) = duplex(1 << 20);
-        b_far.write_all(&wire).await.unwrap();
-        drop(b_far);
         let mut track = Track::new(Strip::All);
         track.hold = true;
-        let mut buf = Vec::new();
-        let mut progress = Progress::default();
-        let end = relay_tracked(
-            &mut b_near,
-            &mut c_near,
-            &mut buf,
-            (Shape::Results, deprecate),
-            None,
-            &mut progress,
-            Some(&mut track),
-        )
-        .await
-        .expect("relays");
-        c_near.flush().await.unwrap();
-        drop(c_near);
-        let mut out = Vec::new();
-        c_far.read_to_end(&mut out).await.unwrap();
+        let (end, out, track) =
+            run_track_as(wire.clone(), (Shape::Results, deprecate), track).await;
         assert!(matches!(end, End::Ok { .. }));
         assert_eq!(track.gtids, ["0-1-11"]);
         let caps = if deprecate { cap::DEPRECATE_EOF } else { 0 };
