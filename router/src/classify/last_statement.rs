@@ -56,18 +56,23 @@ pub struct Keeps {
 
 /// See [`Keeps`]. Any other statement keeps nothing.
 pub fn keeps_last_statement(sql: &[u8]) -> Keeps {
-    let mut buf = [0u8; 32];
+    // Runs for every statement that reaches a server: no allocation (issue 14's
+    // zero-allocation session loop): each word is upper-cased into its own stack buffer.
+    let (mut first, mut second) = ([0u8; 32], [0u8; 32]);
     let mut lx = Lexer::new(sql, 0);
-    let mut word = |lx: &mut Lexer<'_>| match lx.next() {
-        Some(t) if t.kind == Kind::Word => upper(sql, t.span, &mut buf).to_vec(),
-        _ => Vec::new(),
+    let mut word = |lx: &mut Lexer<'_>, buf: &mut [u8; 32]| -> usize {
+        match lx.next() {
+            Some(t) if t.kind == Kind::Word => upper(sql, t.span, buf).len(),
+            _ => 0,
+        }
     };
-    match word(&mut lx).as_slice() {
+    let n = word(&mut lx, &mut first);
+    match &first[..n] {
         b"SHOW" => {
-            let w = word(&mut lx);
+            let m = word(&mut lx, &mut second);
             Keeps {
                 row_count: false,
-                found_rows: matches!(w.as_slice(), b"WARNINGS" | b"ERRORS"),
+                found_rows: matches!(&second[..m], b"WARNINGS" | b"ERRORS"),
             }
         }
         b"GET" => Keeps {
