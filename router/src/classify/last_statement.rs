@@ -60,7 +60,7 @@ pub fn keeps_last_statement(sql: &[u8]) -> Keeps {
     // zero-allocation session loop): each word is upper-cased into its own stack buffer.
     let (mut first, mut second) = ([0u8; 32], [0u8; 32]);
     let mut lx = Lexer::new(sql, 0);
-    let mut word = |lx: &mut Lexer<'_>, buf: &mut [u8; 32]| -> usize {
+    let word = |lx: &mut Lexer<'_>, buf: &mut [u8; 32]| -> usize {
         match lx.next() {
             Some(t) if t.kind == Kind::Word => upper(sql, t.span, buf).len(),
             _ => 0,
