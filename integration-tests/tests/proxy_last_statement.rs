@@ -13,9 +13,13 @@ use proxy_support::{cluster, port_of, start_with};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Sessions run at once, and connections per server they share.
+/// Sessions run at once, and connections per server they share. As many connections as
+/// sessions: a session that keeps its connection across the barrier (a statement that pins it)
+/// must never leave another waiting for one at that barrier (a deadlock until ERR 1040 from
+/// `queue_timeout_ms`, seen under CI load with 3). Connections still change hands between any
+/// two statements: all sessions release and take them again at every step.
 const SESSIONS: usize = 6;
-const MAX_PER_SERVER: usize = 3;
+const MAX_PER_SERVER: usize = SESSIONS;
 
 async fn prepare(c: &Cluster) {
     for sql in [
