@@ -107,22 +107,7 @@ impl Positions {
             if !primary.is_empty() {
                 s.primary.merge(&primary);
             }
-            for (name, applied) in replicas {
-                match applied {
-                    Some(a) => {
-                        // Asked later, or at least as far (clock jitter between sidecars).
-                        let newer = s.replicas.get(&name).is_none_or(|old| {
-                            old.asked <= a.asked || old.position.covered_by(&a.position)
-                        });
-                        if newer {
-                            s.replicas.insert(name, a);
-                        }
-                    }
-                    None => {
-                        s.replicas.remove(&name);
-                    }
-                }
-            }
+            merge_newer(&mut s.replicas, replicas);
         }
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -132,21 +117,7 @@ impl Positions {
     /// already: one more wake-up here for those counting received).
     fn publish_received(&self, received: Vec<(String, Option<Applied>)>) {
         if let Ok(mut s) = self.state.write() {
-            for (name, got) in received {
-                match got {
-                    Some(a) => {
-                        let newer = s.received.get(&name).is_none_or(|old| {
-                            old.asked <= a.asked || old.position.covered_by(&a.position)
-                        });
-                        if newer {
-                            s.received.insert(name, a);
-                        }
-                    }
-                    None => {
-                        s.received.remove(&name);
-                    }
-                }
-            }
+            merge_newer(&mut s.received, received);
         }
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -372,6 +343,27 @@ fn sidecar_instant(asked_at_ms: Option<u64>, now_ms: u64, sent: Instant) -> Inst
         .checked_sub(Duration::from_millis(age))
         .unwrap_or(sent)
         .min(sent)
+}
+
+/// Merges one source answer into `known`: a replica missing (`None`) becomes unknown; an older
+/// answer never replaces a newer one (several sidecars): asked later, or at least as far
+/// (clock jitter between sidecars).
+fn merge_newer(known: &mut HashMap<String, Applied>, answer: Vec<(String, Option<Applied>)>) {
+    for (name, got) in answer {
+        match got {
+            Some(a) => {
+                let newer = known
+                    .get(&name)
+                    .is_none_or(|old| old.asked <= a.asked || old.position.covered_by(&a.position));
+                if newer {
+                    known.insert(name, a);
+                }
+            }
+            None => {
+                known.remove(&name);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
