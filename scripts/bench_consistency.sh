@@ -18,7 +18,9 @@ http=$((base + 3001))
 common=(--mysql-host=127.0.0.1 --mysql-user=app --mysql-password=app-password
         --mysql-db=rwsplit_test --tables=4 --table-size=10000)
 dir=$(mktemp -d)
-trap 'kill "${pid:-0}" 2>/dev/null || true; rm -rf "$dir"' EXIT
+# Only the proxy this script started: `kill 0` would signal the whole process group.
+pid=""
+trap '[[ -n $pid ]] && kill "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
 
 sysbench oltp_read_write "${common[@]}" --mysql-port="$base" cleanup >/dev/null 2>&1 || true
 sysbench oltp_read_write "${common[@]}" --mysql-port="$base" prepare >/dev/null
@@ -68,5 +70,5 @@ YAML
     printf "%-16s %8.1f tps %9.1f q/s  statements on replicas %5.1f %%  consistent reads: replica %d, waited %d, primary %d  polls %.0f/s per replica\n",
       l, t, q, (a > 0 ? 100 * r / a : 0), o, w, p, n / s / 2 }'
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  pid=0
+  pid=""
 done
