@@ -46,6 +46,17 @@ impl Session {
     /// query rule), so the statement is counted under the text it had when it arrived.
     pub(super) fn track_begin(&mut self, sql: &[u8]) {
         self.digest.get(sql);
+        self.begin_activity(sql);
+    }
+
+    /// [`Session::track_begin`] for an execution of a prepared statement with text `sql`:
+    /// repeated executions of one statement reuse its digest rather than lex it each time.
+    pub(super) fn track_begin_prepared(&mut self, sql: &Arc<[u8]>) {
+        self.digest.get_shared(sql);
+        self.begin_activity(sql);
+    }
+
+    fn begin_activity(&mut self, sql: &[u8]) {
         let t = &mut self.track;
         t.open = true;
         t.started = Instant::now();

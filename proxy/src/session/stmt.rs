@@ -201,7 +201,7 @@ impl Session {
             }
             return Ok(());
         };
-        self.track_begin(&sql);
+        self.track_begin_prepared(&sql);
         let mut d = self.router.route_execute(&class);
         let own_timeout = self.apply_rule(rule.as_deref(), &mut d);
         let (started, reason) = (Instant::now(), d.reason);

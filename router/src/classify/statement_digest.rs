@@ -6,8 +6,11 @@
 //! subnet should not compute it at all. The session keeps one [`StatementDigest`], calls
 //! [`StatementDigest::reset`] when a command starts, and every consumer calls
 //! [`StatementDigest::get`] with that command's text: the first call computes, the others read.
+//! A prepared statement's executions share one text: [`StatementDigest::get_shared`] lexes it
+//! once for a run of executions of the same statement (the common driver loop), not per execute.
 
 use super::digest::digest;
+use std::sync::Arc;
 
 /// The digest of the current statement, cached. The buffer is reused across statements, so
 /// computing it allocates only when a statement's digest is longer than any before it.
@@ -19,6 +22,9 @@ pub struct StatementDigest {
     fresh: bool,
     /// How many times a digest was computed (what the cache saves is visible in tests).
     computed: u64,
+    /// The shared text `text` and `hash` were computed from, if it came shared (see
+    /// [`Self::get_shared`]). Held, so its address cannot be reused by another text.
+    source: Option<Arc<[u8]>>,
 }
 
 impl StatementDigest {
@@ -31,11 +37,30 @@ impl StatementDigest {
     /// resets): its hash and its text, computed on the first call.
     pub fn get(&mut self, sql: &[u8]) -> (u64, &str) {
         if !self.fresh {
-            self.hash = digest(sql, &mut self.text);
-            self.fresh = true;
-            self.computed += 1;
+            self.compute(sql);
+            self.source = None;
         }
         (self.hash, &self.text)
+    }
+
+    /// [`Self::get`] for a text shared between statements (a prepared statement's): when the
+    /// previous statement's digest came from the same text, it is the current one's too.
+    pub fn get_shared(&mut self, sql: &Arc<[u8]>) -> (u64, &str) {
+        if !self.fresh {
+            if self.source.as_ref().is_some_and(|s| Arc::ptr_eq(s, sql)) {
+                self.fresh = true;
+            } else {
+                self.compute(sql);
+                self.source = Some(sql.clone());
+            }
+        }
+        (self.hash, &self.text)
+    }
+
+    fn compute(&mut self, sql: &[u8]) {
+        self.hash = digest(sql, &mut self.text);
+        self.fresh = true;
+        self.computed += 1;
     }
 
     /// The digest computed for the current statement, if something asked for it.
@@ -73,5 +98,36 @@ mod test {
         assert_eq!(t3, "DELETE FROM t WHERE id = ?");
         assert_ne!(h3, h1);
         assert_eq!(d.computations(), 2);
+    }
+
+    #[test]
+    fn a_shared_text_is_lexed_once_for_a_run_of_executions() {
+        let mut d = StatementDigest::default();
+        let ps: Arc<[u8]> = Arc::from(&b"SELECT c FROM sbtest1 WHERE id=?"[..]);
+        let copy: Arc<[u8]> = Arc::from(&b"SELECT c FROM sbtest1 WHERE id=?"[..]);
+        for _ in 0..3 {
+            d.reset();
+            assert_eq!(d.get_shared(&ps).1, "SELECT c FROM sbtest1 WHERE id = ?");
+        }
+        assert_eq!(
+            d.computations(),
+            1,
+            "executions of one statement reuse its digest"
+        );
+        // Another text in between (a COM_QUERY) replaces the digest: the next execution
+        // computes again, and so does another statement with equal text.
+        d.reset();
+        assert_eq!(
+            d.get(b"DELETE FROM t WHERE id = 7").1,
+            "DELETE FROM t WHERE id = ?"
+        );
+        d.reset();
+        assert_eq!(d.get_shared(&ps).1, "SELECT c FROM sbtest1 WHERE id = ?");
+        d.reset();
+        d.get_shared(&copy);
+        assert_eq!(d.computations(), 4);
+        // Not computed at all until asked, as with `get`.
+        d.reset();
+        assert_eq!(d.computed(), None);
     }
 }
