@@ -266,6 +266,20 @@ pub(crate) fn rules_cursor_after_set(text: &[u8]) -> rules::Cursor<'_> {
     cur
 }
 
+/// The schema a `USE name` command selects, as written (backquotes included).
+pub(crate) fn use_target(cmd: &[u8]) -> Option<&[u8]> {
+    let mut lx = lexer::Lexer::new(cmd, 0);
+    lx.next()?;
+    lx.next()
+        .filter(|t| {
+            matches!(
+                t.kind,
+                lexer::Kind::Word | lexer::Kind::Quoted | lexer::Kind::Num
+            )
+        })
+        .map(|t| t.span.of(cmd))
+}
+
 /// True when `text` mentions a user variable outside quotes and comments.
 pub(crate) fn lex_has_user_var(text: &[u8]) -> bool {
     lexer::Lexer::new(text, 0).any(|t| t.kind == lexer::Kind::UserVar)

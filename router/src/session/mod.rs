@@ -353,6 +353,22 @@ impl Session {
         self.history.entries()
     }
 
+    /// The default schema the history leaves the session in: its last `USE` or `COM_INIT_DB`
+    /// (the one it connected with included), unquoted. `None` when it never chose one, or when
+    /// the history overflowed before it did (then only its connection knows).
+    pub fn schema(&self) -> Option<String> {
+        let (_, cmd) = self
+            .history
+            .entries()
+            .filter(|(k, _)| *k == b"use")
+            .last()?;
+        let unquoted = match crate::classify::use_target(cmd)? {
+            [b'`', inner @ .., b'`'] => String::from_utf8_lossy(inner).replace("``", "`"),
+            text => String::from_utf8_lossy(text).into_owned(),
+        };
+        Some(unquoted)
+    }
+
     /// Increases whenever the history changes: a backend connection that has replayed
     /// generation `g` is up to date while `history_generation() == g`.
     pub fn history_generation(&self) -> u64 {

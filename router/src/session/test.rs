@@ -704,3 +704,17 @@ fn session_setup_may_run_without_a_writer_and_nothing_else() {
     );
     assert!(!setup(&mut s, "SET autocommit=1"));
 }
+
+#[test]
+fn the_schema_is_the_last_use_unquoted() {
+    let mut s = session();
+    assert_eq!(s.schema(), None);
+    s.on_init_db(b"app");
+    assert_eq!(s.schema().as_deref(), Some("app"));
+    ok(&mut s, "USE other", Primary, R::SessionState, AC);
+    assert_eq!(s.schema().as_deref(), Some("other"));
+    ok(&mut s, "use `we``ird`", Primary, R::SessionState, AC);
+    assert_eq!(s.schema().as_deref(), Some("we`ird"));
+    s.on_init_db(b"back`tick");
+    assert_eq!(s.schema().as_deref(), Some("back`tick"));
+}
