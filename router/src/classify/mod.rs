@@ -16,6 +16,7 @@ mod reads;
 mod rules;
 pub(crate) mod set;
 mod statement_digest;
+mod text_prepared;
 
 pub use connection_id::substitute_connection_id;
 pub use digest::{digest, MAX_DIGEST};
@@ -26,6 +27,7 @@ pub use last_statement::{
 };
 pub use lexer::{for_each_leading_hint, split_statements, Span};
 pub use statement_digest::StatementDigest;
+pub use text_prepared::{execute_immediate, executed_name, prepared_text};
 
 /// Where a statement may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
