@@ -660,23 +660,73 @@ async fn a_quorum_timeout_in_warning_mode_is_a_real_warning() {
         msg.contains("committed on the primary") && msg.contains("only 1 of the 2 replicas"),
         "{msg}"
     );
-    // Told once: the next SHOW WARNINGS is the server's again (which has none).
-    let rows: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").await.expect("show");
-    assert!(rows.is_empty(), "{rows:?}");
+    // A diagnostics statement leaves the list as it was, as on a server: asked again, told again.
+    let again: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").await.expect("show");
+    assert_eq!(again, rows);
     // The backend's own warnings of the statement come with the proxy's.
-    conn.query_drop("INSERT IGNORE INTO warned VALUES (1, 2), (2, 2)")
-        .await
-        .expect("insert ignore");
-    assert_eq!(conn.get_warnings(), 2, "the duplicate's and the proxy's");
+    let ignore = "INSERT IGNORE INTO warned VALUES (1, 2), (2, 2), (2, 3)";
+    conn.query_drop(ignore).await.expect("insert ignore");
+    assert_eq!(conn.get_warnings(), 3, "the duplicates' and the proxy's");
     let count: u32 = conn
         .query_first("SHOW COUNT(*) WARNINGS")
         .await
         .expect("count")
         .expect("row");
-    assert_eq!(count, 2);
+    assert_eq!(count, 3);
     let rows: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").await.expect("show");
     let codes: Vec<u32> = rows.iter().map(|r| r.1).collect();
-    assert_eq!(codes, [1062, 1105], "{rows:?}");
+    assert_eq!(codes, [1062, 1062, 1105], "{rows:?}");
+    // The same statement on a direct connection: its list is the backend's part of the proxy's,
+    // and LIMIT slices the proxy's list as the server slices its own.
+    let mut direct = Conn::from_url(c.app_url(0).as_str()).await.expect("direct");
+    direct
+        .query_drop("CREATE TEMPORARY TABLE warned (id INT PRIMARY KEY, v INT)")
+        .await
+        .expect("create");
+    direct
+        .query_drop("INSERT INTO warned VALUES (1, 1)")
+        .await
+        .expect("insert");
+    direct.query_drop(ignore).await.expect("insert ignore");
+    let server: Vec<(String, u32, String)> = direct.query("SHOW WARNINGS").await.expect("show");
+    assert_eq!(
+        server,
+        rows[..2],
+        "the backend's warnings, then the proxy's"
+    );
+    for (limit, from, to) in [
+        ("LIMIT 1", 0, 1),
+        ("LIMIT 0", 0, 0),
+        ("LIMIT 1, 1", 1, 2),
+        (" limit 1,5 ", 1, 3),
+        ("LIMIT 1 OFFSET 2", 2, 3),
+        ("LIMIT 3, 1", 3, 3),
+    ] {
+        let sql = format!("SHOW WARNINGS {limit}");
+        let got: Vec<(String, u32, String)> = conn.query(&sql).await.expect("show limit");
+        assert_eq!(got, rows[from..to], "{sql} through the proxy");
+        let want: Vec<(String, u32, String)> = direct.query(&sql).await.expect("show limit");
+        assert_eq!(
+            want,
+            server[from.min(2)..to.min(2)],
+            "{sql} on the server slices so"
+        );
+    }
+    // SHOW ERRORS and @@error_count are the server's (the proxy's warning is no error), and
+    // leave the list for the SHOW WARNINGS after them.
+    for sql in ["SHOW ERRORS", "SHOW ERRORS LIMIT 1", "SHOW COUNT(*) ERRORS"] {
+        let got: Vec<integration_tests::mysql_async::Row> = conn.query(sql).await.expect(sql);
+        let want: Vec<integration_tests::mysql_async::Row> = direct.query(sql).await.expect(sql);
+        assert_eq!(format!("{got:?}"), format!("{want:?}"), "{sql}");
+    }
+    let errors: u32 = conn
+        .query_first("SELECT @@error_count")
+        .await
+        .expect("errors")
+        .expect("row");
+    assert_eq!(errors, 0);
+    let after: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").await.expect("show");
+    assert_eq!(after, rows);
     // Any other statement forgets it, as on a server.
     conn.query_drop("INSERT INTO warned VALUES (3, 3)")
         .await

@@ -2,14 +2,16 @@
 //! `LAST_INSERT_ID()`, `@@warning_count`, `@@error_count`, `SHOW WARNINGS`, `SHOW ERRORS`)
 //! answer through the proxy as on a direct connection, while many sessions take turns on few
 //! backend connections (statement-level multiplexing, the default): each session gets its own
-//! values, never those of the session that used the connection in between.
+//! values, never those of the session that used the connection in between. In text queries, in
+//! prepared statements (COM_STMT_PREPARE / COM_STMT_EXECUTE, what most drivers send) and after
+//! `SET @@last_insert_id`.
 
 mod proxy_support;
 
 use integration_tests::mysql_async::prelude::Queryable;
-use integration_tests::mysql_async::{Conn, Row, Value};
+use integration_tests::mysql_async::{Conn, Params, Row, Value};
 use integration_tests::{Cluster, TEST_DB};
-use proxy_support::{cluster, port_of, start_with};
+use proxy_support::{cluster, port_of, start_with, Proxy};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,16 +23,18 @@ use std::time::Duration;
 const SESSIONS: usize = 6;
 const MAX_PER_SERVER: usize = SESSIONS;
 
-async fn prepare(c: &Cluster) {
+/// Creates `table` (100 rows) and `{table}_ids` (auto-increment ids) for one test: tests of
+/// this file run at once, each on tables of its own.
+async fn prepare(c: &Cluster, table: &str) {
     for sql in [
-        format!("CREATE TABLE IF NOT EXISTS {TEST_DB}.last_stmt (id INT PRIMARY KEY, v INT)"),
-        format!("DELETE FROM {TEST_DB}.last_stmt"),
+        format!("CREATE TABLE IF NOT EXISTS {TEST_DB}.{table} (id INT PRIMARY KEY, v INT)"),
+        format!("DELETE FROM {TEST_DB}.{table}"),
         format!(
-            "INSERT INTO {TEST_DB}.last_stmt VALUES {}",
+            "INSERT INTO {TEST_DB}.{table} VALUES {}",
             (1..=100).map(|i| format!("({i}, 0)")).collect::<Vec<_>>().join(", ")
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {TEST_DB}.last_stmt_ids (id INT AUTO_INCREMENT PRIMARY KEY, who INT)"
+            "CREATE TABLE IF NOT EXISTS {TEST_DB}.{table}_ids (id INT AUTO_INCREMENT PRIMARY KEY, who INT)"
         ),
     ] {
         c.admin_exec(0, &sql).await.expect("set up the servers");
@@ -94,16 +98,66 @@ fn script(k: usize) -> Vec<String> {
     s
 }
 
-/// What a client sees of one statement: column names and rows, affected rows, or the error.
-async fn answer(conn: &mut Conn, sql: &str) -> String {
-    let mut result = match conn.query_iter(sql).await {
-        Ok(r) => r,
-        Err(e) => return format!("{sql} -> error {e}"),
-    };
+/// One statement of a session: a text query, or a prepared statement executed with parameters
+/// (COM_STMT_PREPARE once per connection, then COM_STMT_EXECUTE, as drivers do).
+#[derive(Debug, Clone)]
+enum Step {
+    Text(String),
+    Binary(String, Vec<Value>),
+}
+
+fn text(sql: impl Into<String>) -> Step {
+    Step::Text(sql.into())
+}
+
+fn binary(sql: impl Into<String>, params: Vec<Value>) -> Step {
+    Step::Binary(sql.into(), params)
+}
+
+/// What a client sees of one statement: columns (name, type, flags, decimals: values of the
+/// binary protocol are decoded by them, a signed and an unsigned BIGINT are different values to
+/// a client), rows, affected rows, or the error.
+async fn answer(conn: &mut Conn, step: &Step) -> String {
+    match step {
+        Step::Text(sql) => {
+            let result = match conn.query_iter(sql.as_str()).await {
+                Ok(r) => r,
+                Err(e) => return format!("{sql} -> error {e}"),
+            };
+            describe(sql, result).await
+        }
+        Step::Binary(sql, params) => {
+            let params = if params.is_empty() {
+                Params::Empty
+            } else {
+                Params::Positional(params.clone())
+            };
+            let result = match conn.exec_iter(sql.as_str(), params).await {
+                Ok(r) => r,
+                Err(e) => return format!("{sql} (prepared) -> error {e}"),
+            };
+            format!("(prepared) {}", describe(sql, result).await)
+        }
+    }
+}
+
+async fn describe<P: integration_tests::mysql_async::prelude::Protocol>(
+    sql: &str,
+    mut result: integration_tests::mysql_async::QueryResult<'_, '_, P>,
+) -> String {
     let columns: Vec<String> = result
         .columns_ref()
         .iter()
-        .map(|c| c.name_str().into_owned())
+        .map(|c| {
+            format!(
+                "{} {:?}({}) {:?} decimals {}",
+                c.name_str(),
+                c.column_type(),
+                c.column_length(),
+                c.flags(),
+                c.decimals()
+            )
+        })
         .collect();
     let rows: Vec<Row> = match result.collect().await {
         Ok(r) => r,
@@ -115,23 +169,13 @@ async fn answer(conn: &mut Conn, sql: &str) -> String {
     format!("{sql} -> {columns:?} {rows:?} affected {affected}")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn last_statement_functions_answer_for_their_own_session_under_multiplexing() {
-    let Some(c) =
-        cluster("last_statement_functions_answer_for_their_own_session_under_multiplexing")
-    else {
-        return;
-    };
-    prepare(&c).await;
-    let p = start_with(
-        &c,
-        &format!("  pool:\n    max_per_server: {MAX_PER_SERVER}\n"),
-    )
-    .await;
-
-    // Through the proxy: every session runs its next statement only once all have run the
-    // previous one, so the few connections change hands between any two statements.
+/// Runs `script(k)` for sessions `k` in `0..SESSIONS` through the proxy, each statement only
+/// once every session has run its previous one (so the few connections change hands between
+/// any two statements), then each script on a direct connection of its own, and compares
+/// every answer.
+async fn compare_with_direct(c: &Cluster, p: &Proxy, script: fn(usize) -> Vec<Step>) {
     let barrier = Arc::new(tokio::sync::Barrier::new(SESSIONS));
+    let longest = (0..SESSIONS).map(|k| script(k).len()).max().unwrap_or(0);
     let mut tasks = Vec::new();
     for k in 0..SESSIONS {
         let mut conn = p.conn().await;
@@ -139,11 +183,10 @@ async fn last_statement_functions_answer_for_their_own_session_under_multiplexin
         tasks.push(tokio::spawn(async move {
             let mut answers = Vec::new();
             let steps = script(k);
-            let longest = script(SESSIONS - 1).len();
             for i in 0..longest {
                 barrier.wait().await;
-                if let Some(sql) = steps.get(i) {
-                    answers.push(answer(&mut conn, sql).await);
+                if let Some(step) = steps.get(i) {
+                    answers.push(answer(&mut conn, step).await);
                 }
             }
             answers
@@ -154,26 +197,221 @@ async fn last_statement_functions_answer_for_their_own_session_under_multiplexin
         through_proxy.push(t.await.expect("session task"));
     }
 
-    // The reference: each script on a direct connection of its own.
+    // The reference: each script on a direct connection of its own. Every difference is
+    // listed, not only the first.
+    let mut differences = Vec::new();
     for (k, got) in through_proxy.iter().enumerate() {
         let mut direct = Conn::from_url(c.app_url(0).as_str())
             .await
             .expect("direct connection");
         let mut want = Vec::new();
-        for sql in script(k) {
-            want.push(answer(&mut direct, &sql).await);
-        }
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(
-                g, w,
-                "session {k}: through the proxy vs a direct connection"
-            );
+        for step in script(k) {
+            want.push(answer(&mut direct, &step).await);
         }
         assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            if g != w {
+                differences.push(format!("session {k}:\n  proxy:  {g}\n  direct: {w}"));
+            }
+        }
     }
+    assert!(
+        differences.is_empty(),
+        "through the proxy vs a direct connection:\n{}",
+        differences.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_statement_functions_answer_for_their_own_session_under_multiplexing() {
+    let Some(c) =
+        cluster("last_statement_functions_answer_for_their_own_session_under_multiplexing")
+    else {
+        return;
+    };
+    prepare(&c, "last_stmt").await;
+    let p = start_with(
+        &c,
+        &format!("  pool:\n    max_per_server: {MAX_PER_SERVER}\n"),
+    )
+    .await;
+    compare_with_direct(&c, &p, |k| script(k).into_iter().map(Step::Text).collect()).await;
 
     // The reads of the scripts went to replicas (the values come from there too).
     let mut conn = p.conn().await;
     let port = port_of(&mut conn, "SELECT @@port FROM last_stmt LIMIT 1").await;
     assert_ne!(port, c.port(0), "plain reads go to a replica");
+}
+
+/// The statements of session `k` in prepared form: `FOUND_ROWS()`, `ROW_COUNT()`,
+/// `@@warning_count` and `@@error_count` in prepared statements (alone, with parameters, with
+/// a table), asked after text and prepared statements of the same session that ran elsewhere.
+fn prepared_script(k: usize) -> Vec<Step> {
+    let n = k + 1;
+    let (lo, hi) = (k * 10 + 1, k * 10 + n);
+    let read = format!("SELECT id FROM last_prep WHERE id BETWEEN {lo} AND {hi}");
+    let odd = k % 2 == 1;
+    let int = |v: usize| Value::Int(v as i64);
+    vec![
+        binary("SELECT FOUND_ROWS(), ROW_COUNT()", vec![]),
+        text(&read),
+        binary("SELECT FOUND_ROWS()", vec![]),
+        binary("SELECT ROW_COUNT()", vec![]),
+        binary("SELECT FOUND_ROWS()", vec![]),
+        binary(
+            "SELECT id FROM last_prep WHERE id BETWEEN ? AND ?",
+            vec![int(lo), int(hi)],
+        ),
+        binary("SELECT FOUND_ROWS(), ROW_COUNT()", vec![]),
+        text(format!(
+            "UPDATE last_prep SET v = v + 1 WHERE id BETWEEN {lo} AND {hi}"
+        )),
+        binary("SELECT ROW_COUNT(), FOUND_ROWS()", vec![]),
+        binary(
+            "UPDATE last_prep SET v = v + 1 WHERE id BETWEEN ? AND ?",
+            vec![int(lo), int(hi)],
+        ),
+        // Named: an expression's own name is its text, and the text that runs is another.
+        binary(
+            "SELECT ROW_COUNT() + ? AS r, FOUND_ROWS() * ? AS f",
+            vec![int(k), int(2)],
+        ),
+        binary("SELECT @@warning_count, @@error_count", vec![]),
+        text(if odd { "SELECT 1/0" } else { "SELECT 1" }),
+        binary("SELECT @@warning_count, @@error_count", vec![]),
+        text(&read),
+        binary(
+            "SELECT id, FOUND_ROWS(), ROW_COUNT() FROM last_prep WHERE id = ?",
+            vec![int(lo)],
+        ),
+        binary(
+            "SELECT SQL_CALC_FOUND_ROWS id FROM last_prep WHERE id > ? LIMIT 1",
+            vec![int(lo)],
+        ),
+        text(&read),
+        binary("SELECT FOUND_ROWS()", vec![]),
+        binary(
+            "SELECT SQL_CALC_FOUND_ROWS id FROM last_prep WHERE id > ? LIMIT 1",
+            vec![int(hi)],
+        ),
+        binary("SELECT FOUND_ROWS()", vec![]),
+        text("SELECT FOUND_ROWS(), ROW_COUNT()"),
+        binary("SELECT ROW_COUNT()", vec![]),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_ask_about_their_own_sessions_previous_statement() {
+    let Some(c) = cluster("prepared_statements_ask_about_their_own_sessions_previous_statement")
+    else {
+        return;
+    };
+    prepare(&c, "last_prep").await;
+    let p = start_with(
+        &c,
+        &format!("  pool:\n    max_per_server: {MAX_PER_SERVER}\n"),
+    )
+    .await;
+    compare_with_direct(&c, &p, prepared_script).await;
+}
+
+/// `SET @@last_insert_id = N` (and its other spellings) sets what `LAST_INSERT_ID()` answers
+/// until the next insert, on whichever connection the session's next statements run.
+fn insert_id_script(k: usize) -> Vec<Step> {
+    let own = format!(
+        "SELECT LAST_INSERT_ID() = (SELECT MAX(id) FROM last_iid_ids WHERE who = {k}) AS own"
+    );
+    let insert = format!("INSERT INTO last_iid_ids (who) VALUES ({k})");
+    let read = "SELECT COUNT(*) FROM last_iid WHERE id > 50";
+    vec![
+        text(&insert),
+        text(&own),
+        text(format!("SET @@last_insert_id = {}", 5 + k)),
+        text("SELECT LAST_INSERT_ID()"),
+        text(read),
+        text("SELECT LAST_INSERT_ID()"),
+        text(&insert),
+        text(&own),
+        text(read),
+        text(&own),
+        text(format!("SET LAST_INSERT_ID = {}", 100 + k)),
+        text(read),
+        binary("SELECT LAST_INSERT_ID()", vec![]),
+        text(format!(
+            "SET time_zone = '+01:00', @@identity = {}",
+            200 + k
+        )),
+        text(read),
+        text("SELECT @@last_insert_id, @@identity"),
+        text(&insert),
+        binary(
+            "SELECT LAST_INSERT_ID() = (SELECT MAX(id) FROM last_iid_ids WHERE who = ?)",
+            vec![Value::Int(k as i64)],
+        ),
+        text("SET @@last_insert_id = 0"),
+        text(read),
+        text("SELECT LAST_INSERT_ID()"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setting_the_insert_id_holds_until_the_next_insert_on_any_connection() {
+    let Some(c) = cluster("setting_the_insert_id_holds_until_the_next_insert_on_any_connection")
+    else {
+        return;
+    };
+    prepare(&c, "last_iid").await;
+    let p = start_with(
+        &c,
+        &format!("  pool:\n    max_per_server: {MAX_PER_SERVER}\n"),
+    )
+    .await;
+    compare_with_direct(&c, &p, insert_id_script).await;
+}
+
+/// The same questions in statements prepared in SQL (`PREPARE s FROM '...'`, `EXECUTE s`),
+/// which live on the session's primary connection while its reads run on replicas.
+fn text_prepared_script(k: usize) -> Vec<Step> {
+    let n = k + 1;
+    let (lo, hi) = (k * 10 + 1, k * 10 + n);
+    let read = format!("SELECT id FROM last_text WHERE id BETWEEN {lo} AND {hi}");
+    vec![
+        text("PREPARE ask FROM 'SELECT FOUND_ROWS(), ROW_COUNT()'"),
+        text("EXECUTE ask"),
+        text(&read),
+        text("EXECUTE ask"),
+        binary(
+            "SELECT id FROM last_text WHERE id BETWEEN ? AND ?",
+            vec![Value::Int(lo as i64), Value::Int(hi as i64 + 1)],
+        ),
+        text("EXECUTE ask"),
+        text(format!("SET @p = {k}")),
+        text("PREPARE ask_more FROM 'SELECT ? + FOUND_ROWS() AS n, @@warning_count'"),
+        text(&read),
+        text("EXECUTE ask_more USING @p"),
+        text(format!(
+            "UPDATE last_text SET v = v + 1 WHERE id BETWEEN {lo} AND {hi}"
+        )),
+        text(&read),
+        text("EXECUTE ask"),
+        text("DEALLOCATE PREPARE ask"),
+        text(&read),
+        text("EXECUTE ask"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_prepared_statements_ask_about_their_own_sessions_previous_statement() {
+    let Some(c) =
+        cluster("text_prepared_statements_ask_about_their_own_sessions_previous_statement")
+    else {
+        return;
+    };
+    prepare(&c, "last_text").await;
+    let p = start_with(
+        &c,
+        &format!("  pool:\n    max_per_server: {MAX_PER_SERVER}\n"),
+    )
+    .await;
+    compare_with_direct(&c, &p, text_prepared_script).await;
 }

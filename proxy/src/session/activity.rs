@@ -108,10 +108,8 @@ impl Session {
     pub(super) fn publish_held(&mut self, statement_ended: bool) {
         let pins = self.router.pins();
         let generation = self.router.history_generation();
-        let schema = (generation != self.track.schema_generation).then(|| {
-            self.track.schema_generation = generation;
-            current_schema(&self.router, self.client.database.as_deref())
-        });
+        let schema = (generation != self.track.schema_generation).then(|| self.current_schema());
+        self.track.schema_generation = generation;
         let mut a = self.registration.entry.activity();
         if statement_ended {
             a.text.clear();
@@ -136,24 +134,4 @@ impl Session {
             });
         }
     }
-}
-
-/// The session's default database: the last `USE` its history replays, else the one it
-/// connected with.
-fn current_schema(router: &router::Session, initial: Option<&str>) -> Option<String> {
-    let mut schema = initial.map(str::to_string);
-    for cmd in router.history() {
-        let text = String::from_utf8_lossy(cmd);
-        let t = text.trim_start();
-        if t.len() > 4 && t[..4].eq_ignore_ascii_case("use ") {
-            let name = t[4..].trim().trim_end_matches(';').trim();
-            let name = name
-                .strip_prefix('`')
-                .and_then(|n| n.strip_suffix('`'))
-                .map(|n| n.replace("``", "`"))
-                .unwrap_or_else(|| name.to_string());
-            schema = Some(name);
-        }
-    }
-    schema
 }

@@ -604,7 +604,7 @@ impl Session {
         let own_timeout = self.apply_rule(rule.as_ref(), &mut d);
         let (started, reason) = (Instant::now(), d.reason);
         if d.reads_last_statement {
-            self.answer_last_statement();
+            self.answer_last_statement(d.target);
         }
         let out = match self.gate().await? {
             Some(out) => out,

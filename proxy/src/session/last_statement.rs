@@ -9,9 +9,11 @@ use super::Session;
 use crate::protocol::consts::com;
 use crate::protocol::relay::End;
 use router::classify::{
-    keeps_last_statement, sets_last_insert_id, substitute_last_statement, LastStatement,
+    execute_immediate, keeps_last_statement, sets_last_insert_id, substitute_last_statement,
+    LastStatement,
 };
-use router::Reason;
+use router::{Reason, Target};
+use std::sync::Arc;
 
 /// What a fresh connection answers (MariaDB 10.11): `ROW_COUNT()` 0 and `FOUND_ROWS()` 1.
 pub(super) const FRESH: LastStatement = LastStatement {
@@ -20,6 +22,16 @@ pub(super) const FRESH: LastStatement = LastStatement {
     warning_count: Some(0),
     error_count: Some(0),
 };
+
+/// A COM_STMT_EXECUTE that runs a text of the proxy's own: its statement's text with the
+/// recorded values written in (see [`Session::last_statement_text`]).
+pub(super) struct Substituted {
+    /// The text prepared and run instead of the statement's.
+    pub text: Arc<[u8]>,
+    /// Where it was prepared (connection, server's statement id): closed after the execution,
+    /// since its text, holding values, is of no use to anyone later.
+    pub prepared: Option<(super::conns::ConnRef, u32)>,
+}
 
 /// How a statement that ran on a backend ended, as far as these values go.
 #[derive(Debug, Clone, Copy)]
@@ -96,7 +108,9 @@ impl Session {
     /// next, like an insert's id). Returns whether it asked (the connection then answered a
     /// statement of the proxy's own).
     pub(super) async fn learn_insert_id(&mut self, h: usize, reason: Reason, end: End) -> bool {
-        if reason != Reason::LastInsertId || matches!(end, End::Err { .. }) {
+        // A multi-statement may hold such a statement; any other reason is no such statement.
+        let may_set = matches!(reason, Reason::LastInsertId | Reason::MultiStatement);
+        if !may_set || matches!(end, End::Err { .. }) {
             return false;
         }
         let sets = match self.cmd.split_first() {
@@ -123,22 +137,28 @@ impl Session {
         true
     }
 
-    /// Before a COM_QUERY routed to the previous statement's backend: when that connection
-    /// cannot answer for the session, the recorded values go into the text (in `self.cmd`).
-    /// Warning and error counts are 0 then: a statement that left any keeps its connection.
-    pub(super) fn answer_last_statement(&mut self) {
-        let Some(sql) = self.cmd.get(1..) else { return };
+    /// The values to write into a statement that asks about the previous one and runs
+    /// towards `target`, or `None` when the connection it will run on is the one that ran the
+    /// previous statement, undisturbed, and so answers exactly. Warning and error counts are 0
+    /// when that connection went back to the pool: a statement that left any keeps it.
+    fn last_statement_values(&self, target: Target, text: &[u8]) -> Option<LastStatement> {
         let held = self
             .previous
             .as_ref()
-            .is_some_and(|p| self.held.iter().any(|h| p.is(h)));
+            .filter(|p| self.held.iter().any(|h| p.is(h)));
+        // The statement runs there only when routed there: a `SELECT LAST_INSERT_ID(),
+        // FOUND_ROWS()` goes to the primary whichever server ran the previous statement.
+        let runs_there = held.is_some_and(|p| match target {
+            Target::Previous => true,
+            Target::Primary => self.ctx.topology().primary() == Some(p.backend.index),
+            Target::Replica => false,
+        });
         // Restoring the session's insert id runs a SELECT on the connection first.
-        let exact = held && !self.last_disturbed && !reads_insert_id(sql);
-        if exact {
-            return;
+        if runs_there && !self.last_disturbed && !reads_insert_id(text) {
+            return None;
         }
         let mut last = self.last;
-        if held {
+        if held.is_some() {
             // The server still has the diagnostics (a SELECT without tables keeps them).
             last.warning_count = None;
             last.error_count = None;
@@ -146,12 +166,53 @@ impl Session {
             last.warning_count = Some(0);
             last.error_count = Some(0);
         }
+        Some(last)
+    }
+
+    /// Before a COM_QUERY that asks about the previous statement and goes towards `target`:
+    /// when the connection it runs on cannot answer for the session, the recorded values go
+    /// into the text (in `self.cmd`).
+    pub(super) fn answer_last_statement(&mut self, target: Target) {
+        let Some(sql) = self.cmd.get(1..) else { return };
+        let Some(last) = self.last_statement_values(target, sql) else {
+            return;
+        };
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         out.push(self.cmd[0]);
-        if substitute_last_statement(sql, &last, &mut out) {
+        let replaced = substitute_last_statement(sql, &last, &mut out)
+            || match self.router.executes_asking(sql) {
+                // `EXECUTE s` of a text that asks: that text runs, with the values written in
+                // (`EXECUTE IMMEDIATE`, MariaDB only; elsewhere the server answers).
+                Some((text, rest)) if self.primary_is_mariadb() => {
+                    execute_immediate(&text, rest, &last, &mut out)
+                }
+                _ => false,
+            };
+        if replaced {
             std::mem::swap(&mut self.cmd, &mut out);
         }
         self.out = out;
+    }
+
+    /// The writer is a MariaDB server (as the monitor last read its version).
+    fn primary_is_mariadb(&self) -> bool {
+        self.ctx
+            .primary()
+            .ok()
+            .and_then(|b| b.version())
+            .is_some_and(|v| v.contains("MariaDB"))
+    }
+
+    /// Before a COM_STMT_EXECUTE of a statement with text `sql` that asks about the previous
+    /// statement and goes towards `target`: the text to prepare and run instead, with the
+    /// recorded values written in, when the connection it runs on cannot answer for the
+    /// session (the binary protocol's counterpart of [`Session::answer_last_statement`]). The
+    /// execution then runs a statement of its own, closed after it (see `stmt.rs`); the
+    /// parameters are the client's, since only calls and variables without them are replaced.
+    pub(super) fn last_statement_text(&self, target: Target, sql: &[u8]) -> Option<Arc<[u8]>> {
+        let last = self.last_statement_values(target, sql)?;
+        let mut out = Vec::with_capacity(sql.len() + 32);
+        substitute_last_statement(sql, &last, &mut out).then(|| Arc::from(out))
     }
 }

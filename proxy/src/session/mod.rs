@@ -89,6 +89,8 @@ pub struct Session {
     last: router::classify::LastStatement,
     /// The proxy ran a statement of its own on the previous statement's connection since.
     last_disturbed: bool,
+    /// The COM_STMT_EXECUTE running now runs another text (see `last_statement.rs`).
+    substituted: Option<last_statement::Substituted>,
     /// The connection the session's pinned state (transaction, locks, temporary tables...)
     /// lives on; every statement that needs that state runs there or fails.
     anchor: Option<ConnRef>,
@@ -193,6 +195,7 @@ pub async fn run(
         diag_pin: false,
         last: last_statement::FRESH,
         last_disturbed: false,
+        substituted: None,
         anchor: None,
         pins_seen: router::Pins::default(),
         aborted: None,

@@ -127,20 +127,11 @@ impl Session {
         Some(self.limits.query_timeout.replace(Duration::from_millis(t)))
     }
 
-    /// The session's current schema: the last `USE` it ran, or the one it connected with.
+    /// The session's current schema: the last `USE` (or COM_INIT_DB) it ran, or the one it
+    /// connected with.
     pub(super) fn current_schema(&self) -> Option<String> {
-        let last_use = self
-            .router
-            .history()
-            .filter_map(|e| {
-                let t = std::str::from_utf8(e).ok()?.trim();
-                let (kw, rest) = t.split_once(char::is_whitespace)?;
-                kw.eq_ignore_ascii_case("use").then(|| {
-                    let db = rest.trim().trim_end_matches(';').trim();
-                    db.trim_matches('`').replace("``", "`")
-                })
-            })
-            .last();
-        last_use.or_else(|| self.client.database.clone())
+        self.router
+            .schema()
+            .or_else(|| self.client.database.clone())
     }
 }

@@ -7,6 +7,7 @@
 //! client's handle: the connections keep the statement for the next session that runs it.
 
 use super::exec::Outcome;
+use super::last_statement::Substituted;
 use super::limits::{self, Limits};
 use super::stmt_rules::StmtRule;
 use super::{backend_err, Error, Session};
@@ -205,10 +206,23 @@ impl Session {
         let mut d = self.router.route_execute(&class);
         let own_timeout = self.apply_rule(rule.as_deref(), &mut d);
         let (started, reason) = (Instant::now(), d.reason);
+        self.substituted = d
+            .reads_last_statement
+            .then(|| self.last_statement_text(d.target, &sql))
+            .flatten()
+            .map(|text| Substituted {
+                text,
+                prepared: None,
+            });
         let out = match self.gate().await? {
             Some(out) => out,
             None => self.run_with(d, Shape::Results, Some(id)).await?,
         };
+        if let Some((conn, backend_id)) = self.substituted.take().and_then(|s| s.prepared) {
+            if let Some(h) = self.held.iter_mut().find(|h| conn.is(h)) {
+                close_on(&mut h.conn, &[backend_id]).await;
+            }
+        }
         if let Some(t) = own_timeout {
             self.limits.query_timeout = t;
         }
@@ -236,6 +250,25 @@ impl Session {
         let held = &mut self.held[h];
         let conn = &mut held.conn;
         let metrics = held.backend.metrics();
+        if let Some(sub) = &mut self.substituted {
+            // A text of its own, prepared for this execution only (it holds values).
+            metrics.prepares.inc();
+            let Some((backend_id, _)) = prepare_on(conn, &sub.text, None).await? else {
+                return Err(BackendError::Server {
+                    code: 1243,
+                    state: "HY000".into(),
+                    message: "statement could not be prepared on this backend".into(),
+                });
+            };
+            sub.prepared = Some((super::conns::ConnRef::of(held), backend_id));
+            build_execute(&mut self.out, &self.cmd, st, backend_id, false);
+            // No cursor: closing the statement right after would close it. A server may
+            // always answer with the rows instead (the client sees no CURSOR_EXISTS flag).
+            if let Some(flags) = self.out.get_mut(5) {
+                *flags = 0;
+            }
+            return send_long_data(&mut held.conn, st, backend_id).await;
+        }
         let cached = conn
             .prepared
             .get(&st.sql)
@@ -263,30 +296,17 @@ impl Session {
                 }
             }
         };
-        for ld in &st.long_data {
-            let mut p = ld.clone();
-            p[1..5].copy_from_slice(&backend_id.to_le_bytes());
-            write_packet(&mut conn.stream, 0, &p).await?;
-        }
-        self.out.clear();
-        self.out.extend_from_slice(&self.cmd);
-        self.out[1..5].copy_from_slice(&backend_id.to_le_bytes());
-        if st.params > 0 && !types_bound {
-            let off = 10 + usize::from(st.params).div_ceil(8);
-            if self.out.get(off) == Some(&0) {
-                if let Some(types) = &st.types {
-                    self.out[off] = 1;
-                    // In place (no second buffer for the tail).
-                    self.out.splice(off + 1..off + 1, types.iter().copied());
-                }
-            }
-        }
-        Ok(true)
+        build_execute(&mut self.out, &self.cmd, st, backend_id, types_bound);
+        send_long_data(conn, st, backend_id).await
     }
 
     /// After an execution answered on held connection `h`: the connection now has the
     /// session's parameter types bound (unless it failed: then unknown), and maybe a cursor.
     pub(super) fn after_execute(&mut self, h: usize, id: u32, end: End) {
+        if self.substituted.is_some() {
+            // It ran a statement of its own, closed next: the cached one is as it was.
+            return;
+        }
         let Some(st) = self.stmts.get_mut(&id) else {
             return;
         };
@@ -447,6 +467,43 @@ impl Session {
         )
         .await
     }
+}
+
+/// Builds in `out` the COM_STMT_EXECUTE packet `cmd` for the connection's statement
+/// `backend_id`, with the session's parameter types unless that statement has them bound.
+fn build_execute(out: &mut Vec<u8>, cmd: &[u8], st: &Stmt, backend_id: u32, types_bound: bool) {
+    out.clear();
+    out.extend_from_slice(cmd);
+    if let Some(id) = out.get_mut(1..5) {
+        id.copy_from_slice(&backend_id.to_le_bytes());
+    }
+    if st.params > 0 && !types_bound {
+        let off = 10 + usize::from(st.params).div_ceil(8);
+        if out.get(off) == Some(&0) {
+            if let Some(types) = &st.types {
+                out[off] = 1;
+                // In place (no second buffer for the tail).
+                out.splice(off + 1..off + 1, types.iter().copied());
+            }
+        }
+    }
+}
+
+/// Sends the statement's buffered long data to the connection's statement `backend_id`, ahead
+/// of the execution. Returns that `out` is to be sent (see [`Session::ready_execute`]).
+async fn send_long_data(
+    conn: &mut crate::backend::Conn,
+    st: &Stmt,
+    backend_id: u32,
+) -> Result<bool, BackendError> {
+    for ld in &st.long_data {
+        let mut p = ld.clone();
+        if let Some(id) = p.get_mut(1..5) {
+            id.copy_from_slice(&backend_id.to_le_bytes());
+        }
+        write_packet(&mut conn.stream, 0, &p).await?;
+    }
+    Ok(true)
 }
 
 /// Closes statements `ids` on `conn` (COM_STMT_CLOSE has no answer: buffered, it goes out

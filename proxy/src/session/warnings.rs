@@ -2,8 +2,9 @@
 //! `routing.quorum_on_timeout: warning`). The backend that ran the statement does not have it,
 //! so the diagnostics statement that follows (`SHOW WARNINGS`, `SHOW COUNT(*) WARNINGS`,
 //! `SELECT @@warning_count`) is answered by the proxy: the backend's own warnings of that
-//! statement (read from it when there were any) and the proxy's. `SHOW WARNINGS` answers it
-//! once; any other statement forgets it, as a server's next statement would.
+//! statement (read from it when there were any) and the proxy's, sliced by a `LIMIT` as a
+//! server slices its list. Diagnostics statements (these, `SHOW ERRORS`, `@@error_count`) leave
+//! it for the next one, as on a server; any other statement forgets it.
 
 use super::Session;
 use crate::protocol::message;
@@ -40,33 +41,78 @@ impl OwnWarning {
     }
 }
 
-/// The diagnostics statements answered for an [`OwnWarning`].
+/// The diagnostics statements that read the list an [`OwnWarning`] belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Diagnostics {
-    /// `SHOW WARNINGS`
-    Show,
+    /// `SHOW WARNINGS [LIMIT [offset,] count]` (or `LIMIT count OFFSET offset`): the rows from
+    /// `offset`, at most `count` of them, as a server slices its own list.
+    Show { offset: u64, count: Option<u64> },
     /// `SHOW COUNT(*) WARNINGS`, named as the server names its column.
     Count(&'static str),
+    /// `SHOW ERRORS [LIMIT ...]`, `SHOW COUNT(*) ERRORS`, `SELECT @@error_count`: the proxy's
+    /// warning is no error, so the server answers; like any diagnostics statement, they leave
+    /// the list (the proxy's warning with it) for a `SHOW WARNINGS` after them.
+    Errors,
 }
 
 /// Recognises the diagnostics statements (any case and spacing, optional trailing `;`).
 fn diagnostics(sql: &[u8]) -> Option<Diagnostics> {
-    if sql.len() > 64 {
+    if sql.len() > 96 {
         return None;
     }
     let text = std::str::from_utf8(sql).ok()?.trim().trim_end_matches(';');
-    let words: Vec<String> = text
-        .split_whitespace()
-        .map(|w| w.to_ascii_lowercase())
-        .collect();
+    let words = words(text);
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     match words.as_slice() {
-        ["show", "warnings"] => Some(Diagnostics::Show),
-        ["show", "count(*)", "warnings"] => Some(Diagnostics::Count("@@session.warning_count")),
+        ["show", "warnings", limit @ ..] => {
+            let (offset, count) = limit_clause(limit)?;
+            Some(Diagnostics::Show { offset, count })
+        }
+        ["show", "errors", limit @ ..] => limit_clause(limit).map(|_| Diagnostics::Errors),
+        ["show", "count", "(", "*", ")", "warnings"] => {
+            Some(Diagnostics::Count("@@session.warning_count"))
+        }
+        ["show", "count", "(", "*", ")", "errors"] => Some(Diagnostics::Errors),
         ["select", "@@warning_count"] => Some(Diagnostics::Count("@@warning_count")),
         ["select", "@@session.warning_count"] => {
             Some(Diagnostics::Count("@@session.warning_count"))
         }
+        ["select", "@@error_count" | "@@session.error_count"] => Some(Diagnostics::Errors),
+        _ => None,
+    }
+}
+
+/// Lower-cased words (letters, digits, `_`, `@`, `.`) and single punctuation characters.
+fn words(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut word = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '.') {
+            word.push(c.to_ascii_lowercase());
+            continue;
+        }
+        if !word.is_empty() {
+            out.push(std::mem::take(&mut word));
+        }
+        if !c.is_whitespace() {
+            out.push(c.to_string());
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+/// `[LIMIT [offset,] count]` or `[LIMIT count OFFSET offset]`: the offset and the count (none
+/// without LIMIT). `None`: not a limit clause a server accepts here.
+fn limit_clause(words: &[&str]) -> Option<(u64, Option<u64>)> {
+    let n = |w: &str| w.parse::<u64>().ok();
+    match words {
+        [] => Some((0, None)),
+        ["limit", count] => Some((0, Some(n(count)?))),
+        ["limit", offset, ",", count] => Some((n(offset)?, Some(n(count)?))),
+        ["limit", count, "offset", offset] => Some((n(offset)?, Some(n(count)?))),
         _ => None,
     }
 }
@@ -102,20 +148,27 @@ impl Session {
         let caps = self.client.caps;
         let rows = w.rows();
         let packets = match kind {
-            Diagnostics::Show => {
+            Diagnostics::Show { offset, count } => {
                 let rows: Vec<Vec<Option<&[u8]>>> = rows
                     .iter()
+                    .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+                    .take(count.map_or(usize::MAX, |c| usize::try_from(c).unwrap_or(usize::MAX)))
                     .map(|r| r.iter().map(|v| v.as_deref().map(str::as_bytes)).collect())
                     .collect();
                 message::text_result(&["Level", "Code", "Message"], &rows, caps, status)
             }
             Diagnostics::Count(name) => {
                 let n = rows.len().to_string();
-                // Counting does not consume the list: SHOW WARNINGS may follow.
-                self.own_warning = Some(w);
                 message::one_value_result(name, n.as_bytes(), caps, status)
             }
+            Diagnostics::Errors => {
+                // The server answers; the list stays for a SHOW WARNINGS after it.
+                self.own_warning = Some(w);
+                return Ok(false);
+            }
         };
+        // Diagnostics statements leave the list as it was: the next may ask again.
+        self.own_warning = Some(w);
         for (seq, p) in packets.iter().enumerate() {
             write_packet(&mut self.stream, (seq + 1) as u8, p).await?;
         }
@@ -130,10 +183,35 @@ mod test {
 
     #[test]
     fn diagnostics_statements_are_recognised_exactly() {
-        assert_eq!(diagnostics(b"SHOW WARNINGS"), Some(Diagnostics::Show));
+        let all = Diagnostics::Show {
+            offset: 0,
+            count: None,
+        };
+        assert_eq!(diagnostics(b"SHOW WARNINGS"), Some(all));
+        assert_eq!(diagnostics(b"  show   warnings ; "), Some(all));
         assert_eq!(
-            diagnostics(b"  show   warnings ; "),
-            Some(Diagnostics::Show)
+            diagnostics(b"SHOW WARNINGS LIMIT 1"),
+            Some(Diagnostics::Show {
+                offset: 0,
+                count: Some(1)
+            })
+        );
+        let second = Some(Diagnostics::Show {
+            offset: 1,
+            count: Some(1),
+        });
+        assert_eq!(diagnostics(b"show warnings limit 1,1"), second);
+        assert_eq!(diagnostics(b"SHOW WARNINGS LIMIT 1 OFFSET 1"), second);
+        assert_eq!(diagnostics(b"SHOW WARNINGS LIMIT x"), None);
+        assert_eq!(diagnostics(b"SHOW WARNINGS LIMIT 1,"), None);
+        assert_eq!(diagnostics(b"SHOW ERRORS"), Some(Diagnostics::Errors));
+        assert_eq!(
+            diagnostics(b"show count( * ) errors"),
+            Some(Diagnostics::Errors)
+        );
+        assert_eq!(
+            diagnostics(b"SELECT @@session.error_count"),
+            Some(Diagnostics::Errors)
         );
         assert_eq!(
             diagnostics(b"SHOW COUNT(*) WARNINGS"),
@@ -143,8 +221,6 @@ mod test {
             diagnostics(b"select @@warning_count"),
             Some(Diagnostics::Count("@@warning_count"))
         );
-        assert_eq!(diagnostics(b"SHOW WARNINGS LIMIT 1"), None);
-        assert_eq!(diagnostics(b"SHOW ERRORS"), None);
         assert_eq!(diagnostics(b"SELECT 'SHOW WARNINGS'"), None);
     }
 

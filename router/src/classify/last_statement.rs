@@ -33,14 +33,28 @@ pub struct LastStatement {
 /// rewritten text to `out`. Returns false, leaving `out` untouched, when nothing was replaced.
 /// A bare select item keeps the column name a server would give it (`` AS `ROW_COUNT()` ``).
 /// `CREATE` and `ALTER` are left alone: the text they store must keep the calls.
+///
+/// The value comes as `IF(TRUE, value, call)`: the server answers the value, in the column
+/// type of the call (a literal `7` is a 1-digit INT to MariaDB, `ROW_COUNT()` a BIGINT(21),
+/// `@@warning_count` an unsigned BIGINT that may be NULL; `IF` takes the type both branches
+/// fit, measured on MariaDB 10.11). Clients of the binary protocol decode values by that type,
+/// so it must be the server's.
 pub fn substitute_last_statement(sql: &[u8], last: &LastStatement, out: &mut Vec<u8>) -> bool {
+    let signed = |v: Option<i64>, call: &str| v.map(|v| format!("IF(TRUE, {v}, {call})"));
+    let count =
+        |v: Option<u64>, var: &str| v.map(|v| format!("IF(TRUE, CAST({v} AS UNSIGNED), {var})"));
+    let found_rows = last
+        .found_rows
+        .map(|v| i64::try_from(v).unwrap_or(i64::MAX));
     !stores_code(sql)
         // In a multi-statement text, the later statements ask about the ones before them.
         && substitute(sql, out, true, |n| match n {
-            Name::Call(_) if n.is(b"ROW_COUNT") => last.row_count.map(|v| v.to_string()),
-            Name::Call(_) if n.is(b"FOUND_ROWS") => last.found_rows.map(|v| v.to_string()),
-            Name::SysVar(_) if n.is(b"WARNING_COUNT") => last.warning_count.map(|v| v.to_string()),
-            Name::SysVar(_) if n.is(b"ERROR_COUNT") => last.error_count.map(|v| v.to_string()),
+            Name::Call(_) if n.is(b"ROW_COUNT") => signed(last.row_count, "ROW_COUNT()"),
+            Name::Call(_) if n.is(b"FOUND_ROWS") => signed(found_rows, "FOUND_ROWS()"),
+            Name::SysVar(_) if n.is(b"WARNING_COUNT") => {
+                count(last.warning_count, "@@warning_count")
+            }
+            Name::SysVar(_) if n.is(b"ERROR_COUNT") => count(last.error_count, "@@error_count"),
             _ => None,
         })
 }
@@ -91,9 +105,21 @@ pub fn sets_last_insert_id(sql: &[u8]) -> bool {
     // `=` assigns in a SET statement and compares anywhere else.
     let set = matches!(lx.clone().next(), Some(t) if t.kind == Kind::Word && upper(sql, t.span, &mut buf) == b"SET");
     let mut after_dot = false;
+    // In a SET, the token before a name: `SET`, `,` or a scope word (`SET SESSION x = 1`).
+    let mut assignable = false;
     while let Some(t) = lx.next() {
         let qualified = std::mem::replace(&mut after_dot, t.is_punct(b'.'));
+        let starts_assignment = std::mem::replace(
+            &mut assignable,
+            set && (t.is_punct(b',')
+                || (t.kind == Kind::Word
+                    && matches!(upper(sql, t.span, &mut buf), b"SET" | b"SESSION" | b"LOCAL"))),
+        );
         let sets = match t.kind {
+            Kind::Word | Kind::Quoted if starts_assignment => {
+                super::set::sets_insert_id(t.span.of(sql))
+                    && matches!(lx.clone().next(), Some(n) if n.is_punct(b'=') || n.kind == Kind::Assign)
+            }
             Kind::Word if !qualified => {
                 upper(sql, t.span, &mut buf) == b"LAST_INSERT_ID" && {
                     let mut look = lx.clone();
@@ -141,7 +167,7 @@ mod test {
     fn each_function_is_replaced_with_its_recorded_value() {
         assert_eq!(
             sub("SELECT ROW_COUNT()", &KNOWN).as_deref(),
-            Some("SELECT 3 AS `ROW_COUNT()`")
+            Some("SELECT IF(TRUE, 3, ROW_COUNT()) AS `ROW_COUNT()`")
         );
         assert_eq!(
             sub(
@@ -150,7 +176,9 @@ mod test {
             )
             .as_deref(),
             Some(
-                "select 7 AS `found_rows()`, 0 AS `@@warning_count`, 0 AS `@@session.error_count`"
+                "select IF(TRUE, 7, FOUND_ROWS()) AS `found_rows()`, \
+                 IF(TRUE, CAST(0 AS UNSIGNED), @@warning_count) AS `@@warning_count`, \
+                 IF(TRUE, CAST(0 AS UNSIGNED), @@error_count) AS `@@session.error_count`"
             )
         );
         assert_eq!(
@@ -159,7 +187,10 @@ mod test {
                 &KNOWN
             )
             .as_deref(),
-            Some("SELECT 3 + 1 AS n, 'ROW_COUNT()' FROM t WHERE 0 = 0")
+            Some(
+                "SELECT IF(TRUE, 3, ROW_COUNT()) + 1 AS n, 'ROW_COUNT()' FROM t \
+                 WHERE IF(TRUE, CAST(0 AS UNSIGNED), @@warning_count) = 0"
+            )
         );
     }
 
@@ -175,7 +206,9 @@ mod test {
                 &row_count_only
             )
             .as_deref(),
-            Some("SELECT -1 AS `ROW_COUNT()`, FOUND_ROWS(), @@warning_count")
+            Some(
+                "SELECT IF(TRUE, -1, ROW_COUNT()) AS `ROW_COUNT()`, FOUND_ROWS(), @@warning_count"
+            )
         );
         assert_eq!(sub("SELECT FOUND_ROWS()", &row_count_only), None);
         assert_eq!(
@@ -186,7 +219,7 @@ mod test {
         assert_eq!(sub("SHOW WARNINGS", &KNOWN), None);
         assert_eq!(
             sub("SELECT ROW_COUNT(); SELECT ROW_COUNT()", &KNOWN).as_deref(),
-            Some("SELECT 3 AS `ROW_COUNT()`; SELECT ROW_COUNT()"),
+            Some("SELECT IF(TRUE, 3, ROW_COUNT()) AS `ROW_COUNT()`; SELECT ROW_COUNT()"),
             "a later statement asks about the one before it in the same text"
         );
         assert_eq!(
@@ -204,6 +237,9 @@ mod test {
             "UPDATE t SET c = LAST_INSERT_ID(c + 1)",
             "SET @@last_insert_id = 7",
             "SET @@session.identity := 7",
+            "SET LAST_INSERT_ID = 5",
+            "SET SESSION `identity` = 5",
+            "SET sql_mode = '', last_insert_id = 5",
         ] {
             assert!(sets_last_insert_id(sql.as_bytes()), "{sql}");
         }
@@ -213,6 +249,8 @@ mod test {
             "SELECT db.last_insert_id(5)",
             "SELECT @@last_insert_id",
             "SELECT @@identity = 3",
+            "SET @x = last_insert_id",
+            "SET sql_mode = last_insert_id",
         ] {
             assert!(!sets_last_insert_id(sql.as_bytes()), "{sql}");
         }

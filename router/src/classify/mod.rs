@@ -16,6 +16,7 @@ mod reads;
 mod rules;
 pub(crate) mod set;
 mod statement_digest;
+mod text_prepared;
 
 pub use connection_id::substitute_connection_id;
 pub use digest::{digest, MAX_DIGEST};
@@ -26,6 +27,7 @@ pub use last_statement::{
 };
 pub use lexer::{for_each_leading_hint, split_statements, Span};
 pub use statement_digest::StatementDigest;
+pub use text_prepared::{execute_immediate, executed_name, prepared_text};
 
 /// Where a statement may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -264,6 +266,20 @@ pub(crate) fn rules_cursor_after_set(text: &[u8]) -> rules::Cursor<'_> {
     let mut cur = rules::Cursor::new(text);
     cur.next();
     cur
+}
+
+/// The schema a `USE name` command selects, as written (backquotes included).
+pub(crate) fn use_target(cmd: &[u8]) -> Option<&[u8]> {
+    let mut lx = lexer::Lexer::new(cmd, 0);
+    lx.next()?;
+    lx.next()
+        .filter(|t| {
+            matches!(
+                t.kind,
+                lexer::Kind::Word | lexer::Kind::Quoted | lexer::Kind::Num
+            )
+        })
+        .map(|t| t.span.of(cmd))
 }
 
 /// True when `text` mentions a user variable outside quotes and comments.

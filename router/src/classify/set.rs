@@ -70,7 +70,7 @@ pub(super) fn set_statement(cur: &mut Cursor<'_>) -> Classification {
         return UNPARSEABLE;
     }
     let sql = cur.sql;
-    let (mut user, mut global, mut session) = (false, false, false);
+    let (mut user, mut global, mut session, mut insert_id) = (false, false, false, false);
     let mut count = 0;
     let mut autocommit: Option<Option<bool>> = None;
     let ok = assignments(sql, cur, |a| {
@@ -83,6 +83,9 @@ pub(super) fn set_statement(cur: &mut Cursor<'_>) -> Classification {
             {
                 autocommit = Some(bool_value(a.value.of(sql)));
             }
+            Scope::Session if a.what == Sets::Var && sets_insert_id(a.name.of(sql)) => {
+                insert_id = true
+            }
             Scope::Session => session = true,
         }
     });
@@ -94,7 +97,10 @@ pub(super) fn set_statement(cur: &mut Cursor<'_>) -> Classification {
         Some(Some(on)) if count == 1 => Effect::SetAutocommit(on),
         _ => Effect::Set,
     };
-    let reason = if user {
+    // The proxy learns the value it leaves (no OK packet says): see `sets_insert_id`.
+    let reason = if insert_id {
+        Reason::LastInsertId
+    } else if user {
         Reason::UserVariable
     } else if session {
         Reason::SessionState
@@ -208,6 +214,19 @@ pub(crate) fn assignments(
             return true;
         }
     }
+}
+
+/// `last_insert_id` and `identity` (possibly backquoted): assigning one sets what
+/// `LAST_INSERT_ID()` answers on that connection. That is the value of one connection at one
+/// moment, not a setting: the next insert there replaces it, so replaying the assignment on
+/// every connection the session takes later would bring back a stale id. The proxy keeps the
+/// session's last insert id itself and restores it where a statement reads it.
+pub(crate) fn sets_insert_id(name: &[u8]) -> bool {
+    let n = name
+        .strip_prefix(b"`")
+        .and_then(|n| n.strip_suffix(b"`"))
+        .unwrap_or(name);
+    n.eq_ignore_ascii_case(b"last_insert_id") || n.eq_ignore_ascii_case(b"identity")
 }
 
 /// The scope written before a system variable's name: `@@global.x`, `@@session.x`, `@@x`.

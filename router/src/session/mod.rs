@@ -177,7 +177,13 @@ impl Session {
     /// Decides where a `COM_QUERY` goes. Remembers the statement's effect until the reply.
     pub fn route_query(&mut self, sql: &[u8]) -> Decision {
         let class = classify(sql);
-        let decision = self.decide(&class);
+        let mut decision = self.decide(&class);
+        if class.reason == Reason::PreparedStatement
+            && !self.state.asking.is_empty()
+            && self.executes_asking(sql).is_some()
+        {
+            decision.reads_last_statement = true;
+        }
         self.pending = Some(Pending {
             class,
             text: needs_text(class.effect).then(|| Arc::from(sql)),
@@ -211,6 +217,19 @@ impl Session {
             }
             _ => false,
         }
+    }
+
+    /// For `EXECUTE name [USING ...]` of a statement the session prepared (`PREPARE name FROM
+    /// '...'`) from a text that asks about the previous statement: that text, and the rest of
+    /// the `EXECUTE` (see `classify::execute_immediate`).
+    pub fn executes_asking<'a>(&self, sql: &'a [u8]) -> Option<(Arc<[u8]>, &'a [u8])> {
+        let (name, rest) = crate::classify::executed_name(sql)?;
+        let name = state::last_name(name);
+        self.state
+            .asking
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, text)| (text.clone(), rest))
     }
 
     /// Classifies a `COM_STMT_PREPARE` text. The proxy stores the class with the statement id and
@@ -353,6 +372,22 @@ impl Session {
         self.history.entries()
     }
 
+    /// The default schema the history leaves the session in: its last `USE` or `COM_INIT_DB`
+    /// (the one it connected with included), unquoted. `None` when it never chose one, or when
+    /// the history overflowed before it did (then only its connection knows).
+    pub fn schema(&self) -> Option<String> {
+        let (_, cmd) = self
+            .history
+            .entries()
+            .filter(|(k, _)| *k == b"use")
+            .last()?;
+        let unquoted = match crate::classify::use_target(cmd)? {
+            [b'`', inner @ .., b'`'] => String::from_utf8_lossy(inner).replace("``", "`"),
+            text => String::from_utf8_lossy(text).into_owned(),
+        };
+        Some(unquoted)
+    }
+
     /// Increases whenever the history changes: a backend connection that has replayed
     /// generation `g` is up to date while `history_generation() == g`.
     pub fn history_generation(&self) -> u64 {
@@ -396,6 +431,7 @@ impl Session {
         st.named_locks = 0;
         st.user_vars = false;
         st.prepared_text.clear();
+        st.asking.clear();
         st.next_trx = false;
         Pins {
             autocommit_off: false,

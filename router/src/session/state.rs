@@ -2,8 +2,13 @@
 //! variables, text prepared statements) and how each statement's [`Effect`] changes it.
 
 use super::history::History;
-use crate::classify::set::{assignments, bool_value, Scope, Sets};
-use crate::classify::{classify, split_statements, Effect};
+use crate::classify::set::{assignments, bool_value, sets_insert_id, Scope, Sets};
+use crate::classify::{classify, prepared_text, split_statements, Effect, Target};
+use std::sync::Arc;
+
+/// A text-prepared statement's name (lowercased) and text, when the text asks about the
+/// previous statement.
+pub(super) type Asking = (Box<[u8]>, Arc<[u8]>);
 
 #[derive(Debug, Clone)]
 pub(super) struct State {
@@ -18,6 +23,9 @@ pub(super) struct State {
     pub named_locks: u32,
     pub user_vars: bool,
     pub prepared_text: Vec<Box<[u8]>>,
+    /// Those of `prepared_text` whose text asks about the previous statement, with the text
+    /// (see `classify::text_prepared`).
+    pub asking: Vec<Asking>,
     /// `SET TRANSACTION` characteristics wait for the next transaction.
     pub next_trx: bool,
 }
@@ -34,6 +42,7 @@ impl Default for State {
             named_locks: 0,
             user_vars: false,
             prepared_text: Vec::new(),
+            asking: Vec::new(),
             next_trx: false,
         }
     }
@@ -113,6 +122,16 @@ impl State {
             Effect::UserVariable => self.user_vars = true,
             Effect::PrepareText(span) => {
                 let name = last_name(span.of(text));
+                // A statement prepared under the name before is gone, whatever the new one is.
+                self.asking.retain(|(n, _)| *n != name);
+                if !conservative {
+                    if let Some((_, body)) = prepared_text(text) {
+                        let c = classify(&body);
+                        if c.reads_last_statement || c.target == Target::Previous {
+                            self.asking.push((name.clone(), body.into()));
+                        }
+                    }
+                }
                 if !self.prepared_text.contains(&name) {
                     self.prepared_text.push(name);
                 }
@@ -121,6 +140,7 @@ impl State {
                 if !conservative {
                     let name = last_name(span.of(text));
                     self.prepared_text.retain(|p| *p != name);
+                    self.asking.retain(|(n, _)| *n != name);
                 }
             }
             Effect::Multi => {
@@ -156,6 +176,10 @@ impl State {
                     if let Some(on) = bool_value(value) {
                         self.autocommit = on;
                     }
+                    return;
+                }
+                if a.what == Sets::Var && sets_insert_id(name) {
+                    // Not replayed: the proxy restores the session's insert id itself.
                     return;
                 }
                 if contains_user_var(value) {
@@ -221,7 +245,7 @@ fn unquote_lower(name: &[u8]) -> Vec<u8> {
 }
 
 /// The last component of a possibly qualified name (`db`.`t` → t), unquoted and lowercased.
-fn last_name(qualified: &[u8]) -> Box<[u8]> {
+pub(super) fn last_name(qualified: &[u8]) -> Box<[u8]> {
     let mut last: &[u8] = qualified;
     crate::classify::for_each_name_part(qualified, |part| last = part);
     unquote_lower(last).into_boxed_slice()

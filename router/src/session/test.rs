@@ -704,3 +704,69 @@ fn session_setup_may_run_without_a_writer_and_nothing_else() {
     );
     assert!(!setup(&mut s, "SET autocommit=1"));
 }
+
+#[test]
+fn the_schema_is_the_last_use_unquoted() {
+    let mut s = session();
+    assert_eq!(s.schema(), None);
+    s.on_init_db(b"app");
+    assert_eq!(s.schema().as_deref(), Some("app"));
+    ok(&mut s, "USE other", Primary, R::SessionState, AC);
+    assert_eq!(s.schema().as_deref(), Some("other"));
+    ok(&mut s, "use `we``ird`", Primary, R::SessionState, AC);
+    assert_eq!(s.schema().as_deref(), Some("we`ird"));
+    s.on_init_db(b"back`tick");
+    assert_eq!(s.schema().as_deref(), Some("back`tick"));
+}
+
+#[test]
+fn setting_the_insert_id_is_not_replayed() {
+    let mut s = session();
+    for sql in [
+        "SET @@last_insert_id = 5",
+        "SET LAST_INSERT_ID = 5",
+        "SET @@session.identity = 7",
+        "set session `last_insert_id` := 9",
+    ] {
+        ok(&mut s, sql, Primary, R::LastInsertId, AC);
+        assert!(history(&s).is_empty(), "{sql}: {:?}", history(&s));
+        assert!(!s.needs_pinned_primary(), "{sql}");
+    }
+    ok(
+        &mut s,
+        "SET sql_mode = 'ANSI', @@last_insert_id = 5",
+        Primary,
+        R::LastInsertId,
+        AC,
+    );
+    assert_eq!(history(&s), ["SET sql_mode = 'ANSI'"]);
+}
+
+#[test]
+fn executing_a_text_prepared_statement_that_asks_about_the_previous_one() {
+    let mut s = session();
+    let prepared = |s: &mut Session, sql: &str| ok(s, sql, Primary, R::PreparedStatement, AC);
+    prepared(&mut s, "PREPARE s FROM 'SELECT FOUND_ROWS(), ?'");
+    prepared(&mut s, "PREPARE t FROM 'SELECT 1'");
+    let d = s.route_query(b"EXECUTE S USING @a");
+    assert!(d.reads_last_statement && d.target == Primary, "{d:?}");
+    let (text, rest) = s.executes_asking(b"EXECUTE S USING @a").expect("asks");
+    assert_eq!(
+        (&*text, rest),
+        (&b"SELECT FOUND_ROWS(), ?"[..], &b" USING @a"[..])
+    );
+    s.on_ok(AC);
+    let d = s.route_query(b"EXECUTE t");
+    assert!(!d.reads_last_statement, "{d:?}");
+    s.on_ok(AC);
+    // Prepared again under the same name, from a text that does not ask.
+    prepared(&mut s, "PREPARE s FROM 'SELECT 2'");
+    assert!(s.executes_asking(b"EXECUTE s").is_none());
+    prepared(&mut s, "PREPARE s FROM 'SELECT ROW_COUNT()'");
+    assert!(s.executes_asking(b"EXECUTE s").is_some());
+    prepared(&mut s, "DEALLOCATE PREPARE s");
+    assert!(s.executes_asking(b"EXECUTE s").is_none());
+    prepared(&mut s, "PREPARE s FROM 'SELECT @@warning_count'");
+    s.on_connection_lost();
+    assert!(s.executes_asking(b"EXECUTE s").is_none());
+}
