@@ -6,6 +6,7 @@ use super::{position_of, Applied, Positions};
 use crate::context::Context;
 use crate::health::sidecar_client::Client;
 use router::config::LagSource;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Follows every sidecar of the configuration until it is reloaded: one long poll per sidecar
@@ -163,30 +164,27 @@ fn kick_url(url: &str, received: bool, legacy: bool) -> String {
 
 fn publish_sidecar(snap: &binlog_reader::LagSnapshot, sent: Instant, positions: &Positions) {
     let now_ms = crate::health::lag::now_ms();
-    let at = |seq: &std::collections::BTreeMap<String, u64>, asked_at_ms: Option<u64>| Applied {
+    let at = |seq: &BTreeMap<String, u64>, asked_at_ms: Option<u64>| Applied {
         position: position_of(seq),
         asked: sidecar_instant(asked_at_ms, now_ms, sent),
     };
-    let replicas = snap
-        .replicas
-        .iter()
-        .map(|(name, r)| {
-            let applied = (r.reachable && !r.applied_seq.is_empty())
-                .then(|| at(&r.applied_seq, r.asked_at_ms));
-            (name.clone(), applied)
-        })
-        .collect();
-    let received = snap
-        .replicas
-        .iter()
-        .map(|(name, r)| {
-            let got = (r.reachable && !r.received_seq.is_empty())
-                .then(|| at(&r.received_seq, r.received_asked_at_ms));
-            (name.clone(), got)
-        })
-        .collect();
-    positions.publish(position_of(&snap.primary.gtid_seq), replicas);
-    positions.publish_received(received);
+    // Each replica's applied or received position: unknown while unreachable or empty.
+    type Pick = fn(&binlog_reader::ReplicaLag) -> (&BTreeMap<String, u64>, Option<u64>);
+    let each = |pick: Pick| {
+        snap.replicas
+            .iter()
+            .map(|(name, r)| {
+                let (seq, asked_at_ms) = pick(r);
+                let known = (r.reachable && !seq.is_empty()).then(|| at(seq, asked_at_ms));
+                (name.clone(), known)
+            })
+            .collect()
+    };
+    positions.publish(
+        position_of(&snap.primary.gtid_seq),
+        each(|r| (&r.applied_seq, r.asked_at_ms)),
+    );
+    positions.publish_received(each(|r| (&r.received_seq, r.received_asked_at_ms)));
 }
 
 /// When a sidecar asked a replica (its clock, as `taken_at_ms`), as an instant here: never
@@ -242,18 +240,14 @@ mod test {
 
     impl Sidecar {
         async fn start(no_kick: bool) -> Sidecar {
-            let closed = || {
-                std::net::TcpListener::bind("127.0.0.1:0")
-                    .and_then(|l| l.local_addr())
-                    .map(|a| a.port())
-                    .unwrap_or(1)
-            };
+            // A primary on a port nothing listens on: no replica poll ever lands.
+            let closed = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap_or(1);
             let yaml = format!(
-                "servers:\n  - {{name: p, host: 127.0.0.1, port: {}, role: primary}}\n  \
-                 - {{name: r1, host: 127.0.0.1, port: {}, role: replica}}\n\
-                 monitor: {{user: u, password: x}}\n",
-                closed(),
-                closed()
+                "servers: [{{name: p, host: 127.0.0.1, port: {closed}, role: primary}}]\n\
+                 monitor: {{user: u, password: x}}\n"
             );
             let config = router::config::Config::from_yaml("t.yaml", &yaml).expect("config");
             let reader = binlog_reader::LagReader::spawn(&config).expect("reader");

@@ -28,6 +28,33 @@ async fn hyper_server() -> (String, tokio::task::JoinHandle<()>) {
     )
 }
 
+/// A bare listener whose connections, numbered from 0, are each handled by `conn` on a task
+/// of their own: the URL of its `/lag`, the count of connections accepted, the server task.
+async fn bare_server<F, Fut>(conn: F) -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>)
+where
+    F: Fn(TcpStream, usize) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/lag", listener.local_addr().expect("addr"));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let seen = accepted.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(conn(s, seen.fetch_add(1, Ordering::SeqCst)));
+        }
+    });
+    (url, accepted, server)
+}
+
+/// A keep-alive answer with a Content-Length body.
+fn answer(body: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 /// Reads one request head from `s` (tests send no bodies).
 async fn read_request(s: &mut TcpStream) -> Option<String> {
     let mut buf = Vec::new();
@@ -64,24 +91,13 @@ async fn keep_alive_reuses_one_connection_for_bodies_and_no_content() {
 
 #[tokio::test]
 async fn reconnects_after_the_server_closed_the_idle_connection() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/lag", listener.local_addr().expect("addr"));
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let seen = accepted.clone();
     // Each connection answers one request (keep-alive framing), then closes.
-    let server = tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let n = seen.fetch_add(1, Ordering::SeqCst);
-            if read_request(&mut s).await.is_some() {
-                let body = format!("conn {n}");
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-            }
+    let (url, accepted, server) = bare_server(|mut s, n| async move {
+        if read_request(&mut s).await.is_some() {
+            let _ = s.write_all(answer(&format!("conn {n}")).as_bytes()).await;
         }
-    });
+    })
+    .await;
     let mut c = Client::keep_alive();
     let first = c.get(&url).await.expect("first");
     assert_eq!(first.body, b"conn 0");
@@ -95,28 +111,20 @@ async fn reconnects_after_the_server_closed_the_idle_connection() {
 
 #[tokio::test]
 async fn content_length_bodies_arriving_in_pieces_are_read_exactly() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/lag", listener.local_addr().expect("addr"));
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let seen = accepted.clone();
-    let server = tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            seen.fetch_add(1, Ordering::SeqCst);
-            // The first body holds what looks like the end of a head; it arrives in two
-            // writes. The second answer follows on the same connection.
-            let _ = read_request(&mut s).await;
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab\r\n")
-                .await;
-            tokio::time::sleep(Duration::from_millis(30)).await;
-            let _ = s.write_all(b"\r\ncdef").await;
-            let _ = read_request(&mut s).await;
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
-                .await;
-            let _ = read_request(&mut s).await;
-        }
-    });
+    // The first body holds what looks like the end of a head and arrives in two writes; the
+    // second answer follows on the same connection.
+    let (url, accepted, server) = bare_server(|mut s, _| async move {
+        let _ = read_request(&mut s).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab\r\n")
+            .await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let _ = s.write_all(b"\r\ncdef").await;
+        let _ = read_request(&mut s).await;
+        let _ = s.write_all(answer("{}").as_bytes()).await;
+        let _ = read_request(&mut s).await;
+    })
+    .await;
     let mut c = Client::keep_alive();
     assert_eq!(c.get(&url).await.expect("first").body, b"ab\r\n\r\ncdef");
     assert_eq!(c.get(&url).await.expect("second").body, b"{}");
@@ -126,17 +134,14 @@ async fn content_length_bodies_arriving_in_pieces_are_read_exactly() {
 
 #[tokio::test]
 async fn one_shot_asks_for_close_and_reads_a_body_ended_by_the_close() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/lag", listener.local_addr().expect("addr"));
-    let server = tokio::spawn(async move {
-        if let Ok((mut s, _)) = listener.accept().await {
-            let req = read_request(&mut s).await.unwrap_or_default();
-            let close = req.to_ascii_lowercase().contains("connection: close");
-            let _ = s
-                .write_all(format!("HTTP/1.1 200 OK\r\n\r\nclose asked: {close}").as_bytes())
-                .await;
-        }
-    });
+    let (url, _, server) = bare_server(|mut s, _| async move {
+        let req = read_request(&mut s).await.unwrap_or_default();
+        let close = req.to_ascii_lowercase().contains("connection: close");
+        let _ = s
+            .write_all(format!("HTTP/1.1 200 OK\r\n\r\nclose asked: {close}").as_bytes())
+            .await;
+    })
+    .await;
     let body = Client::one_shot().get(&url).await.expect("get").body;
     assert_eq!(body, b"close asked: true");
     server.abort();
@@ -144,29 +149,16 @@ async fn one_shot_asks_for_close_and_reads_a_body_ended_by_the_close() {
 
 #[tokio::test]
 async fn a_request_cut_short_by_a_timeout_leaves_no_connection_behind() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/lag", listener.local_addr().expect("addr"));
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let seen = accepted.clone();
-    // The first connection's answer comes late (after the caller gave up); the second's at once.
-    let server = tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let n = seen.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                while read_request(&mut s).await.is_some() {
-                    if n == 0 {
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                    }
-                    let body = format!("conn {n}");
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = s.write_all(resp.as_bytes()).await;
-                }
-            });
+    // The first connection's answers come late (after the caller gave up); the second's at once.
+    let (url, _, server) = bare_server(|mut s, n| async move {
+        while read_request(&mut s).await.is_some() {
+            if n == 0 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            let _ = s.write_all(answer(&format!("conn {n}")).as_bytes()).await;
         }
-    });
+    })
+    .await;
     let mut c = Client::keep_alive();
     let cut = tokio::time::timeout(Duration::from_millis(50), c.get(&url)).await;
     assert!(cut.is_err(), "the first answer is late");
