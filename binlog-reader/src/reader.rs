@@ -301,9 +301,11 @@ impl LagHandle {
         out
     }
 
-    /// The sidecar's routes: `/metrics`, `/lag` (see [`crate::snapshot`] for the format),
-    /// `/healthz` (200 while the binlog stream is open, else 503; the body names the primary
-    /// streamed from), `/transactions`.
+    /// The sidecar's routes: `/metrics`, `/lag` (see [`crate::snapshot`] for the format and
+    /// the `?after=N` long poll), `/kick` (204 at once, after asking every replica for a poll
+    /// now; `?received=1`: one that reads the replication status too, see
+    /// [`Self::poll_received_now`]), `/healthz` (200 while the binlog stream is open, else 503;
+    /// the body names the primary streamed from), `/transactions`.
     pub fn routes(&self) -> Routes {
         let sync = self.sync_routes();
         let h = self.clone();
@@ -319,8 +321,10 @@ impl LagHandle {
         })
     }
 
-    /// `/lag?after=N[&timeout_ms=T][&kick=1][&received=1]`: the snapshot once a replica poll newer than `N`
-    /// landed, or at the timeout (see [`crate::snapshot`]).
+    /// `/lag?after=N[&timeout_ms=T][&kick=1][&received=1]`: the snapshot once a replica poll
+    /// newer than `N` landed, or at the timeout (see [`crate::snapshot`]). `kick` and
+    /// `received` do what `/kick` does; proxies now send kicks to `/kick` beside a long poll
+    /// that keeps running, and the parameters stay for those that predate it.
     async fn lag_after(&self, req: &Request, after: u64) -> Reply {
         let timeout = req
             .query_param("timeout_ms")
@@ -358,6 +362,14 @@ impl LagHandle {
                     Ok(body) => Reply::ok("application/json", body),
                     Err(e) => Reply::text(500, format!("{e}\n")),
                 },
+                "/kick" => {
+                    if req.query_param("received") == Some("1") {
+                        h.poll_received_now();
+                    } else {
+                        h.poll_now();
+                    }
+                    Reply::text(204, "")
+                }
                 "/transactions" => Reply::ok("text/plain; charset=utf-8", h.transactions_text()),
                 "/healthz" => {
                     let s = h.snapshot();
@@ -456,6 +468,43 @@ mod test {
         // Without `after` (or with a bad one), an answer at once.
         let lag = routes(Request::get("/lag?after=x")).await;
         assert_eq!(lag.status, 200);
+    }
+
+    #[tokio::test]
+    async fn kick_asks_for_polls_and_answers_at_once() {
+        let h = LagReader::spawn(&config()).expect("spawn");
+        let routes = h.routes();
+        let mut kicks = h.inner.shared.kick.subscribe();
+        kicks.borrow_and_update();
+        let status_wanted = || {
+            h.inner
+                .shared
+                .status_wanted_until_us
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let reply = tokio::time::timeout(Duration::from_secs(1), routes(Request::get("/kick")))
+            .await
+            .expect("answered at once");
+        assert_eq!((reply.status, reply.body.len()), (204, 0));
+        assert!(kicks.has_changed().expect("open"), "a poll was asked for");
+        assert_eq!(
+            status_wanted(),
+            0,
+            "a plain kick does not ask for the status"
+        );
+        kicks.borrow_and_update();
+        let reply = routes(Request::get("/kick?received=1")).await;
+        assert_eq!(reply.status, 204);
+        assert!(kicks.has_changed().expect("open"));
+        assert!(
+            status_wanted() > crate::state::now_us(),
+            "the next second's polls read the replication status"
+        );
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        assert_eq!(
+            routes(Request::new("POST", "/kick", peer)).await.status,
+            405
+        );
     }
 
     #[test]

@@ -29,10 +29,16 @@
 //! replica poll landed with something to tell: a new position, or a slow or asked-for poll; a
 //! fast poll that found a replica still behind where it was does not count), or after `T` ms
 //! (default 1000, at most 30000) with the snapshot as it is, so proxies learn replica positions
-//! as fast as the sidecar does. `&kick=1` also asks for a poll of every replica now (a proxy has
-//! a read waiting for a position); `&received=1` asks that the polls of the next second read the
-//! replication status too, so `received_seq` is as fresh as `applied_seq` (a proxy holds a commit
-//! for a write quorum on `received`).
+//! as fast as the sidecar does.
+//!
+//! `GET /kick` asks for a poll of every replica now (a proxy has a read waiting for a position)
+//! and answers 204 at once; `GET /kick?received=1` also asks that the polls of the next second
+//! read the replication status, so `received_seq` is as fresh as `applied_seq` (a proxy holds a
+//! commit for a write quorum on `received`). What the polls find reaches the proxy through its
+//! long poll, which a kick never interrupts: a proxy keeps one long poll and one kick request
+//! at most in flight per sidecar, each on a keep-alive connection, and folds the kicks that
+//! arrive meanwhile into one follow-up. `&kick=1` and `&received=1` on `/lag` do the same
+//! (for proxies that predate `/kick`).
 //!
 //! `lag_ms` is now − the commit time of the oldest transaction the replica has not applied
 //! (0 when it has applied everything). It is `null` (and `known` false) when the replica cannot

@@ -589,7 +589,9 @@ async fn write_quorum_holds_the_ok_until_enough_replicas_applied_it() {
 }
 
 /// Write quorum on `received` (`routing.quorum_wait_for`): a replica whose SQL thread is
-/// stopped but whose IO thread still receives counts; on `applied` it does not.
+/// stopped but whose IO thread still receives counts; on `applied` it does not. Positions from
+/// the embedded reader, then from a sidecar (the proxy asks it for fresh received positions
+/// with `/kick?received=1` and learns them through its `/lag` long poll).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_quorum_on_received_counts_a_replica_that_only_receives() {
     let Some(c) =
@@ -598,33 +600,70 @@ async fn write_quorum_on_received_counts_a_replica_that_only_receives() {
         return;
     };
     let quorum = "  write_quorum: 2\n  quorum_timeout_ms: 500\n";
-    let received =
-        start_embedded(&c, 7800, &format!("{quorum}  quorum_wait_for: received\n")).await;
-    let applied = start_embedded(&c, 7810, quorum).await;
+    // A longer timeout on received: a slow quorum shows as its time, not as an error.
+    let on_received = "  write_quorum: 2\n  quorum_timeout_ms: 3000\n  quorum_wait_for: received\n";
+    {
+        let received = start_embedded(&c, 7800, on_received).await;
+        let applied = start_embedded(&c, 7810, quorum).await;
+        received_reaches_the_quorum_applied_does_not(&c, &received, &applied, "embedded").await;
+    }
+    let sidecar = start_sidecar(&c, 7820).await;
+    let received = start_following(&c, &sidecar, on_received).await;
+    let applied = start_following(&c, &sidecar, quorum).await;
+    received_reaches_the_quorum_applied_does_not(&c, &received, &applied, "sidecar").await;
+}
+
+/// With replica 2's SQL thread stopped (its IO thread running), `write_quorum: 2` commits
+/// through `received` (a proxy on `quorum_wait_for: received`) are acknowledged, each well
+/// within the 500 ms the reader's own status reads would take (the proxy asked for fresh
+/// received positions), and through `applied` one times out with the documented error.
+async fn received_reaches_the_quorum_applied_does_not(
+    c: &Cluster,
+    received: &Proxy,
+    applied: &Proxy,
+    source: &str,
+) {
+    let table = format!("received_{source}");
     let mut on_received = received.conn().await;
     let mut on_applied = applied.conn().await;
     on_received
-        .query_drop("CREATE TABLE received (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+        .query_drop(format!(
+            "CREATE TABLE {table} (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"
+        ))
         .await
         .expect("create");
     c.stop_sql_thread(2).await.expect("stop sql thread");
-    let started = Instant::now();
-    on_received
-        .query_drop("INSERT INTO received (v) VALUES (1)")
-        .await
-        .expect("both replicas received it: quorum 2 on received is reached");
-    let took = started.elapsed();
-    assert!(took < Duration::from_millis(500), "{took:?}");
+    let mut took = Vec::new();
+    for v in 1..=5 {
+        let started = Instant::now();
+        on_received
+            .query_drop(format!("INSERT INTO {table} (v) VALUES ({v})"))
+            .await
+            .unwrap_or_else(|e| {
+                panic!("{source}: both replicas received it: quorum 2 on received is reached: {e}")
+            });
+        took.push(started.elapsed());
+    }
+    println!("{source}: quorum 2 on received reached in {took:?}");
+    // Received positions otherwise refresh with the replication status every 500 ms: five
+    // commits all under 250 ms would then be luck (about 1 in 30).
+    assert!(
+        took.iter().all(|t| *t < Duration::from_millis(250)),
+        "{source}: {took:?}"
+    );
     let err = on_applied
-        .query_drop("INSERT INTO received (v) VALUES (2)")
+        .query_drop(format!("INSERT INTO {table} (v) VALUES (-1)"))
         .await
         .expect_err("one replica applied it: quorum 2 on applied times out");
     let text = err.to_string();
     assert!(
         text.contains("committed on the primary") && text.contains("only 1 of the 2 replicas"),
-        "{text}"
+        "{source}: {text}"
     );
-    assert!(text.contains("applied it within 500 ms"), "{text}");
+    assert!(
+        text.contains("applied it within 500 ms"),
+        "{source}: {text}"
+    );
     c.start_sql_thread(2).await.expect("start sql thread");
 }
 

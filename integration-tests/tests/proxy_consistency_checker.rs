@@ -321,10 +321,9 @@ async fn replicas_keep_serving_reads_under_consistency_levels() {
                     "{source} {level}: read-your-writes violated: {v:?}"
                 ));
             }
-            // Through a sidecar the share falls short of the target under this test's
-            // concurrency on a loaded machine (see docs/BENCHMARKS.md): reported, not asserted
-            // yet.
-            if level != "lag" && wait == 10 && source == "embedded" && v.replica_share() < 0.8 {
+            // The target, for both sources (measured 91-99 % on the shared machine: see
+            // docs/BENCHMARKS.md).
+            if level != "lag" && wait == 10 && v.replica_share() < 0.8 {
                 failures.push(format!(
                     "{source} {level} causal_wait_ms 10: only {:.1} % of reads on replicas",
                     100.0 * v.replica_share()

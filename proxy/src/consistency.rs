@@ -12,6 +12,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+mod sidecar;
+
 /// One replica's applied position and when the query that read it was sent (it had applied
 /// at least this much by then).
 #[derive(Debug, Clone)]
@@ -152,7 +154,7 @@ pub async fn follow(ctx: Arc<Context>, positions: Arc<Positions>) {
         let source = ctx.proxy_config().lag_source.clone();
         match &source {
             LagSource::Embedded => follow_embedded(&ctx, &positions).await,
-            LagSource::Sidecar { .. } => follow_sidecars(&ctx, &positions, &source).await,
+            LagSource::Sidecar { .. } => sidecar::follow_sidecars(&ctx, &positions, &source).await,
             LagSource::SecondsBehindMaster => {
                 // No positions: reads that need one go to the primary.
                 positions.clear();
@@ -220,129 +222,6 @@ fn publish_embedded(reader: &binlog_reader::LagHandle, positions: &Positions) {
         .collect();
     positions.publish(position_of(&p.primary), replicas);
     positions.publish_received(received);
-}
-
-/// Follows every sidecar of the configuration until it is reloaded: one long poll per sidecar
-/// (`/lag?after=N`, answered as each replica poll lands there).
-async fn follow_sidecars(ctx: &Context, positions: &Positions, source: &LagSource) {
-    let generation = ctx.config_generation();
-    let urls = source.sidecar_urls();
-    let followers = urls
-        .iter()
-        .map(|url| follow_sidecar(url, positions, &ctx.metrics));
-    let reloaded = async {
-        while ctx.config_generation() == generation {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    };
-    tokio::select! {
-        _ = futures_join_all(followers) => {}
-        _ = reloaded => {}
-    }
-}
-
-/// Runs the futures to completion together (no extra dependency for a handful of sidecars).
-async fn futures_join_all<F: std::future::Future<Output = ()>>(fs: impl Iterator<Item = F>) {
-    let mut set: Vec<std::pin::Pin<Box<F>>> = fs.map(Box::pin).collect();
-    std::future::poll_fn(move |cx| {
-        set.retain_mut(|f| f.as_mut().poll(cx).is_pending());
-        if set.is_empty() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await
-}
-
-/// Long-polls one sidecar's `/lag` forever, publishing what it reports; a waiting session's
-/// kick cuts the wait short with a request that asks the sidecar to poll its replicas now.
-async fn follow_sidecar(url: &str, positions: &Positions, metrics: &crate::metrics::Metrics) {
-    let mut after = 0u64;
-    let mut kicks = positions.kick.subscribe();
-    let mut received_kicks = positions.kick_received.subscribe();
-    let (mut kicked, mut kicked_received) = (false, false);
-    loop {
-        let sep = if url.contains('?') { '&' } else { '?' };
-        let long = format!(
-            "{url}{sep}after={after}&timeout_ms=1000{}{}",
-            if kicked { "&kick=1" } else { "" },
-            if kicked_received { "&received=1" } else { "" }
-        );
-        (kicked, kicked_received) = (false, false);
-        let sent = Instant::now();
-        let got = tokio::select! {
-            r = crate::health::lag::fetch_snapshot(&long, Duration::from_secs(3)) => r,
-            r = kicks.changed() => {
-                if r.is_ok() {
-                    kicked = true;
-                }
-                continue;
-            }
-            r = received_kicks.changed() => {
-                if r.is_ok() {
-                    kicked_received = true;
-                }
-                continue;
-            }
-        };
-        let snap = match got {
-            Ok(s) => s,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        if snap.polls > 0 {
-            after = snap.polls;
-        } else {
-            // A sidecar without long polls answers at once: do not spin.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        publish_sidecar(&snap, sent, positions);
-        positions.export_ages(metrics);
-    }
-}
-
-fn publish_sidecar(snap: &binlog_reader::LagSnapshot, sent: Instant, positions: &Positions) {
-    let now_ms = crate::health::lag::now_ms();
-    let at = |seq: &std::collections::BTreeMap<String, u64>, asked_at_ms: Option<u64>| Applied {
-        position: position_of(seq),
-        asked: sidecar_instant(asked_at_ms, now_ms, sent),
-    };
-    let replicas = snap
-        .replicas
-        .iter()
-        .map(|(name, r)| {
-            let applied = (r.reachable && !r.applied_seq.is_empty())
-                .then(|| at(&r.applied_seq, r.asked_at_ms));
-            (name.clone(), applied)
-        })
-        .collect();
-    let received = snap
-        .replicas
-        .iter()
-        .map(|(name, r)| {
-            let got = (r.reachable && !r.received_seq.is_empty())
-                .then(|| at(&r.received_seq, r.received_asked_at_ms));
-            (name.clone(), got)
-        })
-        .collect();
-    positions.publish(position_of(&snap.primary.gtid_seq), replicas);
-    positions.publish_received(received);
-}
-
-/// When a sidecar asked a replica (its clock, as `taken_at_ms`), as an instant here: never
-/// later than our request went out; unknown means as old as a snapshot may be.
-fn sidecar_instant(asked_at_ms: Option<u64>, now_ms: u64, sent: Instant) -> Instant {
-    let age = asked_at_ms
-        .map(|t| now_ms.saturating_sub(t))
-        .unwrap_or(5_000)
-        .min(3_600_000);
-    Instant::now()
-        .checked_sub(Duration::from_millis(age))
-        .unwrap_or(sent)
-        .min(sent)
 }
 
 /// Merges one source answer into `known`: a replica missing (`None`) becomes unknown; an older

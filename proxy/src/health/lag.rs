@@ -2,32 +2,13 @@
 //! a sidecar's `/lag` JSON over HTTP, or `Seconds_Behind_Master`. Whatever the source, a lag
 //! that cannot be read is unknown (`None`), never 0.
 
+use super::sidecar_client::Client;
+pub use super::sidecar_client::SidecarError;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// A sidecar answer older than this is treated as unknown lag (the sidecar is stuck).
 const SIDECAR_MAX_AGE_MS: u64 = 5_000;
-/// `/lag` answers are small; refuse anything absurd.
-const MAX_BODY: usize = 4 << 20;
-
-/// Why the sidecar could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum SidecarError {
-    #[error("lag_source.sidecar.url {0:?} is not an http://host:port/path URL")]
-    Url(String),
-    #[error("sidecar {url}: {source}")]
-    Io {
-        url: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("sidecar {0}: no answer in time")]
-    Timeout(String),
-    #[error("sidecar {url}: {message}")]
-    Http { url: String, message: String },
-}
 
 /// Lag per replica name from one sidecar `/lag` answer; replicas missing or `null` are unknown.
 pub type LagMap = HashMap<String, Option<u64>>;
@@ -36,9 +17,7 @@ pub type LagMap = HashMap<String, Option<u64>>;
 /// format: `{"taken_at_ms": .., "replicas": {"name": {"lag_ms": 12 | null, ..}}}`).
 /// Returns the lags and when the sidecar took them (ms since the epoch).
 pub async fn fetch_sidecar(url: &str, timeout: Duration) -> Result<(LagMap, u64), SidecarError> {
-    let body = tokio::time::timeout(timeout, http_get(url))
-        .await
-        .map_err(|_| SidecarError::Timeout(url.to_string()))??;
+    let body = get_body(&mut Client::one_shot(), url, timeout).await?;
     let now = now_ms();
     let lags = parse_lag_json(&body, now).map_err(|message| SidecarError::Http {
         url: url.to_string(),
@@ -51,18 +30,38 @@ pub async fn fetch_sidecar(url: &str, timeout: Duration) -> Result<(LagMap, u64)
     Ok((lags, taken_at))
 }
 
-/// Fetches the sidecar's whole `/lag` answer (positions included, for read-your-writes).
+/// Fetches the sidecar's whole `/lag` answer (positions included, for read-your-writes) on a
+/// connection of its own.
 pub async fn fetch_snapshot(
     url: &str,
     timeout: Duration,
 ) -> Result<binlog_reader::LagSnapshot, SidecarError> {
-    let body = tokio::time::timeout(timeout, http_get(url))
-        .await
-        .map_err(|_| SidecarError::Timeout(url.to_string()))??;
+    fetch_snapshot_on(&mut Client::one_shot(), url, timeout).await
+}
+
+/// [`fetch_snapshot`] through `client` (a keep-alive one for a long poll that repeats).
+pub async fn fetch_snapshot_on(
+    client: &mut Client,
+    url: &str,
+    timeout: Duration,
+) -> Result<binlog_reader::LagSnapshot, SidecarError> {
+    let body = get_body(client, url, timeout).await?;
     serde_json::from_slice(&body).map_err(|e| SidecarError::Http {
         url: url.to_string(),
         message: format!("invalid /lag JSON: {e}"),
     })
+}
+
+/// The body of a 2xx answer to a GET of `url`, within `timeout`.
+async fn get_body(
+    client: &mut Client,
+    url: &str,
+    timeout: Duration,
+) -> Result<Vec<u8>, SidecarError> {
+    tokio::time::timeout(timeout, client.get(url))
+        .await
+        .map_err(|_| SidecarError::Timeout(url.to_string()))??
+        .into_ok_body(url)
 }
 
 /// One replica's lag from several sidecars' answers `(lags, taken_at_ms)`: the freshest
@@ -112,81 +111,10 @@ pub fn parse_lag_json(body: &[u8], now_ms: u64) -> Result<LagMap, String> {
         .collect())
 }
 
-/// A minimal HTTP/1.1 GET (`Connection: close`): enough for a sidecar on a private address.
-async fn http_get(url: &str) -> Result<Vec<u8>, SidecarError> {
-    let bad_url = || SidecarError::Url(url.to_string());
-    let rest = url.strip_prefix("http://").ok_or_else(bad_url)?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return Err(bad_url());
-    }
-    let io = |source| SidecarError::Io {
-        url: url.to_string(),
-        source,
-    };
-    let mut stream = TcpStream::connect(authority).await.map_err(io)?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.map_err(io)?;
-    let mut response = Vec::new();
-    (&mut stream)
-        .take(MAX_BODY as u64)
-        .read_to_end(&mut response)
-        .await
-        .map_err(io)?;
-    split_response(&response).map_err(|message| SidecarError::Http {
-        url: url.to_string(),
-        message,
-    })
-}
-
-/// Checks the status line and returns the body (de-chunked when needed).
-fn split_response(response: &[u8]) -> Result<Vec<u8>, String> {
-    let end = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("truncated HTTP response")?;
-    let head = String::from_utf8_lossy(&response[..end]);
-    let body = &response[end + 4..];
-    let status = head.lines().next().unwrap_or("");
-    let code = status.split_whitespace().nth(1).unwrap_or("");
-    if code != "200" {
-        return Err(format!("answered {status:?}"));
-    }
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if !chunked {
-        return Ok(body.to_vec());
-    }
-    let mut out = Vec::new();
-    let mut rest = body;
-    loop {
-        let line_end = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("bad chunked body")?;
-        let size_text = String::from_utf8_lossy(&rest[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| "bad chunk size")?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        let chunk = rest.get(..size).ok_or("truncated chunk")?;
-        out.extend_from_slice(chunk);
-        rest = rest.get(size + 2..).ok_or("truncated chunk")?;
-    }
-}
-
 #[cfg(test)]
 mod test {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn sidecar_json_gives_lag_and_unknowns() {
@@ -218,17 +146,6 @@ mod test {
         let body = br#"{"taken_at_ms": 1000, "replicas": {"r1": {"lag_ms": 0}}}"#;
         let m = parse_lag_json(body, 1000 + SIDECAR_MAX_AGE_MS + 1).expect("parses");
         assert_eq!(m.get("r1"), Some(&None));
-    }
-
-    #[test]
-    fn http_bodies_plain_and_chunked() {
-        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(split_response(plain).expect("ok"), b"{}");
-        let chunked =
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n1\r\n \r\n0\r\n\r\n";
-        assert_eq!(split_response(chunked).expect("ok"), b"{} ");
-        let err = split_response(b"HTTP/1.1 503 Service Unavailable\r\n\r\nx").unwrap_err();
-        assert!(err.contains("503"), "{err}");
     }
 
     #[tokio::test]

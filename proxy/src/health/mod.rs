@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod lag;
+pub mod sidecar_client;
 pub mod topology;
 
 use crate::context::{Context, ObservedRole, Topology};
