@@ -8,6 +8,7 @@
 mod builtins;
 mod connection_id;
 mod digest;
+mod get_diagnostics;
 mod kill;
 mod last_statement;
 mod lexer;
@@ -21,6 +22,7 @@ mod text_prepared;
 pub use connection_id::substitute_connection_id;
 pub use digest::{digest, MAX_DIGEST};
 pub(crate) use digest::{leading_keyword, longest_name};
+pub use get_diagnostics::{get_diagnostics, Conditions, GetDiagnostics, Property};
 pub use kill::{kill, Kill};
 pub use last_statement::{
     keeps_last_statement, sets_last_insert_id, substitute_last_statement, Keeps, LastStatement,

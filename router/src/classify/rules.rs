@@ -304,7 +304,14 @@ pub(super) fn statement(cur: &mut Cursor<'_>) -> Classification {
             cur.eat_kw(b"CURRENT");
             cur.eat_kw(b"STACKED");
             if cur.eat_kw(b"DIAGNOSTICS") {
-                PREVIOUS
+                // It assigns user variables: they live on the primary connection, which the
+                // session keeps from then on (the proxy runs it there, see
+                // `classify::get_diagnostics`).
+                c(
+                    Target::Previous,
+                    Reason::PreviousBackend,
+                    Effect::UserVariable,
+                )
             } else {
                 UNPARSEABLE
             }
