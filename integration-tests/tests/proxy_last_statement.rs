@@ -4,14 +4,15 @@
 //! backend connections (statement-level multiplexing, the default): each session gets its own
 //! values, never those of the session that used the connection in between. In text queries, in
 //! prepared statements (COM_STMT_PREPARE / COM_STMT_EXECUTE, what most drivers send) and after
-//! `SET @@last_insert_id`.
+//! `SET @@last_insert_id`. `GET DIAGNOSTICS` likewise, into user variables the session reads
+//! later.
 
 mod proxy_support;
 
 use integration_tests::mysql_async::prelude::Queryable;
 use integration_tests::mysql_async::{Conn, Params, Row, Value};
 use integration_tests::{Cluster, TEST_DB};
-use proxy_support::{cluster, port_of, start_with, Proxy};
+use proxy_support::{cluster, port_of, start, start_with, Proxy};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -222,6 +223,22 @@ async fn compare_with_direct(c: &Cluster, p: &Proxy, script: fn(usize) -> Vec<St
     );
 }
 
+/// The shared topology with tables `table` (see [`prepare`]), a proxy with as many connections
+/// per server as sessions, and `script` compared with direct connections: the whole of most
+/// tests here (`test` names the test for the skip message).
+async fn compare_script(test: &str, table: &str, script: fn(usize) -> Vec<Step>) {
+    let Some(c) = cluster(test) else {
+        return;
+    };
+    prepare(&c, table).await;
+    let p = start_with(
+        &c,
+        &format!("  pool:\n    max_per_server: {MAX_PER_SERVER}\n"),
+    )
+    .await;
+    compare_with_direct(&c, &p, script).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_statement_functions_answer_for_their_own_session_under_multiplexing() {
     let Some(c) =
@@ -302,17 +319,12 @@ fn prepared_script(k: usize) -> Vec<Step> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_statements_ask_about_their_own_sessions_previous_statement() {
-    let Some(c) = cluster("prepared_statements_ask_about_their_own_sessions_previous_statement")
-    else {
-        return;
-    };
-    prepare(&c, "last_prep").await;
-    let p = start_with(
-        &c,
-        &format!("  pool:\n    max_per_server: {MAX_PER_SERVER}\n"),
+    compare_script(
+        "prepared_statements_ask_about_their_own_sessions_previous_statement",
+        "last_prep",
+        prepared_script,
     )
     .await;
-    compare_with_direct(&c, &p, prepared_script).await;
 }
 
 /// `SET @@last_insert_id = N` (and its other spellings) sets what `LAST_INSERT_ID()` answers
@@ -356,17 +368,12 @@ fn insert_id_script(k: usize) -> Vec<Step> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setting_the_insert_id_holds_until_the_next_insert_on_any_connection() {
-    let Some(c) = cluster("setting_the_insert_id_holds_until_the_next_insert_on_any_connection")
-    else {
-        return;
-    };
-    prepare(&c, "last_iid").await;
-    let p = start_with(
-        &c,
-        &format!("  pool:\n    max_per_server: {MAX_PER_SERVER}\n"),
+    compare_script(
+        "setting_the_insert_id_holds_until_the_next_insert_on_any_connection",
+        "last_iid",
+        insert_id_script,
     )
     .await;
-    compare_with_direct(&c, &p, insert_id_script).await;
 }
 
 /// The same questions in statements prepared in SQL (`PREPARE s FROM '...'`, `EXECUTE s`),
@@ -402,16 +409,103 @@ fn text_prepared_script(k: usize) -> Vec<Step> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_prepared_statements_ask_about_their_own_sessions_previous_statement() {
-    let Some(c) =
-        cluster("text_prepared_statements_ask_about_their_own_sessions_previous_statement")
+    compare_script(
+        "text_prepared_statements_ask_about_their_own_sessions_previous_statement",
+        "last_text",
+        text_prepared_script,
+    )
+    .await;
+}
+
+/// `GET DIAGNOSTICS` into user variables after statements that ran on the primary, on a
+/// replica (with and without warnings) and on the session's own primary connection: it
+/// answers for this session (never the one that used the connection in between), leaves
+/// `ROW_COUNT()`, `FOUND_ROWS()` and the warning list as they were, and the variables are
+/// there for the session's later statements.
+fn get_diagnostics_script(k: usize) -> Vec<Step> {
+    let n = k + 1;
+    let (lo, hi) = (k * 10 + 1, k * 10 + n);
+    let read = format!("SELECT id FROM last_diag WHERE id BETWEEN {lo} AND {hi}");
+    let warn = format!("SELECT id / 0 FROM last_diag WHERE id BETWEEN {lo} AND {hi}");
+    let odd = k % 2 == 1;
+    vec![
+        text(format!(
+            "UPDATE last_diag SET v = v + 1 WHERE id BETWEEN {lo} AND {hi}"
+        )),
+        text("GET DIAGNOSTICS @r = ROW_COUNT, @n = NUMBER"),
+        text("SELECT @r, @n"),
+        text(&read),
+        text("GET CURRENT DIAGNOSTICS @n = NUMBER, @r = ROW_COUNT"),
+        text("SELECT @r, @n, ROW_COUNT(), FOUND_ROWS()"),
+        // Odd sessions: a replica read that leaves k + 1 warnings, kept on its connection.
+        text(if odd { &warn } else { &read }),
+        text("GET DIAGNOSTICS @n = NUMBER, @r = ROW_COUNT"),
+        text("SHOW WARNINGS"),
+        text("SELECT @n, @r"),
+        text(&read),
+        // No conditions: OK, @m and @e unchanged, error 1758 in the list.
+        text("GET DIAGNOSTICS CONDITION 1 @m = MESSAGE_TEXT, @e = MYSQL_ERRNO"),
+        text("SHOW WARNINGS"),
+        text("SELECT @m, @e"),
+        text(format!("SET @m = 'session {k}'")),
+        text(&read),
+        text("GET DIAGNOSTICS CONDITION @n @m = MESSAGE_TEXT"),
+        text("SELECT @m, FOUND_ROWS()"),
+        // On the session's primary connection (the variables pin it): the server answers.
+        text(format!("{warn} FOR UPDATE")),
+        text("GET DIAGNOSTICS CONDITION 1 @m = MESSAGE_TEXT, @e = MYSQL_ERRNO"),
+        text("GET DIAGNOSTICS @n = NUMBER, @r = ROW_COUNT"),
+        text("SELECT @m, @e, @n, @r"),
+        text("SHOW WARNINGS"),
+        text("SELECT ROW_COUNT(), FOUND_ROWS()"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_diagnostics_answers_for_its_own_session_into_its_own_variables() {
+    compare_script(
+        "get_diagnostics_answers_for_its_own_session_into_its_own_variables",
+        "last_diag",
+        get_diagnostics_script,
+    )
+    .await;
+}
+
+/// Condition items after a replica read that left warnings: the values are on the replica's
+/// connection and the variables belong on the primary's, and the proxy cannot copy them
+/// exactly, so the client gets an error naming the way out, and its variables are untouched.
+/// Sent to the primary, the same read lets them answer exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_diagnostics_conditions_of_a_replica_read_are_refused_not_invented() {
+    let Some(c) = cluster("get_diagnostics_conditions_of_a_replica_read_are_refused_not_invented")
     else {
         return;
     };
-    prepare(&c, "last_text").await;
-    let p = start_with(
-        &c,
-        &format!("  pool:\n    max_per_server: {MAX_PER_SERVER}\n"),
-    )
-    .await;
-    compare_with_direct(&c, &p, text_prepared_script).await;
+    prepare(&c, "last_diag_refused").await;
+    let p = start(&c).await;
+    let mut conn = p.conn().await;
+    conn.query_drop("SET @m = 'before'").await.expect("set");
+    let read = "SELECT id / 0, @@port FROM last_diag_refused WHERE id = 1";
+    let rows: Vec<(Option<String>, u16)> = conn.query(read).await.expect("read");
+    assert_ne!(rows[0].1, c.port(0), "the read ran on a replica");
+    let err = conn
+        .query_drop("GET DIAGNOSTICS CONDITION 1 @m = MESSAGE_TEXT")
+        .await
+        .expect_err("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("1235") && msg.contains("GET DIAGNOSTICS") && msg.contains("rwsplit:primary"),
+        "{msg}"
+    );
+    let m: Option<String> = conn.query_first("SELECT @m").await.expect("select");
+    assert_eq!(m.as_deref(), Some("before"));
+
+    conn.query_drop(format!("/* rwsplit:primary */ {read}"))
+        .await
+        .expect("read on the primary");
+    conn.query_drop("GET DIAGNOSTICS CONDITION 1 @m = MESSAGE_TEXT")
+        .await
+        .expect("answered");
+    let m: Option<String> = conn.query_first("SELECT @m").await.expect("select");
+    assert_eq!(m.as_deref(), Some("Division by 0"));
 }

@@ -603,13 +603,22 @@ impl Session {
         let mut d = self.router.route_query(&self.cmd[1..]);
         let own_timeout = self.apply_rule(rule.as_ref(), &mut d);
         let (started, reason) = (Instant::now(), d.reason);
+        let refused = if reason == Reason::PreviousBackend {
+            self.route_get_diagnostics(&mut d).await?
+        } else {
+            None
+        };
         if d.reads_last_statement {
             self.answer_last_statement(d.target);
         }
-        let out = match self.gate().await? {
+        let out = match refused {
             Some(out) => out,
-            None => self.run(d, Shape::Results).await?,
+            None => match self.gate().await? {
+                Some(out) => out,
+                None => self.run(d, Shape::Results).await?,
+            },
         };
+        self.diagnostics_rewritten = false;
         if let Some(t) = own_timeout {
             self.limits.query_timeout = t;
         }

@@ -87,6 +87,23 @@ impl Session {
         calc_found_rows: bool,
         diagnostics_statement: bool,
     ) {
+        if self.diagnostics_rewritten {
+            // A GET DIAGNOSTICS that ran as assignments on the primary connection (see
+            // `get_diagnostics.rs`). Without conditions of its own it leaves the session's
+            // list where it was, as on a direct connection; the user variables are on `conn`.
+            let quiet = matches!(end, End::Ok { warnings: 0, .. });
+            let ran_there = self.previous.as_ref().is_some_and(|p| {
+                p.thread == conn.thread && p.backend.name() == conn.backend.name()
+            });
+            // The statement that ran there changed what ROW_COUNT() and FOUND_ROWS() answer.
+            self.last_disturbed |= ran_there || !quiet;
+            if quiet {
+                if self.anchor.is_none() {
+                    self.anchor = Some(conn);
+                }
+                return;
+            }
+        }
         if diagnostics_statement
             && self
                 .previous

@@ -54,6 +54,8 @@ impl Session {
     /// `GET DIAGNOSTICS` leave some of them (see `router::classify::Keeps`).
     pub(super) fn record_last_statement(&mut self, ran: Ran) {
         let keeps = match self.cmd.first() {
+            // `self.cmd` holds the text that ran in its place: what GET DIAGNOSTICS keeps.
+            Some(&com::QUERY) if self.diagnostics_rewritten => keeps_last_statement(b"GET"),
             Some(&com::QUERY) => keeps_last_statement(self.cmd.get(1..).unwrap_or_default()),
             Some(&com::STMT_EXECUTE) => Default::default(),
             // COM_INIT_DB, COM_STATISTICS, COM_FIELD_LIST: not statements.
@@ -99,7 +101,10 @@ impl Session {
         if !keeps.found_rows {
             last.found_rows = found_rows;
         }
-        self.last_disturbed = ran.disturbed;
+        if !self.diagnostics_rewritten {
+            // Otherwise `note_diagnostics` decides, knowing which connection stays previous.
+            self.last_disturbed = ran.disturbed;
+        }
     }
 
     /// After a statement that set `LAST_INSERT_ID()` without inserting (`SELECT

@@ -9,6 +9,7 @@ mod conns;
 mod consistency;
 mod counters;
 mod exec;
+mod get_diagnostics;
 mod hung;
 mod integrity;
 mod kill;
@@ -89,6 +90,9 @@ pub struct Session {
     last: router::classify::LastStatement,
     /// The proxy ran a statement of its own on the previous statement's connection since.
     last_disturbed: bool,
+    /// The COM_QUERY running now is a `GET DIAGNOSTICS` rewritten to assign the recorded
+    /// values (see `get_diagnostics.rs`): recorded as the statement it replaces.
+    diagnostics_rewritten: bool,
     /// The COM_STMT_EXECUTE running now runs another text (see `last_statement.rs`).
     substituted: Option<last_statement::Substituted>,
     /// The connection the session's pinned state (transaction, locks, temporary tables...)
@@ -195,6 +199,7 @@ pub async fn run(
         diag_pin: false,
         last: last_statement::FRESH,
         last_disturbed: false,
+        diagnostics_rewritten: false,
         substituted: None,
         anchor: None,
         pins_seen: router::Pins::default(),
