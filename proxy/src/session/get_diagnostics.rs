@@ -72,7 +72,19 @@ impl Session {
                 };
                 match count {
                     Some(n) if n == 0 || !g.reads_conditions() => Conditions::Count(n),
-                    _ => return self.refuse_get_diagnostics().await.map(Some),
+                    Some(_) => {
+                        let msg = "rwsplit: GET DIAGNOSTICS CONDITION after a statement that \
+                                   left conditions on a replica cannot set user variables on \
+                                   the session's primary connection; read them with SHOW \
+                                   WARNINGS, or send that statement to the primary \
+                                   (/* rwsplit:primary */)";
+                        return self.refuse_get_diagnostics(msg).await.map(Some);
+                    }
+                    None => {
+                        let msg = "rwsplit: GET DIAGNOSTICS: cannot read the previous \
+                                   statement's conditions from its replica connection";
+                        return self.refuse_get_diagnostics(msg).await.map(Some);
+                    }
                 }
             }
             None => Conditions::Count(0),
@@ -94,12 +106,10 @@ impl Session {
         Ok(None)
     }
 
-    async fn refuse_get_diagnostics(&mut self) -> Result<Outcome, Error> {
+    /// Answers the statement with an error instead of values a direct connection would not
+    /// give (DESIGN §5b: where the proxy cannot keep the promise, the client hears so).
+    async fn refuse_get_diagnostics(&mut self, msg: &str) -> Result<Outcome, Error> {
         let (c, st) = code::ER_NOT_SUPPORTED_YET;
-        let msg = "rwsplit: GET DIAGNOSTICS CONDITION after a statement that left conditions on \
-                   a replica cannot set user variables on the session's primary connection; read \
-                   them with SHOW WARNINGS, or send that statement to the primary \
-                   (/* rwsplit:primary */)";
         self.send_err(1, c, st, msg).await?;
         Ok(Outcome::Failed(c))
     }

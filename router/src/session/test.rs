@@ -374,6 +374,16 @@ fn user_variables_live_on_the_primary() {
         AC,
     );
     assert!(s.pins().user_variables);
+    // Its variables too (the proxy runs it on the primary connection: see get_diagnostics).
+    let mut s = session();
+    ok(
+        &mut s,
+        "GET DIAGNOSTICS @r = ROW_COUNT",
+        Previous,
+        R::PreviousBackend,
+        AC,
+    );
+    assert!(s.pins().user_variables);
 }
 
 #[test]
