@@ -509,3 +509,50 @@ async fn get_diagnostics_conditions_of_a_replica_read_are_refused_not_invented()
     let m: Option<String> = conn.query_first("SELECT @m").await.expect("select");
     assert_eq!(m.as_deref(), Some("Division by 0"));
 }
+
+/// A session keeps the connection of a read that left warnings, so that `FOUND_ROWS()` asked
+/// next is answered there. If that replica restarts meanwhile, the proxy finds the kept
+/// connection closed and takes another: the answer must still be the session's own (the
+/// recorded value), not whatever the new connection's server has (a fresh connection's 1, or
+/// another session's count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn found_rows_stays_the_sessions_own_when_its_kept_connection_was_lost_to_a_restart() {
+    let Some(c) = Cluster::private_or_skip(
+        "found_rows_stays_the_sessions_own_when_its_kept_connection_was_lost_to_a_restart",
+    ) else {
+        return;
+    };
+    prepare(&c, "last_restart").await;
+    let p = start(&c).await;
+    let mut conn = p.conn().await;
+    // Three rows and a warning each: the connection is kept for the diagnostics.
+    let rows: Vec<(i64, i64, u16)> = conn
+        .query(format!(
+            "SELECT id, CAST('1x' AS SIGNED), @@port FROM {TEST_DB}.last_restart \
+             WHERE id BETWEEN 1 AND 3"
+        ))
+        .await
+        .expect("read with warnings");
+    assert_eq!(rows.len(), 3);
+    let port = rows[0].2;
+    let replica = (1..=c.replicas())
+        .find(|&i| c.port(i) == port)
+        .expect("plain reads go to a replica");
+
+    tokio::task::block_in_place(|| c.stop_server(replica)).expect("stop the replica");
+    // The monitor (every 100 ms) records the outage.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::task::block_in_place(|| c.start_servers()).expect("restart the replica");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while Conn::from_url(c.app_url(replica).as_str()).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "replica not back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let found: Option<i64> = conn
+        .query_first("SELECT FOUND_ROWS()")
+        .await
+        .expect("FOUND_ROWS after the restart");
+    assert_eq!(found, Some(3), "a direct connection answers 3");
+}

@@ -376,6 +376,7 @@ impl Session {
                     }
                 }
             }
+            self.confirm_previous_answers(h);
             self.track_gtids_on(h, idx).await;
             let mut track = self.track(idx);
             let started = Instant::now();

@@ -4,7 +4,7 @@
 //! back to the pool, or the proxy ran a statement of its own there since). See
 //! `router::classify::last_statement` for why this, rather than keeping connections.
 
-use super::conns::reads_insert_id;
+use super::conns::{reads_insert_id, ConnRef};
 use super::Session;
 use crate::protocol::consts::com;
 use crate::protocol::relay::End;
@@ -147,10 +147,7 @@ impl Session {
     /// previous statement, undisturbed, and so answers exactly. Warning and error counts are 0
     /// when that connection went back to the pool: a statement that left any keeps it.
     fn last_statement_values(&self, target: Target, text: &[u8]) -> Option<LastStatement> {
-        let held = self
-            .previous
-            .as_ref()
-            .filter(|p| self.held.iter().any(|h| p.is(h)));
+        let held = self.previous_held();
         // The statement runs there only when routed there: a `SELECT LAST_INSERT_ID(),
         // FOUND_ROWS()` goes to the primary whichever server ran the previous statement.
         let runs_there = held.is_some_and(|p| match target {
@@ -162,35 +159,72 @@ impl Session {
         if runs_there && !self.last_disturbed && !reads_insert_id(text) {
             return None;
         }
+        Some(self.recorded_values(held.is_some()))
+    }
+
+    /// The connection that ran the previous statement, while the session still holds it.
+    fn previous_held(&self) -> Option<&ConnRef> {
+        self.previous
+            .as_ref()
+            .filter(|p| self.held.iter().any(|h| p.is(h)))
+    }
+
+    /// The recorded values. Warning and error counts are 0 when the previous statement's
+    /// connection went back to the pool (a statement that left any keeps it), else unknown:
+    /// that server still has the diagnostics (a SELECT without tables keeps them).
+    fn recorded_values(&self, previous_held: bool) -> LastStatement {
         let mut last = self.last;
-        if held.is_some() {
-            // The server still has the diagnostics (a SELECT without tables keeps them).
-            last.warning_count = None;
-            last.error_count = None;
-        } else {
-            last.warning_count = Some(0);
-            last.error_count = Some(0);
-        }
-        Some(last)
+        let counts = (!previous_held).then_some(0);
+        last.warning_count = counts;
+        last.error_count = counts;
+        last
     }
 
     /// Before a COM_QUERY that asks about the previous statement and goes towards `target`:
     /// when the connection it runs on cannot answer for the session, the recorded values go
-    /// into the text (in `self.cmd`).
+    /// into the text (in `self.cmd`). When it can, the statement is left to it, and
+    /// [`Session::confirm_previous_answers`] checks that it really runs there.
     pub(super) fn answer_last_statement(&mut self, target: Target) {
+        self.previous_answers = false;
         let Some(sql) = self.cmd.get(1..) else { return };
-        let Some(last) = self.last_statement_values(target, sql) else {
+        match self.last_statement_values(target, sql) {
+            Some(last) => self.write_last_statement(&last),
+            None => self.previous_answers = true,
+        }
+    }
+
+    /// Just before a COM_QUERY left to the previous statement's connection is sent on held
+    /// connection `h`: if `h` is another one (that connection was found closed, or broke while
+    /// being brought to the session's state, and the pool gave another), the recorded values
+    /// go in after all. Any other connection would answer for whichever session used it last.
+    pub(super) fn confirm_previous_answers(&mut self, h: usize) {
+        if !self.previous_answers {
             return;
+        }
+        let same = match (&self.previous, self.held.get(h)) {
+            (Some(p), Some(conn)) => p.is(conn),
+            _ => false,
         };
+        if !same {
+            self.previous_answers = false;
+            let last = self.recorded_values(self.previous_held().is_some());
+            self.write_last_statement(&last);
+        }
+    }
+
+    /// Writes `last` into the COM_QUERY in `self.cmd` where it asks about the previous
+    /// statement.
+    fn write_last_statement(&mut self, last: &LastStatement) {
+        let Some(sql) = self.cmd.get(1..) else { return };
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         out.push(self.cmd[0]);
-        let replaced = substitute_last_statement(sql, &last, &mut out)
+        let replaced = substitute_last_statement(sql, last, &mut out)
             || match self.router.executes_asking(sql) {
                 // `EXECUTE s` of a text that asks: that text runs, with the values written in
                 // (`EXECUTE IMMEDIATE`, MariaDB only; elsewhere the server answers).
                 Some((text, rest)) if self.primary_is_mariadb() => {
-                    execute_immediate(&text, rest, &last, &mut out)
+                    execute_immediate(&text, rest, last, &mut out)
                 }
                 _ => false,
             };
