@@ -313,6 +313,7 @@ impl Session {
                     .await?;
                 return Ok(Outcome::Failed(c));
             };
+            let previous_kept = d.reads_last_statement && self.previous_kept();
             // Taking a connection (connect, state replay) ends too when the monitor finds
             // the server hung: such a server is not waited on.
             let h = match hung::unless_hung(&backend, self.conn_for(idx)).await {
@@ -352,6 +353,9 @@ impl Session {
                     return Ok(Outcome::Failed(c));
                 }
             };
+            if d.reads_last_statement {
+                self.answer_last_statement(previous_kept, h, stmt);
+            }
             let mut use_out = false;
             if let Some(id) = stmt {
                 let ready = hung::unless_hung(&backend, self.ready_execute(h, id))
@@ -376,7 +380,6 @@ impl Session {
                     }
                 }
             }
-            self.confirm_previous_answers(h);
             self.track_gtids_on(h, idx).await;
             let mut track = self.track(idx);
             let started = Instant::now();
@@ -609,9 +612,6 @@ impl Session {
         } else {
             None
         };
-        if d.reads_last_statement {
-            self.answer_last_statement(d.target);
-        }
         let out = match refused {
             Some(out) => out,
             None => match self.gate().await? {

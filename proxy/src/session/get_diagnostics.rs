@@ -18,7 +18,7 @@ use super::exec::Outcome;
 use super::{Error, Session};
 use crate::protocol::consts::code;
 use router::classify::{get_diagnostics, Conditions};
-use router::{Decision, Effect, Reason, Target};
+use router::{Decision, Effect, Target};
 
 impl Session {
     /// Before a COM_QUERY the router routed as `PreviousBackend`: when it is a `GET
@@ -28,9 +28,9 @@ impl Session {
         &mut self,
         d: &mut Decision,
     ) -> Result<Option<Outcome>, Error> {
-        // The only statement the router sends to the previous backend that assigns variables.
-        let assigns = d.reason == Reason::PreviousBackend
-            && self.router.pending_effect() == Some(Effect::UserVariable);
+        // The only statement the router sends to the previous backend that assigns variables
+        // (the caller routes only `PreviousBackend` statements here).
+        let assigns = self.router.pending_effect() == Some(Effect::UserVariable);
         if !assigns || self.router.in_replica_transaction() {
             // In a read-only transaction on a replica every statement runs there.
             return Ok(None);

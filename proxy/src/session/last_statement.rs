@@ -4,7 +4,7 @@
 //! back to the pool, or the proxy ran a statement of its own there since). See
 //! `router::classify::last_statement` for why this, rather than keeping connections.
 
-use super::conns::{reads_insert_id, ConnRef};
+use super::conns::reads_insert_id;
 use super::Session;
 use crate::protocol::consts::com;
 use crate::protocol::relay::End;
@@ -12,7 +12,7 @@ use router::classify::{
     execute_immediate, keeps_last_statement, sets_last_insert_id, substitute_last_statement,
     LastStatement,
 };
-use router::{Reason, Target};
+use router::Reason;
 use std::sync::Arc;
 
 /// What a fresh connection answers (MariaDB 10.11): `ROW_COUNT()` 0 and `FOUND_ROWS()` 1.
@@ -24,7 +24,7 @@ pub(super) const FRESH: LastStatement = LastStatement {
 };
 
 /// A COM_STMT_EXECUTE that runs a text of the proxy's own: its statement's text with the
-/// recorded values written in (see [`Session::last_statement_text`]).
+/// recorded values written in (see [`Session::answer_last_statement`]).
 pub(super) struct Substituted {
     /// The text prepared and run instead of the statement's.
     pub text: Arc<[u8]>,
@@ -142,74 +142,67 @@ impl Session {
         true
     }
 
-    /// The values to write into a statement that asks about the previous one and runs
-    /// towards `target`, or `None` when the connection it will run on is the one that ran the
-    /// previous statement, undisturbed, and so answers exactly. Warning and error counts are 0
-    /// when that connection went back to the pool: a statement that left any keeps it.
-    fn last_statement_values(&self, target: Target, text: &[u8]) -> Option<LastStatement> {
-        let held = self.previous_held();
-        // The statement runs there only when routed there: a `SELECT LAST_INSERT_ID(),
-        // FOUND_ROWS()` goes to the primary whichever server ran the previous statement.
-        let runs_there = held.is_some_and(|p| match target {
-            Target::Previous => true,
-            Target::Primary => self.ctx.topology().primary() == Some(p.backend.index),
-            Target::Replica => false,
-        });
+    /// Whether the session still holds the connection that ran its previous statement. Asked
+    /// before a connection is taken for the current one: once given back, that connection may
+    /// come back from the pool with another session's statement run on it in between.
+    pub(super) fn previous_kept(&self) -> bool {
+        self.previous
+            .as_ref()
+            .is_some_and(|p| self.held.iter().any(|c| p.is(c)))
+    }
+
+    /// The values to write into a statement that asks about the previous one and is about to
+    /// run on held connection `h`, or `None` when `h` is the connection that ran the previous
+    /// statement, kept since (`kept`, from [`Session::previous_kept`] before `h` was taken)
+    /// and undisturbed, and so answers exactly. Decided only once the connection is known: the
+    /// one routed to may have been replaced (found closed after an outage) by a pooled one,
+    /// whose server would answer for whichever session used it last.
+    fn last_statement_values(&self, kept: bool, h: usize, text: &[u8]) -> Option<LastStatement> {
+        let runs_there = kept
+            && match (&self.previous, self.held.get(h)) {
+                (Some(p), Some(conn)) => p.is(conn),
+                _ => false,
+            };
         // Restoring the session's insert id runs a SELECT on the connection first.
         if runs_there && !self.last_disturbed && !reads_insert_id(text) {
             return None;
         }
-        Some(self.recorded_values(held.is_some()))
-    }
-
-    /// The connection that ran the previous statement, while the session still holds it.
-    fn previous_held(&self) -> Option<&ConnRef> {
-        self.previous
-            .as_ref()
-            .filter(|p| self.held.iter().any(|h| p.is(h)))
-    }
-
-    /// The recorded values. Warning and error counts are 0 when the previous statement's
-    /// connection went back to the pool (a statement that left any keeps it), else unknown:
-    /// that server still has the diagnostics (a SELECT without tables keeps them).
-    fn recorded_values(&self, previous_held: bool) -> LastStatement {
         let mut last = self.last;
-        let counts = (!previous_held).then_some(0);
+        // Warning and error counts are 0 when the previous statement's connection went back
+        // to the pool (a statement that left any keeps it), else unknown: that server still
+        // has the diagnostics (a SELECT without tables keeps them).
+        let counts = (!kept).then_some(0);
         last.warning_count = counts;
         last.error_count = counts;
-        last
+        Some(last)
     }
 
-    /// Before a COM_QUERY that asks about the previous statement and goes towards `target`:
-    /// when the connection it runs on cannot answer for the session, the recorded values go
-    /// into the text (in `self.cmd`). When it can, the statement is left to it, and
-    /// [`Session::confirm_previous_answers`] checks that it really runs there.
-    pub(super) fn answer_last_statement(&mut self, target: Target) {
-        self.previous_answers = false;
-        let Some(sql) = self.cmd.get(1..) else { return };
-        match self.last_statement_values(target, sql) {
-            Some(last) => self.write_last_statement(&last),
-            None => self.previous_answers = true,
-        }
-    }
-
-    /// Just before a COM_QUERY left to the previous statement's connection is sent on held
-    /// connection `h`: if `h` is another one (that connection was found closed, or broke while
-    /// being brought to the session's state, and the pool gave another), the recorded values
-    /// go in after all. Any other connection would answer for whichever session used it last.
-    pub(super) fn confirm_previous_answers(&mut self, h: usize) {
-        if !self.previous_answers {
+    /// Just before the current statement, asking about the previous one, is sent on held
+    /// connection `h` (`kept`: see [`Session::last_statement_values`]): when `h` cannot answer
+    /// for the session, the recorded values go into a COM_QUERY's text (in `self.cmd`), or into
+    /// the text a COM_STMT_EXECUTE of statement `stmt` runs instead (`self.substituted`,
+    /// prepared by `ready_execute`).
+    pub(super) fn answer_last_statement(&mut self, kept: bool, h: usize, stmt: Option<u32>) {
+        let Some(id) = stmt else {
+            let Some(sql) = self.cmd.get(1..) else { return };
+            if let Some(last) = self.last_statement_values(kept, h, sql) {
+                self.write_last_statement(&last);
+            }
             return;
-        }
-        let same = match (&self.previous, self.held.get(h)) {
-            (Some(p), Some(conn)) => p.is(conn),
-            _ => false,
         };
-        if !same {
-            self.previous_answers = false;
-            let last = self.recorded_values(self.previous_held().is_some());
-            self.write_last_statement(&last);
-        }
+        let Some(sql) = self.stmts.get(&id).map(|st| st.sql_arc()) else {
+            return;
+        };
+        self.substituted = self
+            .last_statement_values(kept, h, &sql)
+            .and_then(|last| {
+                let mut out = Vec::with_capacity(sql.len() + 32);
+                substitute_last_statement(&sql, &last, &mut out).then(|| Arc::from(out))
+            })
+            .map(|text| Substituted {
+                text,
+                prepared: None,
+            });
     }
 
     /// Writes `last` into the COM_QUERY in `self.cmd` where it asks about the previous
@@ -241,17 +234,5 @@ impl Session {
             .ok()
             .and_then(|b| b.version())
             .is_some_and(|v| v.contains("MariaDB"))
-    }
-
-    /// Before a COM_STMT_EXECUTE of a statement with text `sql` that asks about the previous
-    /// statement and goes towards `target`: the text to prepare and run instead, with the
-    /// recorded values written in, when the connection it runs on cannot answer for the
-    /// session (the binary protocol's counterpart of [`Session::answer_last_statement`]). The
-    /// execution then runs a statement of its own, closed after it (see `stmt.rs`); the
-    /// parameters are the client's, since only calls and variables without them are replaced.
-    pub(super) fn last_statement_text(&self, target: Target, sql: &[u8]) -> Option<Arc<[u8]>> {
-        let last = self.last_statement_values(target, sql)?;
-        let mut out = Vec::with_capacity(sql.len() + 32);
-        substitute_last_statement(sql, &last, &mut out).then(|| Arc::from(out))
     }
 }

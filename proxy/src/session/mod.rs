@@ -90,9 +90,6 @@ pub struct Session {
     last: router::classify::LastStatement,
     /// The proxy ran a statement of its own on the previous statement's connection since.
     last_disturbed: bool,
-    /// The current COM_QUERY asks about the previous statement and was left to that
-    /// statement's connection to answer (see `last_statement.rs`).
-    previous_answers: bool,
     /// The COM_QUERY running now is a `GET DIAGNOSTICS` rewritten to assign the recorded
     /// values (see `get_diagnostics.rs`): recorded as the statement it replaces.
     diagnostics_rewritten: bool,
@@ -202,7 +199,6 @@ pub async fn run(
         diag_pin: false,
         last: last_statement::FRESH,
         last_disturbed: false,
-        previous_answers: false,
         diagnostics_rewritten: false,
         substituted: None,
         anchor: None,
@@ -344,7 +340,6 @@ impl Session {
             };
             let reply = seq.wrapping_add(1);
             self.digest.reset();
-            self.previous_answers = false;
             if command != com::QUERY {
                 // Only a query can ask for the previous statement's warnings.
                 self.own_warning = None;

@@ -7,7 +7,6 @@
 //! client's handle: the connections keep the statement for the next session that runs it.
 
 use super::exec::Outcome;
-use super::last_statement::Substituted;
 use super::limits::{self, Limits};
 use super::stmt_rules::StmtRule;
 use super::{backend_err, Error, Session};
@@ -206,14 +205,8 @@ impl Session {
         let mut d = self.router.route_execute(&class);
         let own_timeout = self.apply_rule(rule.as_deref(), &mut d);
         let (started, reason) = (Instant::now(), d.reason);
-        self.substituted = d
-            .reads_last_statement
-            .then(|| self.last_statement_text(d.target, &sql))
-            .flatten()
-            .map(|text| Substituted {
-                text,
-                prepared: None,
-            });
+        // Decided once the connection is known (`answer_last_statement`).
+        self.substituted = None;
         let out = match self.gate().await? {
             Some(out) => out,
             None => self.run_with(d, Shape::Results, Some(id)).await?,
