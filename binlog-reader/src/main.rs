@@ -263,7 +263,12 @@ fn finder(config: &Config) -> Finder {
 fn restart(config: &Config, current: &Mutex<LagHandle>) {
     let previous = lock(current).clone();
     match LagReader::spawn_following(config, Some(&previous)) {
-        Ok(next) => *lock(current) = next,
+        Ok(next) => {
+            // Not left to the last clone's drop: a request in flight holding one would keep
+            // the old stream alive, and it would win the binlog dump back from the new one.
+            previous.stop();
+            *lock(current) = next;
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot restart the binlog reader; keeping the old one")
         }

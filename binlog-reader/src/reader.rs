@@ -74,6 +74,7 @@ impl LagReader {
             heartbeat: Duration::from_millis(500),
             server_id: config.sidecar.server_id,
             start_from_replicas: std::sync::atomic::AtomicBool::new(true),
+            replaces_same_id: Default::default(),
         };
         let replicas: Vec<_> = config
             .servers
@@ -148,6 +149,15 @@ pub struct LagHandle {
 
 impl LagHandle {
     /// Starts the tasks (after any carry-over from a previous reader).
+    /// Stops the reader's tasks now (its binlog stream and polls), whoever still holds a
+    /// clone of the handle: a reader replaced by another must not reconnect and take the
+    /// primary's binlog dump back from it (MariaDB serves one dump per server id).
+    pub fn stop(&self) {
+        for t in lock(&self.inner.tasks).iter() {
+            t.abort();
+        }
+    }
+
     fn start(&self) {
         if let Some(start) = lock(&self.inner.start).take() {
             *lock(&self.inner.tasks) = start(&self.inner.shared);

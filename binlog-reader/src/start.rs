@@ -58,6 +58,7 @@ mod test {
             heartbeat: Duration::from_millis(500),
             server_id: 1,
             start_from_replicas: Default::default(),
+            replaces_same_id: Default::default(),
         };
         let names = (0..replicas.len()).map(|i| format!("r{i}")).collect();
         let s = Shared::new(settings, "p".into(), names, 10);

@@ -109,6 +109,9 @@ pub struct Settings {
     pub server_id: u32,
     /// Set until the first stream opens: start from the slowest replica's position (MariaDB).
     pub start_from_replicas: std::sync::atomic::AtomicBool,
+    /// This reader replaces one with the same server id (a reload, the writer moved back):
+    /// see [`crate::stream::HANDOVER_GRACE`].
+    pub replaces_same_id: std::sync::atomic::AtomicBool,
 }
 
 /// Everything shared, behind one Arc. Locks are held for a few statements, never across an
@@ -275,6 +278,11 @@ impl Shared {
     /// after the last transaction `old` read. Without a GTID position (file/position streams)
     /// there is nothing that holds across servers: nothing is taken.
     pub fn continue_from(&self, old: &Shared) {
+        if old.settings.server_id == self.settings.server_id {
+            self.settings
+                .replaces_same_id
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let (gtid_state, gtid_seq) = {
             let p = lock(&old.primary);
             (p.gtid_state.clone(), p.gtid_seq.clone())

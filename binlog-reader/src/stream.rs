@@ -55,7 +55,30 @@ impl StreamError {
             StreamError::Connect { .. } | StreamError::ConnectTimeout(_)
         )
     }
+
+    /// MariaDB's ERROR 4052: a binlog dump with this server id is still registered.
+    fn is_same_server_id(&self) -> bool {
+        let source = match self {
+            StreamError::Connect { source, .. }
+            | StreamError::Query { source, .. }
+            | StreamError::Stream(source) => source,
+            _ => return false,
+        };
+        matches!(source, mysql_async::Error::Server(e) if e.code == ER_SLAVE_SAME_ID)
+    }
 }
+
+/// MariaDB's `ER_SLAVE_SAME_ID`.
+const ER_SLAVE_SAME_ID: u16 = 4052;
+
+/// How long a reader that replaces one with the same server id (a reload, the writer moving
+/// back) retries quietly while MariaDB still has the old one's dump registered. The old
+/// connection is closed as the new reader starts, but the server's dump thread notices only
+/// when it next writes (a heartbeat, 500 ms) and refuses the new dump until then (ERROR 4052).
+/// That is a hand-over, not a lost stream: not warned about, not counted as a reconnect. A
+/// second reader with the same id (a misconfiguration) is still refused and warned about
+/// once the grace is over.
+pub const HANDOVER_GRACE: Duration = Duration::from_secs(3);
 
 /// Where and how to connect to the primary.
 #[derive(Clone)]
@@ -109,6 +132,11 @@ pub async fn run(shared: Arc<Shared>, target: Target) {
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
     let mut last_error: Option<String> = None;
+    let handover = shared
+        .settings
+        .replaces_same_id
+        .load(std::sync::atomic::Ordering::SeqCst)
+        .then(|| Instant::now() + HANDOVER_GRACE);
     loop {
         let started = Instant::now();
         let mut session = AbortOnDrop(tokio::spawn(session(shared.clone(), target.clone())));
@@ -117,6 +145,13 @@ pub async fn run(shared: Arc<Shared>, target: Target) {
             Err(e) if e.is_panic() => Err(StreamError::Panicked),
             Err(_) => return, // cancelled: the handle was dropped
         };
+        if let Err(e) = &result {
+            if first && e.is_same_server_id() && handover.is_some_and(|until| started < until) {
+                tracing::debug!(error = %e, "the previous reader's binlog dump is still registered on the primary: retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
         let was_connected = {
             let mut p = lock(&shared.primary);
             let was = p.connected;

@@ -15,6 +15,7 @@ fn replay(name: &str, mariadb: bool, caught_up: bool) -> Vec<Transaction> {
         heartbeat: Duration::from_millis(500),
         server_id: 1,
         start_from_replicas: Default::default(),
+        replaces_same_id: Default::default(),
     };
     let shared = Shared::new(settings, "p".into(), vec![], 1000);
     {

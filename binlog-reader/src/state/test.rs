@@ -13,6 +13,7 @@ fn shared() -> Shared {
         heartbeat: Duration::from_millis(500),
         server_id: 1,
         start_from_replicas: Default::default(),
+        replaces_same_id: Default::default(),
     };
     Shared::new(settings, "primary".into(), vec!["r1".into()], 100)
 }
