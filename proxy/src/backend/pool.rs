@@ -127,12 +127,7 @@ impl Pools {
     ) -> Result<Conn, Error> {
         let (limit, queue_ms) = {
             let cfg = ctx.proxy_config();
-            let limit = cfg
-                .users
-                .iter()
-                .find(|u| u.name == key.user)
-                .and_then(|u| u.max_backend_connections);
-            (limit, cfg.pool.queue_timeout_ms)
+            (user_limit(&cfg, &key.user), cfg.pool.queue_timeout_ms)
         };
         let Some(limit) = limit else {
             return self
@@ -155,6 +150,30 @@ impl Pools {
             .await?;
         conn.user_permit = Some(permit);
         Ok(conn)
+    }
+
+    /// What [`Pools::acquire`] hands out first, when it is there now: an idle connection for
+    /// `key` that passes its checks. `None` when a checkout would have to connect, wait in
+    /// line, or first take a place under the user's `max_backend_connections` (then
+    /// [`Pools::acquire`] does it all). The common case of statement-level multiplexing, done
+    /// without a future: a checkout per statement is on every query's path.
+    pub fn take_ready(
+        &self,
+        ctx: &Context,
+        backend: &Backend,
+        key: &Key,
+        no_schema: bool,
+        want: &Arc<Fingerprint>,
+    ) -> Option<Conn> {
+        if user_limit(&ctx.proxy_config(), &key.user).is_some() {
+            return None;
+        }
+        loop {
+            let idle = take_idle(&mut self.lock().idle, key, no_schema, want)?;
+            if let Some(conn) = checked_out(backend, idle) {
+                return Some(conn);
+            }
+        }
     }
 
     async fn acquire_conn(
@@ -193,15 +212,10 @@ impl Pools {
                 }
             };
             match step {
-                Step::Idle(idle) => {
-                    backend.metrics().connections_idle.dec();
-                    if idle.expires <= Instant::now() || !idle.conn.looks_alive() {
-                        drop(idle.conn);
-                        continue;
-                    }
-                    backend.metrics().connections_in_use.inc();
-                    return Ok(idle.conn);
-                }
+                Step::Idle(idle) => match checked_out(backend, idle) {
+                    Some(conn) => return Ok(conn),
+                    None => continue,
+                },
                 Step::Open(slot) => break slot,
                 Step::Evict(mut victim) => {
                     backend.metrics().connections_idle.dec();
@@ -438,6 +452,25 @@ fn hand_over(
 
 /// Takes the newest idle connection of `key` already in state `want`, else the newest that
 /// suits the session.
+/// `proxy.users[].max_backend_connections` of `user`, if it has one.
+fn user_limit(cfg: &router::config::ProxyConfig, user: &str) -> Option<usize> {
+    cfg.users
+        .iter()
+        .find(|u| u.name == user)
+        .and_then(|u| u.max_backend_connections)
+}
+
+/// An idle connection taken from the pool, counted as in use if it is still good (not past
+/// its idle timeout, not closed by the server meanwhile); dropped otherwise.
+fn checked_out(backend: &Backend, idle: Idle) -> Option<Conn> {
+    backend.metrics().connections_idle.dec();
+    if idle.expires <= Instant::now() || !idle.conn.looks_alive() {
+        return None;
+    }
+    backend.metrics().connections_in_use.inc();
+    Some(idle.conn)
+}
+
 fn take_idle(
     idle: &mut HashMap<Key, Vec<Idle>>,
     key: &Key,

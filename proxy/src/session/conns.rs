@@ -258,6 +258,60 @@ impl Session {
         Ok(i)
     }
 
+    /// [`Session::conn_for`] when it needs neither I/O nor a wait, as for most statements:
+    /// a held connection, or an idle pooled one ready now, already in the session's state.
+    /// `None` otherwise, and then [`Session::conn_for`] does the rest (a pooled connection
+    /// taken here stays held for it to bring into state). No future is made for the common
+    /// case: moving `conn_for`'s into the hung-server guard cost more than the checkout.
+    pub(super) fn conn_now(&mut self, idx: usize) -> Option<usize> {
+        let backend = self.view.backends.get(idx)?;
+        if backend.is_hung() {
+            return None;
+        }
+        let found = self
+            .held
+            .iter()
+            .position(|h| Arc::ptr_eq(&h.backend, backend) || h.backend.name() == backend.name());
+        let i = match found {
+            // Not seen since an outage: `conn_for` probes it.
+            Some(i) if self.held[i].conn.outages_seen != backend.outages() => return None,
+            Some(i) => i,
+            // A new connection to the writer outside autocommit is set up first (see
+            // `restore_primary_state`).
+            None if !self.router.autocommit() => return None,
+            None => {
+                let backend = backend.clone();
+                self.refresh_want();
+                let k = self.key_index(&backend);
+                let no_schema = !self.has_schema();
+                let conn = self.pools.take_ready(
+                    &self.ctx,
+                    &backend,
+                    &self.keys[k].1,
+                    no_schema,
+                    &self.want,
+                )?;
+                self.held.push(Held {
+                    backend,
+                    conn,
+                    cursor_open: false,
+                    pinned: false,
+                    tainted: false,
+                    in_step: false,
+                });
+                self.held.len() - 1
+            }
+        };
+        self.refresh_want();
+        let h = &self.held[i];
+        if !Fingerprint::same(&h.conn.state, &self.want) || self.insert_id_to_restore(i).is_some() {
+            return None;
+        }
+        // As `sync` does when there is nothing to send.
+        self.held[i].conn.state = self.want.clone();
+        Some(i)
+    }
+
     /// Whether held connection `i` can still carry a statement. Only asked (one non-blocking
     /// read) when the monitor has seen `backend` fail a check since the connection was opened:
     /// a server that was killed and restarted closed it, and a statement sent there would fail

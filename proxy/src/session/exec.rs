@@ -316,12 +316,15 @@ impl Session {
             let previous_kept = d.reads_last_statement && self.previous_kept();
             // Taking a connection (connect, state replay) ends too when the monitor finds
             // the server hung: such a server is not waited on.
-            let h = match hung::unless_hung(&backend, self.conn_for(idx)).await {
-                Some(r) => r,
-                None => {
-                    self.abandon(&backend);
-                    Err(crate::backend::Error::Relay(RelayError::Hung))
-                }
+            let h = match self.conn_now(idx) {
+                Some(h) => Ok(h),
+                None => match hung::unless_hung(&backend, self.conn_for(idx)).await {
+                    Some(r) => r,
+                    None => {
+                        self.abandon(&backend);
+                        Err(crate::backend::Error::Relay(RelayError::Hung))
+                    }
+                },
             };
             let h = match h {
                 Ok(h) => h,
@@ -358,9 +361,12 @@ impl Session {
             }
             let mut use_out = false;
             if let Some(id) = stmt {
-                let ready = hung::unless_hung(&backend, self.ready_execute(h, id))
-                    .await
-                    .unwrap_or(Err(crate::backend::Error::Relay(RelayError::Hung)));
+                let ready = match self.ready_execute_now(h, id) {
+                    Some(u) => Ok(u),
+                    None => hung::unless_hung(&backend, self.ready_execute(h, id))
+                        .await
+                        .unwrap_or(Err(crate::backend::Error::Relay(RelayError::Hung))),
+                };
                 match ready {
                     Ok(u) => use_out = u,
                     Err(e) => {

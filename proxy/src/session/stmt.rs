@@ -293,6 +293,24 @@ impl Session {
         send_long_data(conn, st, backend_id).await
     }
 
+    /// [`Session::ready_execute`] when it needs no I/O, as for most executions: the statement
+    /// is prepared on the connection already and has no long data to send. `None` otherwise.
+    pub(super) fn ready_execute_now(&mut self, h: usize, id: u32) -> Option<bool> {
+        if self.substituted.is_some() {
+            return None;
+        }
+        let st = self.stmts.get(&id)?;
+        if !st.long_data.is_empty() {
+            return None;
+        }
+        let held = &mut self.held[h];
+        let c = held.conn.prepared.get(&st.sql)?;
+        let (backend_id, types_bound) = (c.id, c.types.as_deref() == st.types.as_deref());
+        held.backend.metrics().prepare_cache_hits.inc();
+        build_execute(&mut self.out, &self.cmd, st, backend_id, types_bound);
+        Some(true)
+    }
+
     /// After an execution answered on held connection `h`: the connection now has the
     /// session's parameter types bound (unless it failed: then unknown), and maybe a cursor.
     pub(super) fn after_execute(&mut self, h: usize, id: u32, end: End) {
