@@ -349,6 +349,7 @@ impl Context {
         let old_topology = self.topology.load_full();
         let mut topology = Topology::initial(&new);
         let mut primary = None;
+        let mut last_writer = None;
         for (i, s) in new.servers.iter().enumerate() {
             let Some(j) = old.servers.iter().position(|o| same_server(o, s)) else {
                 continue;
@@ -369,12 +370,16 @@ impl Context {
             if old_topology.router.primary == Some(j) {
                 primary = Some(i);
             }
+            if old_topology.router.last_writer == Some(j) {
+                last_writer = Some(i);
+            }
             if let Some(d) = old_topology.primary_down.filter(|d| d.server == j) {
                 topology.primary_down = Some(crate::context::PrimaryDown { server: i, ..d });
             }
         }
         if old_topology.generation > 0 {
             topology.router.primary = primary;
+            topology.router.last_writer = last_writer;
             topology.split_brain = old_topology.split_brain;
             topology.write_block = old_topology.write_block.clone();
             if primary.is_none()

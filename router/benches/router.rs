@@ -61,6 +61,7 @@ fn topology(replicas: usize) -> TopologySnapshot {
     let mut t = TopologySnapshot {
         servers,
         primary: Some(0),
+        last_writer: None,
         lag_recovery_ms: 500,
         min_serving: 0,
         no_replica: NoReplicaPolicy::Primary,

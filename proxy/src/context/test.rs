@@ -54,6 +54,24 @@ fn reload_swaps_servers_and_keeps_counters_of_servers_that_stay() {
 }
 
 #[test]
+fn reload_keeps_the_last_writer_by_name() {
+    let (ctx, path) = file_ctx("last-writer", YAML);
+    // Mid-failover: no writer known, p the last one.
+    let mut t = Topology::initial(&ctx.config());
+    t.router.primary = None;
+    t.router.last_writer = Some(0);
+    t.write_block = Some("no writable primary".into());
+    assert!(ctx.publish_topology(ctx.config_generation(), t));
+    let p_last = "servers:\n  - {name: r1, host: 127.0.0.1, port: 3341, role: replica}\n  - {name: p, host: 127.0.0.1, port: 3340, role: primary}\nmonitor: {user: m, password: x}\nproxy: {max_connections: 2}\n";
+    std::fs::write(&path, p_last).expect("write");
+    ctx.reload().expect("valid reload");
+    let t = ctx.topology();
+    assert_eq!(t.primary(), None);
+    assert_eq!(t.router.last_writer, Some(1), "p, at its new index");
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
 fn reload_rejects_broken_files_and_listen_changes_keeping_the_old_config() {
     let (ctx, path) = file_ctx("reject", YAML);
     std::fs::write(&path, "servers: [").expect("write");

@@ -257,6 +257,15 @@ pub fn derive(config: &Config, samples: &[Option<Sample>], previous: &Topology) 
         }
     }
     router.primary = primary;
+    // No writer known while the servers answer (an external failover mid-way: the old writer
+    // already read-only, or it and the new one both writable until each is checked again):
+    // reads that no replica can take go to the last writer, not to an error. A failover stops
+    // and repoints the replicas' replication, so for moments none may be in the rotation.
+    // Not while the primary is down: that server cannot answer.
+    router.last_writer = match (primary, primary_down) {
+        (None, None) if same_list => previous.router.primary.or(previous.router.last_writer),
+        _ => None,
+    };
     Topology {
         generation: previous.generation,
         router,

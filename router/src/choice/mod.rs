@@ -91,7 +91,8 @@ pub enum Choice {
     /// Index into [`TopologySnapshot::servers`]. `over_lag` is true when the replica is beyond
     /// its lag limit but kept because of `min_serving` (report it).
     Replica { server: usize, over_lag: bool },
-    /// Index of the primary in [`TopologySnapshot::servers`], and why.
+    /// Index of the primary in [`TopologySnapshot::servers`] (or, while no writer is known,
+    /// of the last one: [`TopologySnapshot::last_writer`]), and why.
     Primary {
         server: usize,
         reason: FallbackReason,
@@ -107,6 +108,13 @@ pub struct TopologySnapshot {
     pub servers: Vec<ServerState>,
     /// Index into `servers` of the current writer; `None` while unknown or split-brained.
     pub primary: Option<usize>,
+    /// While `primary` is `None` with every server answering (the middle of an external
+    /// failover: the old writer already read-only and the new one not yet seen writable, or
+    /// both seen writable until each is checked again), the server that was the writer last.
+    /// Reads that no replica can take go there as they would to the primary: it holds all
+    /// that was written through the proxy, and during a failover the replicas are out of the
+    /// rotation for moments (`STOP SLAVE`, `CHANGE MASTER`). `None` once a writer is known.
+    pub last_writer: Option<usize>,
     pub lag_recovery_ms: u64,
     pub min_serving: usize,
     pub no_replica: NoReplicaPolicy,
@@ -122,6 +130,7 @@ impl Clone for TopologySnapshot {
         Self {
             servers: self.servers.clone(),
             primary: self.primary,
+            last_writer: self.last_writer,
             lag_recovery_ms: self.lag_recovery_ms,
             min_serving: self.min_serving,
             no_replica: self.no_replica,
@@ -135,6 +144,7 @@ impl Clone for TopologySnapshot {
     fn clone_from(&mut self, source: &Self) {
         self.servers.clone_from(&source.servers);
         self.primary = source.primary;
+        self.last_writer = source.last_writer;
         self.lag_recovery_ms = source.lag_recovery_ms;
         self.min_serving = source.min_serving;
         self.no_replica = source.no_replica;
@@ -184,6 +194,7 @@ impl TopologySnapshot {
         Self {
             servers,
             primary: config.servers.iter().position(|s| s.role == Role::Primary),
+            last_writer: None,
             lag_recovery_ms: r.lag_recovery_ms,
             min_serving: r.min_serving,
             no_replica: r.no_replica,
@@ -312,14 +323,15 @@ impl TopologySnapshot {
         }
     }
 
-    /// No replica qualifies: the primary or an error, by policy.
+    /// No replica qualifies: the primary (or while no writer is known, the last one) or an
+    /// error, by policy.
     fn fallback(&self, any_replica: bool, now_ms: u64) -> Choice {
         let reason = if any_replica {
             FallbackReason::NoHealthyReplica
         } else {
             FallbackReason::NoReplicas
         };
-        match (self.no_replica, self.primary) {
+        match (self.no_replica, self.primary.or(self.last_writer)) {
             (NoReplicaPolicy::Error, _) => Choice::NoServer(NoServerReason::NoReplicaPolicyError),
             (NoReplicaPolicy::Primary, Some(p))
                 if self
@@ -364,9 +376,9 @@ impl TopologySnapshot {
 
     /// Takes out of this snapshot's choice every server `keep(i)` rejects (`i` indexes
     /// `servers`), as if unreachable: for one read that only some replicas may serve
-    /// (read-your-writes). The primary stays the fallback.
+    /// (read-your-writes). The primary (or the last writer) stays the fallback.
     pub fn retain_servers(&mut self, keep: impl Fn(usize) -> bool) {
-        let primary = self.primary;
+        let primary = self.primary.or(self.last_writer);
         for (i, s) in self.servers.iter_mut().enumerate() {
             if Some(i) != primary && !keep(i) {
                 s.reachable = false;

@@ -33,6 +33,7 @@ fn topo(replicas: &[(u16, Option<u64>)]) -> TopologySnapshot {
     TopologySnapshot {
         servers,
         primary: Some(0),
+        last_writer: None,
         lag_recovery_ms: 500,
         min_serving: 0,
         no_replica: NoReplicaPolicy::Primary,
@@ -123,6 +124,51 @@ fn no_replicas_and_unavailable_primary() {
         Choice::NoServer(NoServerReason::PrimaryUnavailable),
         "split brain / unknown writer: no fallback"
     );
+}
+
+#[test]
+fn without_a_known_writer_reads_no_replica_takes_go_to_the_last_one() {
+    // Mid-failover: server 0 was the writer and is read-only now, the new writer is not seen
+    // yet, and the one replica has stopped replicating.
+    let mut t = topo(&[(0, Some(0))]);
+    t.primary = None;
+    t.last_writer = Some(0);
+    t.servers[0].role = Role::Replica;
+    t.servers[0].replicating = false;
+    t.servers[1].replicating = false;
+    assert_eq!(
+        choose(&t, None, 0, 1),
+        Choice::Primary {
+            server: 0,
+            reason: FallbackReason::NoHealthyReplica
+        }
+    );
+    // A serving replica still comes first.
+    t.servers[1].replicating = true;
+    assert!(matches!(
+        choose(&t, None, 0, 1),
+        Choice::Replica { server: 1, .. }
+    ));
+    // Nor does the last writer survive what would take the primary out, or the policy.
+    t.servers[1].replicating = false;
+    t.servers[0].reachable = false;
+    assert_eq!(
+        choose(&t, None, 0, 1),
+        Choice::NoServer(NoServerReason::PrimaryUnavailable)
+    );
+    t.servers[0].reachable = true;
+    t.no_replica = NoReplicaPolicy::Error;
+    assert_eq!(
+        choose(&t, None, 0, 1),
+        Choice::NoServer(NoServerReason::NoReplicaPolicyError)
+    );
+    // Read-your-writes keeps it as the fallback, as it keeps the primary.
+    t.no_replica = NoReplicaPolicy::Primary;
+    t.retain_servers(|_| false);
+    assert!(matches!(
+        choose(&t, None, 0, 1),
+        Choice::Primary { server: 0, .. }
+    ));
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::health::check::Replication;
+use router::choice::Choice;
 use std::time::Duration;
 
 const YAML: &str = "servers:
@@ -368,6 +369,45 @@ fn all_read_only_blocks_writes_with_a_reason() {
         .write_block
         .expect("blocked")
         .contains("no writable primary"));
+}
+
+#[test]
+fn mid_failover_without_a_writer_reads_fall_back_to_the_last_one() {
+    let c = config();
+    let choose = |t: &Topology| t.router.choose_replica(None, 0, 1);
+    // The old primary set read-only, both replicas' replication stopped: no writer, no
+    // replica in the rotation, but every server answers.
+    let stopped = || {
+        let mut s = replica(true, false, None)?;
+        if let Ok(o) = &mut s.result {
+            if let Some(r) = &mut o.replication {
+                r.io_running = false;
+            }
+        }
+        Some(s)
+    };
+    let mid = derive(&c, &[primary(true), stopped(), stopped()], &healthy(&c));
+    assert_eq!(mid.primary(), None);
+    assert!(mid.write_block.is_some(), "writes are refused meanwhile");
+    assert_eq!(mid.router.last_writer, Some(0));
+    assert!(matches!(choose(&mid), Choice::Primary { server: 0, .. }));
+    // It stays the fallback round after round until a writer is known, also through a
+    // moment where the new writer and a stale check of the old one are both writable.
+    let still = derive(&c, &[primary(true), stopped(), stopped()], &mid);
+    assert_eq!(still.router.last_writer, Some(0));
+    let both = derive(&c, &[primary(false), stopped(), primary(false)], &still);
+    assert_eq!(both.primary(), None);
+    assert_eq!(both.router.last_writer, Some(0));
+    assert!(matches!(choose(&both), Choice::Primary { server: 0, .. }));
+    // r2 promoted and seen alone: it is the writer, and the fallback.
+    let after = derive(&c, &[primary(true), stopped(), primary(false)], &both);
+    assert_eq!(after.primary(), Some(2));
+    assert_eq!(after.router.last_writer, None);
+    assert!(matches!(choose(&after), Choice::Primary { server: 2, .. }));
+    // A primary that is down is no fallback: it cannot answer.
+    let gone = derive(&c, &[down(), stopped(), stopped()], &healthy(&c));
+    assert!(gone.primary_down.is_some());
+    assert_eq!(gone.router.last_writer, None);
 }
 
 #[test]
