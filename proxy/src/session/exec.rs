@@ -105,7 +105,7 @@ impl Session {
                         idx,
                         route: route::PREVIOUS,
                     },
-                    _ => self.primary(),
+                    _ => self.primary_or_last_writer(),
                 }
             }
             Target::Replica => {
@@ -144,7 +144,7 @@ impl Session {
                             seed,
                         );
                         if !matches!(choice, Choice::Replica { .. }) {
-                            return self.primary();
+                            return self.primary_or_last_writer();
                         }
                     }
                 }
@@ -236,6 +236,19 @@ impl Session {
         self.lose_pinned_state(why, cause);
         if let Some(i) = anchor {
             self.discard(i);
+        }
+    }
+
+    /// For a read, or a statement that only needs some server of the session's (`Previous`):
+    /// the writer, or while none is known the last one (see `TopologySnapshot::last_writer`),
+    /// which holds everything written through the proxy.
+    fn primary_or_last_writer(&self) -> Resolved {
+        match (self.primary(), self.ctx.topology().router.last_writer) {
+            (Resolved::Refuse { .. }, Some(idx)) => Resolved::Server {
+                idx,
+                route: route::PRIMARY,
+            },
+            (r, _) => r,
         }
     }
 
