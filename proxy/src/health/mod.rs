@@ -216,12 +216,7 @@ fn start_embedded_reader(ctx: &Context, config: &Config, observed: Option<&Topol
     }
     // Drop the old reader first: only one binlog dump per server id at a time. On a writer
     // change the new stream continues from the GTID the old one reached, with its timeline.
-    // Stopped, not only dropped: a clone still held elsewhere would keep its stream going.
-    let old = ctx.lag_reader();
-    if let Some(r) = &old {
-        r.stop();
-    }
-    let previous = observed.and(old);
+    let previous = observed.and_then(|_| ctx.lag_reader());
     ctx.set_lag_reader(None);
     match binlog_reader::LagReader::spawn_following(&config, previous.as_ref()) {
         Ok(handle) => {
