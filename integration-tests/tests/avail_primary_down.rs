@@ -26,6 +26,15 @@ fn load(p: &Proxy) -> Load {
     }
 }
 
+/// The table the load writes to.
+async fn create_table(conn: &mut integration_tests::mysql_async::Conn) {
+    conn.query_drop(
+        "CREATE TABLE IF NOT EXISTS avail_t (id INT AUTO_INCREMENT PRIMARY KEY, session INT)",
+    )
+    .await
+    .expect("create table");
+}
+
 fn timeouts() -> String {
     format!("  pool:\n    connect_timeout_ms: {CONNECT_TIMEOUT_MS}\n    read_timeout_ms: 3000\n")
 }
@@ -45,12 +54,7 @@ async fn primary_killed_under_load(c: Cluster, p: Proxy) {
     // Installed here, not left to whichever test happened to run first.
     let python = tokio::task::block_in_place(proxy_support::python_clients);
     let mut setup = p.conn().await;
-    setup
-        .query_drop(
-            "CREATE TABLE IF NOT EXISTS avail_t (id INT AUTO_INCREMENT PRIMARY KEY, session INT)",
-        )
-        .await
-        .expect("create table");
+    create_table(&mut setup).await;
     c.wait_replicas_caught_up(Duration::from_secs(10))
         .await
         .expect("replicas caught up");
@@ -276,12 +280,7 @@ async fn external_failover_under_load_writes_and_reader_follow() {
     let edit = embedded(&c);
     let p = start_edited(&c, &timeouts(), edit).await;
     let mut setup = p.conn().await;
-    setup
-        .query_drop(
-            "CREATE TABLE IF NOT EXISTS avail_t (id INT AUTO_INCREMENT PRIMARY KEY, session INT)",
-        )
-        .await
-        .expect("create table");
+    create_table(&mut setup).await;
     drop(setup);
     c.wait_replicas_caught_up(Duration::from_secs(10))
         .await
@@ -414,11 +413,7 @@ async fn transaction_on_the_lost_primary_errors_then_the_session_reads_on() {
     };
     let p = start_edited(&c, &timeouts(), |y| y).await;
     let mut conn = p.conn().await;
-    conn.query_drop(
-        "CREATE TABLE IF NOT EXISTS avail_t (id INT AUTO_INCREMENT PRIMARY KEY, session INT)",
-    )
-    .await
-    .expect("create");
+    create_table(&mut conn).await;
     conn.query_drop("BEGIN").await.expect("begin");
     conn.query_drop("INSERT INTO avail_t (session) VALUES (7)")
         .await
@@ -479,11 +474,7 @@ async fn reads_go_on_while_no_server_is_writable_and_replication_is_stopped() {
     };
     let p = start_edited(&c, &timeouts(), |y| y).await;
     let mut conn = p.conn().await;
-    conn.query_drop(
-        "CREATE TABLE IF NOT EXISTS avail_t (id INT AUTO_INCREMENT PRIMARY KEY, session INT)",
-    )
-    .await
-    .expect("create");
+    create_table(&mut conn).await;
     let before = read_port(&mut conn)
         .await
         .expect("a read before the failover");

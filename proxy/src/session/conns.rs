@@ -205,10 +205,7 @@ impl Session {
                 "server no longer configured",
             )));
         };
-        let mut found = self
-            .held
-            .iter()
-            .position(|h| Arc::ptr_eq(&h.backend, &backend) || h.backend.name() == backend.name());
+        let mut found = self.held_index(&backend);
         if let Some(i) = found {
             if !self.still_alive(i, &backend) {
                 self.discard(i);
@@ -231,15 +228,7 @@ impl Session {
                         &self.want,
                     )
                     .await?;
-                self.held.push(Held {
-                    backend: backend.clone(),
-                    conn,
-                    cursor_open: false,
-                    pinned: false,
-                    tainted: false,
-                    in_step: false,
-                });
-                let i = self.held.len() - 1;
+                let i = self.hold(backend.clone(), conn);
                 if self.ctx.topology().primary() == Some(idx) {
                     if let Err(e) = self.restore_primary_state(i).await {
                         self.discard(i);
@@ -268,11 +257,7 @@ impl Session {
         if backend.is_hung() {
             return None;
         }
-        let found = self
-            .held
-            .iter()
-            .position(|h| Arc::ptr_eq(&h.backend, backend) || h.backend.name() == backend.name());
-        let i = match found {
+        let i = match self.held_index(backend) {
             // Not seen since an outage: `conn_for` probes it.
             Some(i) if self.held[i].conn.outages_seen != backend.outages() => return None,
             Some(i) => i,
@@ -291,25 +276,44 @@ impl Session {
                     no_schema,
                     &self.want,
                 )?;
-                self.held.push(Held {
-                    backend,
-                    conn,
-                    cursor_open: false,
-                    pinned: false,
-                    tainted: false,
-                    in_step: false,
-                });
-                self.held.len() - 1
+                self.hold(backend, conn)
             }
         };
+        self.in_state(i).then_some(i)
+    }
+
+    /// Index in `held` of the connection to `backend`, if the session holds one.
+    fn held_index(&self, backend: &Arc<Backend>) -> Option<usize> {
+        self.held
+            .iter()
+            .position(|h| Arc::ptr_eq(&h.backend, backend) || h.backend.name() == backend.name())
+    }
+
+    /// Holds `conn`, just taken from the pool for `backend`; returns its index in `held`.
+    fn hold(&mut self, backend: Arc<Backend>, conn: Conn) -> usize {
+        self.held.push(Held {
+            backend,
+            conn,
+            cursor_open: false,
+            pinned: false,
+            tainted: false,
+            in_step: false,
+        });
+        self.held.len() - 1
+    }
+
+    /// Whether held connection `i` is in the session's state with nothing to send before the
+    /// statement (no state difference, no `LAST_INSERT_ID()` to restore). If so it takes the
+    /// wanted state itself, so that the next comparison is a pointer's.
+    fn in_state(&mut self, i: usize) -> bool {
         self.refresh_want();
-        let h = &self.held[i];
-        if !Fingerprint::same(&h.conn.state, &self.want) || self.insert_id_to_restore(i).is_some() {
-            return None;
+        if !Fingerprint::same(&self.held[i].conn.state, &self.want)
+            || self.insert_id_to_restore(i).is_some()
+        {
+            return false;
         }
-        // As `sync` does when there is nothing to send.
         self.held[i].conn.state = self.want.clone();
-        Some(i)
+        true
     }
 
     /// Whether held connection `i` can still carry a statement. Only asked (one non-blocking
@@ -391,7 +395,9 @@ impl Session {
     /// differences (or a reset and the whole state, when something cannot be reverted) and,
     /// before a statement that reads it, the session's `LAST_INSERT_ID()`, pipelined.
     async fn sync(&mut self, i: usize) -> Result<(), BackendError> {
-        self.refresh_want();
+        if self.in_state(i) {
+            return Ok(());
+        }
         let insert_id = self.insert_id_to_restore(i);
         let may_reset = !(self.held[i].tainted || self.is_anchor(&self.held[i]));
         let h = &mut self.held[i];
